@@ -1,0 +1,12 @@
+// Package operators holds the steps of a jetfold pipeline: filter, set, map, key, fold and emit.
+//
+// An [Operator] sees one [Event] at a time through [Operator.Process]. Operators never touch
+// NATS and never acknowledge messages: they read and change the event, read per-key state
+// through the [Store] of the [Exec] they are given, and stage their effects on the event
+// (state writes in [Event.Writes], derived events in [Event.Outputs]). The pipeline applies
+// staged effects only when the whole chain succeeded for that event, so an event that fails
+// half way leaves no trace but its dead letter.
+//
+// Operators are built from configuration by a [Registry] of [Spec] values; the command builds
+// the registry explicitly with [Builtin] (no init-time registration).
+package operators

@@ -1,0 +1,149 @@
+package operators
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// emitOp stages a derived event when its condition holds.
+type emitOp struct {
+	when    *Expr
+	subject *Expr
+	fields  []assign // data as a map of field -> expression
+	data    *Expr    // or data as one expression
+	handler Handler
+	typ     string
+}
+
+func emitSpec() Spec {
+	return Spec{
+		Name:    "emit",
+		Summary: "emit: {when, subject, data, handler, type} publishes a derived event",
+		Build:   buildEmit,
+	}
+}
+
+func buildEmit(_ BuildContext, raw any) (Operator, error) {
+	m, err := fieldMap(raw)
+	if err != nil {
+		return nil, fieldErr("", err)
+	}
+	var errs []error
+	errs = append(errs, checkKeys(m, "when", "subject", "data", "handler", "type"))
+	e := &emitOp{}
+	if w, ok := m["when"]; ok {
+		if e.when, err = compileField(w, BoolResult); err != nil {
+			errs = append(errs, fieldErr("when", err))
+		}
+	}
+	if e.subject, err = compileField(m["subject"], StringResult); err != nil {
+		errs = append(errs, fieldErr("subject", err))
+	}
+	switch d := m["data"].(type) {
+	case map[string]any:
+		if e.fields, err = compileFields(d); err != nil {
+			errs = append(errs, prefixFieldErrs("data", err))
+		}
+	case string:
+		if e.data, err = Compile(d, AnyResult); err != nil {
+			errs = append(errs, fieldErr("data", err))
+		}
+	case nil:
+		e.data = MustCompile("event", AnyResult)
+	default:
+		errs = append(errs, fieldErr("data", fmt.Errorf("want a map of field -> expression or one expression, got %s", yamlKind(d))))
+	}
+	if e.handler, err = parseHandler(m["handler"], Once, On, All); err != nil {
+		errs = append(errs, fieldErr("handler", err))
+	}
+	if t, ok := m["type"]; ok {
+		if e.typ, ok = t.(string); !ok || e.typ == "" {
+			errs = append(errs, fieldErr("type", errors.New("want a non-empty string (the CloudEvents type)")))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func compileField(raw any, kind int) (*Expr, error) {
+	src, err := exprString(raw)
+	if err != nil {
+		return nil, err
+	}
+	return Compile(src, kind)
+}
+
+// Process implements [Operator].
+func (e *emitOp) Process(x *Exec, ev *Event) (bool, error) {
+	if err := ev.Require(); err != nil {
+		return false, err
+	}
+	if !e.fires(ev) {
+		return true, nil
+	}
+	if e.when != nil {
+		ok, err := x.EvalBool(e.when, ev)
+		if err != nil || !ok {
+			return err == nil, err
+		}
+	}
+	subject, err := x.EvalString(e.subject, ev)
+	if err != nil {
+		return false, err
+	}
+	if !validSubject(subject) {
+		return false, fmt.Errorf("%w: %s: %q is not a valid subject to publish on", ErrEval, e.subject.Source, subject)
+	}
+	var body any
+	if e.data != nil {
+		if body, err = x.Eval(e.data, ev); err != nil {
+			return false, err
+		}
+	} else {
+		m := make(map[string]any, len(e.fields))
+		for _, a := range e.fields {
+			v, err := x.Eval(a.expr, ev)
+			if err != nil {
+				return false, err
+			}
+			m[a.field] = v
+		}
+		body = m
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return false, fmt.Errorf("%w: emit data: %v", ErrEval, err)
+	}
+	typ := e.typ
+	if typ == "" {
+		typ = subject
+	}
+	ev.Outputs = append(ev.Outputs, Output{Subject: subject, Type: typ, Data: b})
+	return true, nil
+}
+
+// fires tells whether the handler lets this event emit.
+func (e *emitOp) fires(ev *Event) bool {
+	if ev.Duplicate {
+		return false // committed before a restart, with its derived events
+	}
+	switch e.handler {
+	case Once:
+		return ev.Mode == Live && !ev.Outdated
+	case On:
+		return !ev.Outdated
+	default:
+		return true
+	}
+}
+
+func validSubject(s string) bool {
+	if s == "" || strings.HasPrefix(s, ".") || strings.HasSuffix(s, ".") || strings.Contains(s, "..") {
+		return false
+	}
+	return !strings.ContainsAny(s, " \t\r\n*>")
+}

@@ -1,0 +1,100 @@
+package operators
+
+import (
+	"time"
+)
+
+// Mode says why an event is being processed (DESIGN.md section 4).
+type Mode uint8
+
+const (
+	// Live is an event processed for the first time, or read again after a crash whose
+	// effects were never committed.
+	Live Mode = iota
+	// Hydrated is an event processed again on purpose (rebuild, replay from an earlier
+	// position): it rebuilds state but fires no `once` emit.
+	Hydrated
+)
+
+// Event is one source event as it moves through a pipeline.
+type Event struct {
+	// Seq is the source stream sequence.
+	Seq uint64
+	// Subject is the subject the event was published on.
+	Subject string
+	// Header holds the message headers (nil when there are none).
+	Header map[string][]string
+	// Time is the event time: the `time:` expression's value, or the message time.
+	Time time.Time
+	// Data is the raw payload.
+	Data []byte
+	// Fields is the decoded event, the expression variable `event`.
+	Fields map[string]any
+	// Type is the event type (the `type:` expression's value).
+	Type string
+	// Key is the entity key (the `key:` expression's value, changed by the key operator).
+	Key string
+	// Mode is Live or Hydrated.
+	Mode Mode
+	// KeyErr and TypeErr hold the failures of the pipeline's key and type expressions. They
+	// are raised by [Event.Require] in the operators that need a key (fold, emit), so that an
+	// event a filter drops first is not a dead letter for lacking a key.
+	KeyErr, TypeErr error
+
+	// Outdated is set by a fold that found the event older than its key's last event time.
+	Outdated bool
+	// Duplicate is set by a fold that found the event already applied to its key (it was
+	// committed before a crash and is read again): its effects are already committed.
+	Duplicate bool
+	// State is the state of the key after the last fold (the expression variable `state`).
+	State map[string]any
+	// Writes are the state changes staged by folds.
+	Writes []Write
+	// Outputs are the derived events staged by emits.
+	Outputs []Output
+}
+
+// Reset clears e for reuse, keeping its slices' capacity.
+func (e *Event) Reset() {
+	w, o := e.Writes[:0], e.Outputs[:0]
+	*e = Event{Writes: w, Outputs: o}
+}
+
+// Write is a staged change of one key's state in one projection.
+type Write struct {
+	Projection string
+	Key        string
+	// State is the new state; the write replaces the previous one.
+	State map[string]any
+	// Seq is the source sequence that produced the state.
+	Seq uint64
+	// Time is the newest event time applied to the key.
+	Time time.Time
+}
+
+// Output is a staged derived event.
+type Output struct {
+	Subject string
+	// Type is the CloudEvents type (ce-type).
+	Type string
+	// Data is the JSON body.
+	Data []byte
+}
+
+// Require returns the error of the key or type expression, if any.
+func (e *Event) Require() error {
+	if e.TypeErr != nil {
+		return e.TypeErr
+	}
+	return e.KeyErr
+}
+
+// staged returns the state staged for projection/key by an earlier fold of this event.
+func (e *Event) staged(projection, key string) (*Write, bool) {
+	for i := len(e.Writes) - 1; i >= 0; i-- {
+		if e.Writes[i].Projection == projection && e.Writes[i].Key == key {
+			return &e.Writes[i], true
+		}
+	}
+	return nil, false
+}

@@ -1,0 +1,204 @@
+package operators
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/vm"
+)
+
+// Env is the environment every expression is compiled against and runs in. Expressions see
+// `event`, `type`, `key`, `subject`, `headers`, `seq`, `time` and `state`.
+type Env struct {
+	Event   map[string]any    `expr:"event"`
+	Type    string            `expr:"type"`
+	Key     string            `expr:"key"`
+	Subject string            `expr:"subject"`
+	Headers map[string]string `expr:"headers"`
+	Seq     uint64            `expr:"seq"`
+	Time    time.Time         `expr:"time"`
+	State   map[string]any    `expr:"state"`
+}
+
+// Expr is a compiled expression.
+type Expr struct {
+	// Source is the expression as written.
+	Source  string
+	program *vm.Program
+}
+
+// Result kinds for [Compile].
+const (
+	AnyResult = iota
+	BoolResult
+	StringResult
+)
+
+// Compile compiles src against [Env], type-checking it. kind restricts the result type when it
+// can be known at compile time (an `event.x` field is `any` and is checked at run time).
+// A compile error is a *[FieldError] with Field "" and the column inside src.
+func Compile(src string, kind int) (*Expr, error) {
+	if strings.TrimSpace(src) == "" {
+		return nil, &FieldError{Err: errors.New("empty expression")}
+	}
+	opts := []expr.Option{expr.Env(Env{})}
+	switch kind {
+	case BoolResult:
+		opts = append(opts, expr.AsBool())
+	case StringResult:
+		opts = append(opts, expr.AsKind(reflect.String))
+	}
+	p, err := expr.Compile(src, opts...)
+	if err != nil {
+		var fe *file.Error
+		if errors.As(err, &fe) {
+			return nil, &FieldError{Column: fe.Column, Err: fmt.Errorf("expression %q: %s", src, fe.Message)}
+		}
+		return nil, &FieldError{Err: fmt.Errorf("expression %q: %w", src, err)}
+	}
+	return &Expr{Source: src, program: p}, nil
+}
+
+// MustCompile is [Compile] for expressions known to be valid; it panics otherwise.
+func MustCompile(src string, kind int) *Expr {
+	e, err := Compile(src, kind)
+	if err != nil {
+		panic(err)
+	}
+	return e
+}
+
+// Eval runs e on ev with the VM of x. Errors wrap [ErrEval] and name the expression.
+func (x *Exec) Eval(e *Expr, ev *Event) (any, error) {
+	x.env = Env{
+		Event: ev.Fields, Type: ev.Type, Key: ev.Key, Subject: ev.Subject,
+		Seq: ev.Seq, Time: ev.Time, State: ev.State,
+	}
+	if ev.Header != nil && usesHeaders(e) {
+		x.env.Headers = flatHeaders(ev.Header)
+	}
+	v, err := x.vm.Run(e.program, &x.env)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %s", ErrEval, e.Source, firstLine(err.Error()))
+	}
+	return v, nil
+}
+
+// EvalBool runs a boolean expression.
+func (x *Exec) EvalBool(e *Expr, ev *Event) (bool, error) {
+	v, err := x.Eval(e, ev)
+	if err != nil {
+		return false, err
+	}
+	b, ok := v.(bool)
+	if !ok {
+		return false, fmt.Errorf("%w: %s: got %T, want bool", ErrEval, e.Source, v)
+	}
+	return b, nil
+}
+
+// EvalString runs an expression whose value is used as text (a key, a type, a subject).
+// Strings pass as they are, integers and integral floats print without a fraction; nil and
+// empty strings are errors.
+func (x *Exec) EvalString(e *Expr, ev *Event) (string, error) {
+	v, err := x.Eval(e, ev)
+	if err != nil {
+		return "", err
+	}
+	s, err := Text(v)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s: %v", ErrEval, e.Source, err)
+	}
+	return s, nil
+}
+
+// Text converts an expression value to text, as [Exec.EvalString] does.
+func Text(v any) (string, error) {
+	switch t := v.(type) {
+	case string:
+		if t == "" {
+			return "", errors.New("empty string")
+		}
+		return t, nil
+	case float64:
+		if t == math.Trunc(t) && math.Abs(t) < 1<<53 {
+			return strconv.FormatInt(int64(t), 10), nil
+		}
+		return strconv.FormatFloat(t, 'g', -1, 64), nil
+	case int:
+		return strconv.Itoa(t), nil
+	case int64:
+		return strconv.FormatInt(t, 10), nil
+	case uint64:
+		return strconv.FormatUint(t, 10), nil
+	case bool:
+		return strconv.FormatBool(t), nil
+	case nil:
+		return "", errors.New("value is nil (missing field?)")
+	default:
+		return "", fmt.Errorf("got %T, want a string or a number", v)
+	}
+}
+
+// Normalize turns the integers an expression may return into float64, recursively, so that
+// state built in memory equals state read back from its JSON (where every number is float64).
+func Normalize(v any) any {
+	switch t := v.(type) {
+	case int:
+		return float64(t)
+	case int64:
+		return float64(t)
+	case int32:
+		return float64(t)
+	case uint64:
+		return float64(t)
+	case uint:
+		return float64(t)
+	case float32:
+		return float64(t)
+	case map[string]any:
+		for k, e := range t {
+			t[k] = Normalize(e)
+		}
+		return t
+	case []any:
+		for i, e := range t {
+			t[i] = Normalize(e)
+		}
+		return t
+	case []string:
+		out := make([]any, len(t))
+		for i, s := range t {
+			out[i] = s
+		}
+		return out
+	default:
+		return v
+	}
+}
+
+func usesHeaders(e *Expr) bool { return strings.Contains(e.Source, "headers") }
+
+func flatHeaders(h map[string][]string) map[string]string {
+	out := make(map[string]string, len(h))
+	for k, v := range h {
+		if len(v) > 0 {
+			out[k] = v[0]
+		}
+	}
+	return out
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}

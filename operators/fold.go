@@ -1,0 +1,212 @@
+package operators
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+)
+
+// Handler says which events a fold or an emit reacts to (DESIGN.md section 4).
+type Handler string
+
+// Handlers.
+const (
+	// Once fires for live, in-order events only: never for hydrated or outdated ones.
+	Once Handler = "once"
+	// On fires for live and hydrated events, not for outdated ones.
+	On Handler = "on"
+	// All fires for every event.
+	All Handler = "all"
+)
+
+func parseHandler(raw any, allowed ...Handler) (Handler, error) {
+	if raw == nil {
+		return On, nil
+	}
+	s, ok := raw.(string)
+	if ok {
+		for _, a := range allowed {
+			if Handler(s) == a {
+				return a, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("handler %v: want one of %v", raw, allowed)
+}
+
+// AnyType is the `fold.on` entry that handles every type without a handler of its own.
+const AnyType = "*"
+
+// foldOp is a reducer: per event type, field assignments onto per-key state.
+type foldOp struct {
+	projection string
+	initial    map[string]any
+	on         map[string][]assign
+	handler    Handler
+}
+
+// Projection returns the name of the projection the fold writes.
+func (f *foldOp) Projection() string { return f.projection }
+
+// Projector is implemented by operators that write a projection.
+type Projector interface {
+	Projection() string
+}
+
+func foldSpec() Spec {
+	return Spec{
+		Name:    "fold",
+		Summary: "fold: {projection, initial, on: {TYPE: {field: EXPR}}, handler} folds events into per-key state",
+		Build:   buildFold,
+	}
+}
+
+func buildFold(_ BuildContext, raw any) (Operator, error) {
+	m, err := fieldMap(raw)
+	if err != nil {
+		return nil, fieldErr("", err)
+	}
+	var errs []error
+	errs = append(errs, checkKeys(m, "projection", "initial", "on", "handler"))
+	f := &foldOp{on: map[string][]assign{}, initial: map[string]any{}}
+	f.projection, _ = m["projection"].(string)
+	if !validBucket(f.projection) {
+		errs = append(errs, fieldErr("projection", fmt.Errorf("projection %q: want a name of letters, digits, - and _", f.projection)))
+	}
+	if raw, ok := m["initial"]; ok {
+		init, err := fieldMap(raw)
+		if err != nil {
+			errs = append(errs, fieldErr("initial", err))
+		} else if f.initial, err = jsonNormal(init); err != nil {
+			errs = append(errs, fieldErr("initial", err))
+		}
+	}
+	on, err := fieldMap(m["on"])
+	if err != nil {
+		errs = append(errs, fieldErr("on", fmt.Errorf("want a map of event type to field assignments: %w", err)))
+	}
+	for _, typ := range sortedKeys(on) {
+		fields, err := compileFields(on[typ])
+		if err != nil {
+			errs = append(errs, prefixFieldErrs("on."+typ, err))
+			continue
+		}
+		f.on[typ] = fields
+	}
+	if f.handler, err = parseHandler(m["handler"], On, All); err != nil {
+		errs = append(errs, fieldErr("handler", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Process implements [Operator]: it stages the key's next state on ev.
+func (f *foldOp) Process(x *Exec, ev *Event) (bool, error) {
+	if err := ev.Require(); err != nil {
+		return false, err
+	}
+	var cur map[string]any
+	var last Entry
+	if w, ok := ev.staged(f.projection, ev.Key); ok {
+		cur, last.Time = w.State, w.Time
+	} else {
+		e, err := x.Store.Get(x.Ctx, f.projection, ev.Key)
+		if err != nil {
+			return false, fmt.Errorf("fold %s: %w", f.projection, err)
+		}
+		if e != nil {
+			if e.Seq >= ev.Seq {
+				// Applied and committed before a restart: nothing to do, and its emits are
+				// committed too (they are published before state).
+				ev.Duplicate = true
+				ev.State = e.State
+				return true, nil
+			}
+			cur, last = e.State, *e
+		}
+	}
+	if cur == nil {
+		cur = f.initial
+	}
+	ev.State = cur
+	handlers, ok := f.on[ev.Type]
+	if !ok {
+		if handlers, ok = f.on[AnyType]; !ok {
+			return true, nil
+		}
+	}
+	if !last.Time.IsZero() && ev.Time.Before(last.Time) {
+		ev.Outdated = true
+		if f.handler != All {
+			return true, nil
+		}
+	}
+	var small [8]any
+	vals := small[:0]
+	for _, a := range handlers {
+		v, err := x.Eval(a.expr, ev)
+		if err != nil {
+			return false, err
+		}
+		vals = append(vals, Normalize(v))
+	}
+	next := maps.Clone(cur)
+	if next == nil {
+		next = make(map[string]any, len(vals))
+	}
+	for i, a := range handlers {
+		next[a.field] = vals[i]
+	}
+	t := last.Time
+	if ev.Time.After(t) {
+		t = ev.Time
+	}
+	ev.Writes = append(ev.Writes, Write{Projection: f.projection, Key: ev.Key, State: next, Seq: ev.Seq, Time: t})
+	ev.State = next
+	return true, nil
+}
+
+// jsonNormal returns m as it reads back from JSON, so that literal YAML values behave the
+// same as state loaded from a KV bucket.
+func jsonNormal(m map[string]any) (map[string]any, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	var out map[string]any
+	return out, json.Unmarshal(b, &out)
+}
+
+func prefixFieldErrs(prefix string, err error) error {
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			errs = append(errs, prefixFieldErrs(prefix, e))
+		}
+		return errors.Join(errs...)
+	}
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		f := prefix
+		if fe.Field != "" {
+			f += "." + fe.Field
+		}
+		return &FieldError{Field: f, Column: fe.Column, Err: fe.Err}
+	}
+	return &FieldError{Field: prefix, Err: err}
+}
+
+func validBucket(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return false
+		}
+	}
+	return true
+}

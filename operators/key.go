@@ -1,0 +1,33 @@
+package operators
+
+// keyOp re-keys the events that follow it.
+type keyOp struct{ expr *Expr }
+
+func keySpec() Spec {
+	return Spec{
+		Name:    "key",
+		Summary: "key: EXPR re-keys the events that follow",
+		Build: func(_ BuildContext, raw any) (Operator, error) {
+			src, err := exprString(raw)
+			if err != nil {
+				return nil, fieldErr("", err)
+			}
+			e, err := Compile(src, AnyResult)
+			if err != nil {
+				return nil, err
+			}
+			return &keyOp{expr: e}, nil
+		},
+	}
+}
+
+// Process implements [Operator].
+func (k *keyOp) Process(x *Exec, ev *Event) (bool, error) {
+	key, err := x.EvalString(k.expr, ev)
+	if err != nil {
+		return false, err
+	}
+	ev.Key, ev.KeyErr = key, nil
+	ev.State = nil // state belongs to the previous key
+	return true, nil
+}

@@ -1,0 +1,38 @@
+package operators
+
+import "fmt"
+
+// mapOp replaces the event with the value of its expression, which must be a map.
+type mapOp struct{ expr *Expr }
+
+func mapSpec() Spec {
+	return Spec{
+		Name:    "map",
+		Summary: "map: EXPR replaces the event with EXPR's value (a map)",
+		Build: func(_ BuildContext, raw any) (Operator, error) {
+			src, err := exprString(raw)
+			if err != nil {
+				return nil, fieldErr("", err)
+			}
+			e, err := Compile(src, AnyResult)
+			if err != nil {
+				return nil, err
+			}
+			return &mapOp{expr: e}, nil
+		},
+	}
+}
+
+// Process implements [Operator].
+func (m *mapOp) Process(x *Exec, ev *Event) (bool, error) {
+	v, err := x.Eval(m.expr, ev)
+	if err != nil {
+		return false, err
+	}
+	fields, ok := Normalize(v).(map[string]any)
+	if !ok {
+		return false, fmt.Errorf("%w: %s: got %T, want a map", ErrEval, m.expr.Source, v)
+	}
+	ev.Fields = fields
+	return true, nil
+}

@@ -1,0 +1,113 @@
+package operators
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+)
+
+// Operator is one step of a pipeline.
+//
+// Process returns keep=false to drop the event (the rest of the chain is skipped and the
+// event counts as filtered). An error sends the event to the pipeline's on_error policy
+// (dead letter by default); the effects staged on the event are then discarded.
+// Operators never acknowledge messages and never write to NATS.
+type Operator interface {
+	Process(x *Exec, ev *Event) (keep bool, err error)
+}
+
+// Store reads per-key state. The pipeline implements it with its state cache.
+type Store interface {
+	// Get returns the committed-or-cached state of key in projection, or a nil *Entry
+	// when the key has no state yet.
+	Get(ctx context.Context, projection, key string) (*Entry, error)
+}
+
+// Entry is the state of one key as a [Store] sees it.
+type Entry struct {
+	State map[string]any
+	// Seq is the last source sequence applied to the key.
+	Seq uint64
+	// Time is the newest event time applied to the key.
+	Time time.Time
+}
+
+// Exec is what an operator needs to run besides the event: the context of the batch, the
+// state store and an expression VM that the pipeline's goroutine reuses. An Exec is used by one
+// goroutine at a time.
+type Exec struct {
+	Ctx   context.Context
+	Store Store
+	// Pipeline is the pipeline's name.
+	Pipeline string
+
+	vm  vm.VM
+	env Env
+}
+
+// Spec describes an operator kind: its name in YAML, its documentation and its constructor.
+type Spec struct {
+	// Name is the YAML key (`filter`, `fold`, ...).
+	Name string
+	// Summary is a one-line description for docs and errors.
+	Summary string
+	// Build constructs the operator from its raw YAML value. Problems are returned as
+	// [FieldError] values (joined) so they can be reported at their place in the file.
+	Build func(b BuildContext, raw any) (Operator, error)
+}
+
+// BuildContext is what a constructor knows about where it is built.
+type BuildContext struct {
+	// Pipeline is the pipeline's name (used in message ids and dead-letter subjects).
+	Pipeline string
+}
+
+// Registry maps operator names to their specs.
+type Registry struct {
+	specs map[string]Spec
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{specs: map[string]Spec{}} }
+
+// Builtin returns a registry with every operator this package implements.
+func Builtin() *Registry {
+	r := NewRegistry()
+	for _, s := range []Spec{filterSpec(), setSpec(), mapSpec(), keySpec(), foldSpec(), emitSpec()} {
+		if err := r.Register(s); err != nil {
+			panic(err) // a programming error in this package, never user input
+		}
+	}
+	return r
+}
+
+// Register adds s; it returns [ErrDuplicateOperator] when the name is taken.
+func (r *Registry) Register(s Spec) error {
+	if s.Name == "" || s.Build == nil {
+		return fmt.Errorf("register operator %q: %w", s.Name, ErrInvalidSpec)
+	}
+	if _, ok := r.specs[s.Name]; ok {
+		return fmt.Errorf("register operator %q: %w", s.Name, ErrDuplicateOperator)
+	}
+	r.specs[s.Name] = s
+	return nil
+}
+
+// Lookup returns the spec named name.
+func (r *Registry) Lookup(name string) (Spec, bool) {
+	s, ok := r.specs[name]
+	return s, ok
+}
+
+// Names returns the registered names, sorted.
+func (r *Registry) Names() []string {
+	names := make([]string, 0, len(r.specs))
+	for n := range r.specs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

@@ -1,0 +1,39 @@
+package operators
+
+// setOp adds or replaces event fields.
+type setOp struct{ fields []assign }
+
+func setSpec() Spec {
+	return Spec{
+		Name:    "set",
+		Summary: "set: {field: EXPR} adds or replaces event fields",
+		Build: func(_ BuildContext, raw any) (Operator, error) {
+			fields, err := compileFields(raw)
+			if err != nil {
+				return nil, err
+			}
+			return &setOp{fields: fields}, nil
+		},
+	}
+}
+
+// Process implements [Operator]. Every expression sees the event as it was before the set,
+// then all fields are assigned.
+func (s *setOp) Process(x *Exec, ev *Event) (bool, error) {
+	var small [8]any
+	vals := small[:0]
+	for _, a := range s.fields {
+		v, err := x.Eval(a.expr, ev)
+		if err != nil {
+			return false, err
+		}
+		vals = append(vals, Normalize(v))
+	}
+	if ev.Fields == nil {
+		ev.Fields = make(map[string]any, len(s.fields))
+	}
+	for i, a := range s.fields {
+		ev.Fields[a.field] = vals[i]
+	}
+	return true, nil
+}

@@ -1,0 +1,147 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/jetfold/jetfold/config"
+	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/streams"
+)
+
+// Pipeline is a compiled pipeline: its configuration, its expressions and its operators.
+// It is built by [Build] and does not change while it runs.
+type Pipeline struct {
+	// Name is the pipeline's name.
+	Name string
+	// Config is the pipeline's configuration with defaults applied.
+	Config config.Pipeline
+	// Start is the parsed source.start.
+	Start config.StartPos
+	// Projections are the projections the pipeline's folds write, in order.
+	Projections []string
+
+	typeExpr, keyExpr, timeExpr *operators.Expr
+	ops                         []operators.Operator
+}
+
+// Build compiles every pipeline of cfg with the operators of reg. It reports every problem at
+// once, each as a *config.Error at its place in the file: an expression that does not compile,
+// an unknown operator, two pipelines writing one projection.
+func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
+	var errs []error
+	var out []*Pipeline
+	writers := map[string]string{} // projection -> pipeline
+	for i, pc := range cfg.Pipelines {
+		base := fmt.Sprintf("pipelines.%d", i)
+		p := &Pipeline{Name: pc.Name, Config: pc}
+		var err error
+		if p.Start, err = pc.Source.StartPosition(); err != nil {
+			errs = append(errs, cfg.Errorf(base+".source.start", "%v", err))
+		}
+		compile := func(field, src string, kind int) *operators.Expr {
+			e, err := operators.Compile(src, kind)
+			if err != nil {
+				errs = append(errs, cfg.Errorf(base+"."+field, "%v", unwrapField(err)))
+			}
+			return e
+		}
+		p.typeExpr = compile("type", pc.Type, operators.AnyResult)
+		p.keyExpr = compile("key", pc.Key, operators.AnyResult)
+		if pc.Time != "" {
+			p.timeExpr = compile("time", pc.Time, operators.AnyResult)
+		}
+		for j, raw := range pc.Operators {
+			opPath := fmt.Sprintf("%s.operators.%d", base, j)
+			name, val, ok := single(raw)
+			if !ok {
+				continue // config.Validate reports it
+			}
+			spec, ok := reg.Lookup(name)
+			if !ok {
+				e := cfg.Errorf(opPath, "unknown operator %q", name)
+				e.Hint = "operators: " + strings.Join(reg.Names(), ", ")
+				errs = append(errs, e)
+				continue
+			}
+			op, err := spec.Build(operators.BuildContext{Pipeline: pc.Name}, val)
+			if err != nil {
+				errs = append(errs, fieldErrors(cfg, opPath+"."+name, err)...)
+				continue
+			}
+			if pr, ok := op.(operators.Projector); ok {
+				proj := pr.Projection()
+				path := opPath + "." + name + ".projection"
+				switch {
+				case proj == streams.CheckpointBucket:
+					errs = append(errs, cfg.Errorf(path, "projection %q is reserved for checkpoints", proj))
+				case writers[proj] != "" && writers[proj] != pc.Name:
+					errs = append(errs, cfg.Errorf(path, "projection %q is already written by pipeline %q: one projection, one writer", proj, writers[proj]))
+				default:
+					writers[proj] = pc.Name
+					if !slices.Contains(p.Projections, proj) {
+						p.Projections = append(p.Projections, proj)
+					}
+				}
+			}
+			p.ops = append(p.ops, op)
+		}
+		out = append(out, p)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// fieldErrors maps an operator's *operators.FieldError values to config errors.
+func fieldErrors(cfg *config.Config, base string, err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, fieldErrors(cfg, base, e)...)
+		}
+		return out
+	}
+	var fe *operators.FieldError
+	if errors.As(err, &fe) {
+		path := base
+		if fe.Field != "" {
+			path += "." + fe.Field
+		}
+		return []error{cfg.Errorf(path, "%v", fe.Err)}
+	}
+	return []error{cfg.Errorf(base, "%v", err)}
+}
+
+func unwrapField(err error) error {
+	var fe *operators.FieldError
+	if errors.As(err, &fe) {
+		return fe.Err
+	}
+	return err
+}
+
+// single returns the one key of an operator item.
+func single(op config.Operator) (string, any, bool) {
+	if len(op) != 1 {
+		return "", nil, false
+	}
+	for k, v := range op {
+		return k, v, true
+	}
+	return "", nil, false
+}
+
+// ProjectionNames returns every projection written by pipelines, sorted.
+func ProjectionNames(ps []*Pipeline) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Projections...)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,224 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/streams"
+)
+
+// batch is the unit of processing and of commit.
+type batch struct {
+	msgs []jetstream.Msg
+	// outputs are derived events and dead letters, in source order.
+	outputs []*nats.Msg
+	// upto is the number of msgs whose effects the commit covers (less than len(msgs) when
+	// an event stopped the pipeline).
+	upto    int
+	lastSeq uint64
+	pending uint64
+	emitted int
+	stopErr error
+	counts  [6]int // by result, see resultIndex
+	oldest  time.Time
+}
+
+func (b *batch) reset() {
+	clear(b.msgs)
+	b.msgs = b.msgs[:0]
+	clear(b.outputs)
+	b.outputs = b.outputs[:0]
+	b.upto, b.lastSeq, b.pending, b.emitted, b.stopErr = 0, 0, 0, 0, nil
+	b.counts = [6]int{}
+	b.oldest = time.Time{}
+}
+
+var results = [6]string{ResultOK, ResultFiltered, ResultDeadLetter, ResultSkipped, ResultOutdated, ResultDuplicate}
+
+const (
+	iOK = iota
+	iFiltered
+	iDeadLetter
+	iSkipped
+	iOutdated
+	iDuplicate
+)
+
+// processAndCommit runs every message of b through the pipeline, then commits.
+func (r *Runner) processAndCommit(ctx context.Context, b *batch) error {
+	began := time.Now()
+	r.exec.Ctx = ctx
+	var ev operators.Event
+	b.upto = len(b.msgs)
+	for i, m := range b.msgs {
+		md, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("message metadata: %w", err)
+		}
+		seq := md.Sequence.Stream
+		if seq <= r.lastSeq {
+			continue // redelivered: already in this or an earlier batch
+		}
+		if b.oldest.IsZero() {
+			b.oldest = md.Timestamp
+		}
+		ev.Reset()
+		kept, err := r.processOne(&ev, m, seq, md.Timestamp)
+		if err != nil {
+			if errors.Is(err, errInfra) {
+				return err
+			}
+			switch r.p.Config.OnError {
+			case "skip":
+				b.counts[iSkipped]++
+				r.log.Warn("event skipped", "seq", seq, "err", err)
+			case "stop":
+				b.upto, b.stopErr = i, fmt.Errorf("%w: seq %d: %v", ErrStopped, seq, err)
+			default:
+				b.outputs = append(b.outputs, deadLetter(r.p.Name, m, seq, err))
+				b.counts[iDeadLetter]++
+			}
+			if b.stopErr != nil {
+				break
+			}
+		} else if !kept {
+			b.counts[iFiltered]++
+		} else {
+			r.apply(&ev, b)
+		}
+		r.lastSeq = seq
+		b.lastSeq, b.pending = seq, md.NumPending
+	}
+	r.m.BatchDuration.WithLabelValues(r.p.Name).Observe(time.Since(began).Seconds())
+	if err := r.commit(ctx, b); err != nil {
+		return err
+	}
+	if b.stopErr != nil {
+		r.log.Error("stopping on error (on_error: stop)", "err", b.stopErr)
+		return b.stopErr
+	}
+	if r.p.Config.Source.Stop == "end" && b.pending == 0 && b.lastSeq > 0 {
+		r.done = true
+	}
+	return nil
+}
+
+// errInfra marks errors of NATS itself (reading state), which restart the pipeline instead of
+// dead-lettering the event.
+var errInfra = errors.New("infrastructure")
+
+// processOne decodes one message and runs the operators on it. Its effects stay staged on ev.
+// It returns false when an operator dropped the event.
+func (r *Runner) processOne(ev *operators.Event, m jetstream.Msg, seq uint64, ts time.Time) (bool, error) {
+	ev.Seq, ev.Subject, ev.Time, ev.Data = seq, m.Subject(), ts, m.Data()
+	ev.Header = m.Headers()
+	fields, header, err := decodeEvent(r.p.Config.Decode, ev.Data, ev.Header)
+	if err != nil {
+		return false, err
+	}
+	ev.Fields, ev.Header = fields, header
+	x := &r.exec
+	if ev.Type, err = x.EvalString(r.p.typeExpr, ev); err != nil {
+		ev.TypeErr = fmt.Errorf("type: %w", err)
+	}
+	if ev.Key, err = x.EvalString(r.p.keyExpr, ev); err != nil {
+		ev.KeyErr = fmt.Errorf("key: %w", err)
+	}
+	if r.p.timeExpr != nil {
+		v, err := x.Eval(r.p.timeExpr, ev)
+		if err != nil {
+			return false, fmt.Errorf("time: %w", err)
+		}
+		if ev.Time, err = eventTime(v); err != nil {
+			return false, err
+		}
+	}
+	for _, op := range r.p.ops {
+		keep, err := op.Process(x, ev)
+		if err != nil || !keep {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// apply moves an event's staged effects into the cache and the batch.
+func (r *Runner) apply(ev *operators.Event, b *batch) {
+	switch {
+	case ev.Duplicate:
+		b.counts[iDuplicate]++
+	case ev.Outdated:
+		b.counts[iOutdated]++
+	default:
+		b.counts[iOK]++
+	}
+	for _, w := range ev.Writes {
+		e, ok := r.cache.get(w.Projection, w.Key)
+		if !ok { // cannot happen: the fold read the key through the cache in this batch
+			e = &entry{proj: w.Projection, key: w.Key}
+			r.cache.put(e)
+		}
+		e.State, e.Seq, e.Time = w.State, w.Seq, w.Time
+		r.cache.markDirty(e)
+	}
+	for n, o := range ev.Outputs {
+		b.outputs = append(b.outputs, derived(r.p.Name, ev, n, o))
+		b.emitted++
+	}
+}
+
+// MsgID returns the deterministic Nats-Msg-Id of the n-th derived event of source sequence seq.
+func MsgID(pipeline string, seq uint64, n int) string {
+	return pipeline + ":" + strconv.FormatUint(seq, 10) + ":" + strconv.Itoa(n)
+}
+
+// derived builds the message of a derived event: CloudEvents binary mode.
+func derived(pipeline string, ev *operators.Event, n int, o operators.Output) *nats.Msg {
+	id := MsgID(pipeline, ev.Seq, n)
+	h := nats.Header{}
+	h.Set(jetstream.MsgIDHeader, id)
+	h.Set("ce-specversion", "1.0")
+	h.Set("ce-id", id)
+	h.Set("ce-type", o.Type)
+	h.Set("ce-source", "jetfold/"+pipeline)
+	h.Set("ce-subject", ev.Key)
+	h.Set("ce-time", ev.Time.UTC().Format(time.RFC3339Nano))
+	h.Set("content-type", "application/json")
+	h.Set("Jetfold-Source-Seq", strconv.FormatUint(ev.Seq, 10))
+	return &nats.Msg{Subject: o.Subject, Data: o.Data, Header: h}
+}
+
+// Dead-letter headers.
+const (
+	HeaderError         = "Jetfold-Error"
+	HeaderSourceSeq     = "Jetfold-Source-Seq"
+	HeaderSourceSubject = "Jetfold-Source-Subject"
+	HeaderSourceStream  = "Jetfold-Source-Stream"
+)
+
+// deadLetter builds the dead letter of a source message: its payload and headers, plus the
+// reason, with a deterministic message id so a re-sent one is dropped.
+func deadLetter(pipeline string, m jetstream.Msg, seq uint64, cause error) *nats.Msg {
+	h := nats.Header{}
+	for k, v := range m.Headers() {
+		if k != jetstream.MsgIDHeader {
+			h[k] = v
+		}
+	}
+	reason := cause.Error()
+	if reason == "" {
+		reason = "unknown error"
+	}
+	h.Set(HeaderError, reason)
+	h.Set(HeaderSourceSeq, strconv.FormatUint(seq, 10))
+	h.Set(HeaderSourceSubject, m.Subject())
+	h.Set(jetstream.MsgIDHeader, pipeline+":"+strconv.FormatUint(seq, 10)+":dlq")
+	return &nats.Msg{Subject: streams.DLQSubject(pipeline), Data: m.Data(), Header: h}
+}

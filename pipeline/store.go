@@ -1,0 +1,84 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/streams"
+)
+
+// Headers of a projection value. The value itself is the state as a plain JSON object; what
+// jetfold needs to stay exactly-once travels in these headers.
+const (
+	// HeaderSeq is the last source sequence applied to the key.
+	HeaderSeq = "Jetfold-Seq"
+	// HeaderTime is the newest event time applied to the key (RFC3339Nano).
+	HeaderTime = "Jetfold-Time"
+	// HeaderWriter names the process that wrote the value.
+	HeaderWriter = "Jetfold-Writer"
+)
+
+// Get implements [operators.Store] over the state cache; a miss reads the key's last value
+// from its bucket (direct get), unless the cache knows the bucket holds no such key.
+func (r *Runner) Get(ctx context.Context, proj, key string) (*operators.Entry, error) {
+	if e, ok := r.cache.get(proj, key); ok {
+		return e.view(), nil
+	}
+	e := &entry{proj: proj, key: key}
+	if !r.cache.complete[proj] {
+		if err := r.load(ctx, e); err != nil {
+			return nil, err
+		}
+	}
+	r.cache.put(e)
+	return e.view(), nil
+}
+
+// view returns the entry as operators see it, nil when the key has no state.
+func (e *entry) view() *operators.Entry {
+	if e.State == nil {
+		return nil
+	}
+	return &e.Entry
+}
+
+// load reads e's committed value.
+func (r *Runner) load(ctx context.Context, e *entry) error {
+	s, ok := r.kvStreams[e.proj]
+	if !ok {
+		return fmt.Errorf("%w: projection %s not opened", errInfra, e.proj)
+	}
+	msg, err := s.GetLastMsgForSubject(ctx, streams.KVSubject(e.proj, streams.EncodeKey(e.key)))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: read %s/%s: %v", errInfra, e.proj, e.key, err)
+	}
+	e.rev = msg.Sequence
+	if op := msg.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+		return nil
+	}
+	var st map[string]any
+	if err := json.Unmarshal(msg.Data, &st); err != nil {
+		return fmt.Errorf("%w: value of %s/%s is not a JSON object: %v", errInfra, e.proj, e.key, err)
+	}
+	if st == nil {
+		st = map[string]any{}
+	}
+	e.State = st
+	if v := msg.Header.Get(HeaderSeq); v != "" {
+		e.Seq, _ = strconv.ParseUint(v, 10, 64)
+	}
+	if v := msg.Header.Get(HeaderTime); v != "" {
+		e.Time, _ = time.Parse(time.RFC3339Nano, v)
+	}
+	return nil
+}

@@ -1,0 +1,250 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetfold/jetfold/config"
+)
+
+// ErrEmbeddedStart is returned when the embedded nats-server does not become ready.
+var ErrEmbeddedStart = errors.New("embedded nats-server did not start")
+
+// ConnectOptions tunes [Connect].
+type ConnectOptions struct {
+	// Name is the client name shown by NATS monitoring.
+	Name string
+	// Logger receives connection events; nil discards them.
+	Logger *slog.Logger
+	// Reuse, for the embedded case, first tries to reach a server already listening on the
+	// embedded listen address (a running processor) before starting one on the store dir.
+	Reuse bool
+	// NoListen starts the embedded server without a client port (in-process connection only).
+	NoListen bool
+	// OnDisconnect and OnReconnect are called from NATS' callback goroutine.
+	OnDisconnect, OnReconnect func()
+}
+
+// Conn is a NATS connection with its JetStream context and, when embedded, the server.
+type Conn struct {
+	NC *nats.Conn
+	JS jetstream.JetStream
+	// Server is the embedded server, nil when connected to an external one.
+	Server *server.Server
+	// URL is where the connection points ("embedded" for an in-process connection).
+	URL string
+}
+
+// Close drains the connection and shuts the embedded server down.
+func (c *Conn) Close() {
+	if c.NC != nil {
+		_ = c.NC.Drain()
+		c.NC.Close()
+	}
+	if c.Server != nil {
+		c.Server.Shutdown()
+		c.Server.WaitForShutdown()
+	}
+}
+
+// Connect connects to cfg.URL, or starts the embedded server when it is empty. The
+// connection reconnects for ever with backoff: a lost server is waited for, never a crash.
+func Connect(ctx context.Context, cfg config.NATS, o ConnectOptions) (*Conn, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	opts, err := clientOptions(cfg, o, log)
+	if err != nil {
+		return nil, err
+	}
+	c := &Conn{URL: cfg.URL}
+	if cfg.URL == "" {
+		if o.Reuse && cfg.Embedded.Listen != "none" && !o.NoListen {
+			addr := "nats://" + listenAddr(cfg.Embedded)
+			if nc, err := nats.Connect(addr, append(opts, nats.Timeout(time.Second))...); err == nil {
+				return finish(c, nc, addr)
+			}
+		}
+		s, err := StartEmbedded(cfg.Embedded, EmbeddedOptions{NoListen: o.NoListen, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		c.Server = s
+		c.URL = "embedded"
+		opts = append(opts, nats.InProcessServer(s))
+	}
+	nc, err := nats.Connect(cfg.URL, opts...)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("connect %s: %w", redact(c.URL), err)
+	}
+	return finish(c, nc, c.URL)
+}
+
+func finish(c *Conn, nc *nats.Conn, addr string) (*Conn, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		c.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	c.NC, c.JS, c.URL = nc, js, addr
+	return c, nil
+}
+
+func clientOptions(cfg config.NATS, o ConnectOptions, log *slog.Logger) ([]nats.Option, error) {
+	name := o.Name
+	if name == "" {
+		name = "jetfold"
+	}
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+		nats.RetryOnFailedConnect(false),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("nats disconnected", "err", err)
+			if o.OnDisconnect != nil {
+				o.OnDisconnect()
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats reconnected", "url", redact(nc.ConnectedUrl()))
+			if o.OnReconnect != nil {
+				o.OnReconnect()
+			}
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.Warn("nats async error", "err", err)
+		}),
+	}
+	switch {
+	case cfg.CredsFile != "":
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	case cfg.NKeyFile != "":
+		opt, err := nats.NkeyOptionFromSeed(cfg.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("nkey %s: %w", cfg.NKeyFile, err)
+		}
+		opts = append(opts, opt)
+	case cfg.User != "":
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
+	case cfg.Token != "":
+		opts = append(opts, nats.Token(cfg.Token))
+	}
+	if cfg.TLS.CAFile != "" {
+		opts = append(opts, nats.RootCAs(cfg.TLS.CAFile))
+	}
+	if cfg.TLS.CertFile != "" {
+		opts = append(opts, nats.ClientCert(cfg.TLS.CertFile, cfg.TLS.KeyFile))
+	}
+	return opts, nil
+}
+
+// EmbeddedOptions tunes [StartEmbedded].
+type EmbeddedOptions struct {
+	// NoListen starts the server without a client port.
+	NoListen bool
+	// Logger is reserved for the server's own log lines; the server is quiet today.
+	Logger *slog.Logger
+}
+
+// StartEmbedded starts a nats-server with JetStream on e.StoreDir and waits until it is ready.
+func StartEmbedded(e config.Embedded, o EmbeddedOptions) (*server.Server, error) {
+	opts := &server.Options{
+		ServerName: "jetfold-embedded",
+		JetStream:  true,
+		StoreDir:   e.StoreDir,
+		NoLog:      true,
+		NoSigs:     true,
+	}
+	if e.StoreDir == "" {
+		opts.StoreDir = "./data/nats"
+	}
+	if err := os.MkdirAll(opts.StoreDir, 0o750); err != nil {
+		return nil, fmt.Errorf("embedded store dir: %w", err)
+	}
+	if o.NoListen || e.Listen == "none" {
+		opts.DontListen = true
+	} else {
+		host, port, err := net.SplitHostPort(listenAddr(e))
+		if err != nil {
+			return nil, fmt.Errorf("embedded listen %q: %w", e.Listen, err)
+		}
+		opts.Host = host
+		if opts.Port, err = strconv.Atoi(port); err != nil {
+			return nil, fmt.Errorf("embedded listen %q: %w", e.Listen, err)
+		}
+	}
+	switch e.SyncInterval {
+	case "":
+	case "always":
+		opts.SyncAlways = true
+	default:
+		d, err := time.ParseDuration(e.SyncInterval)
+		if err != nil {
+			return nil, fmt.Errorf("embedded sync_interval: %w", err)
+		}
+		opts.SyncInterval = d
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats-server: %w", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		s.Shutdown()
+		return nil, fmt.Errorf("%w (store %s, listen %s)", ErrEmbeddedStart, opts.StoreDir, e.Listen)
+	}
+	return s, nil
+}
+
+func listenAddr(e config.Embedded) string {
+	if e.Listen == "" {
+		return "127.0.0.1:4222"
+	}
+	return e.Listen
+}
+
+// redact hides the user info (password, token) of a URL for logging.
+func redact(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || p.User == nil {
+		return u
+	}
+	p.User = url.User("***")
+	return p.String()
+}
+
+// Retry calls fn until it succeeds, ctx ends, or fn returns an error that is not worth
+// retrying (fatal returns true). The wait doubles from 100ms up to 5s.
+func Retry(ctx context.Context, fatal func(error) bool, fn func(context.Context) error) error {
+	wait := 100 * time.Millisecond
+	for {
+		err := fn(ctx)
+		if err == nil || (fatal != nil && fatal(err)) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		if wait *= 2; wait > 5*time.Second {
+			wait = 5 * time.Second
+		}
+	}
+}

@@ -1,0 +1,103 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetfold/jetfold/config"
+)
+
+// DLQStream is the stream created for dead letters when no stream captures them.
+const DLQStream = "JETFOLD_DLQ"
+
+// DLQSubject returns the dead-letter subject of a pipeline.
+func DLQSubject(pipeline string) string { return "_jetfold.dlq." + pipeline }
+
+// EnsureStreams creates each declared stream that is missing. An existing stream is never
+// changed: where it differs from the declaration, a warning names the differences.
+// A nil log discards the messages.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, decl []config.Stream, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	for _, d := range decl {
+		want := StreamConfig(d)
+		s, err := js.Stream(ctx, d.Name)
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			if _, err := js.CreateStream(ctx, want); err != nil {
+				return fmt.Errorf("create stream %s: %w", d.Name, err)
+			}
+			log.Info("stream created", "stream", d.Name, "subjects", d.Subjects)
+		case err != nil:
+			return fmt.Errorf("stream %s: %w", d.Name, err)
+		default:
+			if drift := Drift(s.CachedInfo().Config, want); len(drift) > 0 {
+				log.Warn("stream differs from its declaration; left unchanged", "stream", d.Name, "differences", drift)
+			}
+		}
+	}
+	return nil
+}
+
+// StreamConfig turns a declaration into a JetStream stream configuration.
+func StreamConfig(d config.Stream) jetstream.StreamConfig {
+	c := jetstream.StreamConfig{
+		Name:       d.Name,
+		Subjects:   d.Subjects,
+		Storage:    jetstream.FileStorage,
+		Replicas:   max(d.Replicas, 1),
+		Duplicates: d.DuplicateWindow,
+		MaxAge:     d.MaxAge,
+	}
+	if d.Storage == "memory" {
+		c.Storage = jetstream.MemoryStorage
+	}
+	return c
+}
+
+// Drift lists the declared settings in which have differs from want.
+func Drift(have, want jetstream.StreamConfig) []string {
+	var out []string
+	if !slices.Equal(have.Subjects, want.Subjects) {
+		out = append(out, fmt.Sprintf("subjects %v, declared %v", have.Subjects, want.Subjects))
+	}
+	if have.Storage != want.Storage {
+		out = append(out, fmt.Sprintf("storage %s, declared %s", have.Storage, want.Storage))
+	}
+	if have.Replicas != want.Replicas {
+		out = append(out, fmt.Sprintf("replicas %d, declared %d", have.Replicas, want.Replicas))
+	}
+	if want.Duplicates != 0 && have.Duplicates != want.Duplicates {
+		out = append(out, fmt.Sprintf("duplicate_window %s, declared %s", have.Duplicates, want.Duplicates))
+	}
+	if want.MaxAge != 0 && have.MaxAge != want.MaxAge {
+		out = append(out, fmt.Sprintf("max_age %s, declared %s", have.MaxAge, want.MaxAge))
+	}
+	return out
+}
+
+// EnsureCaptured makes sure some stream captures subject; when none does, it creates a stream
+// named name on captureSubjects. It returns the name of the stream that captures subject.
+func EnsureCaptured(ctx context.Context, js jetstream.JetStream, subject, name string, captureSubjects []string, dupWindow time.Duration) (string, error) {
+	got, err := js.StreamNameBySubject(ctx, subject)
+	if err == nil {
+		return got, nil
+	}
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return "", fmt.Errorf("find stream for %s: %w", subject, err)
+	}
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: name, Subjects: captureSubjects, Storage: jetstream.FileStorage, Duplicates: dupWindow,
+	})
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return "", fmt.Errorf("create stream %s: %w", name, err)
+	}
+	return name, nil
+}
