@@ -3,8 +3,8 @@ package operators
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"sort"
+	"strconv"
 )
 
 // exprString reads a raw YAML value that must be an expression. A YAML number or bool is
@@ -43,7 +43,7 @@ func fieldMap(raw any) (map[string]any, error) {
 func compileFields(raw any) ([]assign, error) {
 	m, err := fieldMap(raw)
 	if err != nil {
-		return nil, err
+		return nil, fieldErr("", err)
 	}
 	var errs []error
 	out := make([]assign, 0, len(m))

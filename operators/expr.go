@@ -186,11 +186,18 @@ func Normalize(v any) any {
 
 func usesHeaders(e *Expr) bool { return strings.Contains(e.Source, "headers") }
 
+// flatHeaders gives each header's first value under its name as sent and, so that
+// `headers["ce-type"]` finds "Ce-Type" too, under its lower-case name.
 func flatHeaders(h map[string][]string) map[string]string {
-	out := make(map[string]string, len(h))
+	out := make(map[string]string, 2*len(h))
 	for k, v := range h {
 		if len(v) > 0 {
 			out[k] = v[0]
+			if lk := strings.ToLower(k); lk != k {
+				if _, ok := out[lk]; !ok {
+					out[lk] = v[0]
+				}
+			}
 		}
 	}
 	return out

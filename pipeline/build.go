@@ -49,7 +49,11 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 			}
 			return e
 		}
-		p.typeExpr = compile("type", pc.Type, operators.AnyResult)
+		typeSrc := pc.Type
+		if pc.Decode == "cloudevents" && typeSrc == config.DefaultType {
+			typeSrc = `headers["ce-type"]` // a CloudEvent's type is an attribute, not a data field
+		}
+		p.typeExpr = compile("type", typeSrc, operators.AnyResult)
 		p.keyExpr = compile("key", pc.Key, operators.AnyResult)
 		if pc.Time != "" {
 			p.timeExpr = compile("time", pc.Time, operators.AnyResult)

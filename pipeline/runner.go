@@ -273,4 +273,3 @@ func (r *Runner) Checkpoint() checkpoint.Checkpoint { return r.checkpoint }
 
 // Pipeline returns the compiled pipeline.
 func (r *Runner) Pipeline() *Pipeline { return r.p }
-

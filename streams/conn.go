@@ -71,7 +71,7 @@ func Connect(ctx context.Context, cfg config.NATS, o ConnectOptions) (*Conn, err
 	}
 	c := &Conn{URL: cfg.URL}
 	if cfg.URL == "" {
-		if o.Reuse && cfg.Embedded.Listen != "none" && !o.NoListen {
+		if o.Reuse && cfg.Embedded.Listen != "none" {
 			addr := "nats://" + listenAddr(cfg.Embedded)
 			if nc, err := nats.Connect(addr, append(opts, nats.Timeout(time.Second))...); err == nil {
 				return finish(c, nc, addr)
@@ -94,7 +94,7 @@ func Connect(ctx context.Context, cfg config.NATS, o ConnectOptions) (*Conn, err
 }
 
 func finish(c *Conn, nc *nats.Conn, addr string) (*Conn, error) {
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(16384))
 	if err != nil {
 		nc.Close()
 		c.Close()
@@ -187,6 +187,13 @@ func StartEmbedded(e config.Embedded, o EmbeddedOptions) (*server.Server, error)
 		opts.Host = host
 		if opts.Port, err = strconv.Atoi(port); err != nil {
 			return nil, fmt.Errorf("embedded listen %q: %w", e.Listen, err)
+		}
+		if opts.Port > 0 { // fail fast and clearly when the port is taken
+			ln, err := net.Listen("tcp", listenAddr(e))
+			if err != nil {
+				return nil, fmt.Errorf("embedded nats-server: %w (another server there? set nats.url to use it, or nats.embedded.listen)", err)
+			}
+			_ = ln.Close()
 		}
 	}
 	switch e.SyncInterval {

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/jetfold/jetfold/config"
+	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/streams"
+)
+
+func (g *globals) logger() *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
+		lvl = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if g.logJSON {
+		return slog.New(slog.NewJSONHandler(g.stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, opts))
+}
+
+// load reads, validates and compiles the configuration. Problems come back as one
+// exitError with every `file:line:col: message` on its own line.
+func (g *globals) load() (*config.Config, []*pipeline.Pipeline, error) {
+	cfg, err := config.Load(g.config, config.LoadOptions{})
+	if err != nil {
+		return nil, nil, &exitError{code: 1, err: err}
+	}
+	ps, err := pipeline.Build(cfg, operators.Builtin())
+	if err != nil {
+		return nil, nil, &exitError{code: 1, err: err}
+	}
+	return cfg, ps, nil
+}
+
+// connect opens NATS as configured. For an embedded server, reuse first tries a processor
+// already serving the store dir on the embedded listen address.
+func (g *globals) connect(ctx context.Context, cfg *config.Config, reuse bool, log *slog.Logger) (*streams.Conn, error) {
+	conn, err := streams.Connect(ctx, cfg.NATS, streams.ConnectOptions{Name: "jetfold", Logger: log, Reuse: reuse, NoListen: reuse})
+	if err != nil {
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	return conn, nil
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "jetfold"
+	}
+	return strings.ReplaceAll(h, " ", "_")
+}

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/jetfold/jetfold/api"
+	"github.com/jetfold/jetfold/config"
+	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/streams"
+)
+
+func runCmd(g *globals) *cobra.Command {
+	var seed, seedSubject string
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the pipelines (foreground; SIGINT/SIGTERM commits what is in flight and exits 0)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, ps, err := g.load()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			log := g.logger()
+			var connected atomic.Bool
+			conn, err := streams.Connect(ctx, cfg.NATS, streams.ConnectOptions{
+				Name: "jetfold " + hostname(), Logger: log,
+				OnDisconnect: func() { connected.Store(false) },
+				OnReconnect:  func() { connected.Store(true) },
+			})
+			if err != nil {
+				return fmt.Errorf("nats: %w", err)
+			}
+			defer conn.Close()
+			connected.Store(true)
+			log.Info("connected to NATS", "url", conn.URL, "embedded", conn.Server != nil)
+			if err := streams.EnsureStreams(ctx, conn.JS, cfg.Streams, log); err != nil {
+				return err
+			}
+			if seed != "" {
+				if err := seedOnce(cmd, conn, cfg, ps, seed, seedSubject, g, log); err != nil {
+					return err
+				}
+			}
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			metrics := pipeline.NewMetrics(reg)
+			if stop, err := serveHTTP(cfg.HTTP, api.Options{
+				JS: conn.JS, Pipelines: ps, Gatherer: reg, Logger: log, Ready: connected.Load,
+			}, log); err != nil {
+				return err
+			} else {
+				defer stop()
+			}
+			runErr := pipeline.RunAll(ctx, ps, pipeline.Options{
+				JS: conn.JS, Logger: log, Metrics: metrics, Instance: hostname(),
+				OnCommit: progress(log),
+			})
+			summarize(g, conn, ps)
+			if runErr != nil {
+				return &exitError{code: 1, err: runErr}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&seed, "seed", "", "publish this JSONL file first, when its stream is still empty (a demo's events)")
+	cmd.Flags().StringVar(&seedSubject, "seed-subject", "", "with --seed: publish each line as is on this subject (default: lines are envelopes)")
+	return cmd
+}
+
+// seedOnce publishes the seed file unless the first pipeline's source stream holds messages.
+func seedOnce(cmd *cobra.Command, conn *streams.Conn, cfg *config.Config, ps []*pipeline.Pipeline, path, subject string, g *globals, log *slog.Logger) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	stream := ps[0].Config.Source.Stream
+	s, err := conn.JS.Stream(cmd.Context(), stream)
+	if err != nil {
+		return fmt.Errorf("seed: stream %s: %w", stream, err)
+	}
+	if n := s.CachedInfo().State.Msgs; n > 0 {
+		log.Info("seed skipped: the stream already holds messages", "stream", stream, "messages", n)
+		return nil
+	}
+	n, err := publishFile(cmd, conn, path, streams.PublishOptions{Subject: subject}, false, g)
+	if err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	log.Info("seeded", "file", path, "messages", n)
+	return nil
+}
+
+// serveHTTP starts the HTTP listener unless it is disabled; stop shuts it down.
+func serveHTTP(c config.HTTP, o api.Options, log *slog.Logger) (stop func(), err error) {
+	if c.Listen == "" || c.Listen == "none" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("http: %w (set http.listen, or none)", err)
+	}
+	srv := &http.Server{Handler: api.New(o), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http", "err", err)
+		}
+	}()
+	log.Info("http listening", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}
+
+// progress logs at most one line a second per pipeline.
+func progress(log *slog.Logger) func(pipeline.CommitInfo) {
+	var mu sync.Mutex
+	type state struct {
+		at    time.Time
+		total int
+	}
+	last := map[string]state{}
+	return func(c pipeline.CommitInfo) {
+		mu.Lock()
+		defer mu.Unlock()
+		s := last[c.Pipeline]
+		now := time.Now()
+		if now.Sub(s.at) < time.Second && c.Pending > 0 {
+			return
+		}
+		rate := 0.0
+		if !s.at.IsZero() {
+			rate = float64(c.Total-s.total) / now.Sub(s.at).Seconds()
+		}
+		log.Info("progress", "pipeline", c.Pipeline, "checkpoint", c.Seq, "events", c.Total,
+			"pending", c.Pending, "events_per_s", int(rate))
+		last[c.Pipeline] = state{at: now, total: c.Total}
+	}
+}
+
+// summarize prints each pipeline's status and a few keys of each projection.
+func summarize(g *globals, conn *streams.Conn, ps []*pipeline.Pipeline) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, p := range ps {
+		st, err := pipeline.ReadStatus(ctx, conn.JS, p)
+		if err != nil {
+			fmt.Fprintf(g.stdout, "pipeline %s: status unavailable: %v\n", p.Name, err)
+			continue
+		}
+		fmt.Fprintf(g.stdout, "pipeline %s: checkpoint %d of %d (lag %d), keys %s\n", p.Name, st.Checkpoint, st.Head, st.Lag, keys(st.Keys))
+		for _, proj := range p.Projections {
+			sample, _ := sampleKeys(ctx, conn, proj, 3)
+			for _, k := range sample {
+				if s, err := pipeline.ReadState(ctx, conn.JS, proj, k); err == nil {
+					fmt.Fprintf(g.stdout, "  %s %s = %s\n", proj, k, s.Value)
+				}
+			}
+		}
+	}
+}
+
+func sampleKeys(ctx context.Context, conn *streams.Conn, proj string, n int) ([]string, error) {
+	kv, err := conn.JS.KeyValue(ctx, proj)
+	if err != nil {
+		return nil, err
+	}
+	l, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = l.Stop() }()
+	var out []string
+	for k := range l.Keys() {
+		key, err := streams.DecodeKey(k)
+		if err != nil {
+			continue
+		}
+		if out = append(out, key); len(out) == n {
+			break
+		}
+	}
+	return out, nil
+}

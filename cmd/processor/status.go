@@ -1,0 +1,75 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/jetfold/jetfold/pipeline"
+)
+
+func statusCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Per pipeline: checkpoint, stream head, lag, keys, last commit",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, ps, err := g.load()
+			if err != nil {
+				return err
+			}
+			conn, err := g.connect(cmd.Context(), cfg, true, nil)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			var out []pipeline.Status
+			for _, p := range ps {
+				st, err := pipeline.ReadStatus(cmd.Context(), conn.JS, p)
+				if err != nil {
+					return fmt.Errorf("status of %s: %w", p.Name, err)
+				}
+				out = append(out, st)
+			}
+			if asJSON {
+				enc := json.NewEncoder(g.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(out)
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "PIPELINE\tSTREAM\tCHECKPOINT\tHEAD\tLAG\tKEYS\tLAST COMMIT")
+			for _, st := range out {
+				last := "never"
+				if st.LastCommit != nil {
+					last = st.LastCommit.UTC().Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", st.Pipeline, st.Stream, st.Checkpoint, st.Head, st.Lag, keys(st.Keys), last)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func keys(m map[string]uint64) string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s=%d", n, m[n])
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ",")
+}

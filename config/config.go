@@ -1,0 +1,168 @@
+package config
+
+import "time"
+
+// Config is the whole jetfold configuration file. Build one with [Load], which decodes, applies
+// the defaults documented on each field and calls [Config.Validate].
+type Config struct {
+	// NATS says how to reach NATS.
+	NATS NATS `koanf:"nats"`
+	// HTTP configures the HTTP listener.
+	HTTP HTTP `koanf:"http"`
+	// Streams are the streams created at start when missing.
+	Streams []Stream `koanf:"streams"`
+	// Pipelines are the pipelines to run.
+	Pipelines []Pipeline `koanf:"pipelines"`
+
+	// File is the path the configuration was loaded from ("" when built in code).
+	File string `koanf:"-"`
+	// IgnoredEnv lists, sorted, the names of the JETFOLD_ environment variables that [Load]
+	// found but that name no field, so the caller can warn about them. Values are left out:
+	// they may be secrets.
+	IgnoredEnv []string `koanf:"-"`
+
+	// pos maps a field path (see [Config.Pos]) to the place of its value in File.
+	pos map[string]Pos
+	// keyPos maps a field path to the place of its key in File.
+	keyPos map[string]Pos
+	// env maps a field path to the environment variable that set it.
+	env map[string]string
+	// loaded is true when the configuration came from a file, so positions are meaningful.
+	loaded bool
+}
+
+// NATS says how to reach NATS. An empty URL starts an embedded server.
+type NATS struct {
+	// URL is the NATS server URL; "" starts an embedded nats-server (see [Embedded]).
+	URL string `koanf:"url"`
+	// Embedded configures the embedded server used when URL is "".
+	Embedded Embedded `koanf:"embedded"`
+	// CredsFile is a NATS credentials (.creds) file.
+	CredsFile string `koanf:"creds_file"`
+	// NKeyFile is an NKey seed file.
+	NKeyFile string `koanf:"nkey_file"`
+	// User is the user name for user/password authentication.
+	User string `koanf:"user"`
+	// Password is the password for user/password authentication.
+	Password string `koanf:"password"`
+	// Token is the authentication token.
+	Token string `koanf:"token"`
+	// TLS holds the client TLS files.
+	TLS TLS `koanf:"tls"`
+}
+
+// Embedded configures the in-process nats-server used when NATS.URL is empty.
+type Embedded struct {
+	// StoreDir is the JetStream store directory (default ./data/nats, also when set to "").
+	// A relative path resolves against the working directory.
+	StoreDir string `koanf:"store_dir"`
+	// Listen is the client listen address (default 127.0.0.1:4222, also when set to "");
+	// "none" listens on no port.
+	Listen string `koanf:"listen"`
+	// SyncInterval is the JetStream fsync interval: "always", or a positive duration; ""
+	// (the default) keeps the nats-server default of 2m.
+	SyncInterval string `koanf:"sync_interval"`
+}
+
+// TLS holds client TLS files. Relative paths resolve against the working directory.
+type TLS struct {
+	// CAFile is the PEM file of the certificate authorities to trust.
+	CAFile string `koanf:"ca_file"`
+	// CertFile is the PEM client certificate.
+	CertFile string `koanf:"cert_file"`
+	// KeyFile is the PEM key of CertFile.
+	KeyFile string `koanf:"key_file"`
+}
+
+// HTTP configures the metrics, health and read API listener.
+type HTTP struct {
+	// Listen is the address (default 127.0.0.1:8080 when the field is absent); "" or "none"
+	// set explicitly disables the listener.
+	Listen string `koanf:"listen"`
+	// TokenFile holds the bearer token that state-changing endpoints require.
+	TokenFile string `koanf:"token_file"`
+}
+
+// Stream declares a JetStream stream that is created when missing.
+type Stream struct {
+	// Name is the stream name: letters, digits, "_" and "-"; unique among streams.
+	Name string `koanf:"name"`
+	// Subjects are the subjects the stream captures; at least one.
+	Subjects []string `koanf:"subjects"`
+	// Storage is file or memory (default file, also when set to "").
+	Storage string `koanf:"storage"`
+	// Replicas is the number of replicas, 1 to 5 (default 1, also when set to 0).
+	Replicas int `koanf:"replicas"`
+	// DuplicateWindow is the window for Nats-Msg-Id deduplication (0: the server default).
+	DuplicateWindow time.Duration `koanf:"duplicate_window"`
+	// MaxAge bounds the age of stored messages (0: unlimited).
+	MaxAge time.Duration `koanf:"max_age"`
+}
+
+// Pipeline is one durable consumer of one stream and its chain of operators.
+type Pipeline struct {
+	// Name names the pipeline (and its durable consumer): letters, digits, "_" and "-";
+	// unique among pipelines.
+	Name string `koanf:"name"`
+	// Source says which events the pipeline reads.
+	Source Source `koanf:"source"`
+	// Decode is how message bodies are decoded: json, cloudevents or raw (default json, also
+	// when set to "").
+	Decode string `koanf:"decode"`
+	// Type is the expression giving the event's type (default event.type, also when set to "").
+	Type string `koanf:"type"`
+	// Key is the expression giving the entity key; required.
+	Key string `koanf:"key"`
+	// Time is the optional expression giving the event time ("": the message's time).
+	Time string `koanf:"time"`
+	// OnError is what a failing event does: dead_letter, skip or stop (default dead_letter,
+	// also when set to "").
+	OnError string `koanf:"on_error"`
+	// Batch bounds one processing batch.
+	Batch Batch `koanf:"batch"`
+	// Cache bounds the per-key state cache.
+	Cache Cache `koanf:"cache"`
+	// Operators is the chain of operators, in order.
+	Operators []Operator `koanf:"operators"`
+}
+
+// Source says which events a pipeline reads and where it starts and stops.
+type Source struct {
+	// Stream is the stream to read; required, and it must be declared under streams.
+	Stream string `koanf:"stream"`
+	// Subjects optionally filters the stream; empty reads the whole stream.
+	Subjects []string `koanf:"subjects"`
+	// Start is where a new consumer starts: all, new, seq:<n> or time:<RFC3339> (default all,
+	// also when set to ""). See [Source.StartPosition].
+	Start string `koanf:"start"`
+	// Stop is follow (keep reading) or end (stop at the end of the stream) (default follow,
+	// also when set to "").
+	Stop string `koanf:"stop"`
+}
+
+// Batch bounds one processing batch and so one commit.
+type Batch struct {
+	// Size is the most events per batch, 1 to 100000 (default 5000 when absent).
+	Size int `koanf:"size"`
+	// MaxWait is the longest wait to fill a batch; positive (default 200ms when absent).
+	MaxWait time.Duration `koanf:"max_wait"`
+}
+
+// Cache bounds the in-memory per-key state cache.
+type Cache struct {
+	// MaxKeys is the most keys kept in memory; at least 1 (default 100000 when absent).
+	MaxKeys int `koanf:"max_keys"`
+}
+
+// Operator is one step of a pipeline: a map with exactly one key, the operator's name, whose
+// value is the operator's own configuration (an expression string or a map), decoded by the
+// operator's spec in the operators package. [Load] keeps it raw: no unknown-field checks apply
+// inside it.
+type Operator map[string]any
+
+// Pos is a place in the configuration file. Line and Col start at 1; zero means unknown.
+type Pos struct {
+	File string // the path given to [Load]
+	Line int    // 1-based line
+	Col  int    // 1-based column, in characters
+}

@@ -1,0 +1,393 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/go-viper/mapstructure/v2"
+	kyaml "github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/rawbytes"
+	"github.com/knadh/koanf/v2"
+	"gopkg.in/yaml.v3"
+)
+
+// EnvPrefix starts the name of every environment variable that overrides the file.
+const EnvPrefix = "JETFOLD_"
+
+// LoadOptions tunes [Load].
+type LoadOptions struct {
+	// Environ is the environment as "NAME=value" strings; nil means os.Environ(). Only the
+	// variables that start with [EnvPrefix] are used.
+	Environ []string
+}
+
+// Load reads the YAML configuration file at path, applies the JETFOLD_ environment overrides
+// of opts.Environ (see the package documentation), decodes it, applies the defaults documented
+// on each field and validates it with [Config.Validate].
+//
+// When the file cannot be read Load returns the [os.ReadFile] error, wrapped. Otherwise every
+// problem found (YAML syntax, unknown fields, wrong types, bad durations, failed validation) is
+// returned at once, joined with [errors.Join] in file order, each an [*Error] wrapping
+// [ErrInvalid]; the Config is then nil. Relative paths in the file are not resolved.
+func Load(path string, opts LoadOptions) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c := &Config{
+		File:   path,
+		pos:    map[string]Pos{},
+		keyPos: map[string]Pos{},
+		env:    map[string]string{},
+		loaded: true,
+	}
+	doc, errs := c.parseNodes(data)
+	if len(errs) > 0 {
+		return nil, joinErrors(errs)
+	}
+	c.indexPositions(doc, "")
+
+	// The bytes are read once, above, and handed to koanf as they are, so that the values and
+	// the positions come from the same content even if the file changes meanwhile.
+	k := koanf.New(".")
+	if err := k.Load(rawbytes.Provider(data), kyaml.Parser()); err != nil {
+		return nil, joinErrors(c.yamlErrors(data, err))
+	}
+	raw := k.Raw()
+
+	environ := opts.Environ
+	if environ == nil {
+		environ = os.Environ()
+	}
+	c.IgnoredEnv = c.applyEnv(raw, environ)
+
+	errs = c.checkFields(configType, raw, "")
+	errs = append(errs, c.decode(raw)...)
+	c.setDefaults(func(p string) bool {
+		v, ok := rawAt(raw, p)
+		return ok && v != nil
+	})
+	errs = append(errs, dropCovered(c.validate(), errs)...)
+	if len(errs) > 0 {
+		return nil, joinErrors(errs)
+	}
+	return c, nil
+}
+
+// parseNodes parses data into a yaml.Node for positions and reports syntax errors, a second
+// document, and a top level that is not a map.
+func (c *Config) parseNodes(data []byte) (*yaml.Node, []*Error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, nil
+		}
+		return nil, c.yamlErrors(data, err)
+	}
+	var extra yaml.Node
+	switch err := dec.Decode(&extra); {
+	case err == nil:
+		if n := docRoot(&extra); n != nil && !isNull(n) {
+			return nil, []*Error{{Pos: c.nodePos(n), Msg: "the file holds more than one YAML document",
+				Hint: "keep the whole configuration in the first document"}}
+		}
+	case !errors.Is(err, io.EOF):
+		return nil, c.yamlErrors(data, err)
+	}
+	root := docRoot(&doc)
+	if root != nil && root.Kind != yaml.MappingNode && !isNull(root) {
+		got := "a " + map[yaml.Kind]string{yaml.SequenceNode: "list", yaml.ScalarNode: "scalar",
+			yaml.AliasNode: "alias"}[root.Kind]
+		return nil, []*Error{{Pos: c.nodePos(root), Msg: "the configuration must be a map, got " + got,
+			Hint: "start with a section such as nats:, streams: or pipelines:"}}
+	}
+	return &doc, nil
+}
+
+// docRoot returns the content of a document node.
+func docRoot(doc *yaml.Node) *yaml.Node {
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
+		return doc.Content[0]
+	}
+	return nil
+}
+
+// isNull reports whether n is a null scalar (an empty document, "~" or "null").
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.Tag == "!!null"
+}
+
+// yamlLineRe matches the line number that YAML errors start with.
+var yamlLineRe = regexp.MustCompile(`^line (\d+): (.*)$`)
+
+// yamlErrors turns a YAML parse or unmarshal error into *Errors. YAML reports lines but not
+// columns; the column given is that of the first non-blank character of the line.
+func (c *Config) yamlErrors(data []byte, err error) []*Error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	lines := []string{msg}
+	if rest, ok := strings.CutPrefix(msg, "unmarshal errors:\n"); ok {
+		lines = strings.Split(rest, "\n")
+	}
+	var errs []*Error
+	for _, l := range lines {
+		l = strings.TrimSpace(l)
+		if l == "" {
+			continue
+		}
+		line := 0
+		if m := yamlLineRe.FindStringSubmatch(l); m != nil {
+			line, _ = strconv.Atoi(m[1])
+			l = m[2]
+		}
+		errs = append(errs, &Error{
+			Pos: Pos{File: c.File, Line: max(line, 1), Col: firstCol(data, line)},
+			Msg: "invalid YAML: " + l,
+		})
+	}
+	return errs
+}
+
+// firstCol returns the 1-based column of the first non-blank character of line (1-based) in
+// data, or 1.
+func firstCol(data []byte, line int) int {
+	if line < 1 {
+		return 1
+	}
+	for i := 1; i < line; i++ {
+		j := bytes.IndexByte(data, '\n')
+		if j < 0 {
+			return 1
+		}
+		data = data[j+1:]
+	}
+	if j := bytes.IndexByte(data, '\n'); j >= 0 {
+		data = data[:j]
+	}
+	n := len(data) - len(bytes.TrimLeft(data, " \t"))
+	if n == len(data) {
+		return 1
+	}
+	return n + 1
+}
+
+// checkFields reports unknown fields in the decoded tree v of Go type t at path, and removes
+// them so that decoding reports nothing twice; it also reports operator items that are not
+// maps, replacing them with nil. Nothing inside an operator is checked.
+func (c *Config) checkFields(t reflect.Type, v any, path string) []*Error {
+	var errs []*Error
+	switch {
+	case t == durationType || t == operatorType:
+	case t.Kind() == reflect.Struct:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		for _, k := range sortedKeys(m) {
+			p := joinPath(path, k)
+			f, ok := lookupField(t, k)
+			if !ok {
+				e := c.errorAt(c.KeyPos(p), p, fmt.Sprintf("unknown field %q in %s", k, displayPath(path)))
+				if path == "" {
+					e.Msg = fmt.Sprintf("unknown field %q at the top level", k)
+				}
+				e.Hint = hintFor(k, fieldNames(t), "valid fields")
+				errs = append(errs, e)
+				delete(m, k)
+				continue
+			}
+			if _, isList := m[k].([]any); !isList && m[k] != nil && f.typ.Kind() == reflect.Slice &&
+				(f.typ.Elem() == operatorType || f.typ.Elem().Kind() == reflect.Struct) {
+				// Weak decoding would wrap a lone map or scalar into a list of one; only lists of
+				// strings get that convenience.
+				errs = append(errs, c.Errorf(p, "invalid value for %s: expected a list, got %s",
+					displayPath(p), describe(m[k])))
+				delete(m, k)
+				continue
+			}
+			errs = append(errs, c.checkFields(f.typ, m[k], p)...)
+		}
+	case t.Kind() == reflect.Slice:
+		list, ok := v.([]any)
+		if !ok {
+			return nil
+		}
+		for i, item := range list {
+			p := joinPath(path, strconv.Itoa(i))
+			if t.Elem() != operatorType {
+				errs = append(errs, c.checkFields(t.Elem(), item, p)...)
+				continue
+			}
+			if _, ok := item.(map[string]any); !ok {
+				errs = append(errs, c.operatorShapeError(p, item))
+				list[i] = nil
+			}
+		}
+	}
+	return errs
+}
+
+// operatorShapeError reports an operator item that is not a map.
+func (c *Config) operatorShapeError(path string, v any) *Error {
+	e := c.Errorf(path, "invalid operator at %s: expected %s, got %s",
+		displayPath(path), wantName(operatorType), describe(v))
+	e.Hint = `write "- name: config", such as "- filter: event.amount > 0"`
+	return e
+}
+
+// durationHint says how to write a duration.
+const durationHint = "use a number with a unit (ns, us, ms, s, m, h), such as 200ms, 30s or 1h30m"
+
+// errNeedsUnit is returned by strictNumberHook for a duration written as a bare number.
+var errNeedsUnit = errors.New("a duration needs a unit")
+
+// strictNumberHook rejects what weak decoding would otherwise accept by surprise: a non-zero
+// bare number or a boolean as a duration (200 would mean 200ns) and a fractional number as an
+// integer.
+func strictNumberHook(from, to reflect.Type, data any) (any, error) {
+	switch {
+	case to == durationType:
+		switch from.Kind() {
+		case reflect.Bool:
+			return nil, errNeedsUnit
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64, reflect.Uint,
+			reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+			if !reflect.ValueOf(data).IsZero() {
+				return nil, errNeedsUnit
+			}
+		}
+	case to.Kind() >= reflect.Int && to.Kind() <= reflect.Uint64:
+		if f, ok := data.(float64); ok && f != float64(int64(f)) {
+			return nil, fmt.Errorf("%v is not an integer", f)
+		}
+	}
+	return data, nil
+}
+
+// decode decodes the tree into c, weakly typed so that environment strings decode, and turns
+// decoding errors into *Errors at the offending values.
+func (c *Config) decode(raw map[string]any) []*Error {
+	d, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			strictNumberHook,
+			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.StringToSliceHookFunc(","),
+		),
+		WeaklyTypedInput: true,
+		ErrorUnused:      true,
+		TagName:          "koanf",
+		MatchName:        func(key, field string) bool { return key == field },
+		Result:           c,
+	})
+	if err != nil {
+		return []*Error{c.Errorf("", "cannot decode the configuration: %v", err)}
+	}
+	err = d.Decode(raw)
+	if err == nil {
+		return nil
+	}
+	var errs []*Error
+	for _, e := range leafErrors(err) {
+		var de *mapstructure.DecodeError
+		if !errors.As(e, &de) {
+			errs = append(errs, c.Errorf("", "cannot decode the configuration: %v", e))
+			continue
+		}
+		errs = append(errs, c.decodeError(raw, de)...)
+	}
+	return errs
+}
+
+// leafErrors flattens the tree of joined and wrapped errors that mapstructure returns into
+// its *DecodeErrors (and any other leaves).
+func leafErrors(err error) []error {
+	switch x := err.(type) {
+	case *mapstructure.DecodeError:
+		return []error{x}
+	case interface{ Unwrap() []error }:
+		var out []error
+		for _, e := range x.Unwrap() {
+			out = append(out, leafErrors(e)...)
+		}
+		return out
+	case interface{ Unwrap() error }:
+		if inner := x.Unwrap(); inner != nil {
+			return leafErrors(inner)
+		}
+	}
+	return []error{err}
+}
+
+// indexRe matches the list indices of mapstructure field names: pipelines[0].
+var indexRe = regexp.MustCompile(`\[([^\]]*)\]`)
+
+// decodeError turns a mapstructure error into *Errors at the offending value.
+func (c *Config) decodeError(raw map[string]any, de *mapstructure.DecodeError) []*Error {
+	path := strings.TrimPrefix(indexRe.ReplaceAllString(de.Name(), ".$1"), ".")
+	if path == configType.String() {
+		path = ""
+	}
+	inner := de.Unwrap()
+	t := typeAt(path)
+	if keys, ok := strings.CutPrefix(inner.Error(), "has invalid keys: "); ok && t != nil {
+		// Unknown fields are found by checkFields first; this is a safety net.
+		var errs []*Error
+		for _, k := range strings.Split(keys, ", ") {
+			p := joinPath(path, k)
+			e := c.errorAt(c.KeyPos(p), p, fmt.Sprintf("unknown field %q in %s", k, displayPath(path)))
+			e.Hint = hintFor(k, fieldNames(t), "valid fields")
+			errs = append(errs, e)
+		}
+		return errs
+	}
+	v, _ := rawAt(raw, path)
+	where := displayPath(path)
+	var e *Error
+	switch {
+	case t == nil:
+		e = c.Errorf(path, "invalid value for %s: %v", where, inner)
+	case t == operatorType:
+		e = c.operatorShapeError(path, v)
+	case t == durationType && isScalar(v):
+		e = c.Errorf(path, "invalid duration %s for %s", quoteValue(v), where)
+		e.Hint = durationHint
+	case isScalar(v) && t.Kind() != reflect.Struct && t.Kind() != reflect.Slice && t.Kind() != reflect.Map:
+		want := strings.TrimPrefix(strings.TrimPrefix(wantName(t), "an "), "a ")
+		e = c.Errorf(path, "invalid %s %s for %s", want, quoteValue(v), where)
+	default:
+		e = c.Errorf(path, "invalid value for %s: expected %s, got %s", where, wantName(t), describe(v))
+	}
+	return []*Error{e}
+}
+
+// dropCovered drops the errors in errs at or under a path that already has an error in
+// reported: a value that failed to decode is left at its zero value, which validation would
+// report a second time.
+func dropCovered(errs, reported []*Error) []*Error {
+	return slices.DeleteFunc(errs, func(e *Error) bool {
+		for _, r := range reported {
+			if e.Path == r.Path || strings.HasPrefix(e.Path, r.Path+".") {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// sortedKeys returns the keys of m in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,249 @@
+package config
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// nameRe is what stream and pipeline names may hold.
+var nameRe = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// nameHint says what a stream or pipeline name may hold.
+const nameHint = "use only letters, digits, _ and -"
+
+// Validate checks the structure of the configuration: names, references from pipelines to
+// streams, enumerations, ranges and the shape of operator items. It does not look inside
+// expressions or operator configurations. It returns nil, or every problem found joined with
+// [errors.Join] in file order, each an [*Error] wrapping [ErrInvalid].
+//
+// Validate expects defaults to be applied: [Load] does both; a configuration built in code
+// should call [Config.SetDefaults] first.
+func (c *Config) Validate() error {
+	return joinErrors(c.validate())
+}
+
+// validator collects the problems of one configuration.
+type validator struct {
+	c    *Config
+	errs []*Error
+}
+
+// add records a problem at path.
+func (v *validator) add(path, hint, format string, args ...any) {
+	e := v.c.Errorf(path, format, args...)
+	e.Hint = hint
+	v.errs = append(v.errs, e)
+}
+
+// oneOf checks that the value at path is one of valid.
+func (v *validator) oneOf(path, what, val string, valid ...string) {
+	if slices.Contains(valid, val) {
+		return
+	}
+	hint := "use " + orList(valid)
+	if m, ok := suggest(val, valid); ok {
+		hint = "did you mean " + m + "?"
+	}
+	v.add(path, hint, "invalid %s %q in %s", what, val, displayPath(parentPath(path)))
+}
+
+// firstAt describes where the first of two duplicates is: "line 12", or its path.
+func (c *Config) firstAt(path string) string {
+	if p := c.Pos(path); p.Line > 0 {
+		return "line " + strconv.Itoa(p.Line)
+	}
+	return displayPath(path)
+}
+
+// validate returns the problems that [Config.Validate] reports, unsorted.
+func (c *Config) validate() []*Error {
+	v := &validator{c: c}
+	switch si := c.NATS.Embedded.SyncInterval; si {
+	case "", "always":
+	default:
+		if d, err := time.ParseDuration(si); err != nil || d <= 0 {
+			v.add("nats.embedded.sync_interval", `use "always" or a positive duration such as 1m`,
+				"invalid sync_interval %q in nats.embedded", si)
+		}
+	}
+
+	var declared []string
+	streamAt := map[string]string{}
+	for i, s := range c.Streams {
+		base := "streams." + strconv.Itoa(i)
+		if s.Name != "" && !slices.Contains(declared, s.Name) {
+			declared = append(declared, s.Name)
+		}
+		switch first, dup := streamAt[s.Name]; {
+		case s.Name == "":
+			v.add(base+".name", "", "%s.name is required", displayPath(base))
+		case !nameRe.MatchString(s.Name):
+			v.add(base+".name", nameHint, "invalid stream name %q", s.Name)
+		case dup:
+			v.add(base+".name", "", "duplicate stream name %q (first declared at %s)", s.Name, c.firstAt(first))
+		default:
+			streamAt[s.Name] = base + ".name"
+		}
+		if len(s.Subjects) == 0 {
+			v.add(base+".subjects", `such as subjects: ["shop.>"]`, "%s.subjects must list at least one subject", displayPath(base))
+		}
+		for j, subj := range s.Subjects {
+			if subj == "" || strings.ContainsAny(subj, " \t\r\n") {
+				v.add(base+".subjects."+strconv.Itoa(j), "a subject is not empty and holds no spaces",
+					"invalid subject %q in %s.subjects", subj, displayPath(base))
+			}
+		}
+		v.oneOf(base+".storage", "storage", s.Storage, "file", "memory")
+		if s.Replicas < 1 || s.Replicas > 5 {
+			v.add(base+".replicas", "", "%s.replicas must be between 1 and 5, got %d", displayPath(base), s.Replicas)
+		}
+		if s.DuplicateWindow < 0 {
+			v.add(base+".duplicate_window", "", "%s.duplicate_window must not be negative, got %s", displayPath(base), s.DuplicateWindow)
+		}
+		if s.MaxAge < 0 {
+			v.add(base+".max_age", "", "%s.max_age must not be negative, got %s", displayPath(base), s.MaxAge)
+		}
+	}
+
+	pipelineAt := map[string]string{}
+	for i, p := range c.Pipelines {
+		base := "pipelines." + strconv.Itoa(i)
+		switch first, dup := pipelineAt[p.Name]; {
+		case p.Name == "":
+			v.add(base+".name", "", "%s.name is required", displayPath(base))
+		case !nameRe.MatchString(p.Name):
+			v.add(base+".name", nameHint, "invalid pipeline name %q", p.Name)
+		case dup:
+			v.add(base+".name", "", "duplicate pipeline name %q (first defined at %s)", p.Name, c.firstAt(first))
+		default:
+			pipelineAt[p.Name] = base + ".name"
+		}
+		v.source(base+".source", p.Source, declared)
+		v.oneOf(base+".decode", "decode", p.Decode, "json", "cloudevents", "raw")
+		v.oneOf(base+".on_error", "on_error", p.OnError, "dead_letter", "skip", "stop")
+		if strings.TrimSpace(p.Key) == "" {
+			v.add(base+".key", "an expression giving the entity key, such as event.user_id",
+				"%s.key is required", displayPath(base))
+		}
+		if p.Batch.Size < 1 || p.Batch.Size > 100000 {
+			v.add(base+".batch.size", "", "%s.batch.size must be between 1 and 100000, got %d", displayPath(base), p.Batch.Size)
+		}
+		if p.Batch.MaxWait <= 0 {
+			v.add(base+".batch.max_wait", durationHint, "%s.batch.max_wait must be positive, got %s", displayPath(base), p.Batch.MaxWait)
+		}
+		if p.Cache.MaxKeys < 1 {
+			v.add(base+".cache.max_keys", "", "%s.cache.max_keys must be at least 1, got %d", displayPath(base), p.Cache.MaxKeys)
+		}
+		for j, op := range p.Operators {
+			opPath := base + ".operators." + strconv.Itoa(j)
+			switch len(op) {
+			case 1:
+			case 0:
+				v.add(opPath, `write "- name: config", such as "- filter: event.amount > 0"`,
+					"%s is empty: an operator is a map with one key, the operator name", displayPath(opPath))
+			default:
+				v.add(opPath, "put each operator in its own list item",
+					"%s has %d keys (%s): an operator is a map with exactly one key, the operator name",
+					displayPath(opPath), len(op), strings.Join(sortedKeys(op), ", "))
+			}
+		}
+	}
+	return v.errs
+}
+
+// source checks a pipeline's source at path against the declared streams.
+func (v *validator) source(path string, s Source, declared []string) {
+	where := displayPath(path)
+	switch {
+	case s.Stream == "":
+		hint := "declare the stream under streams: and name it here"
+		if len(declared) > 0 {
+			hint = "declared streams: " + strings.Join(declared, ", ")
+		}
+		v.add(path+".stream", hint, "%s.stream is required", where)
+	case !slices.Contains(declared, s.Stream):
+		hint := "declare it under streams:"
+		if len(declared) > 0 {
+			hint = "declared streams: " + strings.Join(declared, ", ")
+			if m, ok := suggest(s.Stream, declared); ok {
+				hint = "did you mean " + m + "? " + hint
+			}
+		}
+		v.add(path+".stream", hint, "unknown stream %q in %s", s.Stream, where)
+	}
+	for j, subj := range s.Subjects {
+		if subj == "" || strings.ContainsAny(subj, " \t\r\n") {
+			v.add(path+".subjects."+strconv.Itoa(j), "a subject is not empty and holds no spaces",
+				"invalid subject %q in %s.subjects", subj, where)
+		}
+	}
+	if _, reason := parseStart(s.Start); reason != "" {
+		v.add(path+".start", "use all, new, seq:<n> or time:<RFC3339>", "invalid start %q in %s: %s", s.Start, where, reason)
+	}
+	v.oneOf(path+".stop", "stop", s.Stop, "follow", "end")
+}
+
+// Kinds of [StartPos].
+const (
+	StartAll  = "all"  // every event in the stream
+	StartNew  = "new"  // only events published after the consumer is created
+	StartSeq  = "seq"  // from stream sequence Seq on
+	StartTime = "time" // from the first event stored at or after Time
+)
+
+// StartPos is a parsed [Source.Start].
+type StartPos struct {
+	// Kind is [StartAll], [StartNew], [StartSeq] or [StartTime].
+	Kind string
+	// Seq is the first stream sequence to read, for [StartSeq]; at least 1.
+	Seq uint64
+	// Time is the start time, for [StartTime].
+	Time time.Time
+}
+
+// StartPosition parses s.Start: "all" (also ""), "new", "seq:<n>" with n a positive integer,
+// or "time:<t>" with t an RFC3339 time, with or without fractions of a second. The error, which
+// wraps [ErrInvalid], says what is wrong.
+func (s Source) StartPosition() (StartPos, error) {
+	p, reason := parseStart(s.Start)
+	if reason != "" {
+		return StartPos{}, fmt.Errorf("%w: start %q: %s", ErrInvalid, s.Start, reason)
+	}
+	return p, nil
+}
+
+// parseStart parses a start position; reason is "" when it is valid, else what is wrong.
+func parseStart(s string) (p StartPos, reason string) {
+	kind, arg, hasArg := strings.Cut(s, ":")
+	switch {
+	case s == "" || s == StartAll:
+		return StartPos{Kind: StartAll}, ""
+	case s == StartNew:
+		return StartPos{Kind: StartNew}, ""
+	case hasArg && kind == StartSeq:
+		n, err := strconv.ParseUint(arg, 10, 64)
+		if err != nil || n == 0 {
+			return StartPos{}, fmt.Sprintf("sequence %q is not a positive integer", arg)
+		}
+		return StartPos{Kind: StartSeq, Seq: n}, ""
+	case hasArg && kind == StartTime:
+		t, err := time.Parse(time.RFC3339Nano, arg)
+		if err != nil {
+			return StartPos{}, fmt.Sprintf("%q is not an RFC3339 time such as 2024-05-01T12:00:00Z", arg)
+		}
+		return StartPos{Kind: StartTime, Time: t}, ""
+	}
+	return StartPos{}, "not a start position"
+}
+
+// orList writes "a, b or c".
+func orList(s []string) string {
+	if len(s) < 2 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
+}

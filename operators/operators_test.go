@@ -1,0 +1,280 @@
+package operators_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jetfold/jetfold/operators"
+)
+
+// memStore is a Store over a map, for operator tests (the pipeline's real store is tested
+// against NATS in package pipeline).
+type memStore map[string]*operators.Entry
+
+func (m memStore) Get(_ context.Context, proj, key string) (*operators.Entry, error) {
+	return m[proj+"/"+key], nil
+}
+
+func build(t *testing.T, name string, raw any) operators.Operator {
+	t.Helper()
+	spec, ok := operators.Builtin().Lookup(name)
+	if !ok {
+		t.Fatalf("no operator %s", name)
+	}
+	op, err := spec.Build(operators.BuildContext{Pipeline: "p"}, raw)
+	if err != nil {
+		t.Fatalf("build %s: %v", name, err)
+	}
+	return op
+}
+
+func exec(store memStore) *operators.Exec {
+	return &operators.Exec{Ctx: context.Background(), Store: store, Pipeline: "p"}
+}
+
+func TestBuildErrors(t *testing.T) {
+	tests := []struct {
+		name, op string
+		raw      any
+		field    string // FieldError.Field of the first error
+		msg      string
+	}{
+		{"filter not compiling", "filter", "event.x ==", "", "unexpected token"},
+		{"filter not bool", "filter", `"text"`, "", "expected bool"},
+		{"filter unknown variable", "filter", "evnt.x == 1", "", "unknown name evnt"},
+		{"set not a map", "set", "x", "", "want a map"},
+		{"fold unknown field", "fold", map[string]any{"projection": "p", "on": map[string]any{}, "bogus": 1}, "bogus", "unknown field"},
+		{"fold bad handler expr", "fold", map[string]any{"projection": "p", "on": map[string]any{"t": map[string]any{"a": "state.a +"}}}, "on.t.a", "unexpected token"},
+		{"fold bad projection", "fold", map[string]any{"projection": "a.b", "on": map[string]any{}}, "projection", "letters, digits"},
+		{"fold missing on", "fold", map[string]any{"projection": "p"}, "on", "want a map"},
+		{"fold handler once", "fold", map[string]any{"projection": "p", "on": map[string]any{}, "handler": "once"}, "handler", "want one of"},
+		{"emit missing subject", "emit", map[string]any{"data": map[string]any{}}, "subject", "missing expression"},
+		{"emit bad when", "emit", map[string]any{"subject": `"a"`, "when": "1 +"}, "when", "unexpected token"},
+		{"emit bad data field", "emit", map[string]any{"subject": `"a"`, "data": map[string]any{"x": "(("}}, "data.x", "unexpected token"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec, _ := operators.Builtin().Lookup(tt.op)
+			_, err := spec.Build(operators.BuildContext{Pipeline: "p"}, tt.raw)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			var fe *operators.FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error %v is not a FieldError", err)
+			}
+			if fe.Field != tt.field || !strings.Contains(fe.Err.Error(), tt.msg) {
+				t.Errorf("got field %q error %q, want field %q containing %q", fe.Field, fe.Err, tt.field, tt.msg)
+			}
+		})
+	}
+}
+
+func TestLiteralNumbersAndBoolsAreExpressions(t *testing.T) {
+	op := build(t, "set", map[string]any{"n": 0, "f": 1.5, "b": true})
+	ev := &operators.Event{Fields: map[string]any{}}
+	if _, err := op.Process(exec(nil), ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Fields["n"] != 0.0 || ev.Fields["f"] != 1.5 || ev.Fields["b"] != true {
+		t.Errorf("fields = %v", ev.Fields)
+	}
+}
+
+func TestFilterSetMapKey(t *testing.T) {
+	x := exec(nil)
+	ev := &operators.Event{Fields: map[string]any{"type": "a", "n": 2.0, "user": "u1"}, Type: "a", Key: "k"}
+	if keep, err := build(t, "filter", `event.type == "b"`).Process(x, ev); err != nil || keep {
+		t.Fatalf("filter kept=%v err=%v", keep, err)
+	}
+	if keep, err := build(t, "filter", `type == "a" && event.n > 1`).Process(x, ev); err != nil || !keep {
+		t.Fatalf("filter kept=%v err=%v", keep, err)
+	}
+	if _, err := build(t, "set", map[string]any{"n": "event.n * 10", "m": "event.n"}).Process(x, ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Fields["n"] != 20.0 || ev.Fields["m"] != 2.0 {
+		t.Errorf("set: both expressions see the event before the set: %v", ev.Fields)
+	}
+	if _, err := build(t, "key", `"user/" + event.user`).Process(x, ev); err != nil || ev.Key != "user/u1" {
+		t.Errorf("key = %q, %v", ev.Key, err)
+	}
+	if _, err := build(t, "map", `{"only": event.m}`).Process(x, ev); err != nil || len(ev.Fields) != 1 || ev.Fields["only"] != 2.0 {
+		t.Errorf("map: %v %v", ev.Fields, err)
+	}
+	if _, err := build(t, "map", `1`).Process(x, ev); !errors.Is(err, operators.ErrEval) {
+		t.Errorf("map to a number: err = %v, want ErrEval", err)
+	}
+	ev.Fields = map[string]any{}
+	if _, err := build(t, "key", `event.missing`).Process(x, ev); !errors.Is(err, operators.ErrEval) {
+		t.Errorf("key of a missing field: err = %v, want ErrEval", err)
+	}
+}
+
+func foldSpec() map[string]any {
+	return map[string]any{
+		"projection": "carts",
+		"initial":    map[string]any{"items": 0, "orders": 0},
+		"on": map[string]any{
+			"add":   map[string]any{"items": "state.items + 1"},
+			"order": map[string]any{"items": 0, "orders": "state.orders + 1", "last": "event.id"},
+		},
+	}
+}
+
+func TestFold(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name      string
+		stored    *operators.Entry
+		ev        operators.Event
+		wantState map[string]any // nil: no write
+		outdated  bool
+		duplicate bool
+	}{
+		{"new key gets initial then handler", nil,
+			operators.Event{Seq: 1, Type: "add", Key: "k", Time: t0},
+			map[string]any{"items": 1.0, "orders": 0.0}, false, false},
+		{"existing key", &operators.Entry{State: map[string]any{"items": 3.0, "orders": 1.0}, Seq: 5, Time: t0},
+			operators.Event{Seq: 6, Type: "order", Key: "k", Time: t0, Fields: map[string]any{"id": "o1"}},
+			map[string]any{"items": 0.0, "orders": 2.0, "last": "o1"}, false, false},
+		{"type without handler writes nothing", &operators.Entry{State: map[string]any{"items": 3.0}, Seq: 5},
+			operators.Event{Seq: 6, Type: "other", Key: "k", Time: t0}, nil, false, false},
+		{"already applied is a duplicate", &operators.Entry{State: map[string]any{"items": 3.0}, Seq: 9},
+			operators.Event{Seq: 9, Type: "add", Key: "k", Time: t0}, nil, false, true},
+		{"older event time is outdated", &operators.Entry{State: map[string]any{"items": 3.0}, Seq: 5, Time: t0.Add(time.Hour)},
+			operators.Event{Seq: 6, Type: "add", Key: "k", Time: t0}, nil, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			store := memStore{}
+			if tt.stored != nil {
+				store["carts/k"] = tt.stored
+			}
+			ev := tt.ev
+			keep, err := build(t, "fold", foldSpec()).Process(exec(store), &ev)
+			if err != nil || !keep {
+				t.Fatalf("keep=%v err=%v", keep, err)
+			}
+			if ev.Outdated != tt.outdated || ev.Duplicate != tt.duplicate {
+				t.Errorf("outdated=%v duplicate=%v, want %v %v", ev.Outdated, ev.Duplicate, tt.outdated, tt.duplicate)
+			}
+			if tt.wantState == nil {
+				if len(ev.Writes) != 0 {
+					t.Errorf("writes = %+v, want none", ev.Writes)
+				}
+				return
+			}
+			if len(ev.Writes) != 1 {
+				t.Fatalf("writes = %+v, want one", ev.Writes)
+			}
+			w := ev.Writes[0]
+			if w.Seq != ev.Seq || w.Key != "k" || w.Projection != "carts" || !equal(w.State, tt.wantState) {
+				t.Errorf("write = %+v, want state %v at seq %d", w, tt.wantState, ev.Seq)
+			}
+			if tt.stored != nil && tt.stored.State["items"] == w.State["items"] && tt.wantState["items"] != tt.stored.State["items"] {
+				t.Error("fold changed the stored state in place")
+			}
+		})
+	}
+}
+
+func TestFoldErrorStagesNothing(t *testing.T) {
+	spec := foldSpec()
+	spec["on"].(map[string]any)["pay"] = map[string]any{"items": "state.items + 1", "orders": "state.orders + event.amount"}
+	ev := operators.Event{Seq: 1, Type: "pay", Key: "k"}
+	_, err := build(t, "fold", spec).Process(exec(memStore{}), &ev)
+	if !errors.Is(err, operators.ErrEval) {
+		t.Fatalf("err = %v, want ErrEval", err)
+	}
+	if len(ev.Writes) != 0 {
+		t.Errorf("a failed handler staged %+v", ev.Writes)
+	}
+}
+
+func TestEmitHandlers(t *testing.T) {
+	tests := []struct {
+		handler            string
+		mode               operators.Mode
+		outdated, dup, out bool
+	}{
+		{"once", operators.Live, false, false, true},
+		{"once", operators.Hydrated, false, false, false},
+		{"once", operators.Live, true, false, false},
+		{"on", operators.Hydrated, false, false, true},
+		{"on", operators.Live, true, false, false},
+		{"all", operators.Hydrated, true, false, true},
+		{"all", operators.Live, false, true, false},
+	}
+	for _, tt := range tests {
+		op := build(t, "emit", map[string]any{
+			"subject": `"derived." + key`, "data": map[string]any{"k": "key", "n": "state.n"}, "handler": tt.handler,
+		})
+		ev := operators.Event{Seq: 3, Key: "k1", Mode: tt.mode, Outdated: tt.outdated, Duplicate: tt.dup, State: map[string]any{"n": 2.0}}
+		if _, err := op.Process(exec(nil), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if got := len(ev.Outputs) == 1; got != tt.out {
+			t.Errorf("%s mode=%d outdated=%v dup=%v: emitted=%v, want %v", tt.handler, tt.mode, tt.outdated, tt.dup, got, tt.out)
+			continue
+		}
+		if tt.out && (ev.Outputs[0].Subject != "derived.k1" || string(ev.Outputs[0].Data) != `{"k":"k1","n":2}`) {
+			t.Errorf("output = %s %s", ev.Outputs[0].Subject, ev.Outputs[0].Data)
+		}
+	}
+}
+
+func TestEmitRejectsBadSubject(t *testing.T) {
+	op := build(t, "emit", map[string]any{"subject": `"derived.*"`})
+	ev := operators.Event{Seq: 1, Key: "k", Fields: map[string]any{}}
+	if _, err := op.Process(exec(nil), &ev); !errors.Is(err, operators.ErrEval) {
+		t.Errorf("err = %v, want ErrEval for a wildcard subject", err)
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	r := operators.Builtin()
+	want := "emit filter fold key map set"
+	if got := strings.Join(r.Names(), " "); got != want {
+		t.Errorf("names = %s, want %s", got, want)
+	}
+	spec, _ := r.Lookup("filter")
+	if err := r.Register(spec); !errors.Is(err, operators.ErrDuplicateOperator) {
+		t.Errorf("duplicate register: %v", err)
+	}
+	if err := r.Register(operators.Spec{Name: "x"}); !errors.Is(err, operators.ErrInvalidSpec) {
+		t.Errorf("spec without constructor: %v", err)
+	}
+}
+
+func TestText(t *testing.T) {
+	tests := []struct {
+		in   any
+		want string
+		err  bool
+	}{
+		{"a", "a", false}, {42.0, "42", false}, {1.5, "1.5", false}, {7, "7", false},
+		{"", "", true}, {nil, "", true}, {map[string]any{}, "", true},
+	}
+	for _, tt := range tests {
+		got, err := operators.Text(tt.in)
+		if got != tt.want || (err != nil) != tt.err {
+			t.Errorf("Text(%v) = %q, %v", tt.in, got, err)
+		}
+	}
+}
+
+func equal(a, b map[string]any) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
