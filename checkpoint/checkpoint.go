@@ -27,6 +27,14 @@ type Checkpoint struct {
 	Stream string `json:"stream"`
 	// Committed is the wall time of the commit.
 	Committed time.Time `json:"committed"`
+	// Initial marks the checkpoint written when a pipeline first starts, before any event:
+	// the pipeline starts where source.start says, not after Seq.
+	Initial bool `json:"initial,omitempty"`
+	// Outputs holds, per stream that received derived events or dead letters, the last
+	// sequence acknowledged up to this commit. After a crash, the messages past these
+	// sequences are the only ones a restart may publish again, so they are read back and
+	// not published twice, even past the streams' duplicate windows.
+	Outputs map[string]uint64 `json:"outputs,omitempty"`
 	// Revision is the KV revision the checkpoint was read at or written as (not stored).
 	Revision uint64 `json:"-"`
 }

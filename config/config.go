@@ -9,6 +9,8 @@ type Config struct {
 	NATS NATS `koanf:"nats"`
 	// HTTP configures the HTTP listener.
 	HTTP HTTP `koanf:"http"`
+	// Processor configures this process among those running the same pipelines.
+	Processor Processor `koanf:"processor"`
 	// Streams are the streams created at start when missing.
 	Streams []Stream `koanf:"streams"`
 	// Pipelines are the pipelines to run.
@@ -81,6 +83,16 @@ type HTTP struct {
 	Listen string `koanf:"listen"`
 	// TokenFile holds the bearer token that state-changing endpoints require.
 	TokenFile string `koanf:"token_file"`
+}
+
+// Processor configures this process among the processes that run the same pipelines.
+type Processor struct {
+	// Instance names this process in leases and in the values it writes; it must differ
+	// between processes running at once (default: host name and process id).
+	Instance string `koanf:"instance"`
+	// LeaseTTL is how long a pipeline's lease outlives its holder: the time a standby waits
+	// before taking over from a process that died (default 5s, at least 1s).
+	LeaseTTL time.Duration `koanf:"lease_ttl"`
 }
 
 // Stream declares a JetStream stream that is created when missing.

@@ -69,6 +69,25 @@ const (
 	carts      = "  - name: carts\n    source: {stream: SHOP}\n    key: event.user_id\n"
 )
 
+func TestJoinReportsOnePerPlaceInFileOrder(t *testing.T) {
+	c, path, err := load(t, "pipelines:\n  - name: \"a b\"\n    key: x\n    source: {stream: S}\n")
+	if c == nil {
+		t.Fatalf("a file that decodes comes back with its errors: %v", err)
+	}
+	extra := c.Errorf("pipelines.0.key", "expression x: unknown name x")
+	again := c.Errorf("pipelines.0.name", "a second message at the same place")
+	joined := config.Join(extra, err, again, nil)
+	lines := strings.Split(joined.Error(), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("got %d lines, want 3:\n%v", len(lines), joined)
+	}
+	for i, want := range []string{path + ":2:11: invalid pipeline name", path + ":3:10: expression x", path + ":4:22: unknown stream"} {
+		if !strings.HasPrefix(lines[i], want) {
+			t.Errorf("line %d = %q, want prefix %q", i, lines[i], want)
+		}
+	}
+}
+
 func TestLoadErrors(t *testing.T) {
 	tests := []struct {
 		name string
@@ -235,8 +254,8 @@ func TestLoadErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Load succeeded, want errors")
 			}
-			if c != nil {
-				t.Errorf("Load returned a Config with an error")
+			if c != nil && c.File != path {
+				t.Errorf("Load returned a Config for another file with an error")
 			}
 			if !errors.Is(err, config.ErrInvalid) {
 				t.Errorf("errors.Is(err, ErrInvalid) = false for %v", err)

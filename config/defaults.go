@@ -20,6 +20,7 @@ const (
 	DefaultBatchSize      = 5000                   // [Batch.Size]
 	DefaultBatchMaxWait   = 200 * time.Millisecond // [Batch.MaxWait]
 	DefaultCacheMaxKeys   = 100000                 // [Cache.MaxKeys]
+	DefaultLeaseTTL       = 5 * time.Second        // [Processor.LeaseTTL]
 )
 
 // SetDefaults applies the defaults documented on each field to a configuration built in code.
@@ -37,6 +38,9 @@ func (c *Config) setDefaults(present func(path string) bool) {
 	e := &c.NATS.Embedded
 	setString(&e.StoreDir, DefaultStoreDir)
 	setString(&e.Listen, DefaultEmbeddedListen)
+	if c.Processor.LeaseTTL == 0 && !present("processor.lease_ttl") {
+		c.Processor.LeaseTTL = DefaultLeaseTTL
+	}
 	if c.HTTP.Listen == "" && !present("http.listen") {
 		c.HTTP.Listen = DefaultHTTPListen
 	}

@@ -74,6 +74,43 @@ func joinErrors(errs []*Error) error {
 	return errors.Join(out...)
 }
 
+// Join joins configuration errors into one report in file order, one problem per place:
+// of two *Error values at the same line and column, the first is kept. Errors that are not
+// *Error values keep their order at the end. nil errors are skipped.
+func Join(errs ...error) error {
+	var list []*Error
+	var other []error
+	var walk func(error)
+	walk = func(err error) {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		var ce *Error
+		if errors.As(err, &ce) {
+			list = append(list, ce)
+		} else if err != nil {
+			other = append(other, err)
+		}
+	}
+	for _, e := range errs {
+		walk(e)
+	}
+	seen := map[[2]int]bool{}
+	kept := list[:0]
+	for _, e := range list {
+		at := [2]int{e.Pos.Line, e.Pos.Col}
+		if e.Pos.Line > 0 && seen[at] {
+			continue
+		}
+		seen[at] = true
+		kept = append(kept, e)
+	}
+	return errors.Join(joinErrors(kept), errors.Join(other...))
+}
+
 // displayPath turns a field path into the form shown in messages: pipelines.0.batch becomes
 // pipelines[0].batch.
 func displayPath(path string) string {

@@ -36,7 +36,9 @@ type LoadOptions struct {
 // When the file cannot be read Load returns the [os.ReadFile] error, wrapped. Otherwise every
 // problem found (YAML syntax, unknown fields, wrong types, bad durations, failed validation) is
 // returned at once, joined with [errors.Join] in file order, each an [*Error] wrapping
-// [ErrInvalid]; the Config is then nil. Relative paths in the file are not resolved.
+// [ErrInvalid]. When the file is valid YAML, the Config is returned with the errors, decoded as
+// far as it could be, so that a caller can add its own checks (expressions, operators) to one
+// report with [Join]; it is nil for a file that is not YAML. Relative paths in the file are not resolved.
 func Load(path string, opts LoadOptions) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -77,7 +79,7 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 	})
 	errs = append(errs, dropCovered(c.validate(), errs)...)
 	if len(errs) > 0 {
-		return nil, joinErrors(errs)
+		return c, joinErrors(errs)
 	}
 	return c, nil
 }

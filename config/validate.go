@@ -70,6 +70,9 @@ func (c *Config) validate() []*Error {
 				"invalid sync_interval %q in nats.embedded", si)
 		}
 	}
+	if c.Processor.LeaseTTL < time.Second {
+		v.add("processor.lease_ttl", "such as 5s", "processor.lease_ttl must be at least 1s, got %s", c.Processor.LeaseTTL)
+	}
 
 	var declared []string
 	streamAt := map[string]string{}

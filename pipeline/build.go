@@ -38,10 +38,7 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 	for i, pc := range cfg.Pipelines {
 		base := fmt.Sprintf("pipelines.%d", i)
 		p := &Pipeline{Name: pc.Name, Config: pc}
-		var err error
-		if p.Start, err = pc.Source.StartPosition(); err != nil {
-			errs = append(errs, cfg.Errorf(base+".source.start", "%v", err))
-		}
+		p.Start, _ = pc.Source.StartPosition() // config.Validate reports a bad one
 		compile := func(field, src string, kind int) *operators.Expr {
 			e, err := operators.Compile(src, kind)
 			if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strconv"
 	"time"
 
@@ -28,15 +29,30 @@ func (r *Runner) commit(ctx context.Context, b *batch) error {
 	// 1. Derived events and dead letters. Their ids are deterministic: if a crash makes us
 	//    publish them again, JetStream drops the copies within the duplicate window, and
 	//    a fold that finds its key already past the event skips it altogether.
-	for _, m := range b.outputs {
+	//    Those an earlier run published after the checkpoint were read back at start and
+	//    are not sent again, so that even a restart past the duplicate window adds nothing.
+	outputs := b.outputs
+	if len(r.published) > 0 {
+		outputs = r.unpublished(outputs)
+	}
+	for _, m := range outputs {
 		f, err := js.PublishMsgAsync(m)
 		if err != nil {
 			return fmt.Errorf("publish %s: %w", m.Subject, err)
 		}
 		futs = append(futs, f)
 	}
-	if _, err := await(ctx, futs); err != nil {
+	acks, err := await(ctx, futs)
+	if err != nil {
 		return fmt.Errorf("publish derived events: %w", err)
+	}
+	failpoint("after-outputs")
+	outSeqs := maps.Clone(r.checkpoint.Outputs)
+	for _, a := range acks {
+		if outSeqs == nil {
+			outSeqs = map[string]uint64{}
+		}
+		outSeqs[a.Stream] = max(outSeqs[a.Stream], a.Sequence)
 	}
 
 	// 2. Projection keys, each with the revision it was read at: a value written by anyone
@@ -60,8 +76,11 @@ func (r *Runner) commit(ctx context.Context, b *batch) error {
 			return fmt.Errorf("write %s/%s: %w", e.proj, e.key, err)
 		}
 		futs = append(futs, f)
+		if len(futs) == len(r.cache.dirty)/2 {
+			failpoint("mid-keys", func() { _ = js.Conn().Flush() }) // half the keys sent
+		}
 	}
-	acks, err := await(ctx, futs)
+	acks, err = await(ctx, futs)
 	for i, a := range acks {
 		if a != nil {
 			r.cache.dirty[i].rev = a.Sequence
@@ -74,13 +93,18 @@ func (r *Runner) commit(ctx context.Context, b *batch) error {
 		return fmt.Errorf("write projection keys: %w", err)
 	}
 	keys := len(r.cache.dirty)
+	failpoint("after-keys")
 
 	// 3. The checkpoint, compare-and-set on its revision.
-	cp, err := r.cps.Commit(ctx, r.p.Name, checkpoint.Checkpoint{Seq: b.lastSeq, Stream: r.p.Config.Source.Stream})
+	cp, err := r.cps.Commit(ctx, r.p.Name, checkpoint.Checkpoint{Seq: b.lastSeq, Stream: r.p.Config.Source.Stream, Outputs: outSeqs})
 	if err != nil {
 		return err
 	}
 	r.checkpoint = cp
+	failpoint("after-checkpoint")
+	if r.published != nil && b.lastSeq >= r.publishedMax {
+		r.published = nil // every read-back id is behind the checkpoint now
+	}
 
 	// 4. Acknowledge (AckAll: the last message acknowledges the batch). A lost ack only
 	//    means a redelivery, which is skipped by sequence.
@@ -114,6 +138,20 @@ func (r *Runner) commit(ctx context.Context, b *batch) error {
 			Pending: b.pending, Keys: keys, Outputs: len(b.outputs), Duration: d})
 	}
 	return nil
+}
+
+// unpublished returns the outputs whose ids were not read back from an earlier run.
+func (r *Runner) unpublished(outputs []*nats.Msg) []*nats.Msg {
+	kept := make([]*nats.Msg, 0, len(outputs))
+	for _, m := range outputs {
+		id := m.Header.Get(jetstream.MsgIDHeader)
+		if _, done := r.published[id]; done {
+			delete(r.published, id)
+			continue
+		}
+		kept = append(kept, m)
+	}
+	return kept
 }
 
 // await waits for every future and returns the acks in order (nil where it failed) and the

@@ -27,6 +27,7 @@ type Metrics struct {
 	Restarts       *prometheus.CounterVec
 	Fenced         *prometheus.CounterVec
 	Latency        *prometheus.HistogramVec
+	Oversize       *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not registered).
@@ -66,10 +67,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "jetfold_end_to_end_latency_seconds", Help: "From an event's stream time to the commit that makes its effects visible.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}, byPipeline),
+		Oversize: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetfold_state_oversize_total", Help: "Events dead-lettered because the state they produced is over the KV value limit.",
+		}, byPipeline),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Events, m.Emitted, m.BatchDuration, m.CommitDuration, m.Checkpoint,
-			m.Pending, m.StateKeys, m.Restarts, m.Fenced, m.Latency)
+			m.Pending, m.StateKeys, m.Restarts, m.Fenced, m.Latency, m.Oversize)
 	}
 	return m
 }

@@ -118,6 +118,9 @@ var errInfra = errors.New("infrastructure")
 // It returns false when an operator dropped the event.
 func (r *Runner) processOne(ev *operators.Event, m jetstream.Msg, seq uint64, ts time.Time) (bool, error) {
 	ev.Seq, ev.Subject, ev.Time, ev.Data = seq, m.Subject(), ts, m.Data()
+	if seq <= r.o.HydrateUntil {
+		ev.Mode = operators.Hydrated
+	}
 	ev.Header = m.Headers()
 	fields, header, err := decodeEvent(r.p.Config.Decode, ev.Data, ev.Header)
 	if err != nil {
@@ -144,6 +147,12 @@ func (r *Runner) processOne(ev *operators.Event, m jetstream.Msg, seq uint64, ts
 		keep, err := op.Process(x, ev)
 		if err != nil || !keep {
 			return false, err
+		}
+	}
+	for _, w := range ev.Writes {
+		if err := checkSize(w.State, r.valueLimit); err != nil {
+			r.m.Oversize.WithLabelValues(r.p.Name).Inc()
+			return false, fmt.Errorf("%s/%s: %w", w.Projection, w.Key, err)
 		}
 	}
 	return true, nil

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetfold/jetfold/checkpoint"
+	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/streams"
 )
@@ -20,6 +21,9 @@ var (
 	// errCaughtUp ends a `stop: end` pipeline once it has committed the end of its stream.
 	errCaughtUp = errors.New("caught up")
 )
+
+// commitTimeout bounds the processing and commit of one batch.
+const commitTimeout = 30 * time.Second
 
 // Options configures a [Runner].
 type Options struct {
@@ -36,6 +40,15 @@ type Options struct {
 	// MaxFencedRetries is how many consecutive fenced commits end the run with
 	// checkpoint.ErrFenced (default 3).
 	MaxFencedRetries int
+	// Leases, when set, makes the pipeline run only in the process that holds its lease;
+	// other processes stand by and take over when the holder dies.
+	Leases *checkpoint.Leases
+	// OutputStreams are the streams derived events may go to (the declared streams); after a
+	// crash they are read back so that nothing is published twice (see recoverPublished).
+	OutputStreams []string
+	// HydrateUntil marks the events up to this source sequence as hydrated (a replay on
+	// purpose): they rebuild state but fire no `once` emit.
+	HydrateUntil uint64
 }
 
 // CommitInfo describes one commit, for progress reports.
@@ -71,6 +84,12 @@ type Runner struct {
 	lastSeq    uint64 // highest source sequence taken into a batch
 	total      int
 	done       bool // stop: end reached
+	dlqStream  string
+	valueLimit int // largest projection value NATS accepts
+	// published holds the ids of the messages published after the checkpoint by an earlier
+	// run that did not commit; publishedMax is the highest source sequence among them.
+	published    map[string]struct{}
+	publishedMax uint64
 }
 
 // NewRunner returns a runner for p.
@@ -96,6 +115,26 @@ func NewRunner(p *Pipeline, o Options) *Runner {
 // winning the commits. Lost connections and failed commits restart the pipeline in-process
 // from its last checkpoint, with backoff: the commit protocol makes that as safe as a crash.
 func (r *Runner) Run(ctx context.Context) error {
+	if r.o.Leases == nil {
+		return r.run(ctx)
+	}
+	for {
+		held, release, err := r.o.Leases.Acquire(ctx, r.p.Name)
+		if err != nil {
+			return nil // ctx ended while standing by
+		}
+		err = r.run(held)
+		release()
+		if ctx.Err() == nil && errors.Is(context.Cause(held), checkpoint.ErrLeaseLost) {
+			r.m.Fenced.WithLabelValues(r.p.Name).Inc()
+			continue // stand by again
+		}
+		return err
+	}
+}
+
+// run is Run without the lease.
+func (r *Runner) run(ctx context.Context) error {
 	wait := 200 * time.Millisecond
 	fenced := 0
 	for {
@@ -150,9 +189,16 @@ func (r *Runner) runOnce(ctx context.Context) error {
 		if len(b.msgs) == 0 {
 			continue
 		}
-		// From here on the batch is finished even if ctx ends: commit what is in flight.
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
+		// From here on the batch is finished even if ctx ends (SIGTERM): commit what is in
+		// flight. Not when the lease is lost: another process owns the pipeline now.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+		stop := context.AfterFunc(ctx, func() {
+			if errors.Is(context.Cause(ctx), checkpoint.ErrLeaseLost) {
+				cancel()
+			}
+		})
 		err := r.processAndCommit(wctx, b)
+		stop()
 		cancel()
 		if err != nil {
 			return err
@@ -195,29 +241,33 @@ func (r *Runner) start(ctx context.Context) (jetstream.Consumer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := streams.EnsureCaptured(ctx, js, streams.DLQSubject(r.p.Name), streams.DLQStream, []string{"_jetfold.dlq.>"}, 0); err != nil {
+	if r.dlqStream, err = streams.EnsureCaptured(ctx, js, streams.DLQSubject(r.p.Name), streams.DLQStream, []string{"_jetfold.dlq.>"}, 0); err != nil {
 		return nil, err
 	}
+	r.valueLimit = int(js.Conn().MaxPayload()) - 1024
 	r.cps = checkpoint.NewStore(cpkv)
 	cp, err := r.cps.Load(ctx, r.p.Name)
-	found := err == nil
-	if err != nil && !errors.Is(err, checkpoint.ErrNotFound) {
-		return nil, err
-	}
-	if !found && r.p.Start.Kind == "new" {
-		// Pin "new" to a sequence now, so that a restart before the first commit does not
-		// skip what arrived in between.
-		cp = checkpoint.Checkpoint{Seq: stream.CachedInfo().State.LastSeq, Stream: pc.Source.Stream}
-		if cp, err = r.cps.Commit(ctx, r.p.Name, cp); err != nil {
-			return nil, err
+	if errors.Is(err, checkpoint.ErrNotFound) {
+		// Write a checkpoint before reading anything: its time bounds the read-back of
+		// outputs after a crash, and "new" is pinned to a sequence now, so that a restart
+		// before the first commit does not skip what arrived in between.
+		cp = checkpoint.Checkpoint{Stream: pc.Source.Stream, Initial: true}
+		if r.p.Start.Kind == config.StartNew {
+			cp.Seq, cp.Initial = stream.CachedInfo().State.LastSeq, false
 		}
-		found = true
+		cp, err = r.cps.Commit(ctx, r.p.Name, cp)
+	}
+	if err != nil {
+		return nil, err
 	}
 	r.checkpoint = cp
 	r.lastSeq = cp.Seq
 	r.m.Checkpoint.WithLabelValues(r.p.Name).Set(float64(cp.Seq))
+	if err := r.recoverPublished(ctx, cp); err != nil {
+		return nil, err
+	}
 
-	cc := r.consumerConfig(found, cp.Seq)
+	cc := r.consumerConfig(!cp.Initial, cp.Seq)
 	if err := stream.DeleteConsumer(ctx, cc.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, fmt.Errorf("reset consumer %s: %w", cc.Durable, err)
 	}
@@ -230,7 +280,7 @@ func (r *Runner) start(ctx context.Context) (jetstream.Consumer, error) {
 	if pc.Source.Stop == "end" && info.NumPending == 0 {
 		r.done = true
 	}
-	r.log.Info("pipeline started", "stream", pc.Source.Stream, "checkpoint", cp.Seq, "resumed", found, "pending", info.NumPending)
+	r.log.Info("pipeline started", "stream", pc.Source.Stream, "checkpoint", cp.Seq, "resumed", !cp.Initial, "pending", info.NumPending)
 	return cons, nil
 }
 

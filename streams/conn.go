@@ -94,7 +94,9 @@ func Connect(ctx context.Context, cfg config.NATS, o ConnectOptions) (*Conn, err
 }
 
 func finish(c *Conn, nc *nats.Conn, addr string) (*Conn, error) {
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(16384))
+	// A lost connection loses the acks of what was in flight: time them out rather
+	// than wait for ever, so that a commit fails and the pipeline restarts.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(16384), jetstream.WithPublishAsyncTimeout(10*time.Second))
 	if err != nil {
 		nc.Close()
 		c.Close()
@@ -116,6 +118,9 @@ func clientOptions(cfg config.NATS, o ConnectOptions, log *slog.Logger) ([]nats.
 		nats.ReconnectJitter(100*time.Millisecond, time.Second),
 		nats.RetryOnFailedConnect(false),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil {
+				return // a Close or Drain of ours
+			}
 			log.Warn("nats disconnected", "err", err)
 			if o.OnDisconnect != nil {
 				o.OnDisconnect()

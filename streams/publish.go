@@ -76,6 +76,7 @@ func PublishJSONL(ctx context.Context, js jetstream.JetStream, r io.Reader, o Pu
 		if o.Subject == "" {
 			var env envelope
 			if err := json.Unmarshal(raw, &env); err != nil || env.Subject == "" {
+				_ = flush() // count what went out before the bad line
 				return done, fmt.Errorf("line %d: %w: want {\"subject\": ..., \"data\": ...} (or pass --subject)", line, ErrBadLine)
 			}
 			m.Subject, m.Data = env.Subject, env.Data

@@ -29,11 +29,11 @@ func (g *globals) logger() *slog.Logger {
 // exitError with every `file:line:col: message` on its own line.
 func (g *globals) load() (*config.Config, []*pipeline.Pipeline, error) {
 	cfg, err := config.Load(g.config, config.LoadOptions{})
-	if err != nil {
+	if cfg == nil {
 		return nil, nil, &exitError{code: 1, err: err}
 	}
-	ps, err := pipeline.Build(cfg, operators.Builtin())
-	if err != nil {
+	ps, berr := pipeline.Build(cfg, operators.Builtin())
+	if err := config.Join(err, berr); err != nil {
 		return nil, nil, &exitError{code: 1, err: err}
 	}
 	return cfg, ps, nil

@@ -77,5 +77,9 @@ func publishFile(cmd *cobra.Command, conn *streams.Conn, path string, o streams.
 		)
 		o.Progress = func(done int) { _ = bar.Set(done) }
 	}
-	return streams.PublishJSONL(cmd.Context(), conn.JS, f, o)
+	n, err := streams.PublishJSONL(cmd.Context(), conn.JS, f, o)
+	if err != nil {
+		return n, fmt.Errorf("publish %s: %w (%d messages published before the error)", path, err, n)
+	}
+	return n, nil
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jetfold/jetfold/api"
+	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/streams"
@@ -64,9 +66,23 @@ func runCmd(g *globals) *cobra.Command {
 			} else {
 				defer stop()
 			}
+			instance := cfg.Processor.Instance
+			if instance == "" {
+				instance = fmt.Sprintf("%s-%d", hostname(), os.Getpid())
+			}
+			leases, err := checkpoint.OpenLeases(ctx, conn.JS, checkpoint.LeaseOptions{
+				TTL: cfg.Processor.LeaseTTL, Holder: instance, Logger: log,
+			})
+			if err != nil {
+				return err
+			}
+			var outputs []string
+			for _, s := range cfg.Streams {
+				outputs = append(outputs, s.Name)
+			}
 			runErr := pipeline.RunAll(ctx, ps, pipeline.Options{
-				JS: conn.JS, Logger: log, Metrics: metrics, Instance: hostname(),
-				OnCommit: progress(log),
+				JS: conn.JS, Logger: log, Metrics: metrics, Instance: instance,
+				OnCommit: progress(log), Leases: leases, OutputStreams: outputs,
 			})
 			summarize(g, conn, ps)
 			if runErr != nil {

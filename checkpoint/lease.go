@@ -1,0 +1,182 @@
+package checkpoint
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// LeaseBucket is the KV bucket that holds one lease per pipeline.
+const LeaseBucket = "jetfold_leases"
+
+// ErrLeaseLost is the cause of a lease context's cancellation when the lease was lost.
+var ErrLeaseLost = errors.New("lease lost")
+
+// Leases grants per-pipeline leases: of all processes running a pipeline, the one holding its
+// lease processes it, the others wait. A lease is a KV entry with a per-message TTL that its
+// holder renews every TTL/3; when the holder dies, the entry expires and a waiting process takes
+// it over. A holder that cannot renew for 2/3 of the TTL gives the lease up on its own, before
+// anyone else can take it (self-fencing); the expected-revision writes of the commit protocol
+// still protect the state if a holder is paused past that (fencing).
+type Leases struct {
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	ttl    time.Duration
+	holder string
+	log    *slog.Logger
+}
+
+// LeaseOptions configures [OpenLeases].
+type LeaseOptions struct {
+	// TTL is how long a lease outlives its holder's last renewal (default 5s, at least 1s).
+	TTL time.Duration
+	// Holder names this process; it must differ between processes (default host-pid).
+	Holder string
+	// Logger receives lease events; nil discards them.
+	Logger *slog.Logger
+}
+
+// OpenLeases opens (creating when missing) the lease bucket.
+func OpenLeases(ctx context.Context, js jetstream.JetStream, o LeaseOptions) (*Leases, error) {
+	if o.TTL == 0 {
+		o.TTL = 5 * time.Second
+	}
+	if o.TTL < time.Second {
+		return nil, fmt.Errorf("lease ttl %s: want at least 1s", o.TTL)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	_, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: LeaseBucket, History: 1, Storage: jetstream.FileStorage, LimitMarkerTTL: time.Second,
+	})
+	if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+		return nil, fmt.Errorf("lease bucket: %w", err)
+	}
+	s, err := js.Stream(ctx, "KV_"+LeaseBucket)
+	if err != nil {
+		return nil, fmt.Errorf("lease bucket: %w", err)
+	}
+	return &Leases{js: js, stream: s, ttl: o.TTL, holder: o.Holder, log: o.Logger}, nil
+}
+
+type leaseValue struct {
+	Holder string    `json:"holder"`
+	Since  time.Time `json:"since"`
+}
+
+// Acquire waits until this process holds the lease of name, or ctx ends. The returned
+// context is cancelled, with cause [ErrLeaseLost], when the lease is lost; release gives the
+// lease up (call it when done, to let a standby take over at once).
+func (l *Leases) Acquire(ctx context.Context, name string) (held context.Context, release func(), err error) {
+	subject := "$KV." + LeaseBucket + "." + name
+	waiting := false
+	for {
+		rev, holder, err := l.current(ctx, subject)
+		if err == nil && holder == "" {
+			rev, err = l.write(ctx, subject, rev)
+			if err == nil {
+				l.log.Info("lease acquired", "pipeline", name, "holder", l.holder)
+				return l.keep(ctx, name, subject, rev)
+			}
+		}
+		switch {
+		case err != nil && !isConflict(err):
+			l.log.Warn("lease: NATS error, retrying", "pipeline", name, "err", err)
+		case !waiting && holder != "":
+			l.log.Info("standing by: another process holds the lease", "pipeline", name, "holder", holder)
+			waiting = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(l.ttl / 4):
+		}
+	}
+}
+
+// current returns the revision of the lease entry and its holder ("" when free).
+func (l *Leases) current(ctx context.Context, subject string) (uint64, string, error) {
+	m, err := l.stream.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, "", nil
+	}
+	if err != nil {
+		return 0, "", err
+	}
+	if m.Header.Get("Nats-Marker-Reason") != "" || m.Header.Get("KV-Operation") != "" {
+		return m.Sequence, "", nil // expired or released
+	}
+	var v leaseValue
+	if json.Unmarshal(m.Data, &v) != nil || v.Holder == "" {
+		return m.Sequence, "", nil
+	}
+	if v.Holder == l.holder {
+		return m.Sequence, "", nil // ours, from before a restart of this same process
+	}
+	return m.Sequence, v.Holder, nil
+}
+
+// write sets the lease to this holder if its revision is still rev.
+func (l *Leases) write(ctx context.Context, subject string, rev uint64) (uint64, error) {
+	b, _ := json.Marshal(leaseValue{Holder: l.holder, Since: time.Now().UTC()})
+	ack, err := l.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: b, Header: nats.Header{}},
+		jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(l.ttl))
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
+}
+
+func (l *Leases) keep(parent context.Context, name, subject string, rev uint64) (context.Context, func(), error) {
+	ctx, cancel := context.WithCancelCause(parent)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(l.ttl / 3)
+		defer tick.Stop()
+		renewed := time.Now()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			wctx, wcancel := context.WithTimeout(ctx, l.ttl/3)
+			next, err := l.write(wctx, subject, rev)
+			wcancel()
+			switch {
+			case err == nil:
+				rev, renewed = next, time.Now()
+			case isConflict(err):
+				l.log.Error("lease taken by another process; stopping here", "pipeline", name)
+				cancel(ErrLeaseLost)
+				return
+			case time.Since(renewed) > 2*l.ttl/3:
+				l.log.Error("lease not renewed in time; stopping here", "pipeline", name, "err", err)
+				cancel(ErrLeaseLost)
+				return
+			}
+		}
+	}()
+	release := func() {
+		cancel(context.Canceled)
+		<-done
+		ctx, c := context.WithTimeout(context.Background(), 2*time.Second)
+		defer c()
+		// Delete only if still ours: a purge marker with the expected revision.
+		m := &nats.Msg{Subject: subject, Header: nats.Header{"KV-Operation": []string{"DEL"}}}
+		_, _ = l.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(rev))
+	}
+	return ctx, release, nil
+}
+
+func isConflict(err error) bool {
+	return IsWrongLastSequence(err) || errors.Is(err, jetstream.ErrKeyExists)
+}

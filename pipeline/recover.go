@@ -1,0 +1,116 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetfold/jetfold/checkpoint"
+)
+
+// clockSlack widens the time-based read-back of output streams, for clocks that differ
+// between this process and the NATS server.
+const clockSlack = 10 * time.Second
+
+// recoverPublished reads back, from every stream this pipeline may have published to since
+// its checkpoint, the ids of the messages it published, so that processing the events after
+// the checkpoint again does not publish them twice. Streams named in the checkpoint are read
+// from the sequence it recorded; the dead-letter stream and the declared output streams that
+// it does not name, from the checkpoint's time.
+func (r *Runner) recoverPublished(ctx context.Context, cp checkpoint.Checkpoint) error {
+	r.published = map[string]struct{}{}
+	r.publishedMax = 0
+	candidates := map[string]bool{}
+	for s := range cp.Outputs {
+		candidates[s] = true
+	}
+	for _, s := range append([]string{r.dlqStream}, r.o.OutputStreams...) {
+		if s != "" && s != r.p.Config.Source.Stream {
+			candidates[s] = true
+		}
+	}
+	prefix := r.p.Name + ":"
+	for name := range candidates {
+		s, err := r.o.JS.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read back %s: %w", name, err)
+		}
+		cfg := jetstream.OrderedConsumerConfig{HeadersOnly: true}
+		if seq, ok := cp.Outputs[name]; ok {
+			if s.CachedInfo().State.LastSeq <= seq {
+				continue
+			}
+			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq+1
+		} else {
+			if s.CachedInfo().State.Msgs == 0 {
+				continue
+			}
+			t := cp.Committed.Add(-clockSlack)
+			cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
+		}
+		n, err := readIDs(ctx, s, cfg, prefix, func(id string) {
+			r.published[id] = struct{}{}
+			if seq := idSeq(id, prefix); seq > r.publishedMax {
+				r.publishedMax = seq
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("read back %s: %w", name, err)
+		}
+		if n > 0 {
+			r.log.Info("read back messages published after the checkpoint", "stream", name, "ids", n)
+		}
+	}
+	return nil
+}
+
+// readIDs calls fn with every message id that starts with prefix, from cfg's start to the
+// stream's end, and returns how many it found.
+func readIDs(ctx context.Context, s jetstream.Stream, cfg jetstream.OrderedConsumerConfig, prefix string, fn func(string)) (int, error) {
+	c, err := s.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return 0, err
+	}
+	found := 0
+	for {
+		b, err := c.Fetch(1000, jetstream.FetchMaxWait(500*time.Millisecond))
+		if err != nil {
+			return found, err
+		}
+		n := 0
+		for m := range b.Messages() {
+			n++
+			if id := m.Headers().Get(jetstream.MsgIDHeader); strings.HasPrefix(id, prefix) {
+				fn(id)
+				found++
+			}
+			if md, err := m.Metadata(); err == nil && md.NumPending == 0 {
+				return found, nil
+			}
+		}
+		if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+			return found, err
+		}
+		if n == 0 {
+			return found, nil // nothing after the start position
+		}
+	}
+}
+
+// idSeq returns the source sequence of a message id "<pipeline>:<seq>:<n>".
+func idSeq(id, prefix string) uint64 {
+	rest := strings.TrimPrefix(id, prefix)
+	if i := strings.IndexByte(rest, ':'); i >= 0 {
+		rest = rest[:i]
+	}
+	n, _ := strconv.ParseUint(rest, 10, 64)
+	return n
+}
