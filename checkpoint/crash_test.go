@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -35,6 +36,14 @@ var (
 	binPath   string
 	buildErr  error
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		_ = os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
 
 // processor builds cmd/processor once per test binary.
 func processor(t *testing.T) string {
@@ -113,9 +122,14 @@ func freePort(t *testing.T) int {
 
 // config writes a configuration for the child; stop is follow or end.
 func (e *crashEnv) config(url, stop string) string {
-	y := fmt.Sprintf("nats: {url: %q}\nhttp: {listen: none}\nprocessor: {instance: crash-child, lease_ttl: 1s}\n", url) +
+	return e.configAs(url, stop, "crash-child")
+}
+
+// configAs is config for a process named instance.
+func (e *crashEnv) configAs(url, stop, instance string) string {
+	y := fmt.Sprintf("nats: {url: %q}\nhttp: {listen: none}\nprocessor: {instance: %s, lease_ttl: 1s}\n", url, instance) +
 		shoptest.Streams + "pipelines:" + fmt.Sprintf(shoptest.Pipeline, "all", stop, 300, 500)
-	path := filepath.Join(e.dir, "crash-"+stop+".yaml")
+	path := filepath.Join(e.dir, instance+"-"+stop+".yaml")
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 		e.t.Fatal(err)
 	}
@@ -129,7 +143,13 @@ type child struct {
 
 func (e *crashEnv) start(cfg string, env ...string) *child {
 	e.t.Helper()
-	log, err := os.OpenFile(filepath.Join(e.dir, "child.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	return e.startLogged(cfg, "child.log", env...)
+}
+
+// startLogged starts the processor with its output appended to the file logName.
+func (e *crashEnv) startLogged(cfg, logName string, env ...string) *child {
+	e.t.Helper()
+	log, err := os.OpenFile(filepath.Join(e.dir, logName), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -144,8 +164,10 @@ func (e *crashEnv) start(cfg string, env ...string) *child {
 	return c
 }
 
-func (e *crashEnv) childLog() string {
-	b, _ := os.ReadFile(filepath.Join(e.dir, "child.log"))
+func (e *crashEnv) childLog() string { return e.logOf("child.log") }
+
+func (e *crashEnv) logOf(name string) string {
+	b, _ := os.ReadFile(filepath.Join(e.dir, name))
 	if len(b) > 4000 {
 		b = b[len(b)-4000:]
 	}
@@ -385,4 +407,44 @@ func (e *crashEnv) stopGracefully(c *child) {
 	case <-time.After(30 * time.Second):
 		e.t.Fatalf("SIGTERM: the processor did not exit\n%s", e.childLog())
 	}
+}
+
+// TestCrashTwoProcessors starts two processors on the same configuration: exactly one
+// processes, the other stands by and takes over when the first is killed.
+func TestCrashTwoProcessors(t *testing.T) {
+	events, _ := sizes(testing.Short())
+	s := seed(t)
+	e := newCrashEnv(t, events, s)
+	url := e.srv.ClientURL()
+	a := e.startLogged(e.configAs(url, "follow", "proc-a"), "a.log")
+	waitLog(t, e, "a.log", "lease acquired")
+	b := e.startLogged(e.configAs(url, "follow", "proc-b"), "b.log")
+	waitLog(t, e, "b.log", "standing by: another process holds the lease")
+
+	half := events / 2
+	e.publish(0, half)
+	natstest.Eventually(t, 60*time.Second, "proc-a to process the first half", func() bool {
+		return e.checkpointSeq() >= uint64(half)
+	})
+	if strings.Contains(e.logOf("b.log"), "lease acquired") {
+		t.Fatalf("both processors hold the lease:\n%s", e.logOf("b.log"))
+	}
+	// Kill the holder in the middle of the second half.
+	done := make(chan struct{})
+	go func() { defer close(done); e.publish(half, events) }()
+	time.Sleep(time.Duration(rand.New(rand.NewPCG(s, 5)).IntN(100)) * time.Millisecond) // a random moment, not a synchronisation
+	_ = a.cmd.Process.Signal(syscall.SIGKILL)
+	<-a.done
+	waitLog(t, e, "b.log", "lease acquired")
+	<-done
+	e.waitCaughtUp(b)
+	e.stopGracefully(b)
+	e.finish(url, "takeovers", 1)
+}
+
+func waitLog(t *testing.T, e *crashEnv, name, line string) {
+	t.Helper()
+	natstest.Eventually(t, 30*time.Second, name+" to say "+line, func() bool {
+		return strings.Contains(e.logOf(name), line)
+	})
 }

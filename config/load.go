@@ -150,10 +150,14 @@ func (c *Config) yamlErrors(data []byte, err error) []*Error {
 			line, _ = strconv.Atoi(m[1])
 			l = m[2]
 		}
-		errs = append(errs, &Error{
+		e := &Error{
 			Pos: Pos{File: c.File, Line: max(line, 1), Col: firstCol(data, line)},
 			Msg: "invalid YAML: " + l,
-		})
+		}
+		if strings.Contains(l, "did not find expected ',' or") {
+			e.Hint = "inside {...} or [...], quote an expression that holds , ? : # [ ] { }, such as {n: '(state.n ?? 0) + 1'}"
+		}
+		errs = append(errs, e)
 	}
 	return errs
 }

@@ -70,6 +70,8 @@ type Status struct {
 	Lag uint64 `json:"lag"`
 	// Keys is the number of keys per projection.
 	Keys map[string]uint64 `json:"keys"`
+	// DeadLetters is the number of dead letters on the pipeline's dead-letter subject.
+	DeadLetters uint64 `json:"dead_letters"`
 	// LastCommit is the wall time of the last commit.
 	LastCommit *time.Time `json:"last_commit,omitempty"`
 }
@@ -99,6 +101,13 @@ func ReadStatus(ctx context.Context, js jetstream.JetStream, p *Pipeline) (Statu
 			return st, err
 		}
 		st.Lag = n
+	}
+	if name, err := js.StreamNameBySubject(ctx, streams.DLQSubject(p.Name)); err == nil {
+		if s, err := js.Stream(ctx, name); err == nil {
+			if st.DeadLetters, err = countAfter(ctx, s, []string{streams.DLQSubject(p.Name)}, 0); err != nil {
+				return st, err
+			}
+		}
 	}
 	for _, proj := range p.Projections {
 		s, err := js.Stream(ctx, streams.KVStream(proj))

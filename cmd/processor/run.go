@@ -177,7 +177,7 @@ func summarize(g *globals, conn *streams.Conn, ps []*pipeline.Pipeline) {
 			fmt.Fprintf(g.stdout, "pipeline %s: status unavailable: %v\n", p.Name, err)
 			continue
 		}
-		fmt.Fprintf(g.stdout, "pipeline %s: checkpoint %d of %d (lag %d), keys %s\n", p.Name, st.Checkpoint, st.Head, st.Lag, keys(st.Keys))
+		fmt.Fprintf(g.stdout, "pipeline %s: checkpoint %d of %d (lag %d), keys %s, dead letters %d\n", p.Name, st.Checkpoint, st.Head, st.Lag, keys(st.Keys), st.DeadLetters)
 		for _, proj := range p.Projections {
 			sample, _ := sampleKeys(ctx, conn, proj, 3)
 			for _, k := range sample {

@@ -43,13 +43,13 @@ func statusCmd(g *globals) *cobra.Command {
 				return enc.Encode(out)
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "PIPELINE\tSTREAM\tCHECKPOINT\tHEAD\tLAG\tKEYS\tLAST COMMIT")
+			fmt.Fprintln(tw, "PIPELINE\tSTREAM\tCHECKPOINT\tHEAD\tLAG\tKEYS\tDEAD LETTERS\tLAST COMMIT")
 			for _, st := range out {
 				last := "never"
 				if st.LastCommit != nil {
 					last = st.LastCommit.UTC().Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", st.Pipeline, st.Stream, st.Checkpoint, st.Head, st.Lag, keys(st.Keys), last)
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%d\t%s\n", st.Pipeline, st.Stream, st.Checkpoint, st.Head, st.Lag, keys(st.Keys), st.DeadLetters, last)
 			}
 			return tw.Flush()
 		},

@@ -21,7 +21,20 @@ func Server(t testing.TB) *server.Server {
 // ServerAt starts a nats-server with JetStream on dir and port (-1: random).
 func ServerAt(t testing.TB, dir string, port int) *server.Server {
 	t.Helper()
-	opts := &server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true}
+	return ServerWith(t, &server.Options{Port: port, StoreDir: dir})
+}
+
+// ServerWith starts a nats-server with JetStream with opts completed for tests (loopback,
+// quiet, a temporary store unless StoreDir is set, a random port unless Port is set).
+func ServerWith(t testing.TB, opts *server.Options) *server.Server {
+	t.Helper()
+	opts.Host, opts.JetStream, opts.NoLog, opts.NoSigs = "127.0.0.1", true, true, true
+	if opts.StoreDir == "" {
+		opts.StoreDir = t.TempDir()
+	}
+	if opts.Port == 0 {
+		opts.Port = -1
+	}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatalf("nats-server: %v", err)
