@@ -69,6 +69,6 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVarP(&g.config, "config", "c", "jetfold.yaml", "configuration file")
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	pf.BoolVar(&g.logJSON, "log-json", false, "log as JSON lines")
-	root.AddCommand(runCmd(g), validateCmd(g), getCmd(g), statusCmd(g), publishCmd(g))
+	root.AddCommand(runCmd(g), validateCmd(g), getCmd(g), statusCmd(g), publishCmd(g), benchCmd(g))
 	return root
 }

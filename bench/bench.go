@@ -1,0 +1,350 @@
+// Package bench measures jetfold against the raw JetStream consume rate in one run, on an
+// embedded nats-server in a temporary directory: the standard workload is published once,
+// read by a plain consumer as fast as JetStream hands it out, then folded by a pipeline until
+// its checkpoint reaches the stream head. The ratio of the two rates is the figure that counts:
+// it holds on a noisy machine where absolute rates do not.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetfold/jetfold/config"
+	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/streams"
+)
+
+// Options configures [Run].
+type Options struct {
+	// Events is the number of events of the workload (default 1,000,000).
+	Events int
+	// Keys is the number of distinct keys (default 10,000).
+	Keys int
+	// EmitEvery makes one event in EmitEvery emit a derived event (default 100: 1%).
+	EmitEvery int
+	// BatchSize and MaxWait are the pipeline's batch settings (defaults 5000 and 5ms).
+	BatchSize int
+	MaxWait   time.Duration
+	// CacheKeys bounds the state cache (default: Keys, so every key stays cached).
+	CacheKeys int
+	// Dir is where the embedded server stores its data (default: a temporary directory,
+	// removed at the end).
+	Dir string
+	// Latency runs the latency mode instead: events at Rate per second for Duration through
+	// a following pipeline, measuring publish to visible commit.
+	Latency  bool
+	Rate     int           // default 10,000
+	Duration time.Duration // default 30s
+	// Logger receives progress; nil discards it.
+	Logger *slog.Logger
+	// CPUProfile, when set, receives a CPU profile of the pipeline phase only.
+	CPUProfile io.Writer
+}
+
+// Result is what a run measured.
+type Result struct {
+	Events       int `json:"events"`
+	Keys         int `json:"keys"`
+	PayloadBytes int `json:"payload_bytes"`
+	// PublishRate is the rate the workload was published at (async publish).
+	PublishRate float64 `json:"publish_events_per_s"`
+	// RawRate is a plain durable pull consumer (AckNone, Consume with 10,000-message pulls,
+	// no decoding) reading the whole stream.
+	RawRate float64 `json:"raw_events_per_s"`
+	// PipelineRate is the fold pipeline from start until its checkpoint reached the head.
+	PipelineRate float64 `json:"pipeline_events_per_s"`
+	// Ratio is PipelineRate / RawRate.
+	Ratio float64 `json:"ratio"`
+	// PeakRSS is the process's peak resident set during the pipeline phase (the embedded
+	// server included); 0 where the kernel cannot reset the peak.
+	PeakRSS uint64 `json:"peak_rss_bytes"`
+	// AllocBytesPerEvent and AllocsPerEvent are heap allocations during the pipeline phase,
+	// divided by the events (the embedded server's own allocations included).
+	AllocBytesPerEvent float64 `json:"alloc_bytes_per_event"`
+	AllocsPerEvent     float64 `json:"allocs_per_event"`
+	// Emitted is the number of derived events the pipeline published.
+	Emitted int `json:"emitted"`
+	// Latency is set in latency mode.
+	Latency *Latency `json:"latency,omitempty"`
+}
+
+// Latency is the latency mode's result: from publish to the commit that makes the event's
+// effect visible in KV.
+type Latency struct {
+	Rate     int           `json:"rate"`
+	Duration time.Duration `json:"duration_ns"`
+	Events   int           `json:"events"`
+	P50      time.Duration `json:"p50_ns"`
+	P99      time.Duration `json:"p99_ns"`
+	Max      time.Duration `json:"max_ns"`
+}
+
+func (o *Options) defaults() {
+	if o.Events <= 0 {
+		o.Events = 1_000_000
+	}
+	if o.Keys <= 0 {
+		o.Keys = 10_000
+	}
+	if o.EmitEvery <= 0 {
+		o.EmitEvery = 100
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 5000
+	}
+	if o.MaxWait <= 0 {
+		o.MaxWait = 5 * time.Millisecond
+	}
+	if o.CacheKeys <= 0 {
+		o.CacheKeys = max(o.Keys, 1000)
+	}
+	if o.Rate <= 0 {
+		o.Rate = 10_000
+	}
+	if o.Duration <= 0 {
+		o.Duration = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// pipelineYAML is the standard fold: 4 fields, a handler per type, one emit.
+const pipelineYAML = `
+nats: {url: ""}
+http: {listen: none}
+streams:
+  - {name: BENCH, subjects: ["bench.>"]}
+  - {name: BENCH_OUT, subjects: ["benchout.>"]}
+pipelines:
+  - name: bench
+    source: {stream: BENCH, start: all, stop: %s}
+    key: event.key
+    batch: {size: %d, max_wait: %s}
+    cache: {max_keys: %d}
+    operators:
+      - fold:
+          projection: bench
+          initial: {count: 0, total: 0.0, qty: 0, last: ""}
+          on:
+            t1: {count: state.count + 1, total: state.total + event.amount}
+            t2: {count: state.count + 1, qty: state.qty + event.qty}
+            t3: {count: state.count + 1, last: event.ref}
+            t4: {count: state.count + 1, total: state.total - event.amount, qty: 'max(state.qty - 1, 0)'}
+      - emit:
+          when: event.flag
+          subject: '"benchout." + key'
+          data: {key: key, count: state.count}
+`
+
+// Payload returns the i-th event of the workload: about 200 bytes of JSON.
+func Payload(i, keys, emitEvery int, rng *rand.Rand) []byte {
+	var b bytes.Buffer
+	b.Grow(224)
+	b.WriteString(`{"type":"t`)
+	b.WriteString(strconv.Itoa(1 + i%4))
+	b.WriteString(`","key":"k`)
+	b.WriteString(strconv.Itoa(rng.IntN(keys)))
+	b.WriteString(`","amount":`)
+	b.WriteString(strconv.FormatFloat(float64(rng.IntN(100000))/100, 'f', 2, 64))
+	b.WriteString(`,"qty":`)
+	b.WriteString(strconv.Itoa(1 + rng.IntN(9)))
+	b.WriteString(`,"flag":`)
+	b.WriteString(strconv.FormatBool(i%emitEvery == emitEvery-1))
+	b.WriteString(`,"ref":"r-`)
+	b.WriteString(strconv.Itoa(i))
+	b.WriteString(`","ts":"2026-01-01T00:00:00.000Z","note":"`)
+	for b.Len() < 198 {
+		b.WriteByte('x')
+	}
+	b.WriteString(`"}`)
+	return b.Bytes()
+}
+
+// Run runs the benchmark.
+func Run(ctx context.Context, o Options) (Result, error) {
+	o.defaults()
+	dir := o.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "jetfold-bench")
+		if err != nil {
+			return Result{}, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	stop := "end"
+	if o.Latency {
+		stop = "follow"
+	}
+	cfgPath := filepath.Join(dir, "bench.yaml")
+	y := fmt.Sprintf(pipelineYAML, stop, o.BatchSize, o.MaxWait, o.CacheKeys)
+	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
+		return Result{}, err
+	}
+	cfg, err := config.Load(cfgPath, config.LoadOptions{Environ: []string{}})
+	if err != nil {
+		return Result{}, fmt.Errorf("bench config: %w", err)
+	}
+	cfg.NATS.Embedded.StoreDir = filepath.Join(dir, "nats")
+	ps, err := pipeline.Build(cfg, operators.Builtin())
+	if err != nil {
+		return Result{}, fmt.Errorf("bench pipeline: %w", err)
+	}
+	conn, err := streams.Connect(ctx, cfg.NATS, streams.ConnectOptions{Name: "jetfold-bench", NoListen: true})
+	if err != nil {
+		return Result{}, err
+	}
+	defer conn.Close()
+	if err := streams.EnsureStreams(ctx, conn.JS, cfg.Streams, nil); err != nil {
+		return Result{}, err
+	}
+	if o.Latency {
+		return runLatency(ctx, conn.JS, ps, o)
+	}
+	res := Result{Events: o.Events, Keys: o.Keys}
+	o.Logger.Info("publishing the workload", "events", o.Events, "keys", o.Keys)
+	if res.PublishRate, res.PayloadBytes, err = publish(ctx, conn.JS, o); err != nil {
+		return res, err
+	}
+	o.Logger.Info("raw consume")
+	if res.RawRate, err = rawConsume(ctx, conn.JS, o.Events); err != nil {
+		return res, err
+	}
+	o.Logger.Info("pipeline")
+	resetPeakRSS()
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	metrics := pipeline.NewMetrics(nil)
+	if o.CPUProfile != nil {
+		if err := pprof.StartCPUProfile(o.CPUProfile); err != nil {
+			return res, err
+		}
+	}
+	began := time.Now()
+	err = pipeline.RunAll(ctx, ps, pipeline.Options{JS: conn.JS, Metrics: metrics})
+	elapsed := time.Since(began)
+	if o.CPUProfile != nil {
+		pprof.StopCPUProfile()
+	}
+	if err != nil {
+		return res, err
+	}
+	runtime.ReadMemStats(&after)
+	res.PipelineRate = float64(o.Events) / elapsed.Seconds()
+	res.Ratio = res.PipelineRate / res.RawRate
+	res.PeakRSS = peakRSS()
+	res.AllocBytesPerEvent = float64(after.TotalAlloc-before.TotalAlloc) / float64(o.Events)
+	res.AllocsPerEvent = float64(after.Mallocs-before.Mallocs) / float64(o.Events)
+	if s, err := conn.JS.Stream(ctx, "BENCH_OUT"); err == nil {
+		res.Emitted = int(s.CachedInfo().State.Msgs)
+	}
+	return res, nil
+}
+
+// publish publishes the workload asynchronously and returns the rate and the mean payload size.
+func publish(ctx context.Context, js jetstream.JetStream, o Options) (float64, int, error) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	began := time.Now()
+	total := 0
+	const window = 8192
+	futs := make([]jetstream.PubAckFuture, 0, window)
+	wait := func() error {
+		for _, f := range futs {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return err
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		futs = futs[:0]
+		return nil
+	}
+	for i := range o.Events {
+		p := Payload(i, o.Keys, o.EmitEvery, rng)
+		total += len(p)
+		f, err := js.PublishAsync("bench.ev", p)
+		if err != nil {
+			return 0, 0, fmt.Errorf("publish: %w", err)
+		}
+		if futs = append(futs, f); len(futs) == window {
+			if err := wait(); err != nil {
+				return 0, 0, err
+			}
+		}
+	}
+	if err := wait(); err != nil {
+		return 0, 0, err
+	}
+	return float64(o.Events) / time.Since(began).Seconds(), total / o.Events, nil
+}
+
+// rawConsume reads the whole stream with the fastest plain consumer and returns its rate.
+func rawConsume(ctx context.Context, js jetstream.JetStream, events int) (float64, error) {
+	s, err := js.Stream(ctx, "BENCH")
+	if err != nil {
+		return 0, err
+	}
+	c, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "raw", AckPolicy: jetstream.AckNonePolicy})
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = s.DeleteConsumer(context.WithoutCancel(ctx), "raw") }()
+	done := make(chan struct{})
+	n := 0
+	began := time.Now()
+	cc, err := c.Consume(func(m jetstream.Msg) {
+		if n++; n == events {
+			close(done)
+		}
+	}, jetstream.PullMaxMessages(10_000))
+	if err != nil {
+		return 0, err
+	}
+	defer cc.Stop()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(10 * time.Minute):
+		return 0, errors.New("raw consume did not finish in 10 minutes")
+	}
+	return float64(events) / time.Since(began).Seconds(), nil
+}
+
+// resetPeakRSS resets the kernel's peak-RSS mark of this process (Linux), so that peakRSS
+// reports the peak of what follows.
+func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// peakRSS returns VmHWM of this process in bytes (Linux), 0 elsewhere.
+func peakRSS() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
