@@ -278,3 +278,31 @@ func equal(a, b map[string]any) bool {
 	}
 	return true
 }
+
+func TestEventFields(t *testing.T) {
+	tests := []struct {
+		srcs   []string
+		fields string
+		all    bool
+	}{
+		{[]string{"event.a + event.b", `event["c"] == 1`, "event?.d"}, "a b c d", false},
+		{[]string{"event.a.b.c", "state.x + 1", "key"}, "a", false},
+		{[]string{"event.a", "event"}, "a", true},
+		{[]string{`event[type]`}, "", true},
+		{[]string{"len(event) > 0"}, "", true},
+	}
+	for _, tt := range tests {
+		var exprs []*operators.Expr
+		for _, s := range tt.srcs {
+			exprs = append(exprs, operators.MustCompile(s, operators.AnyResult))
+		}
+		fields, all := operators.EventFields(exprs...)
+		if strings.Join(fields, " ") != tt.fields || all != tt.all {
+			t.Errorf("EventFields(%q) = %v, %v; want %q, %v", tt.srcs, fields, all, tt.fields, tt.all)
+		}
+	}
+	emit := build(t, "emit", map[string]any{"subject": `"x." + event.k`})
+	if _, all := operators.EventFields(emit.(operators.Expressioner).Exprs()...); !all {
+		t.Error("an emit without data sends the whole event: it must be decoded whole")
+	}
+}

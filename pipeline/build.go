@@ -26,6 +26,10 @@ type Pipeline struct {
 
 	typeExpr, keyExpr, timeExpr *operators.Expr
 	ops                         []operators.Operator
+	// fields are the event fields some expression reads; allFields when one uses the event
+	// as a whole.
+	fields    []string
+	allFields bool
 }
 
 // Build compiles every pipeline of cfg with the operators of reg. It reports every problem at
@@ -90,6 +94,16 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 			}
 			p.ops = append(p.ops, op)
 		}
+		exprs := []*operators.Expr{p.typeExpr, p.keyExpr, p.timeExpr}
+		for _, op := range p.ops {
+			if ex, ok := op.(operators.Expressioner); ok {
+				exprs = append(exprs, ex.Exprs()...)
+			} else {
+				p.allFields = true // an operator we cannot see into
+			}
+		}
+		fields, all := operators.EventFields(exprs...)
+		p.fields, p.allFields = fields, all || p.allFields
 		out = append(out, p)
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/streams"
 )
 
 // entry is the cached state of one key of one projection.
@@ -10,7 +11,11 @@ type entry struct {
 
 	proj, key string
 	rev       uint64 // KV revision (last subject sequence) of the committed value; 0: none
-	dirty     bool   // changed since the last commit
+	dirty     bool   // changed since the batch started
+	// committing counts the commits in flight that write this entry; it is not evicted
+	// before they end. Changed by the processing goroutine only.
+	committing int
+	subj       string // KV subject, computed once
 
 	prev, next *entry // LRU list, most recent at the front
 }
@@ -60,13 +65,11 @@ func (c *cache) markDirty(e *entry) {
 	}
 }
 
-// clean is called after a commit wrote every dirty entry.
-func (c *cache) clean() {
-	for _, e := range c.dirty {
-		e.dirty = false
+// committed is called, on the processing goroutine, when the commit of writes has ended.
+func (c *cache) committed(writes []pendingWrite) {
+	for _, w := range writes {
+		w.e.committing--
 	}
-	clear(c.dirty)
-	c.dirty = c.dirty[:0]
 	c.shrink()
 }
 
@@ -74,7 +77,7 @@ func (c *cache) clean() {
 func (c *cache) shrink() {
 	for e := c.head.prev; len(c.entries) > c.max && e != &c.head; {
 		prev := e.prev
-		if !e.dirty {
+		if !e.dirty && e.committing == 0 {
 			c.unlink(e)
 			delete(c.entries, cacheKey{e.proj, e.key})
 			c.complete[e.proj] = false
@@ -85,6 +88,13 @@ func (c *cache) shrink() {
 }
 
 func (c *cache) len() int { return len(c.entries) }
+
+func newEntry(proj, key string) *entry {
+	return &entry{proj: proj, key: key, subj: streams.KVSubject(proj, streams.EncodeKey(key))}
+}
+
+// subject returns the KV subject of e.
+func (e *entry) subject() string { return e.subj }
 
 func (c *cache) touch(e *entry) {
 	if c.head.next != e {

@@ -12,19 +12,32 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetfold/jetfold/checkpoint"
-	"github.com/jetfold/jetfold/streams"
 )
 
+// seal takes the batch's dirty keys out of the cache into b.writes, so that the next batch
+// can be processed (and change the same keys) while b is committed.
+func (r *Runner) seal(b *batch) {
+	for _, e := range r.cache.dirty {
+		b.writes = append(b.writes, pendingWrite{e: e, state: e.State, seq: e.Seq, time: e.Time})
+		e.dirty = false
+		e.committing++
+	}
+	clear(r.cache.dirty)
+	r.cache.dirty = r.cache.dirty[:0]
+}
+
 // commit makes the effects of b durable, in the order documented in package checkpoint:
-// derived events and dead letters, then dirty projection keys, then the checkpoint, then the
+// derived events and dead letters, then the projection keys, then the checkpoint, then the
 // acknowledgement. Any error leaves a state that a restart from the last checkpoint repairs.
+// It runs on its own goroutine while the next batch is processed; it touches only b, the
+// revisions of b's entries, the checkpoint and the read-back ids.
 func (r *Runner) commit(ctx context.Context, b *batch) error {
 	if b.lastSeq == 0 {
 		return nil // only redeliveries
 	}
 	began := time.Now()
 	js := r.o.JS
-	futs := make([]jetstream.PubAckFuture, 0, max(len(b.outputs), len(r.cache.dirty)))
+	futs := make([]jetstream.PubAckFuture, 0, max(len(b.outputs), len(b.writes)))
 
 	// 1. Derived events and dead letters. Their ids are deterministic: if a crash makes us
 	//    publish them again, JetStream drops the copies within the duplicate window, and
@@ -46,7 +59,6 @@ func (r *Runner) commit(ctx context.Context, b *batch) error {
 	if err != nil {
 		return fmt.Errorf("publish derived events: %w", err)
 	}
-	failpoint("after-outputs")
 	outSeqs := maps.Clone(r.checkpoint.Outputs)
 	for _, a := range acks {
 		if outSeqs == nil {
@@ -54,36 +66,37 @@ func (r *Runner) commit(ctx context.Context, b *batch) error {
 		}
 		outSeqs[a.Stream] = max(outSeqs[a.Stream], a.Sequence)
 	}
+	failpoint("after-outputs")
 
 	// 2. Projection keys, each with the revision it was read at: a value written by anyone
 	//    else since then fails the write (fencing).
 	futs = futs[:0]
-	now := strconv.FormatInt(time.Now().UnixNano(), 10)
-	for _, e := range r.cache.dirty {
-		data, err := json.Marshal(e.State)
+	writer := r.o.Instance + "@" + strconv.FormatInt(time.Now().UnixNano(), 10)
+	for _, w := range b.writes {
+		data, err := json.Marshal(w.state)
 		if err != nil {
-			return fmt.Errorf("encode %s/%s: %w", e.proj, e.key, err)
+			return fmt.Errorf("encode %s/%s: %w", w.e.proj, w.e.key, err)
 		}
 		h := nats.Header{}
-		h[jetstream.ExpectedLastSubjSeqHeader] = []string{strconv.FormatUint(e.rev, 10)}
-		h[HeaderSeq] = []string{strconv.FormatUint(e.Seq, 10)}
-		if !e.Time.IsZero() {
-			h[HeaderTime] = []string{e.Time.UTC().Format(time.RFC3339Nano)}
+		h[jetstream.ExpectedLastSubjSeqHeader] = []string{strconv.FormatUint(w.e.rev, 10)}
+		h[HeaderSeq] = []string{strconv.FormatUint(w.seq, 10)}
+		if !w.time.IsZero() {
+			h[HeaderTime] = []string{w.time.UTC().Format(time.RFC3339Nano)}
 		}
-		h[HeaderWriter] = []string{r.o.Instance + "@" + now}
-		f, err := js.PublishMsgAsync(&nats.Msg{Subject: streams.KVSubject(e.proj, streams.EncodeKey(e.key)), Data: data, Header: h})
+		h[HeaderWriter] = []string{writer}
+		f, err := js.PublishMsgAsync(&nats.Msg{Subject: w.e.subject(), Data: data, Header: h})
 		if err != nil {
-			return fmt.Errorf("write %s/%s: %w", e.proj, e.key, err)
+			return fmt.Errorf("write %s/%s: %w", w.e.proj, w.e.key, err)
 		}
 		futs = append(futs, f)
-		if len(futs) == len(r.cache.dirty)/2 {
+		if len(futs) == len(b.writes)/2 {
 			failpoint("mid-keys", func() { _ = js.Conn().Flush() }) // half the keys sent
 		}
 	}
 	acks, err = await(ctx, futs)
 	for i, a := range acks {
 		if a != nil {
-			r.cache.dirty[i].rev = a.Sequence
+			b.writes[i].e.rev = a.Sequence
 		}
 	}
 	if err != nil {
@@ -92,7 +105,6 @@ func (r *Runner) commit(ctx context.Context, b *batch) error {
 		}
 		return fmt.Errorf("write projection keys: %w", err)
 	}
-	keys := len(r.cache.dirty)
 	failpoint("after-keys")
 
 	// 3. The checkpoint, compare-and-set on its revision.
@@ -108,17 +120,19 @@ func (r *Runner) commit(ctx context.Context, b *batch) error {
 
 	// 4. Acknowledge (AckAll: the last message acknowledges the batch). A lost ack only
 	//    means a redelivery, which is skipped by sequence.
-	if b.upto > 0 {
-		_ = b.msgs[b.upto-1].Ack()
+	if b.ackMsg != nil {
+		_ = b.ackMsg.Ack()
 	}
-	r.cache.clean()
+	r.report(b, time.Since(began), len(outputs))
+	return nil
+}
 
-	d := time.Since(began)
+// report updates the metrics and calls OnCommit after a commit.
+func (r *Runner) report(b *batch, d time.Duration, outputs int) {
 	name := r.p.Name
 	r.m.CommitDuration.WithLabelValues(name).Observe(d.Seconds())
 	r.m.Checkpoint.WithLabelValues(name).Set(float64(b.lastSeq))
 	r.m.Pending.WithLabelValues(name).Set(float64(b.pending))
-	r.m.StateKeys.WithLabelValues(name).Set(float64(r.cache.len()))
 	r.m.Emitted.WithLabelValues(name).Add(float64(b.emitted))
 	for i, n := range b.counts {
 		if n > 0 {
@@ -128,16 +142,11 @@ func (r *Runner) commit(ctx context.Context, b *batch) error {
 	if !b.oldest.IsZero() {
 		r.m.Latency.WithLabelValues(name).Observe(time.Since(b.oldest).Seconds())
 	}
-	events := 0
-	for _, n := range b.counts {
-		events += n
-	}
-	r.total += events
+	r.total += b.events()
 	if r.o.OnCommit != nil {
-		r.o.OnCommit(CommitInfo{Pipeline: name, Seq: b.lastSeq, Events: events, Total: r.total,
-			Pending: b.pending, Keys: keys, Outputs: len(b.outputs), Duration: d})
+		r.o.OnCommit(CommitInfo{Pipeline: name, Seq: b.lastSeq, Events: b.events(), Total: r.total,
+			Pending: b.pending, Keys: len(b.writes), Outputs: outputs, Duration: d})
 	}
-	return nil
 }
 
 // unpublished returns the outputs whose ids were not read back from an earlier run.

@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
+	"unsafe"
+
+	"github.com/valyala/fastjson"
 )
 
 // ErrDecode wraps every payload that does not decode.
@@ -89,4 +93,105 @@ func eventTime(v any) (time.Time, error) {
 	default:
 		return time.Time{}, fmt.Errorf("event time: got %T, want RFC3339 text or Unix milliseconds", v)
 	}
+}
+
+// decoder decodes payloads for one pipeline. For `decode: json` it parses with fastjson and
+// converts only the top-level fields that some expression reads (all of them when an
+// expression uses the event as a whole); the whole payload is still validated, so a malformed
+// one is a dead letter all the same. A decoder is used by one goroutine.
+type decoder struct {
+	kind string
+	// fields maps each field to decode to itself (an interned key); nil: every field.
+	fields map[string]string
+	p      fastjson.Parser
+}
+
+func newDecoder(kind string, fields []string, all bool) *decoder {
+	d := &decoder{kind: kind}
+	if !all {
+		d.fields = make(map[string]string, len(fields))
+		for _, f := range fields {
+			d.fields[f] = f
+		}
+	}
+	return d
+}
+
+func (d *decoder) decode(data []byte, header map[string][]string) (map[string]any, map[string][]string, error) {
+	if d.kind != "json" && d.kind != "" {
+		return decodeEvent(d.kind, data, header)
+	}
+	// The parser is lenient (it takes "." for a number); the validator is strict JSON.
+	if err := fastjson.ValidateBytes(data); err != nil {
+		return nil, header, fmt.Errorf("%w: %v", ErrDecode, err)
+	}
+	v, err := d.p.ParseBytes(data)
+	if err != nil {
+		return nil, header, fmt.Errorf("%w: %v", ErrDecode, err)
+	}
+	o, err := v.Object()
+	if err != nil {
+		return nil, header, fmt.Errorf("%w: not a JSON object", ErrDecode)
+	}
+	n := o.Len()
+	if d.fields != nil {
+		n = min(n, len(d.fields))
+	}
+	m := make(map[string]any, n)
+	var ferr error
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		if d.fields == nil {
+			m[string(k)] = fromFast(v, &ferr)
+		} else if name, ok := d.fields[string(k)]; ok {
+			m[name] = fromFast(v, &ferr)
+		}
+	})
+	if ferr != nil {
+		return nil, header, fmt.Errorf("%w: %v", ErrDecode, ferr)
+	}
+	return m, header, nil
+}
+
+// fromFast converts a fastjson value to what encoding/json would give: float64, string, bool,
+// nil, map[string]any, []any. A number out of the float64 range sets *err, as encoding/json
+// refuses it.
+func fromFast(v *fastjson.Value, err *error) any {
+	switch v.Type() {
+	case fastjson.TypeString:
+		return string(v.GetStringBytes())
+	case fastjson.TypeNumber:
+		return exactFloat(v, err)
+	case fastjson.TypeTrue:
+		return true
+	case fastjson.TypeFalse:
+		return false
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		m := make(map[string]any, o.Len())
+		o.Visit(func(k []byte, e *fastjson.Value) { m[string(k)] = fromFast(e, err) })
+		return m
+	case fastjson.TypeArray:
+		a, _ := v.Array()
+		out := make([]any, len(a))
+		for i, e := range a {
+			out[i] = fromFast(e, err)
+		}
+		return out
+	default:
+		return nil
+	}
+}
+
+// exactFloat parses a number as encoding/json does (strconv, correctly rounded); fastjson's own
+// parser can be off in the last digit for some exponents.
+func exactFloat(v *fastjson.Value, errp *error) float64 {
+	var buf [32]byte
+	raw := v.MarshalTo(buf[:0])
+	// The string does not outlive the call: on an error (out of range, the only one left
+	// after validation) the message is built from a copy.
+	f, err := strconv.ParseFloat(unsafe.String(unsafe.SliceData(raw), len(raw)), 64)
+	if err != nil && *errp == nil {
+		*errp = fmt.Errorf("number %s out of range", string(raw))
+	}
+	return f
 }

@@ -1,9 +1,11 @@
 package pipeline
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzDecodeEvent: any payload either decodes into an object that survives a JSON round trip,
@@ -19,6 +21,7 @@ func FuzzDecodeEvent(f *testing.F) {
 	}
 	f.Add([]byte("anything"), "raw")
 	f.Fuzz(func(t *testing.T, data []byte, kind string) {
+		checkFastAgrees(t, data)
 		fields, _, err := decodeEvent(kind, data, nil)
 		if err != nil {
 			if kind != "raw" && !errors.Is(err, ErrDecode) {
@@ -36,4 +39,30 @@ func FuzzDecodeEvent(f *testing.F) {
 			_, _ = eventTime(v)
 		}
 	})
+}
+
+// checkFastAgrees: the fastjson decoder accepts what encoding/json accepts and gives the same
+// event (compared as JSON), for valid UTF-8 without duplicate keys at the top.
+func checkFastAgrees(t *testing.T, data []byte) {
+	t.Helper()
+	want, _, werr := decodeEvent("json", data, nil)
+	got, _, gerr := newDecoder("json", nil, true).decode(data, nil)
+	if (werr == nil) != (gerr == nil) {
+		if !utf8.Valid(data) {
+			return
+		}
+		t.Fatalf("encoding/json err %v, fastjson err %v for %q", werr, gerr, data)
+	}
+	if werr != nil || !utf8.Valid(data) {
+		return
+	}
+	w, _ := json.Marshal(want)
+	g, _ := json.Marshal(got)
+	if !bytes.Equal(w, g) {
+		t.Fatalf("decoded differently: encoding/json %s, fastjson %s", w, g)
+	}
+	sub, _, _ := newDecoder("json", []string{"a"}, false).decode(data, nil)
+	if len(sub) > 1 {
+		t.Fatalf("decoding only field a gave %v", sub)
+	}
 }

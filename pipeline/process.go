@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -14,20 +13,32 @@ import (
 	"github.com/jetfold/jetfold/streams"
 )
 
-// batch is the unit of processing and of commit.
+// batch is the unit of commit: the messages processed since the previous commit started,
+// their outputs, and (once sealed) the state writes to make.
 type batch struct {
 	msgs []jetstream.Msg
 	// outputs are derived events and dead letters, in source order.
 	outputs []*nats.Msg
-	// upto is the number of msgs whose effects the commit covers (less than len(msgs) when
-	// an event stopped the pipeline).
-	upto    int
+	// writes are the projection keys to write, sealed when the commit starts.
+	writes []pendingWrite
+	// ackMsg is the message whose acknowledgement (AckAll) covers the batch.
+	ackMsg  jetstream.Msg
 	lastSeq uint64
 	pending uint64
 	emitted int
+	// stopErr is set when an event failed under on_error: stop; the batch ends before it.
 	stopErr error
-	counts  [6]int // by result, see resultIndex
+	counts  [6]int // by result, see results
 	oldest  time.Time
+}
+
+// pendingWrite is a key's state as sealed for a commit. The entry's fields may change while
+// the commit runs (the next batch is processed meanwhile); the commit writes these values.
+type pendingWrite struct {
+	e     *entry
+	state map[string]any
+	seq   uint64
+	time  time.Time
 }
 
 func (b *batch) reset() {
@@ -35,9 +46,19 @@ func (b *batch) reset() {
 	b.msgs = b.msgs[:0]
 	clear(b.outputs)
 	b.outputs = b.outputs[:0]
-	b.upto, b.lastSeq, b.pending, b.emitted, b.stopErr = 0, 0, 0, 0, nil
+	clear(b.writes)
+	b.writes = b.writes[:0]
+	b.ackMsg, b.lastSeq, b.pending, b.emitted, b.stopErr = nil, 0, 0, 0, nil
 	b.counts = [6]int{}
 	b.oldest = time.Time{}
+}
+
+func (b *batch) events() int {
+	n := 0
+	for _, c := range b.counts {
+		n += c
+	}
+	return n
 }
 
 var results = [6]string{ResultOK, ResultFiltered, ResultDeadLetter, ResultSkipped, ResultOutdated, ResultDuplicate}
@@ -51,62 +72,47 @@ const (
 	iDuplicate
 )
 
-// processAndCommit runs every message of b through the pipeline, then commits.
-func (r *Runner) processAndCommit(ctx context.Context, b *batch) error {
-	began := time.Now()
-	r.exec.Ctx = ctx
-	var ev operators.Event
-	b.upto = len(b.msgs)
-	for i, m := range b.msgs {
-		md, err := m.Metadata()
-		if err != nil {
-			return fmt.Errorf("message metadata: %w", err)
-		}
-		seq := md.Sequence.Stream
-		if seq <= r.lastSeq {
-			continue // redelivered: already in this or an earlier batch
-		}
-		if b.oldest.IsZero() {
-			b.oldest = md.Timestamp
-		}
-		ev.Reset()
-		kept, err := r.processOne(&ev, m, seq, md.Timestamp)
-		if err != nil {
-			if errors.Is(err, errInfra) {
-				return err
-			}
-			switch r.p.Config.OnError {
-			case "skip":
-				b.counts[iSkipped]++
-				r.log.Warn("event skipped", "seq", seq, "err", err)
-			case "stop":
-				b.upto, b.stopErr = i, fmt.Errorf("%w: seq %d: %v", ErrStopped, seq, err)
-			default:
-				b.outputs = append(b.outputs, deadLetter(r.p.Name, m, seq, err))
-				b.counts[iDeadLetter]++
-			}
-			if b.stopErr != nil {
-				break
-			}
-		} else if !kept {
-			b.counts[iFiltered]++
-		} else {
-			r.apply(&ev, b)
-		}
-		r.lastSeq = seq
-		b.lastSeq, b.pending = seq, md.NumPending
+// processMsg runs one message through the pipeline and adds its effects to b. An error is
+// returned only for failures of NATS itself (errInfra), which restart the pipeline; a bad
+// event follows on_error (dead letter, skip, or b.stopErr for stop).
+func (r *Runner) processMsg(b *batch, m jetstream.Msg) error {
+	md, err := m.Metadata()
+	if err != nil {
+		return fmt.Errorf("message metadata: %w", err)
 	}
-	r.m.BatchDuration.WithLabelValues(r.p.Name).Observe(time.Since(began).Seconds())
-	if err := r.commit(ctx, b); err != nil {
-		return err
+	seq := md.Sequence.Stream
+	if seq <= r.lastSeq {
+		return nil // redelivered: already in this or an earlier batch
 	}
-	if b.stopErr != nil {
-		r.log.Error("stopping on error (on_error: stop)", "err", b.stopErr)
-		return b.stopErr
+	if b.oldest.IsZero() {
+		b.oldest = md.Timestamp
 	}
-	if r.p.Config.Source.Stop == "end" && b.pending == 0 && b.lastSeq > 0 {
-		r.done = true
+	ev := &r.ev
+	ev.Reset()
+	kept, err := r.processOne(ev, m, seq, md.Timestamp)
+	if err != nil {
+		if errors.Is(err, errInfra) {
+			return err
+		}
+		switch r.p.Config.OnError {
+		case "skip":
+			b.counts[iSkipped]++
+			r.log.Warn("event skipped", "seq", seq, "err", err)
+		case "stop":
+			b.stopErr = fmt.Errorf("%w: seq %d: %v", ErrStopped, seq, err)
+			return nil // not taken into the batch: the checkpoint stays before it
+		default:
+			b.outputs = append(b.outputs, deadLetter(r.p.Name, m, seq, err))
+			b.counts[iDeadLetter]++
+		}
+	} else if !kept {
+		b.counts[iFiltered]++
+	} else {
+		r.apply(ev, b)
 	}
+	r.lastSeq = seq
+	b.msgs = append(b.msgs, m)
+	b.ackMsg, b.lastSeq, b.pending = m, seq, md.NumPending
 	return nil
 }
 
@@ -122,7 +128,7 @@ func (r *Runner) processOne(ev *operators.Event, m jetstream.Msg, seq uint64, ts
 		ev.Mode = operators.Hydrated
 	}
 	ev.Header = m.Headers()
-	fields, header, err := decodeEvent(r.p.Config.Decode, ev.Data, ev.Header)
+	fields, header, err := r.dec.decode(ev.Data, ev.Header)
 	if err != nil {
 		return false, err
 	}
@@ -171,7 +177,7 @@ func (r *Runner) apply(ev *operators.Event, b *batch) {
 	for _, w := range ev.Writes {
 		e, ok := r.cache.get(w.Projection, w.Key)
 		if !ok { // cannot happen: the fold read the key through the cache in this batch
-			e = &entry{proj: w.Projection, key: w.Key}
+			e = newEntry(w.Projection, w.Key)
 			r.cache.put(e)
 		}
 		e.State, e.Seq, e.Time = w.State, w.Seq, w.Time

@@ -90,6 +90,8 @@ type Runner struct {
 	// run that did not commit; publishedMax is the highest source sequence among them.
 	published    map[string]struct{}
 	publishedMax uint64
+	ev           operators.Event // reused for every event
+	dec          *decoder
 }
 
 // NewRunner returns a runner for p.
@@ -167,51 +169,6 @@ func (r *Runner) run(ctx context.Context) error {
 	}
 }
 
-// runOnce sets the pipeline up from its checkpoint and processes batches until an error.
-func (r *Runner) runOnce(ctx context.Context) error {
-	cons, err := r.start(ctx)
-	if err != nil {
-		return err
-	}
-	if r.done {
-		return errCaughtUp
-	}
-	src := newSource(cons, r.p.Config.Batch, r.log)
-	if err := src.start(); err != nil {
-		return err
-	}
-	defer src.stop()
-	b := &batch{}
-	for {
-		if err := src.next(ctx, b); err != nil {
-			return err
-		}
-		if len(b.msgs) == 0 {
-			continue
-		}
-		// From here on the batch is finished even if ctx ends (SIGTERM): commit what is in
-		// flight. Not when the lease is lost: another process owns the pipeline now.
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
-		stop := context.AfterFunc(ctx, func() {
-			if errors.Is(context.Cause(ctx), checkpoint.ErrLeaseLost) {
-				cancel()
-			}
-		})
-		err := r.processAndCommit(wctx, b)
-		stop()
-		cancel()
-		if err != nil {
-			return err
-		}
-		if r.done {
-			return errCaughtUp
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-	}
-}
-
 // start loads the checkpoint, opens buckets and (re)creates the durable consumer positioned
 // right after the checkpoint.
 func (r *Runner) start(ctx context.Context) (jetstream.Consumer, error) {
@@ -220,6 +177,7 @@ func (r *Runner) start(ctx context.Context) (jetstream.Consumer, error) {
 	r.cache = newCache(pc.Cache.MaxKeys)
 	r.kvStreams = map[string]jetstream.Stream{}
 	r.exec = operators.Exec{Store: r, Pipeline: r.p.Name}
+	r.dec = newDecoder(pc.Decode, r.p.fields, r.p.allFields)
 	r.done = false
 
 	stream, err := js.Stream(ctx, pc.Source.Stream)

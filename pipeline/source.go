@@ -1,10 +1,8 @@
 package pipeline
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -63,31 +61,4 @@ func isTerminalConsumeErr(err error) bool {
 func (s *source) stop() {
 	close(s.quit)
 	s.cc.Stop()
-}
-
-// next fills b with up to cfg.Size messages: it waits for the first one (until ctx ends),
-// then at most cfg.MaxWait for the rest.
-func (s *source) next(ctx context.Context, b *batch) error {
-	b.reset()
-	select {
-	case m := <-s.ch:
-		b.msgs = append(b.msgs, m)
-	case err := <-s.errs:
-		return fmt.Errorf("consume: %w", err)
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	timer := time.NewTimer(s.cfg.MaxWait)
-	defer timer.Stop()
-	for len(b.msgs) < s.cfg.Size {
-		select {
-		case m := <-s.ch:
-			b.msgs = append(b.msgs, m)
-		case <-timer.C:
-			return nil
-		case <-ctx.Done():
-			return nil // commit what is in hand
-		}
-	}
-	return nil
 }

@@ -31,7 +31,7 @@ func (r *Runner) Get(ctx context.Context, proj, key string) (*operators.Entry, e
 	if e, ok := r.cache.get(proj, key); ok {
 		return e.view(), nil
 	}
-	e := &entry{proj: proj, key: key}
+	e := newEntry(proj, key)
 	if !r.cache.complete[proj] {
 		if err := r.load(ctx, e); err != nil {
 			return nil, err

@@ -1,0 +1,158 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jetfold/jetfold/checkpoint"
+)
+
+// job is a commit running on its own goroutine.
+type job struct {
+	b    *batch
+	done chan struct{}
+	err  error
+}
+
+// runOnce sets the pipeline up from its checkpoint, then processes events as they arrive
+// while the previous batch commits: a batch is committed when it holds batch.size events, or
+// batch.max_wait after its first event, and at most one commit is in flight. A full batch
+// waits for the commit in flight (backpressure). When ctx ends, what is processed is
+// committed before runOnce returns.
+func (r *Runner) runOnce(ctx context.Context) error {
+	cons, err := r.start(ctx)
+	if err != nil {
+		return err
+	}
+	if r.done {
+		return errCaughtUp
+	}
+	src := newSource(cons, r.p.Config.Batch, r.log)
+	if err := src.start(); err != nil {
+		return err
+	}
+	defer src.stop()
+	// Loads of state go on while ctx ends (the batch in hand is finished and committed).
+	r.exec.Ctx = context.WithoutCancel(ctx)
+
+	size, maxWait := r.p.Config.Batch.Size, r.p.Config.Batch.MaxWait
+	cur, spare := &batch{}, &batch{}
+	var inflight *job
+	timer := time.NewTimer(maxWait)
+	timer.Stop()
+	var timerC <-chan time.Time
+	due := false
+
+	// wait ends the commit in flight, if any, and returns its error.
+	wait := func() error {
+		if inflight == nil {
+			return nil
+		}
+		<-inflight.done
+		j := inflight
+		inflight = nil
+		r.cache.committed(j.b.writes)
+		r.m.StateKeys.WithLabelValues(r.p.Name).Set(float64(r.cache.len()))
+		spare = j.b
+		if j.err != nil {
+			return j.err
+		}
+		if j.b.stopErr != nil {
+			r.log.Error("stopping on error (on_error: stop)", "err", j.b.stopErr)
+			return j.b.stopErr
+		}
+		if r.p.Config.Source.Stop == "end" && j.b.pending == 0 {
+			r.done = true
+		}
+		return nil
+	}
+	// launch seals cur and starts its commit.
+	launch := func() {
+		r.seal(cur)
+		inflight = r.startCommit(ctx, cur)
+		cur, spare = spare, nil
+		cur.reset()
+		timer.Stop()
+		timerC, due = nil, false
+	}
+	// drain commits what is in hand and waits for it: the way out on every exit.
+	drain := func() error {
+		if err := wait(); err != nil {
+			return err
+		}
+		if len(cur.msgs) > 0 || cur.stopErr != nil {
+			launch()
+			return wait()
+		}
+		return nil
+	}
+
+	for {
+		full := len(cur.msgs) >= size || cur.stopErr != nil
+		in := src.ch
+		if full {
+			in = nil // backpressure: the batch waits for the commit in flight
+		}
+		var jobDone chan struct{}
+		if inflight != nil {
+			jobDone = inflight.done
+		}
+		select {
+		case m := <-in:
+			if len(cur.msgs) == 0 && timerC == nil {
+				timer.Reset(maxWait)
+				timerC = timer.C
+			}
+			if err := r.processMsg(cur, m); err != nil {
+				_ = wait()
+				return err
+			}
+		case <-timerC:
+			timerC, due = nil, true
+		case <-jobDone:
+			if err := wait(); err != nil {
+				return err
+			}
+			if r.done {
+				if err := drain(); err != nil {
+					return err
+				}
+				return errCaughtUp
+			}
+		case err := <-src.errs:
+			_ = wait()
+			return err
+		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), checkpoint.ErrLeaseLost) {
+				_ = wait()
+				return nil // another process owns the pipeline now: do not commit more
+			}
+			return drain()
+		}
+		if inflight == nil && (len(cur.msgs) > 0 || cur.stopErr != nil) &&
+			(due || len(cur.msgs) >= size || cur.stopErr != nil) {
+			launch()
+		}
+	}
+}
+
+// startCommit commits b on its own goroutine. The commit finishes even if ctx ends (SIGTERM:
+// what is in flight is committed), but not when the lease is lost: another process owns the
+// pipeline then.
+func (r *Runner) startCommit(ctx context.Context, b *batch) *job {
+	j := &job{b: b, done: make(chan struct{})}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	stop := context.AfterFunc(ctx, func() {
+		if errors.Is(context.Cause(ctx), checkpoint.ErrLeaseLost) {
+			cancel()
+		}
+	})
+	go func() {
+		defer close(j.done)
+		defer cancel()
+		defer stop()
+		j.err = r.commit(wctx, b)
+	}()
+	return j
+}
