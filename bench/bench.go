@@ -37,7 +37,8 @@ type Options struct {
 	Keys int
 	// EmitEvery makes one event in EmitEvery emit a derived event (default 100: 1%).
 	EmitEvery int
-	// BatchSize and MaxWait are the pipeline's batch settings (defaults 5000 and 5ms).
+	// BatchSize and MaxWait are the pipeline's batch settings (defaults: the configuration's,
+	// 50000 and 200ms).
 	BatchSize int
 	MaxWait   time.Duration
 	// CacheKeys bounds the state cache (default: Keys, so every key stays cached).
@@ -54,6 +55,9 @@ type Options struct {
 	Logger *slog.Logger
 	// CPUProfile, when set, receives a CPU profile of the pipeline phase only.
 	CPUProfile io.Writer
+	// Phase, when set, is called with "pipeline-start" and "pipeline-end" around the
+	// pipeline phase (to take allocation profiles of just that phase, for example).
+	Phase func(name string)
 }
 
 // Result is what a run measured.
@@ -105,10 +109,10 @@ func (o *Options) defaults() {
 		o.EmitEvery = 100
 	}
 	if o.BatchSize <= 0 {
-		o.BatchSize = 5000
+		o.BatchSize = config.DefaultBatchSize
 	}
 	if o.MaxWait <= 0 {
-		o.MaxWait = 5 * time.Millisecond
+		o.MaxWait = config.DefaultBatchMaxWait
 	}
 	if o.CacheKeys <= 0 {
 		o.CacheKeys = max(o.Keys, 1000)
@@ -237,9 +241,15 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			return res, err
 		}
 	}
+	if o.Phase != nil {
+		o.Phase("pipeline-start")
+	}
 	began := time.Now()
 	err = pipeline.RunAll(ctx, ps, pipeline.Options{JS: conn.JS, Metrics: metrics})
 	elapsed := time.Since(began)
+	if o.Phase != nil {
+		o.Phase("pipeline-end")
+	}
 	if o.CPUProfile != nil {
 		pprof.StopCPUProfile()
 	}

@@ -152,11 +152,15 @@ type Source struct {
 	Stop string `koanf:"stop"`
 }
 
-// Batch bounds one processing batch and so one commit.
+// Batch bounds one batch, the unit of commit. Events are processed as they arrive; a batch is
+// committed when it holds Size events, when it is MaxWait old, or when it is 5ms old and no
+// more events are waiting, whichever comes first, while the previous batch commits.
 type Batch struct {
-	// Size is the most events per batch, 1 to 100000 (default 5000 when absent).
+	// Size is the most events per batch, 1 to 100000 (default 50000 when absent). Larger
+	// batches write each busy key once for more events.
 	Size int `koanf:"size"`
-	// MaxWait is the longest wait to fill a batch; positive (default 200ms when absent).
+	// MaxWait is the oldest a batch gets under a steady load; positive (default 200ms when
+	// absent).
 	MaxWait time.Duration `koanf:"max_wait"`
 }
 

@@ -324,7 +324,7 @@ func TestLoadValid(t *testing.T) {
 		Type:    "event.type",
 		Key:     "event.user_id",
 		OnError: "dead_letter",
-		Batch:   config.Batch{Size: 5000, MaxWait: 200 * time.Millisecond},
+		Batch:   config.Batch{Size: 50000, MaxWait: 200 * time.Millisecond},
 		Cache:   config.Cache{MaxKeys: 100000},
 	}
 	ops := p.Operators

@@ -17,7 +17,7 @@ const (
 	DefaultOnError        = "dead_letter"          // [Pipeline.OnError]
 	DefaultStart          = "all"                  // [Source.Start]
 	DefaultStop           = "follow"               // [Source.Stop]
-	DefaultBatchSize      = 5000                   // [Batch.Size]
+	DefaultBatchSize      = 50000                  // [Batch.Size]
 	DefaultBatchMaxWait   = 200 * time.Millisecond // [Batch.MaxWait]
 	DefaultCacheMaxKeys   = 100000                 // [Cache.MaxKeys]
 	DefaultLeaseTTL       = 5 * time.Second        // [Processor.LeaseTTL]

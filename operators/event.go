@@ -70,6 +70,9 @@ type Write struct {
 	Seq uint64
 	// Time is the newest event time applied to the key.
 	Time time.Time
+	// Entry is the entry the state was read from (nil for a state staged by an earlier
+	// fold of the same event).
+	Entry *Entry
 }
 
 // Output is a staged derived event.

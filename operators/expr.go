@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
 )
@@ -48,7 +49,7 @@ func Compile(src string, kind int) (*Expr, error) {
 	if strings.TrimSpace(src) == "" {
 		return nil, &FieldError{Err: errors.New("empty expression")}
 	}
-	opts := []expr.Option{expr.Env(Env{})}
+	opts := []expr.Option{expr.Env(Env{}), getFunction, expr.Patch(fieldPatcher{})}
 	switch kind {
 	case BoolResult:
 		opts = append(opts, expr.AsBool())
@@ -64,6 +65,36 @@ func Compile(src string, kind int) (*Expr, error) {
 		return nil, &FieldError{Err: fmt.Errorf("expression %q: %w", src, err)}
 	}
 	return &Expr{Source: src, program: p}, nil
+}
+
+// getName is the function that `event.x` and `state.x` are compiled to: expr reads a
+// map[string]any member through reflection, which allocates on every read; this does not.
+const getName = "_get"
+
+var getFunction = expr.Function(getName, func(p ...any) (any, error) {
+	m, _ := p[0].(map[string]any)
+	return m[p[1].(string)], nil
+}, new(func(map[string]any, string) any))
+
+// fieldPatcher rewrites `event.x` and `state.x` (x a constant) into _get(event, "x").
+type fieldPatcher struct{}
+
+// Visit implements ast.Visitor.
+func (fieldPatcher) Visit(n *ast.Node) {
+	m, ok := (*n).(*ast.MemberNode)
+	if !ok || m.Method {
+		return
+	}
+	id, ok := m.Node.(*ast.IdentifierNode)
+	if !ok || (id.Value != "event" && id.Value != "state") {
+		return
+	}
+	prop, ok := m.Property.(*ast.StringNode)
+	if !ok {
+		return
+	}
+	call := &ast.CallNode{Callee: &ast.IdentifierNode{Value: getName}, Arguments: []ast.Node{id, &ast.StringNode{Value: prop.Value}}}
+	ast.Patch(n, call)
 }
 
 // MustCompile is [Compile] for expressions known to be valid; it panics otherwise.

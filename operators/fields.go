@@ -50,6 +50,20 @@ func (c *fieldCollector) Visit(n *ast.Node) {
 		if t.Value == "event" {
 			c.idents = append(c.idents, t)
 		}
+	case *ast.CallNode:
+		// event.x compiled to _get(event, "x"): see fieldPatcher
+		callee, ok := t.Callee.(*ast.IdentifierNode)
+		if !ok || callee.Value != getName || len(t.Arguments) != 2 {
+			return
+		}
+		id, ok := t.Arguments[0].(*ast.IdentifierNode)
+		if !ok || id.Value != "event" {
+			return
+		}
+		if s, ok := t.Arguments[1].(*ast.StringNode); ok {
+			c.seen[s.Value] = true
+			c.covered[id] = true
+		}
 	case *ast.MemberNode:
 		id, ok := t.Node.(*ast.IdentifierNode)
 		if !ok || id.Value != "event" {

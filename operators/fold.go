@@ -110,14 +110,16 @@ func (f *foldOp) Process(x *Exec, ev *Event) (bool, error) {
 	}
 	var cur map[string]any
 	var last Entry
+	var from *Entry
 	if w, ok := ev.staged(f.projection, ev.Key); ok {
-		cur, last.Time = w.State, w.Time
+		cur, last.Time, from = w.State, w.Time, w.Entry
 	} else {
 		e, err := x.Store.Get(x.Ctx, f.projection, ev.Key)
 		if err != nil {
 			return false, fmt.Errorf("fold %s: %w", f.projection, err)
 		}
-		if e != nil {
+		from = e
+		if e != nil && e.State != nil {
 			if e.Seq >= ev.Seq {
 				// Applied and committed before a restart: nothing to do, and its emits are
 				// committed too (they are published before state).
@@ -164,7 +166,7 @@ func (f *foldOp) Process(x *Exec, ev *Event) (bool, error) {
 	if ev.Time.After(t) {
 		t = ev.Time
 	}
-	ev.Writes = append(ev.Writes, Write{Projection: f.projection, Key: ev.Key, State: next, Seq: ev.Seq, Time: t})
+	ev.Writes = append(ev.Writes, Write{Projection: f.projection, Key: ev.Key, State: next, Seq: ev.Seq, Time: t, Entry: from})
 	ev.State = next
 	return true, nil
 }

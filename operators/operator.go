@@ -21,8 +21,8 @@ type Operator interface {
 
 // Store reads per-key state. The pipeline implements it with its state cache.
 type Store interface {
-	// Get returns the committed-or-cached state of key in projection, or a nil *Entry
-	// when the key has no state yet.
+	// Get returns the committed-or-cached state of key in projection. A key without state
+	// yet is a nil *Entry or an Entry with a nil State.
 	Get(ctx context.Context, projection, key string) (*Entry, error)
 }
 
@@ -33,6 +33,9 @@ type Entry struct {
 	Seq uint64
 	// Time is the newest event time applied to the key.
 	Time time.Time
+	// Handle is the Store's own reference to the entry; a fold passes it back in
+	// [Write.Entry] so that applying the write needs no second lookup.
+	Handle any
 }
 
 // Exec is what an operator needs to run besides the event: the context of the batch, the

@@ -23,10 +23,11 @@ type entry struct {
 // cache is a bounded LRU of per-key state for one pipeline, over all its projections.
 // Dirty entries are never evicted: they are written by the next commit first.
 type cache struct {
-	max     int
-	entries map[cacheKey]*entry
-	head    entry // sentinel: head.next is the most recent
-	dirty   []*entry
+	max    int
+	byProj map[string]map[string]*entry // projection -> key -> entry
+	n      int
+	head   entry // sentinel: head.next is the most recent
+	dirty  []*entry
 	// complete[proj] is true while the cache is known to hold every key of proj that exists
 	// in its bucket (the bucket was empty at start and nothing was evicted), so a miss is a
 	// new key and needs no read.
@@ -34,17 +35,15 @@ type cache struct {
 	evicted  uint64
 }
 
-type cacheKey struct{ proj, key string }
-
 func newCache(max int) *cache {
-	c := &cache{max: max, entries: map[cacheKey]*entry{}, complete: map[string]bool{}}
+	c := &cache{max: max, byProj: map[string]map[string]*entry{}, complete: map[string]bool{}}
 	c.head.next, c.head.prev = &c.head, &c.head
 	return c
 }
 
 // get returns the entry of proj/key and marks it recently used.
 func (c *cache) get(proj, key string) (*entry, bool) {
-	e, ok := c.entries[cacheKey{proj, key}]
+	e, ok := c.byProj[proj][key]
 	if ok {
 		c.touch(e)
 	}
@@ -53,7 +52,13 @@ func (c *cache) get(proj, key string) (*entry, bool) {
 
 // put adds e, which must not be present.
 func (c *cache) put(e *entry) {
-	c.entries[cacheKey{e.proj, e.key}] = e
+	m := c.byProj[e.proj]
+	if m == nil {
+		m = map[string]*entry{}
+		c.byProj[e.proj] = m
+	}
+	m[e.key] = e
+	c.n++
 	c.pushFront(e)
 }
 
@@ -75,11 +80,12 @@ func (c *cache) committed(writes []pendingWrite) {
 
 // shrink evicts least recently used clean entries until the cache is within its bound.
 func (c *cache) shrink() {
-	for e := c.head.prev; len(c.entries) > c.max && e != &c.head; {
+	for e := c.head.prev; c.n > c.max && e != &c.head; {
 		prev := e.prev
 		if !e.dirty && e.committing == 0 {
 			c.unlink(e)
-			delete(c.entries, cacheKey{e.proj, e.key})
+			delete(c.byProj[e.proj], e.key)
+			c.n--
 			c.complete[e.proj] = false
 			c.evicted++
 		}
@@ -87,10 +93,12 @@ func (c *cache) shrink() {
 	}
 }
 
-func (c *cache) len() int { return len(c.entries) }
+func (c *cache) len() int { return c.n }
 
 func newEntry(proj, key string) *entry {
-	return &entry{proj: proj, key: key, subj: streams.KVSubject(proj, streams.EncodeKey(key))}
+	e := &entry{proj: proj, key: key, subj: streams.KVSubject(proj, streams.EncodeKey(key))}
+	e.Handle = e
+	return e
 }
 
 // subject returns the KV subject of e.

@@ -104,6 +104,8 @@ type decoder struct {
 	// fields maps each field to decode to itself (an interned key); nil: every field.
 	fields map[string]string
 	p      fastjson.Parser
+	num    []byte // scratch for number text
+	err    error  // the first conversion error of the payload being decoded
 }
 
 func newDecoder(kind string, fields []string, all bool) *decoder {
@@ -138,29 +140,29 @@ func (d *decoder) decode(data []byte, header map[string][]string) (map[string]an
 		n = min(n, len(d.fields))
 	}
 	m := make(map[string]any, n)
-	var ferr error
+	d.err = nil
 	o.Visit(func(k []byte, v *fastjson.Value) {
 		if d.fields == nil {
-			m[string(k)] = fromFast(v, &ferr)
+			m[string(k)] = d.value(v)
 		} else if name, ok := d.fields[string(k)]; ok {
-			m[name] = fromFast(v, &ferr)
+			m[name] = d.value(v)
 		}
 	})
-	if ferr != nil {
-		return nil, header, fmt.Errorf("%w: %v", ErrDecode, ferr)
+	if d.err != nil {
+		return nil, header, fmt.Errorf("%w: %v", ErrDecode, d.err)
 	}
 	return m, header, nil
 }
 
-// fromFast converts a fastjson value to what encoding/json would give: float64, string, bool,
-// nil, map[string]any, []any. A number out of the float64 range sets *err, as encoding/json
+// value converts a fastjson value to what encoding/json would give: float64, string, bool,
+// nil, map[string]any, []any. A number out of the float64 range sets d.err, as encoding/json
 // refuses it.
-func fromFast(v *fastjson.Value, err *error) any {
+func (d *decoder) value(v *fastjson.Value) any {
 	switch v.Type() {
 	case fastjson.TypeString:
 		return string(v.GetStringBytes())
 	case fastjson.TypeNumber:
-		return exactFloat(v, err)
+		return d.float(v)
 	case fastjson.TypeTrue:
 		return true
 	case fastjson.TypeFalse:
@@ -168,13 +170,13 @@ func fromFast(v *fastjson.Value, err *error) any {
 	case fastjson.TypeObject:
 		o, _ := v.Object()
 		m := make(map[string]any, o.Len())
-		o.Visit(func(k []byte, e *fastjson.Value) { m[string(k)] = fromFast(e, err) })
+		o.Visit(func(k []byte, e *fastjson.Value) { m[string(k)] = d.value(e) })
 		return m
 	case fastjson.TypeArray:
 		a, _ := v.Array()
 		out := make([]any, len(a))
 		for i, e := range a {
-			out[i] = fromFast(e, err)
+			out[i] = d.value(e)
 		}
 		return out
 	default:
@@ -182,16 +184,15 @@ func fromFast(v *fastjson.Value, err *error) any {
 	}
 }
 
-// exactFloat parses a number as encoding/json does (strconv, correctly rounded); fastjson's own
+// float parses a number as encoding/json does (strconv, correctly rounded); fastjson's own
 // parser can be off in the last digit for some exponents.
-func exactFloat(v *fastjson.Value, errp *error) float64 {
-	var buf [32]byte
-	raw := v.MarshalTo(buf[:0])
+func (d *decoder) float(v *fastjson.Value) float64 {
+	d.num = v.MarshalTo(d.num[:0])
 	// The string does not outlive the call: on an error (out of range, the only one left
 	// after validation) the message is built from a copy.
-	f, err := strconv.ParseFloat(unsafe.String(unsafe.SliceData(raw), len(raw)), 64)
-	if err != nil && *errp == nil {
-		*errp = fmt.Errorf("number %s out of range", string(raw))
+	f, err := strconv.ParseFloat(unsafe.String(unsafe.SliceData(d.num), len(d.num)), 64)
+	if err != nil && d.err == nil {
+		d.err = fmt.Errorf("number %s out of range", string(d.num))
 	}
 	return f
 }

@@ -15,11 +15,16 @@ type job struct {
 	err  error
 }
 
+// linger is how long a batch waits for more events once the source has none to hand: short
+// enough for low latency under light load, long enough not to commit every event.
+const linger = 5 * time.Millisecond
+
 // runOnce sets the pipeline up from its checkpoint, then processes events as they arrive
-// while the previous batch commits: a batch is committed when it holds batch.size events, or
-// batch.max_wait after its first event, and at most one commit is in flight. A full batch
-// waits for the commit in flight (backpressure). When ctx ends, what is processed is
-// committed before runOnce returns.
+// while the previous batch commits. A batch is due when it holds batch.size events, when it
+// is batch.max_wait old, or when it is `linger` old and the source has nothing more to hand
+// (so a light load commits within milliseconds and a heavy one in large batches). At most
+// one commit is in flight; a full batch waits for it (backpressure). When ctx ends, what is
+// processed is committed before runOnce returns.
 func (r *Runner) runOnce(ctx context.Context) error {
 	cons, err := r.start(ctx)
 	if err != nil {
@@ -41,7 +46,9 @@ func (r *Runner) runOnce(ctx context.Context) error {
 	var inflight *job
 	timer := time.NewTimer(maxWait)
 	timer.Stop()
-	var timerC <-chan time.Time
+	idle := time.NewTimer(linger)
+	idle.Stop()
+	var timerC, idleC <-chan time.Time
 	due := false
 
 	// wait ends the commit in flight, if any, and returns its error.
@@ -74,7 +81,8 @@ func (r *Runner) runOnce(ctx context.Context) error {
 		cur, spare = spare, nil
 		cur.reset()
 		timer.Stop()
-		timerC, due = nil, false
+		idle.Stop()
+		timerC, idleC, due = nil, nil, false
 	}
 	// drain commits what is in hand and waits for it: the way out on every exit.
 	drain := func() error {
@@ -102,7 +110,8 @@ func (r *Runner) runOnce(ctx context.Context) error {
 		case m := <-in:
 			if len(cur.msgs) == 0 && timerC == nil {
 				timer.Reset(maxWait)
-				timerC = timer.C
+				idle.Reset(min(linger, maxWait))
+				timerC, idleC = timer.C, idle.C
 			}
 			if err := r.processMsg(cur, m); err != nil {
 				_ = wait()
@@ -110,6 +119,12 @@ func (r *Runner) runOnce(ctx context.Context) error {
 			}
 		case <-timerC:
 			timerC, due = nil, true
+		case <-idleC:
+			if len(src.ch) == 0 {
+				idleC, due = nil, true
+			} else {
+				idle.Reset(linger)
+			}
 		case <-jobDone:
 			if err := wait(); err != nil {
 				return err

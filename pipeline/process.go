@@ -175,7 +175,14 @@ func (r *Runner) apply(ev *operators.Event, b *batch) {
 		b.counts[iOK]++
 	}
 	for _, w := range ev.Writes {
-		e, ok := r.cache.get(w.Projection, w.Key)
+		var e *entry
+		if w.Entry != nil {
+			e, _ = w.Entry.Handle.(*entry)
+		}
+		ok := e != nil
+		if !ok {
+			e, ok = r.cache.get(w.Projection, w.Key)
+		}
 		if !ok { // cannot happen: the fold read the key through the cache in this batch
 			e = newEntry(w.Projection, w.Key)
 			r.cache.put(e)

@@ -41,13 +41,8 @@ func (r *Runner) Get(ctx context.Context, proj, key string) (*operators.Entry, e
 	return e.view(), nil
 }
 
-// view returns the entry as operators see it, nil when the key has no state.
-func (e *entry) view() *operators.Entry {
-	if e.State == nil {
-		return nil
-	}
-	return &e.Entry
-}
+// view returns the entry as operators see it (State nil when the key has none).
+func (e *entry) view() *operators.Entry { return &e.Entry }
 
 // load reads e's committed value.
 func (r *Runner) load(ctx context.Context, e *entry) error {

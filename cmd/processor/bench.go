@@ -35,19 +35,23 @@ publishes at --rate events/s for --duration and reports publish-to-visible laten
 				defer f.Close()
 				o.CPUProfile = f
 			}
+			if memProfile != "" {
+				// Two allocation profiles around the pipeline phase: compare them with
+				// go tool pprof -base FILE.start FILE.
+				o.Phase = func(name string) {
+					path := memProfile
+					if name == "pipeline-start" {
+						path += ".start"
+					}
+					if f, err := os.Create(path); err == nil {
+						_ = pprof.Lookup("allocs").WriteTo(f, 0)
+						_ = f.Close()
+					}
+				}
+			}
 			res, err := bench.Run(cmd.Context(), o)
 			if err != nil {
 				return err
-			}
-			if memProfile != "" {
-				f, err := os.Create(memProfile)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
-					return err
-				}
 			}
 			if asJSON {
 				enc := json.NewEncoder(g.stdout)
@@ -61,15 +65,15 @@ publishes at --rate events/s for --duration and reports publish-to-visible laten
 	f := cmd.Flags()
 	f.IntVar(&o.Events, "events", 1_000_000, "events in the workload")
 	f.IntVar(&o.Keys, "keys", 10_000, "distinct keys")
-	f.IntVar(&o.BatchSize, "batch", 5000, "pipeline batch size")
-	f.DurationVar(&o.MaxWait, "max-wait", 0, "pipeline batch max wait (default 5ms)")
+	f.IntVar(&o.BatchSize, "batch", 0, "pipeline batch size (default: the configuration default, 50000)")
+	f.DurationVar(&o.MaxWait, "max-wait", 0, "pipeline batch max wait (default: the configuration default, 200ms)")
 	f.IntVar(&o.CacheKeys, "cache", 0, "state cache bound (default: --keys)")
 	f.BoolVar(&o.Latency, "latency", false, "latency mode")
 	f.IntVar(&o.Rate, "rate", 10_000, "latency mode: events per second")
 	f.DurationVar(&o.Duration, "duration", 0, "latency mode: how long to publish (default 30s)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the pipeline phase")
-	f.StringVar(&memProfile, "memprofile", "", "write an allocation profile")
+	f.StringVar(&memProfile, "memprofile", "", "write allocation profiles before (FILE.start) and after the pipeline phase")
 	return cmd
 }
 
