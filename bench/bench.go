@@ -19,6 +19,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -81,6 +82,9 @@ type Result struct {
 	// divided by the events (the embedded server's own allocations included).
 	AllocBytesPerEvent float64 `json:"alloc_bytes_per_event"`
 	AllocsPerEvent     float64 `json:"allocs_per_event"`
+	// CPUPerEvent is the process's CPU time (user + system, the embedded server included)
+	// during the pipeline phase, per event: steadier than rates on a noisy machine.
+	CPUPerEvent time.Duration `json:"cpu_per_event_ns"`
 	// Emitted is the number of derived events the pipeline published.
 	Emitted int `json:"emitted"`
 	// Latency is set in latency mode.
@@ -244,9 +248,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Phase != nil {
 		o.Phase("pipeline-start")
 	}
+	cpu0 := cpuTime()
 	began := time.Now()
 	err = pipeline.RunAll(ctx, ps, pipeline.Options{JS: conn.JS, Metrics: metrics})
 	elapsed := time.Since(began)
+	res.CPUPerEvent = (cpuTime() - cpu0) / time.Duration(o.Events)
 	if o.Phase != nil {
 		o.Phase("pipeline-end")
 	}
@@ -357,4 +363,13 @@ func peakRSS() uint64 {
 		}
 	}
 	return 0
+}
+
+// cpuTime returns the CPU time this process has used (user + system).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -33,6 +33,9 @@ type Expr struct {
 	// Source is the expression as written.
 	Source  string
 	program *vm.Program
+	// root and field are set for the expressions that only read one member, `event.x` or
+	// `state.x`: Eval then reads the map directly instead of running the VM.
+	root, field string
 }
 
 // Result kinds for [Compile].
@@ -64,7 +67,28 @@ func Compile(src string, kind int) (*Expr, error) {
 		}
 		return nil, &FieldError{Err: fmt.Errorf("expression %q: %w", src, err)}
 	}
-	return &Expr{Source: src, program: p}, nil
+	e := &Expr{Source: src, program: p}
+	if call, ok := p.Node().(*ast.CallNode); ok && kind == AnyResult {
+		e.root, e.field = memberRead(call)
+	}
+	return e, nil
+}
+
+// memberRead recognises _get(event, "x") and _get(state, "x") (see fieldPatcher).
+func memberRead(call *ast.CallNode) (root, field string) {
+	callee, ok := call.Callee.(*ast.IdentifierNode)
+	if !ok || callee.Value != getName || len(call.Arguments) != 2 {
+		return "", ""
+	}
+	id, ok := call.Arguments[0].(*ast.IdentifierNode)
+	if !ok {
+		return "", ""
+	}
+	s, ok := call.Arguments[1].(*ast.StringNode)
+	if !ok {
+		return "", ""
+	}
+	return id.Value, s.Value
 }
 
 // getName is the function that `event.x` and `state.x` are compiled to: expr reads a
@@ -108,6 +132,12 @@ func MustCompile(src string, kind int) *Expr {
 
 // Eval runs e on ev with the VM of x. Errors wrap [ErrEval] and name the expression.
 func (x *Exec) Eval(e *Expr, ev *Event) (any, error) {
+	switch e.root {
+	case "event":
+		return ev.Fields[e.field], nil
+	case "state":
+		return ev.State[e.field], nil
+	}
 	x.env = Env{
 		Event: ev.Fields, Type: ev.Type, Key: ev.Key, Subject: ev.Subject,
 		Seq: ev.Seq, Time: ev.Time, State: ev.State,

@@ -306,3 +306,18 @@ func TestEventFields(t *testing.T) {
 		t.Error("an emit without data sends the whole event: it must be decoded whole")
 	}
 }
+
+// TestMemberReadFastPath: a bare member read gives what the VM gives, missing fields included.
+func TestMemberReadFastPath(t *testing.T) {
+	ev := &operators.Event{Fields: map[string]any{"a": 1.5, "s": "x"}, State: map[string]any{"n": 2.0}}
+	x := exec(nil)
+	for _, src := range []string{"event.a", "event.s", "event.missing", "state.n", "state.none", `event["a"]`} {
+		fast := operators.MustCompile(src, operators.AnyResult)
+		slow := operators.MustCompile("("+src+") ?? nil", operators.AnyResult) // not a bare read: runs the VM
+		got, err1 := x.Eval(fast, ev)
+		want, err2 := x.Eval(slow, ev)
+		if got != want || err1 != nil || err2 != nil {
+			t.Errorf("%s: fast %v (%v), VM %v (%v)", src, got, err1, want, err2)
+		}
+	}
+}

@@ -91,4 +91,5 @@ func printBench(g *globals, r bench.Result) {
 	fmt.Fprintf(w, "ratio:     %10.2f\n", r.Ratio)
 	fmt.Fprintf(w, "peak RSS:  %10.1f MiB  (pipeline phase, embedded server included)\n", float64(r.PeakRSS)/(1<<20))
 	fmt.Fprintf(w, "allocated: %10.0f B/event, %.1f allocs/event\n", r.AllocBytesPerEvent, r.AllocsPerEvent)
+	fmt.Fprintf(w, "CPU:       %10.2f us/event  (pipeline phase, embedded server included)\n", float64(r.CPUPerEvent)/1e3)
 }
