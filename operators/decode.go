@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 )
 
 // exprString reads a raw YAML value that must be an expression. A YAML number or bool is
@@ -13,16 +12,8 @@ func exprString(raw any) (string, error) {
 	switch t := raw.(type) {
 	case string:
 		return t, nil
-	case bool:
-		return strconv.FormatBool(t), nil
-	case int:
-		return strconv.Itoa(t), nil
-	case int64:
-		return strconv.FormatInt(t, 10), nil
-	case uint64:
-		return strconv.FormatUint(t, 10), nil
-	case float64:
-		return strconv.FormatFloat(t, 'g', -1, 64), nil
+	case bool, int, int64, uint64, float64:
+		return Text(t)
 	case nil:
 		return "", errors.New("missing expression (inside {...} a comma ends a value: quote an expression that holds a comma)")
 	default:
@@ -112,4 +103,13 @@ func yamlKind(v any) string {
 	default:
 		return fmt.Sprintf("%T", v)
 	}
+}
+
+// singleExpr builds the operators whose whole value is one expression (filter, map, key).
+func singleExpr(raw any, kind int) (*Expr, error) {
+	src, err := exprString(raw)
+	if err != nil {
+		return nil, fieldErr("", err)
+	}
+	return Compile(src, kind)
 }

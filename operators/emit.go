@@ -34,11 +34,11 @@ func buildEmit(_ BuildContext, raw any) (Operator, error) {
 	errs = append(errs, checkKeys(m, "when", "subject", "data", "handler", "type"))
 	e := &emitOp{}
 	if w, ok := m["when"]; ok {
-		if e.when, err = compileField(w, BoolResult); err != nil {
+		if e.when, err = singleExpr(w, BoolResult); err != nil {
 			errs = append(errs, fieldErr("when", err))
 		}
 	}
-	if e.subject, err = compileField(m["subject"], StringResult); err != nil {
+	if e.subject, err = singleExpr(m["subject"], StringResult); err != nil {
 		errs = append(errs, fieldErr("subject", err))
 	}
 	switch d := m["data"].(type) {
@@ -67,14 +67,6 @@ func buildEmit(_ BuildContext, raw any) (Operator, error) {
 		return nil, err
 	}
 	return e, nil
-}
-
-func compileField(raw any, kind int) (*Expr, error) {
-	src, err := exprString(raw)
-	if err != nil {
-		return nil, err
-	}
-	return Compile(src, kind)
 }
 
 // Process implements [Operator].

@@ -68,7 +68,7 @@ func Compile(src string, kind int) (*Expr, error) {
 		return nil, &FieldError{Err: fmt.Errorf("expression %q: %w", src, err)}
 	}
 	e := &Expr{Source: src, program: p}
-	if call, ok := p.Node().(*ast.CallNode); ok && kind == AnyResult {
+	if call, ok := p.Node().(*ast.CallNode); ok {
 		e.root, e.field = memberRead(call)
 	}
 	return e, nil

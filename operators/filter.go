@@ -8,11 +8,7 @@ func filterSpec() Spec {
 		Name:    "filter",
 		Summary: "filter: EXPR drops events for which EXPR is false",
 		Build: func(_ BuildContext, raw any) (Operator, error) {
-			src, err := exprString(raw)
-			if err != nil {
-				return nil, fieldErr("", err)
-			}
-			e, err := Compile(src, BoolResult)
+			e, err := singleExpr(raw, BoolResult)
 			if err != nil {
 				return nil, err
 			}

@@ -8,11 +8,7 @@ func keySpec() Spec {
 		Name:    "key",
 		Summary: "key: EXPR re-keys the events that follow",
 		Build: func(_ BuildContext, raw any) (Operator, error) {
-			src, err := exprString(raw)
-			if err != nil {
-				return nil, fieldErr("", err)
-			}
-			e, err := Compile(src, AnyResult)
+			e, err := singleExpr(raw, AnyResult)
 			if err != nil {
 				return nil, err
 			}

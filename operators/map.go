@@ -10,11 +10,7 @@ func mapSpec() Spec {
 		Name:    "map",
 		Summary: "map: EXPR replaces the event with EXPR's value (a map)",
 		Build: func(_ BuildContext, raw any) (Operator, error) {
-			src, err := exprString(raw)
-			if err != nil {
-				return nil, fieldErr("", err)
-			}
-			e, err := Compile(src, AnyResult)
+			e, err := singleExpr(raw, AnyResult)
 			if err != nil {
 				return nil, err
 			}

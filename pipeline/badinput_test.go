@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -13,9 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/internal/natstest"
-	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/streams"
 )
@@ -45,23 +41,9 @@ func TestBadInput(t *testing.T) {
 	// A server whose largest message is 64 KiB, so that state can outgrow it.
 	srv := natstest.ServerWith(t, &server.Options{MaxPayload: 64 * 1024})
 	_, js := natstest.Connect(t, srv)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "bad.yaml")
-	if err := os.WriteFile(path, fmt.Appendf(nil, badYAML, srv.ClientURL()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path, config.LoadOptions{Environ: []string{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps, err := pipeline.Build(cfg, operators.Builtin())
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := &env{t: t, srv: srv, js: js, dir: t.TempDir()}
+	ps := e.pipelines("bad.yaml", fmt.Sprintf(badYAML, srv.ClientURL()))
 	ctx := context.Background()
-	if err := streams.EnsureStreams(ctx, js, cfg.Streams, nil); err != nil {
-		t.Fatal(err)
-	}
 	blob := strings.Repeat("x", 14*1024)
 	ok := func(k string, ts int) string {
 		return fmt.Sprintf(`{"type":"add","k":%q,"ts":%d,"blob":"y"}`, k, ts)

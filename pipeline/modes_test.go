@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -14,9 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetfold/jetfold/checkpoint"
-	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/internal/natstest"
-	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/streams"
 )
@@ -59,23 +55,7 @@ func (e *env) buildCount(o countOpts) []*pipeline.Pipeline {
 	if o.onError == "" {
 		o.onError = "dead_letter"
 	}
-	path := filepath.Join(e.dir, "count.yaml")
-	y := fmt.Sprintf(countYAML, e.srv.ClientURL(), o.start, o.stop, o.decode, o.key, o.onError)
-	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
-		e.t.Fatal(err)
-	}
-	cfg, err := config.Load(path, config.LoadOptions{Environ: []string{}})
-	if err != nil {
-		e.t.Fatalf("load: %v", err)
-	}
-	ps, err := pipeline.Build(cfg, operators.Builtin())
-	if err != nil {
-		e.t.Fatalf("build: %v", err)
-	}
-	if err := streams.EnsureStreams(context.Background(), e.js, cfg.Streams, nil); err != nil {
-		e.t.Fatal(err)
-	}
-	return ps
+	return e.pipelines("count.yaml", fmt.Sprintf(countYAML, e.srv.ClientURL(), o.start, o.stop, o.decode, o.key, o.onError))
 }
 
 func (e *env) pub(subject string, payloads ...string) {

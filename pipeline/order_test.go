@@ -5,16 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
-	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/internal/natstest"
-	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/pipeline"
-	"github.com/jetfold/jetfold/streams"
 )
 
 // timeYAML folds with event time and emits with each handler kind.
@@ -43,22 +38,7 @@ pipelines:
 
 func buildTimed(t *testing.T, e *env, batch int) []*pipeline.Pipeline {
 	t.Helper()
-	path := filepath.Join(e.dir, "timed.yaml")
-	if err := os.WriteFile(path, fmt.Appendf(nil, timeYAML, e.srv.ClientURL(), batch), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path, config.LoadOptions{Environ: []string{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps, err := pipeline.Build(cfg, operators.Builtin())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := streams.EnsureStreams(context.Background(), e.js, cfg.Streams, nil); err != nil {
-		t.Fatal(err)
-	}
-	return ps
+	return e.pipelines("timed.yaml", fmt.Sprintf(timeYAML, e.srv.ClientURL(), batch))
 }
 
 func emitted(t *testing.T, e *env, kind string) []float64 {

@@ -40,8 +40,14 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) build(start string, batch, cacheKeys int) []*pipeline.Pipeline {
 	e.t.Helper()
-	path := filepath.Join(e.dir, "p.yaml")
-	if err := os.WriteFile(path, fmt.Appendf(nil, shopYAML, e.srv.ClientURL(), start, "end", batch, cacheKeys), 0o600); err != nil {
+	return e.pipelines("p.yaml", fmt.Sprintf(shopYAML, e.srv.ClientURL(), start, "end", batch, cacheKeys))
+}
+
+// pipelines writes yaml to the file name, loads and builds it and creates its streams.
+func (e *env) pipelines(name, yaml string) []*pipeline.Pipeline {
+	e.t.Helper()
+	path := filepath.Join(e.dir, name)
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		e.t.Fatal(err)
 	}
 	cfg, err := config.Load(path, config.LoadOptions{Environ: []string{}})

@@ -193,7 +193,9 @@ func (r *Runner) start(ctx context.Context) (jetstream.Consumer, error) {
 			return nil, fmt.Errorf("projection %s: %w", proj, err)
 		}
 		r.kvStreams[proj] = s
-		r.cache.complete[proj] = s.CachedInfo().State.Msgs == 0
+		if s.CachedInfo().State.Msgs == 0 {
+			r.cache.track(proj)
+		}
 	}
 	cpkv, err := streams.EnsureBucket(ctx, js, streams.CheckpointBucket)
 	if err != nil {

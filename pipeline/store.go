@@ -32,7 +32,7 @@ func (r *Runner) Get(ctx context.Context, proj, key string) (*operators.Entry, e
 		return e.view(), nil
 	}
 	e := newEntry(proj, key)
-	if !r.cache.complete[proj] {
+	if !r.cache.absent(proj, key) {
 		if err := r.load(ctx, e); err != nil {
 			return nil, err
 		}

@@ -39,14 +39,19 @@ func (g *globals) load() (*config.Config, []*pipeline.Pipeline, error) {
 	return cfg, ps, nil
 }
 
-// connect opens NATS as configured. For an embedded server, reuse first tries a processor
-// already serving the store dir on the embedded listen address.
-func (g *globals) connect(ctx context.Context, cfg *config.Config, reuse bool, log *slog.Logger) (*streams.Conn, error) {
-	conn, err := streams.Connect(ctx, cfg.NATS, streams.ConnectOptions{Name: "jetfold", Logger: log, Reuse: reuse, NoListen: reuse})
+// open loads the configuration and connects as a client command does (get, status, publish):
+// for an embedded server, it first tries a processor already serving the store dir on the
+// embedded listen address, then starts the server itself without a port.
+func (g *globals) open(ctx context.Context, log *slog.Logger) (*config.Config, []*pipeline.Pipeline, *streams.Conn, error) {
+	cfg, ps, err := g.load()
 	if err != nil {
-		return nil, fmt.Errorf("nats: %w", err)
+		return nil, nil, nil, err
 	}
-	return conn, nil
+	conn, err := streams.Connect(ctx, cfg.NATS, streams.ConnectOptions{Name: "jetfold", Logger: log, Reuse: true, NoListen: true})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("nats: %w", err)
+	}
+	return cfg, ps, conn, nil
 }
 
 func hostname() string {

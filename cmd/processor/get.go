@@ -16,11 +16,7 @@ func getCmd(g *globals) *cobra.Command {
 		Short: "Print the state of a key of a projection as JSON",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, _, err := g.load()
-			if err != nil {
-				return err
-			}
-			conn, err := g.connect(cmd.Context(), cfg, true, nil)
+			_, _, conn, err := g.open(cmd.Context(), nil)
 			if err != nil {
 				return err
 			}

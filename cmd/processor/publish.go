@@ -22,12 +22,8 @@ subject (malformed lines included, which is how to test dead letters). Without i
 is an envelope {"subject": "...", "data": {...}, "headers": {...}}.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, _, err := g.load()
-			if err != nil {
-				return err
-			}
 			log := g.logger()
-			conn, err := g.connect(cmd.Context(), cfg, true, log)
+			cfg, _, conn, err := g.open(cmd.Context(), log)
 			if err != nil {
 				return err
 			}

@@ -20,11 +20,7 @@ func statusCmd(g *globals) *cobra.Command {
 		Short: "Per pipeline: checkpoint, stream head, lag, keys, last commit",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, ps, err := g.load()
-			if err != nil {
-				return err
-			}
-			conn, err := g.connect(cmd.Context(), cfg, true, nil)
+			_, ps, conn, err := g.open(cmd.Context(), nil)
 			if err != nil {
 				return err
 			}
