@@ -34,9 +34,9 @@ type cache struct {
 	// the bucket was empty when the pipeline started, so the keys are the ones it wrote. A
 	// miss whose hash is not there is a new key and needs no read (a hash collision only
 	// costs a read). It survives evictions: 8-16 bytes per key instead of the whole state.
-	known map[string]map[uint64]struct{}
-	seed  maphash.Seed
-	evicted  uint64
+	known   map[string]map[uint64]struct{}
+	seed    maphash.Seed
+	evicted uint64
 }
 
 func newCache(max int) *cache {
