@@ -89,7 +89,7 @@ func (r *Runner) runOnce(ctx context.Context) error {
 		if err := wait(); err != nil {
 			return err
 		}
-		if len(cur.msgs) > 0 || cur.stopErr != nil {
+		if cur.n > 0 || cur.stopErr != nil {
 			launch()
 			return wait()
 		}
@@ -97,7 +97,7 @@ func (r *Runner) runOnce(ctx context.Context) error {
 	}
 
 	for {
-		full := len(cur.msgs) >= size || cur.stopErr != nil
+		full := cur.n >= size || cur.stopErr != nil
 		in := src.ch
 		if full {
 			in = nil // backpressure: the batch waits for the commit in flight
@@ -108,7 +108,7 @@ func (r *Runner) runOnce(ctx context.Context) error {
 		}
 		select {
 		case m := <-in:
-			if len(cur.msgs) == 0 && timerC == nil {
+			if cur.n == 0 && timerC == nil {
 				timer.Reset(maxWait)
 				idle.Reset(min(linger, maxWait))
 				timerC, idleC = timer.C, idle.C
@@ -145,8 +145,8 @@ func (r *Runner) runOnce(ctx context.Context) error {
 			}
 			return drain()
 		}
-		if inflight == nil && (len(cur.msgs) > 0 || cur.stopErr != nil) &&
-			(due || len(cur.msgs) >= size || cur.stopErr != nil) {
+		if inflight == nil && (cur.n > 0 || cur.stopErr != nil) &&
+			(due || cur.n >= size || cur.stopErr != nil) {
 			launch()
 		}
 	}

@@ -16,7 +16,10 @@ import (
 // batch is the unit of commit: the messages processed since the previous commit started,
 // their outputs, and (once sealed) the state writes to make.
 type batch struct {
-	msgs []jetstream.Msg
+	// n is the number of messages taken into the batch. The messages themselves are not
+	// kept (their payloads would stay in memory until the commit), only the last one, whose
+	// acknowledgement covers the batch.
+	n int
 	// outputs are derived events and dead letters, in source order.
 	outputs []*nats.Msg
 	// writes are the projection keys to write, sealed when the commit starts.
@@ -42,8 +45,7 @@ type pendingWrite struct {
 }
 
 func (b *batch) reset() {
-	clear(b.msgs)
-	b.msgs = b.msgs[:0]
+	b.n = 0
 	clear(b.outputs)
 	b.outputs = b.outputs[:0]
 	clear(b.writes)
@@ -111,7 +113,7 @@ func (r *Runner) processMsg(b *batch, m jetstream.Msg) error {
 		r.apply(ev, b)
 	}
 	r.lastSeq = seq
-	b.msgs = append(b.msgs, m)
+	b.n++
 	b.ackMsg, b.lastSeq, b.pending = m, seq, md.NumPending
 	return nil
 }
