@@ -121,15 +121,21 @@ func freePort(t *testing.T) int {
 }
 
 // config writes a configuration for the child; stop is follow or end.
+// The processes have the default instance name (host-pid): a restarted one takes over the
+// lease of its killed predecessor at once, because that process is gone.
 func (e *crashEnv) config(url, stop string) string {
-	return e.configAs(url, stop, "crash-child")
+	return e.configAs(url, stop, "")
 }
 
-// configAs is config for a process named instance.
+// configAs is config for a process named instance ("": the default name).
 func (e *crashEnv) configAs(url, stop, instance string) string {
-	y := fmt.Sprintf("nats: {url: %q}\nhttp: {listen: none}\nprocessor: {instance: %s, lease_ttl: 1s}\n", url, instance) +
+	name, proc := "default", "processor: {lease_ttl: 1s}\n"
+	if instance != "" {
+		name, proc = instance, fmt.Sprintf("processor: {instance: %s, lease_ttl: 1s}\n", instance)
+	}
+	y := fmt.Sprintf("nats: {url: %q}\nhttp: {listen: none}\n", url) + proc +
 		shoptest.Streams + "pipelines:" + fmt.Sprintf(shoptest.Pipeline, "all", stop, 300, 500)
-	path := filepath.Join(e.dir, instance+"-"+stop+".yaml")
+	path := filepath.Join(e.dir, name+"-"+stop+".yaml")
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 		e.t.Fatal(err)
 	}
@@ -312,6 +318,9 @@ func TestCrashKill(t *testing.T) {
 		}
 	}
 	t.Logf("checkpoint before the final run: %d; %d of the %d kills at failpoints", e.checkpointSeq(), selfKilled, killed)
+	if b, _ := os.ReadFile(filepath.Join(e.dir, "child.log")); !strings.Contains(string(b), "taking over the lease of a process that is gone") {
+		t.Error("no restart took the lease of its killed predecessor at once")
+	}
 	e.finish(e.srv.ClientURL(), "kills", killed)
 }
 

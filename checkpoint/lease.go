@@ -6,6 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -29,6 +33,7 @@ type Leases struct {
 	stream jetstream.Stream
 	ttl    time.Duration
 	holder string
+	dead   func(string) bool
 	log    *slog.Logger
 }
 
@@ -36,8 +41,12 @@ type Leases struct {
 type LeaseOptions struct {
 	// TTL is how long a lease outlives its holder's last renewal (default 5s, at least 1s).
 	TTL time.Duration
-	// Holder names this process; it must differ between processes (default host-pid).
+	// Holder names this process; it must differ between processes running at once.
 	Holder string
+	// Dead, when set, tells whether the process named holder is known to be gone (a
+	// process of this host that no longer runs): its lease is then taken at once instead of
+	// after its TTL, so that a process restarted after a crash does not wait.
+	Dead func(holder string) bool
 	// Logger receives lease events; nil discards them.
 	Logger *slog.Logger
 }
@@ -63,7 +72,7 @@ func OpenLeases(ctx context.Context, js jetstream.JetStream, o LeaseOptions) (*L
 	if err != nil {
 		return nil, fmt.Errorf("lease bucket: %w", err)
 	}
-	return &Leases{js: js, stream: s, ttl: o.TTL, holder: o.Holder, log: o.Logger}, nil
+	return &Leases{js: js, stream: s, ttl: o.TTL, holder: o.Holder, dead: o.Dead, log: o.Logger}, nil
 }
 
 type leaseValue struct {
@@ -119,6 +128,10 @@ func (l *Leases) current(ctx context.Context, subject string) (uint64, string, e
 	}
 	if v.Holder == l.holder {
 		return m.Sequence, "", nil // ours, from before a restart of this same process
+	}
+	if l.dead != nil && l.dead(v.Holder) {
+		l.log.Info("taking over the lease of a process that is gone", "holder", v.Holder)
+		return m.Sequence, "", nil
 	}
 	return m.Sequence, v.Holder, nil
 }
@@ -179,4 +192,23 @@ func (l *Leases) keep(parent context.Context, name, subject string, rev uint64) 
 
 func isConflict(err error) bool {
 	return IsWrongLastSequence(err) || errors.Is(err, jetstream.ErrKeyExists)
+}
+
+// LocalHolder names this process for leases: host name and process id.
+func LocalHolder(host string) string { return host + "-" + strconv.Itoa(os.Getpid()) }
+
+// DeadLocal tells whether holder, as made by [LocalHolder], names a process of host that no
+// longer runs. Holders of other hosts, or in another form, are never known to be dead.
+func DeadLocal(host string) func(holder string) bool {
+	return func(holder string) bool {
+		pid, ok := strings.CutPrefix(holder, host+"-")
+		if !ok {
+			return false
+		}
+		n, err := strconv.Atoi(pid)
+		if err != nil || n <= 0 || n == os.Getpid() {
+			return false
+		}
+		return errors.Is(syscall.Kill(n, 0), syscall.ESRCH)
+	}
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,10 +67,11 @@ func runCmd(g *globals) *cobra.Command {
 			}
 			instance := cfg.Processor.Instance
 			if instance == "" {
-				instance = fmt.Sprintf("%s-%d", hostname(), os.Getpid())
+				instance = checkpoint.LocalHolder(hostname())
 			}
 			leases, err := checkpoint.OpenLeases(ctx, conn.JS, checkpoint.LeaseOptions{
 				TTL: cfg.Processor.LeaseTTL, Holder: instance, Logger: log,
+				Dead: checkpoint.DeadLocal(hostname()),
 			})
 			if err != nil {
 				return err
