@@ -457,3 +457,100 @@ func waitLog(t *testing.T, e *crashEnv, name, line string) {
 		return strings.Contains(e.logOf(name), line)
 	})
 }
+
+// TestCrashKillEmbedded SIGKILLs a processor that runs its own embedded nats-server (the
+// default, no nats.url): every kill takes NATS down with it.
+func TestCrashKillEmbedded(t *testing.T) {
+	events, kills := sizes(testing.Short())
+	kills = max(kills/2, 4)
+	s := seed(t)
+	e := &crashEnv{t: t, dir: t.TempDir(), bin: processor(t), port: freePort(t)}
+	e.store = filepath.Join(e.dir, "nats")
+	e.payload = shoptest.Workload(s, events, 1000)
+	rng := rand.New(rand.NewPCG(s, 6))
+	cfg := func(stop string) string {
+		y := fmt.Sprintf("nats: {url: \"\", embedded: {store_dir: %q, listen: \"127.0.0.1:%d\"}}\nhttp: {listen: none}\n", e.store, e.port) +
+			shoptest.Streams + "pipelines:" + fmt.Sprintf(shoptest.Pipeline, "all", stop, 300, 500)
+		path := filepath.Join(e.dir, "embedded-"+stop+".yaml")
+		if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	follow := cfg("follow")
+	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", e.port), nats.MaxReconnects(-1),
+		nats.ReconnectWait(50*time.Millisecond), nats.RetryOnFailedConnect(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	e.nc = nc
+	if e.js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	pubDone := make(chan struct{})
+	started := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		<-started
+		const chunk = 500
+		for i := 0; i < events; i += chunk {
+			e.publish(i, min(i+chunk, events))
+		}
+	}()
+	killed := 0
+	for published := false; killed < kills || !published; {
+		c := e.start(follow)
+		if killed == 0 {
+			natstest.Eventually(t, 30*time.Second, "the embedded server", nc.IsConnected)
+			natstest.Eventually(t, 30*time.Second, "the SHOP stream", func() bool {
+				_, err := e.js.Stream(context.Background(), "SHOP")
+				return err == nil
+			})
+			close(started)
+		}
+		select {
+		case err := <-c.done:
+			t.Fatalf("the processor exited by itself: %v\n%s", err, e.childLog())
+		case <-time.After(time.Duration(300+rng.IntN(700)) * time.Millisecond):
+		}
+		_ = c.cmd.Process.Signal(syscall.SIGKILL)
+		<-c.done
+		killed++
+		select {
+		case <-pubDone:
+			published = true
+		default:
+		}
+	}
+	// Final run to the end, then read the store with a server of the test's own.
+	c := e.start(cfg("end"))
+	select {
+	case err := <-c.done:
+		if err != nil {
+			t.Fatalf("final run: %v\n%s", err, e.childLog())
+		}
+	case <-time.After(120 * time.Second):
+		_ = c.cmd.Process.Kill()
+		t.Fatalf("final run did not finish\n%s", e.childLog())
+	}
+	nc.Close()
+	e.srv = natstest.ServerAt(t, e.store, -1)
+	e.nc, e.js = natstest.Connect(t, e.srv)
+	var stored [][]byte
+	for _, m := range natstest.ReadAll(t, e.js, "SHOP", "") {
+		stored = append(stored, m.Data())
+	}
+	if len(stored) != len(e.payload) {
+		t.Fatalf("the source stream holds %d events, %d were published", len(stored), len(e.payload))
+	}
+	bad := shoptest.Mismatches(t, e.js, streams.DLQStream, shoptest.Oracle(stored))
+	for i, m := range bad {
+		if i == 20 {
+			t.Errorf("... and %d more", len(bad)-20)
+			break
+		}
+		t.Error(m)
+	}
+	t.Logf("kills of processor and embedded NATS survived: %d, events: %d, mismatches: %d", killed, len(e.payload), len(bad))
+}
