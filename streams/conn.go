@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -18,8 +20,13 @@ import (
 	"github.com/jetfold/jetfold/config"
 )
 
-// ErrEmbeddedStart is returned when the embedded nats-server does not become ready.
-var ErrEmbeddedStart = errors.New("embedded nats-server did not start")
+var (
+	// ErrEmbeddedStart is returned when the embedded nats-server does not become ready.
+	ErrEmbeddedStart = errors.New("embedded nats-server did not start")
+	// ErrStoreInUse is returned when another process runs an embedded server on the same
+	// store directory (nats-server itself does not lock it, and two would corrupt it).
+	ErrStoreInUse = errors.New("store directory in use by another process")
+)
 
 // ConnectOptions tunes [Connect].
 type ConnectOptions struct {
@@ -44,6 +51,8 @@ type Conn struct {
 	Server *server.Server
 	// URL is where the connection points ("embedded" for an in-process connection).
 	URL string
+
+	embedded *Embedded
 }
 
 // Close drains the connection and shuts the embedded server down.
@@ -52,9 +61,8 @@ func (c *Conn) Close() {
 		_ = c.NC.Drain()
 		c.NC.Close()
 	}
-	if c.Server != nil {
-		c.Server.Shutdown()
-		c.Server.WaitForShutdown()
+	if c.embedded != nil {
+		c.embedded.Shutdown()
 	}
 }
 
@@ -77,11 +85,12 @@ func Connect(ctx context.Context, cfg config.NATS, o ConnectOptions) (*Conn, err
 				return finish(c, nc, addr)
 			}
 		}
-		s, err := StartEmbedded(cfg.Embedded, EmbeddedOptions{NoListen: o.NoListen, Logger: log})
+		emb, err := StartEmbedded(cfg.Embedded, EmbeddedOptions{NoListen: o.NoListen, Logger: log})
 		if err != nil {
 			return nil, err
 		}
-		c.Server = s
+		s := emb.Server
+		c.Server, c.embedded = s, emb
 		c.URL = "embedded"
 		opts = append(opts, nats.InProcessServer(s))
 	}
@@ -167,8 +176,22 @@ type EmbeddedOptions struct {
 	Logger *slog.Logger
 }
 
+// Embedded is a running embedded nats-server and the lock on its store directory.
+type Embedded struct {
+	*server.Server
+	lock *os.File
+}
+
+// Shutdown stops the server, waits for it and releases the store directory.
+func (e *Embedded) Shutdown() {
+	e.Server.Shutdown()
+	e.Server.WaitForShutdown()
+	_ = e.lock.Close()
+}
+
 // StartEmbedded starts a nats-server with JetStream on e.StoreDir and waits until it is ready.
-func StartEmbedded(e config.Embedded, o EmbeddedOptions) (*server.Server, error) {
+// It returns [ErrStoreInUse] when another process holds the store directory.
+func StartEmbedded(e config.Embedded, o EmbeddedOptions) (*Embedded, error) {
 	opts := &server.Options{
 		ServerName: "jetfold-embedded",
 		JetStream:  true,
@@ -182,6 +205,16 @@ func StartEmbedded(e config.Embedded, o EmbeddedOptions) (*server.Server, error)
 	if err := os.MkdirAll(opts.StoreDir, 0o750); err != nil {
 		return nil, fmt.Errorf("embedded store dir: %w", err)
 	}
+	lock, err := lockDir(opts.StoreDir)
+	if err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			_ = lock.Close()
+		}
+	}()
 	if o.NoListen || e.Listen == "none" {
 		opts.DontListen = true
 	} else {
@@ -221,7 +254,22 @@ func StartEmbedded(e config.Embedded, o EmbeddedOptions) (*server.Server, error)
 		s.Shutdown()
 		return nil, fmt.Errorf("%w (store %s, listen %s)", ErrEmbeddedStart, opts.StoreDir, e.Listen)
 	}
-	return s, nil
+	started = true
+	return &Embedded{Server: s, lock: lock}, nil
+}
+
+// lockDir takes an exclusive lock on dir/jetfold.lock for as long as the returned file is open
+// (the kernel drops it when the process dies).
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "jetfold.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock store dir: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("%w: %s (is a processor running with nats.embedded.listen: none? reach it through a port, or stop it)", ErrStoreInUse, dir)
+	}
+	return f, nil
 }
 
 func listenAddr(e config.Embedded) string {
