@@ -19,6 +19,10 @@ type job struct {
 // enough for low latency under light load, long enough not to commit every event.
 const linger = 5 * time.Millisecond
 
+// burstLen is how many waiting events are processed in a row before the loop looks at its
+// timers and the commit in flight again.
+const burstLen = 256
+
 // runOnce sets the pipeline up from its checkpoint, then processes events as they arrive
 // while the previous batch commits. A batch is due when it holds batch.size events, when it
 // is batch.max_wait old, or when it is `linger` old and the source has nothing more to hand
@@ -116,6 +120,23 @@ func (r *Runner) runOnce(ctx context.Context) error {
 			if err := r.processMsg(cur, m); err != nil {
 				_ = wait()
 				return err
+			}
+			// Take what else is at hand without going through the full select each time;
+			// a bounded burst, so the timers and the commit in flight are looked at often.
+		burst:
+			for range burstLen {
+				if cur.n >= size || cur.stopErr != nil {
+					break
+				}
+				select {
+				case m := <-in:
+					if err := r.processMsg(cur, m); err != nil {
+						_ = wait()
+						return err
+					}
+				default:
+					break burst
+				}
 			}
 		case <-timerC:
 			timerC, due = nil, true
