@@ -141,26 +141,27 @@ func serveHTTP(c config.HTTP, o api.Options, log *slog.Logger) (stop func(), err
 	}, nil
 }
 
-// progress logs at most one line a second per pipeline.
+// progress logs at most one line a second per pipeline, and the last commit of a catch-up.
 func progress(log *slog.Logger) func(pipeline.CommitInfo) {
 	var mu sync.Mutex
 	type state struct {
 		at    time.Time
 		total int
 	}
+	started := time.Now()
 	last := map[string]state{}
 	return func(c pipeline.CommitInfo) {
 		mu.Lock()
 		defer mu.Unlock()
-		s := last[c.Pipeline]
+		s, seen := last[c.Pipeline]
+		if !seen {
+			s.at = started
+		}
 		now := time.Now()
 		if now.Sub(s.at) < time.Second && c.Pending > 0 {
 			return
 		}
-		rate := 0.0
-		if !s.at.IsZero() {
-			rate = float64(c.Total-s.total) / now.Sub(s.at).Seconds()
-		}
+		rate := float64(c.Total-s.total) / max(now.Sub(s.at).Seconds(), 1e-3)
 		log.Info("progress", "pipeline", c.Pipeline, "checkpoint", c.Seq, "events", c.Total,
 			"pending", c.Pending, "events_per_s", int(rate))
 		last[c.Pipeline] = state{at: now, total: c.Total}
