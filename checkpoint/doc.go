@@ -74,9 +74,9 @@
 //
 // Of several processes running the same pipeline, only the holder of its lease processes it
 // ([Leases]): a KV entry with a per-message TTL, renewed every TTL/3. The others stand by and
-// take the lease over within about a TTL once the holder dies. A holder that cannot renew for
-// 2/3 of the TTL (a lost connection, a long pause) stops processing by itself before anyone
-// else may take the lease. If a paused holder still writes after that, its writes fail: every
+// take the lease over within about a TTL once the holder dies. A holder whose last successful
+// renewal was sent more than TTL/2 ago (a lost connection, a long pause) stops processing by
+// itself, before anyone else may take the lease (the server's TTL runs from a later moment). If a paused holder still writes after that, its writes fail: every
 // key write expects the revision it read, and the checkpoint is compare-and-set; a process
 // whose write is refused gives up the batch, logs it, counts jetfold_fenced_total and
 // restarts from the checkpoint the winner wrote (or stops after repeated refusals with

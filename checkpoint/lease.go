@@ -25,8 +25,8 @@ var ErrLeaseLost = errors.New("lease lost")
 // Leases grants per-pipeline leases: of all processes running a pipeline, the one holding its
 // lease processes it, the others wait. A lease is a KV entry with a per-message TTL that its
 // holder renews every TTL/3; when the holder dies, the entry expires and a waiting process takes
-// it over. A holder that cannot renew for 2/3 of the TTL gives the lease up on its own, before
-// anyone else can take it (self-fencing); the expected-revision writes of the commit protocol
+// it over. A holder whose last successful renewal was sent more than TTL/2 ago gives the
+// lease up on its own, before anyone else can take it (self-fencing); the expected-revision writes of the commit protocol
 // still protect the state if a holder is paused past that (fencing).
 type Leases struct {
 	js     jetstream.JetStream
@@ -89,10 +89,11 @@ func (l *Leases) Acquire(ctx context.Context, name string) (held context.Context
 	for {
 		rev, holder, err := l.current(ctx, subject)
 		if err == nil && holder == "" {
+			sent := time.Now()
 			rev, err = l.write(ctx, subject, rev)
 			if err == nil {
 				l.log.Info("lease acquired", "pipeline", name, "holder", l.holder)
-				return l.keep(ctx, name, subject, rev)
+				return l.keep(ctx, name, subject, rev, sent)
 			}
 		}
 		switch {
@@ -147,43 +148,57 @@ func (l *Leases) write(ctx context.Context, subject string, rev uint64) (uint64,
 	return ack.Sequence, nil
 }
 
-func (l *Leases) keep(parent context.Context, name, subject string, rev uint64) (context.Context, func(), error) {
+// keep renews the lease from its acquisition (sent at `since`) until release. The lease
+// counts as held until TTL/2 after the send of its last successful renewal (the server's TTL
+// runs from when it stored it, later): past that, the holder gives it up by itself, well
+// before anyone else can take it. Renewal goes on after parent ends (a SIGTERM drain still
+// commits under the lease) until release is called.
+func (l *Leases) keep(parent context.Context, name, subject string, rev uint64, since time.Time) (context.Context, func(), error) {
 	ctx, cancel := context.WithCancelCause(parent)
+	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		tick := time.NewTicker(l.ttl / 3)
+		tick := time.NewTicker(l.ttl / 6)
 		defer tick.Stop()
-		renewed := time.Now()
+		renewed := since
 		for {
 			select {
-			case <-ctx.Done():
+			case <-stop:
 				return
 			case <-tick.C:
 			}
-			wctx, wcancel := context.WithTimeout(ctx, l.ttl/3)
+			if time.Since(renewed) > l.ttl/2 {
+				l.log.Error("lease not renewed in time; stopping here", "pipeline", name)
+				cancel(ErrLeaseLost)
+				return
+			}
+			if time.Since(renewed) < l.ttl/3 {
+				continue
+			}
+			sent := time.Now()
+			wctx, wcancel := context.WithTimeout(context.Background(), l.ttl/6)
 			next, err := l.write(wctx, subject, rev)
 			wcancel()
 			switch {
 			case err == nil:
-				rev, renewed = next, time.Now()
+				rev, renewed = next, sent
 			case isConflict(err):
 				l.log.Error("lease taken by another process; stopping here", "pipeline", name)
 				cancel(ErrLeaseLost)
 				return
-			case time.Since(renewed) > 2*l.ttl/3:
-				l.log.Error("lease not renewed in time; stopping here", "pipeline", name, "err", err)
-				cancel(ErrLeaseLost)
-				return
+			default:
+				l.log.Warn("lease renewal failed", "pipeline", name, "err", err)
 			}
 		}
 	}()
 	release := func() {
-		cancel(context.Canceled)
+		close(stop)
 		<-done
+		cancel(context.Canceled)
 		ctx, c := context.WithTimeout(context.Background(), 2*time.Second)
 		defer c()
-		// Delete only if still ours: a purge marker with the expected revision.
+		// Delete only if still ours: a delete marker with the expected revision.
 		m := &nats.Msg{Subject: subject, Header: nats.Header{"KV-Operation": []string{"DEL"}}}
 		_, _ = l.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(rev))
 	}
@@ -194,14 +209,19 @@ func isConflict(err error) bool {
 	return IsWrongLastSequence(err) || errors.Is(err, jetstream.ErrKeyExists)
 }
 
-// LocalHolder names this process for leases: host name and process id.
-func LocalHolder(host string) string { return host + "-" + strconv.Itoa(os.Getpid()) }
+// LocalHolder names this process for leases: host name, PID namespace and process id, so
+// that processes of different containers on one host (same host name, same PID 1) differ.
+func LocalHolder(host string) string {
+	return host + "-" + pidNamespace() + "-" + strconv.Itoa(os.Getpid())
+}
 
-// DeadLocal tells whether holder, as made by [LocalHolder], names a process of host that no
-// longer runs. Holders of other hosts, or in another form, are never known to be dead.
+// DeadLocal tells whether holder, as made by [LocalHolder], names a process of this host and
+// PID namespace that no longer runs. Holders of other hosts or namespaces, or in another
+// form, are never known to be dead.
 func DeadLocal(host string) func(holder string) bool {
+	prefix := host + "-" + pidNamespace() + "-"
 	return func(holder string) bool {
-		pid, ok := strings.CutPrefix(holder, host+"-")
+		pid, ok := strings.CutPrefix(holder, prefix)
 		if !ok {
 			return false
 		}
@@ -211,4 +231,13 @@ func DeadLocal(host string) func(holder string) bool {
 		}
 		return errors.Is(syscall.Kill(n, 0), syscall.ESRCH)
 	}
+}
+
+// pidNamespace returns the inode of this process's PID namespace ("0" where unknown).
+func pidNamespace() string {
+	link, err := os.Readlink("/proc/self/ns/pid") // "pid:[4026531836]"
+	if err != nil {
+		return "0"
+	}
+	return strings.Trim(strings.TrimPrefix(link, "pid:"), "[]")
 }

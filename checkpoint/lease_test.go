@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/jetfold/jetfold/checkpoint"
@@ -15,24 +16,26 @@ func TestDeadLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	dead := checkpoint.DeadLocal("host")
+	self := checkpoint.LocalHolder("host")
+	prefix := strings.TrimSuffix(self, strconv.Itoa(os.Getpid()))
 	tests := []struct {
 		holder string
 		want   bool
 	}{
-		{"host-" + strconv.Itoa(gone.Process.Pid), true},
-		{"host-" + strconv.Itoa(os.Getpid()), false}, // this very process
-		{"host-1", false}, // init runs
-		{"other-" + strconv.Itoa(gone.Process.Pid), false},
-		{"hostx-" + strconv.Itoa(gone.Process.Pid), false},
+		{prefix + strconv.Itoa(gone.Process.Pid), true},
+		{self, false},         // this very process
+		{prefix + "1", false}, // init runs
+		{"other" + strings.TrimPrefix(prefix, "host") + strconv.Itoa(gone.Process.Pid), false},
+		{"host-1234-" + strconv.Itoa(gone.Process.Pid), false}, // another PID namespace
 		{"crash-child", false},
-		{"host-abc", false},
+		{prefix + "abc", false},
 	}
 	for _, tt := range tests {
 		if got := dead(tt.holder); got != tt.want {
 			t.Errorf("DeadLocal(host)(%q) = %v, want %v", tt.holder, got, tt.want)
 		}
 	}
-	if h := checkpoint.LocalHolder("host"); h != "host-"+strconv.Itoa(os.Getpid()) {
-		t.Errorf("LocalHolder = %q", h)
+	if !strings.HasPrefix(self, "host-") || !strings.HasSuffix(self, "-"+strconv.Itoa(os.Getpid())) {
+		t.Errorf("LocalHolder = %q", self)
 	}
 }

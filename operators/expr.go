@@ -1,10 +1,13 @@
 package operators
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -208,41 +211,100 @@ func Text(v any) (string, error) {
 	}
 }
 
-// Normalize turns the integers an expression may return into float64, recursively, so that
-// state built in memory equals state read back from its JSON (where every number is float64).
-func Normalize(v any) any {
+// ErrNotJSON is returned by [Normalize] for a value that JSON cannot hold (NaN, ±Inf).
+var ErrNotJSON = errors.New("value cannot be stored as JSON")
+
+// Normalize returns v as it reads back from JSON, so that state built in memory behaves
+// exactly like state read back from its bucket after a restart: integers become float64,
+// times RFC3339 strings, durations float64 nanoseconds, other types their JSON round trip.
+// NaN and ±Inf are errors (ErrNotJSON). v itself is never changed: maps and slices that
+// need a change are copied, so values shared with a state being committed stay intact.
+func Normalize(v any) (any, error) {
+	out, _, err := normalize(v)
+	return out, err
+}
+
+// normalize returns the normalised value and whether it differs from v.
+func normalize(v any) (any, bool, error) {
 	switch t := v.(type) {
+	case nil, string, bool:
+		return v, false, nil
+	case float64:
+		if math.IsNaN(t) || math.IsInf(t, 0) {
+			return nil, false, fmt.Errorf("%w: %v", ErrNotJSON, t)
+		}
+		return v, false, nil
 	case int:
-		return float64(t)
+		return float64(t), true, nil
 	case int64:
-		return float64(t)
+		return float64(t), true, nil
 	case int32:
-		return float64(t)
+		return float64(t), true, nil
 	case uint64:
-		return float64(t)
+		return float64(t), true, nil
 	case uint:
-		return float64(t)
+		return float64(t), true, nil
 	case float32:
-		return float64(t)
+		return normalizeFloat(float64(t))
+	case time.Time:
+		return t.Format(time.RFC3339Nano), true, nil
+	case time.Duration:
+		return float64(t), true, nil
 	case map[string]any:
+		var out map[string]any
 		for k, e := range t {
-			t[k] = Normalize(e)
+			n, changed, err := normalize(e)
+			if err != nil {
+				return nil, false, err
+			}
+			if changed && out == nil {
+				out = maps.Clone(t)
+			}
+			if out != nil {
+				out[k] = n
+			}
 		}
-		return t
+		if out == nil {
+			return t, false, nil
+		}
+		return out, true, nil
 	case []any:
+		var out []any
 		for i, e := range t {
-			t[i] = Normalize(e)
+			n, changed, err := normalize(e)
+			if err != nil {
+				return nil, false, err
+			}
+			if changed && out == nil {
+				out = slices.Clone(t)
+			}
+			if out != nil {
+				out[i] = n
+			}
 		}
-		return t
-	case []string:
-		out := make([]any, len(t))
-		for i, s := range t {
-			out[i] = s
+		if out == nil {
+			return t, false, nil
 		}
-		return out
+		return out, true, nil
 	default:
-		return v
+		// Anything else (a []string, a struct): what its JSON reads back as.
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, false, fmt.Errorf("%w: %v", ErrNotJSON, err)
+		}
+		var back any
+		if err := json.Unmarshal(b, &back); err != nil {
+			return nil, false, fmt.Errorf("%w: %v", ErrNotJSON, err)
+		}
+		return back, true, nil
 	}
+}
+
+func normalizeFloat(f float64) (any, bool, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil, false, fmt.Errorf("%w: %v", ErrNotJSON, f)
+	}
+	return f, true, nil
 }
 
 func usesHeaders(e *Expr) bool { return strings.Contains(e.Source, "headers") }

@@ -153,7 +153,11 @@ func (f *foldOp) Process(x *Exec, ev *Event) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		vals = append(vals, Normalize(v))
+		n, err := Normalize(v)
+		if err != nil {
+			return false, fmt.Errorf("%w: %s: %v", ErrEval, a.expr.Source, err)
+		}
+		vals = append(vals, n)
 	}
 	next := maps.Clone(cur)
 	if next == nil {

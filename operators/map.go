@@ -25,7 +25,11 @@ func (m *mapOp) Process(x *Exec, ev *Event) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	fields, ok := Normalize(v).(map[string]any)
+	n, err := Normalize(v)
+	if err != nil {
+		return false, fmt.Errorf("%w: %s: %v", ErrEval, m.expr.Source, err)
+	}
+	fields, ok := n.(map[string]any)
 	if !ok {
 		return false, fmt.Errorf("%w: %s: got %T, want a map", ErrEval, m.expr.Source, v)
 	}

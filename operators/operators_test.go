@@ -2,7 +2,10 @@ package operators_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -318,6 +321,38 @@ func TestMemberReadFastPath(t *testing.T) {
 		want, err2 := x.Eval(slow, ev)
 		if got != want || err1 != nil || err2 != nil {
 			t.Errorf("%s: fast %v (%v), VM %v (%v)", src, got, err1, want, err2)
+		}
+	}
+}
+
+func TestNormalize(t *testing.T) {
+	when := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	nested := map[string]any{"n": 1, "deep": map[string]any{"k": int64(2)}, "list": []any{3, "x"}}
+	got, err := operators.Normalize(map[string]any{"m": nested, "t": when, "d": time.Second, "s": []string{"a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"d":1000000000,"m":{"deep":{"k":2},"list":[3,"x"],"n":1},"s":["a"],"t":"2026-01-02T03:04:05.000000006Z"}`
+	if b, _ := json.Marshal(got); string(b) != want {
+		t.Errorf("Normalize = %s, want %s", b, want)
+	}
+	m := got.(map[string]any)
+	if _, ok := m["m"].(map[string]any)["n"].(float64); !ok {
+		t.Errorf("nested int not turned into float64: %T", m["m"].(map[string]any)["n"])
+	}
+	if _, ok := nested["n"].(int); !ok {
+		t.Error("Normalize changed its input (a state being committed may share it)")
+	}
+	if _, ok := m["t"].(string); !ok {
+		t.Errorf("time kept as %T, want the string it reads back as", m["t"])
+	}
+	same := map[string]any{"a": 1.0}
+	if out, _ := operators.Normalize(same); fmt.Sprintf("%p", out) != fmt.Sprintf("%p", same) {
+		t.Error("a map that needs no change was copied")
+	}
+	for _, bad := range []any{math.Inf(1), math.NaN(), map[string]any{"x": []any{math.Inf(-1)}}} {
+		if _, err := operators.Normalize(bad); !errors.Is(err, operators.ErrNotJSON) {
+			t.Errorf("Normalize(%v) = %v, want ErrNotJSON", bad, err)
 		}
 	}
 }

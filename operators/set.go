@@ -1,5 +1,7 @@
 package operators
 
+import "fmt"
+
 // setOp adds or replaces event fields.
 type setOp struct{ fields []assign }
 
@@ -27,7 +29,11 @@ func (s *setOp) Process(x *Exec, ev *Event) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		vals = append(vals, Normalize(v))
+		n, err := Normalize(v)
+		if err != nil {
+			return false, fmt.Errorf("%w: %s: %v", ErrEval, a.expr.Source, err)
+		}
+		vals = append(vals, n)
 	}
 	if ev.Fields == nil {
 		ev.Fields = make(map[string]any, len(s.fields))

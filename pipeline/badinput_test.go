@@ -33,6 +33,7 @@ pipelines:
           initial: {blob: ""}
           on:
             add: {blob: state.blob + event.blob, n: '(state.n ?? 0) + 1'}
+            div: {r: event.a / event.b}
 `
 
 // TestBadInput has a row per row of DESIGN.md section 9 that concerns events: each bad event
@@ -61,6 +62,7 @@ func TestBadInput(t *testing.T) {
 		{"type expression on a missing field", `{"k":"a","ts":1}`, "type: expression failed: event.type"},
 		{"event time that does not parse", `{"type":"add","k":"a","ts":"yesterday"}`, `event time "yesterday"`},
 		{"handler expression that fails", `{"type":"add","k":"a","ts":2000,"blob":1}`, "expression failed: state.blob + event.blob"},
+		{"state that JSON cannot hold (+Inf)", `{"type":"div","k":"a","ts":2500,"a":1,"b":0}`, "value cannot be stored as JSON"},
 		{"good after bad ones", ok("a", 3000), ""},
 		{"big 1", big(1), ""}, {"big 2", big(2), ""}, {"big 3", big(3), ""}, {"big 4", big(4), ""},
 		{"state over the KV value limit", big(5), "state over the KV value limit"},
@@ -105,8 +107,8 @@ func TestBadInput(t *testing.T) {
 	if got := testutil.ToFloat64(metrics.Oversize.WithLabelValues("bad")); got != 2 {
 		t.Errorf("jetfold_state_oversize_total = %v, want 2", got)
 	}
-	if got := testutil.ToFloat64(metrics.Events.WithLabelValues("bad", pipeline.ResultDeadLetter)); got != 8 {
-		t.Errorf("dead_letter events = %v, want 8", got)
+	if got := testutil.ToFloat64(metrics.Events.WithLabelValues("bad", pipeline.ResultDeadLetter)); got != 9 {
+		t.Errorf("dead_letter events = %v, want 9", got)
 	}
 }
 

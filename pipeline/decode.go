@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/valyala/fastjson"
@@ -123,9 +125,12 @@ func (d *decoder) decode(data []byte, header map[string][]string) (map[string]an
 	if d.kind != "json" && d.kind != "" {
 		return decodeEvent(d.kind, data, header)
 	}
-	// The parser is lenient (it takes "." for a number); the validator is strict JSON.
-	if err := fastjson.ValidateBytes(data); err != nil {
-		return nil, header, fmt.Errorf("%w: %v", ErrDecode, err)
+	// The parser is lenient (it takes "." for a number); the validator is strict JSON. Where
+	// fastjson and encoding/json could disagree (a payload fastjson refuses, say for its depth
+	// limit; invalid UTF-8; escaped UTF-16 surrogates, which fastjson leaves as text),
+	// encoding/json decides, so both paths give the same events.
+	if fastjson.ValidateBytes(data) != nil || !utf8.Valid(data) || hasSurrogateEscape(data) {
+		return decodeEvent("json", data, header)
 	}
 	v, err := d.p.ParseBytes(data)
 	if err != nil {
@@ -195,4 +200,19 @@ func (d *decoder) float(v *fastjson.Value) float64 {
 		d.err = fmt.Errorf("number %s out of range", string(d.num))
 	}
 	return f
+}
+
+// hasSurrogateEscape tells whether data holds a \uD800-\uDFFF escape.
+func hasSurrogateEscape(data []byte) bool {
+	for i := bytes.Index(data, []byte(`\u`)); i >= 0; {
+		if i+2 < len(data) && (data[i+2] == 'd' || data[i+2] == 'D') && i+3 < len(data) && data[i+3] >= '8' {
+			return true
+		}
+		next := bytes.Index(data[i+2:], []byte(`\u`))
+		if next < 0 {
+			return false
+		}
+		i += 2 + next
+	}
+	return false
 }

@@ -69,6 +69,7 @@ func (r *Runner) runOnce(ctx context.Context) error {
 		if j.err != nil {
 			return j.err
 		}
+		r.committed = true
 		if j.b.stopErr != nil {
 			r.log.Error("stopping on error (on_error: stop)", "err", j.b.stopErr)
 			return j.b.stopErr
@@ -168,6 +169,9 @@ func (r *Runner) runOnce(ctx context.Context) error {
 		}
 		if inflight == nil && (cur.n > 0 || cur.stopErr != nil) &&
 			(due || cur.n >= size || cur.stopErr != nil) {
+			if errors.Is(context.Cause(ctx), checkpoint.ErrLeaseLost) {
+				return nil // another process owns the pipeline now: commit nothing more
+			}
 			launch()
 		}
 	}

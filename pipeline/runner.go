@@ -35,7 +35,8 @@ type Options struct {
 	Metrics *Metrics
 	// Instance identifies this process in the values it writes (Jetfold-Writer header).
 	Instance string
-	// OnCommit, when set, is called after every commit from the runner's goroutine.
+	// OnCommit, when set, is called after every commit, from the goroutine that commits
+	// (one at a time per pipeline; pipelines call it concurrently).
 	OnCommit func(CommitInfo)
 	// MaxFencedRetries is how many consecutive fenced commits end the run with
 	// checkpoint.ErrFenced (default 3).
@@ -91,6 +92,7 @@ type Runner struct {
 	published    map[string]struct{}
 	publishedMax uint64
 	ev           operators.Event // reused for every event
+	committed    bool            // runOnce committed at least one batch
 	dec          *decoder
 }
 
@@ -140,7 +142,11 @@ func (r *Runner) run(ctx context.Context) error {
 	wait := 200 * time.Millisecond
 	fenced := 0
 	for {
+		r.committed = false
 		err := r.runOnce(ctx)
+		if r.committed { // the trouble is not lasting: start counting and backing off anew
+			fenced, wait = 0, 200*time.Millisecond
+		}
 		switch {
 		case errors.Is(err, errCaughtUp):
 			r.log.Info("caught up with the end of the stream", "checkpoint", r.checkpoint.Seq)
