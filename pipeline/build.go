@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/jetfold/jetfold/config"
@@ -149,14 +148,4 @@ func single(op config.Operator) (string, any, bool) {
 		return k, v, true
 	}
 	return "", nil, false
-}
-
-// ProjectionNames returns every projection written by pipelines, sorted.
-func ProjectionNames(ps []*Pipeline) []string {
-	var out []string
-	for _, p := range ps {
-		out = append(out, p.Projections...)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -283,9 +283,3 @@ func (r *Runner) consumerConfig(resume bool, seq uint64) jetstream.ConsumerConfi
 	}
 	return cc
 }
-
-// Checkpoint returns the last committed checkpoint.
-func (r *Runner) Checkpoint() checkpoint.Checkpoint { return r.checkpoint }
-
-// Pipeline returns the compiled pipeline.
-func (r *Runner) Pipeline() *Pipeline { return r.p }
