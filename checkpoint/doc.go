@@ -56,10 +56,17 @@
 // commit fails (timeout, lost connection) restarts the pipeline in-process from the last
 // checkpoint, which is the same as a crash.
 //
-// Restrictions that follow: expressions must be deterministic (no now(), no random), since an
-// event processed again must produce the same state and the same derived events; and a
-// derived stream that the checkpoint does not name yet, and that is not declared under
-// streams:, is only protected by its duplicate window.
+// Restrictions that follow:
+//   - Expressions must be deterministic (no now(), no random): an event processed again must
+//     produce the same state and the same derived events. State is normalised to what it
+//     reads back from JSON (numbers float64, times RFC3339 text) for the same reason, and a
+//     value JSON cannot hold (NaN, ±Inf) makes the event a dead letter.
+//   - A derived stream that the checkpoint does not name yet, and that is not declared under
+//     streams:, is only protected by its duplicate window.
+//   - When a fold skips an event already applied to its key, the operators after it see the
+//     key's latest committed state, not the state right after that event; a later fold of
+//     another key or projection is still applied exactly once, but a filter or set between two
+//     folds that reads `state` could decide differently than the first time.
 //
 // # Why not atomic batch publish
 //

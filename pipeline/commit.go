@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"strconv"
@@ -57,6 +58,9 @@ func (r *Runner) commit(ctx context.Context, b *batch) error {
 	}
 	acks, err := await(ctx, futs)
 	if err != nil {
+		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+			return fmt.Errorf("publish derived events: %w (is every emit subject captured by a stream? declare one under streams:)", err)
+		}
 		return fmt.Errorf("publish derived events: %w", err)
 	}
 	outSeqs := maps.Clone(r.checkpoint.Outputs)
