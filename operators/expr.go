@@ -29,6 +29,8 @@ type Env struct {
 	Seq     uint64            `expr:"seq"`
 	Time    time.Time         `expr:"time"`
 	State   map[string]any    `expr:"state"`
+	// Get reads a member of a map; `event.x` and `state.x` are compiled to calls of it.
+	Get func(m, k any) any `expr:"_get"`
 }
 
 // Expr is a compiled expression.
@@ -55,7 +57,7 @@ func Compile(src string, kind int) (*Expr, error) {
 	if strings.TrimSpace(src) == "" {
 		return nil, &FieldError{Err: errors.New("empty expression")}
 	}
-	opts := []expr.Option{expr.Env(Env{}), getFunction, expr.Patch(fieldPatcher{})}
+	opts := []expr.Option{expr.Env(Env{}), expr.Patch(fieldPatcher{})}
 	switch kind {
 	case BoolResult:
 		opts = append(opts, expr.AsBool())
@@ -96,12 +98,14 @@ func memberRead(call *ast.CallNode) (root, field string) {
 
 // getName is the function that `event.x` and `state.x` are compiled to: expr reads a
 // map[string]any member through reflection, which allocates on every read; this does not.
+// It is a field of [Env] of a type expr calls directly (no argument slice).
 const getName = "_get"
 
-var getFunction = expr.Function(getName, func(p ...any) (any, error) {
-	m, _ := p[0].(map[string]any)
-	return m[p[1].(string)], nil
-}, new(func(map[string]any, string) any))
+func getMember(m, k any) any {
+	mm, _ := m.(map[string]any)
+	s, _ := k.(string)
+	return mm[s]
+}
 
 // fieldPatcher rewrites `event.x` and `state.x` (x a constant) into _get(event, "x").
 type fieldPatcher struct{}
@@ -143,7 +147,7 @@ func (x *Exec) Eval(e *Expr, ev *Event) (any, error) {
 	}
 	x.env = Env{
 		Event: ev.Fields, Type: ev.Type, Key: ev.Key, Subject: ev.Subject,
-		Seq: ev.Seq, Time: ev.Time, State: ev.State,
+		Seq: ev.Seq, Time: ev.Time, State: ev.State, Get: getMember,
 	}
 	if ev.Header != nil && usesHeaders(e) {
 		x.env.Headers = flatHeaders(ev.Header)

@@ -356,3 +356,16 @@ func TestNormalize(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkEval measures one fold-style expression against a decoded event and a state.
+func BenchmarkEval(b *testing.B) {
+	e := operators.MustCompile("state.total + event.amount", operators.AnyResult)
+	ev := &operators.Event{Fields: map[string]any{"amount": 12.5}, State: map[string]any{"total": 100.0}}
+	x := exec(nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := x.Eval(e, ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
