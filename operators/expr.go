@@ -41,6 +41,8 @@ type Expr struct {
 	// root and field are set for the expressions that only read one member, `event.x` or
 	// `state.x`: Eval then reads the map directly instead of running the VM.
 	root, field string
+	// headers is set when the expression reads `headers`, which Eval then fills.
+	headers bool
 }
 
 // Result kinds for [Compile].
@@ -73,6 +75,8 @@ func Compile(src string, kind int) (*Expr, error) {
 		return nil, &FieldError{Err: fmt.Errorf("expression %q: %w", src, err)}
 	}
 	e := &Expr{Source: src, program: p}
+	node := p.Node()
+	ast.Walk(&node, identFinder{name: "headers", found: &e.headers})
 	if call, ok := p.Node().(*ast.CallNode); ok {
 		e.root, e.field = memberRead(call)
 	}
@@ -149,7 +153,7 @@ func (x *Exec) Eval(e *Expr, ev *Event) (any, error) {
 		Event: ev.Fields, Type: ev.Type, Key: ev.Key, Subject: ev.Subject,
 		Seq: ev.Seq, Time: ev.Time, State: ev.State, Get: getMember,
 	}
-	if ev.Header != nil && usesHeaders(e) {
+	if ev.Header != nil && e.headers {
 		x.env.Headers = flatHeaders(ev.Header)
 	}
 	v, err := x.vm.Run(e.program, &x.env)
@@ -311,7 +315,18 @@ func normalizeFloat(f float64) (any, bool, error) {
 	return f, true, nil
 }
 
-func usesHeaders(e *Expr) bool { return strings.Contains(e.Source, "headers") }
+// identFinder sets *found when the AST holds the identifier name.
+type identFinder struct {
+	name  string
+	found *bool
+}
+
+// Visit implements ast.Visitor.
+func (f identFinder) Visit(n *ast.Node) {
+	if id, ok := (*n).(*ast.IdentifierNode); ok && id.Value == f.name {
+		*f.found = true
+	}
+}
 
 // flatHeaders gives each header's first value under its name as sent and, so that
 // `headers["ce-type"]` finds "Ce-Type" too, under its lower-case name.
