@@ -243,8 +243,14 @@ func (e *crashEnv) finish(url string, what string, count int) {
 		_ = c.cmd.Process.Kill()
 		e.t.Fatalf("final run did not finish\n%s", e.childLog())
 	}
-	// The oracle folds the source stream as stored: retried publishes may store the events
-	// in another order than they were first sent, but each exactly once (message ids).
+	e.verify(what, count)
+}
+
+// verify compares every key, derived event and dead letter with the oracle. The oracle folds
+// the source stream as stored: retried publishes may store the events in another order than
+// they were first sent, but each exactly once (message ids).
+func (e *crashEnv) verify(what string, count int) {
+	e.t.Helper()
 	var stored [][]byte
 	for _, m := range natstest.ReadAll(e.t, e.js, "SHOP", "") {
 		stored = append(stored, m.Data())
@@ -261,10 +267,6 @@ func (e *crashEnv) finish(url string, what string, count int) {
 		e.t.Error(m)
 	}
 	e.t.Logf("%s survived: %d, events: %d, mismatches: %d", what, count, len(e.payload), len(bad))
-	if len(bad) > 0 {
-		b, _ := os.ReadFile(filepath.Join(e.dir, "child.log"))
-		_ = os.WriteFile("/tmp/crash-child.log", b, 0o600)
-	}
 }
 
 func sizes(short bool) (events, breaks int) {
@@ -332,20 +334,13 @@ func TestCrashNATSRestart(t *testing.T) {
 	e := newCrashEnv(t, events, s)
 	rng := rand.New(rand.NewPCG(s, 3))
 	c := e.start(e.config(e.srv.ClientURL(), "follow"))
-	chunks := 20
-	step := events / chunks
-	done := 0
-	for i := range chunks {
-		e.publish(i*step, min((i+1)*step, events))
-		if i%(chunks/restarts) == chunks/restarts-1 && done < restarts {
-			// a moment for the processor to be mid-batch, then restart the server
-			time.Sleep(time.Duration(rng.IntN(200)) * time.Millisecond)
-			e.srv.Shutdown()
-			e.srv.WaitForShutdown()
-			e.srv = natstest.ServerAt(t, e.store, e.port)
-			done++
-		}
-	}
+	done := e.publishWithFaults(restarts, func() {
+		// a moment for the processor to be mid-batch, then restart the server
+		time.Sleep(time.Duration(rng.IntN(200)) * time.Millisecond)
+		e.srv.Shutdown()
+		e.srv.WaitForShutdown()
+		e.srv = natstest.ServerAt(t, e.store, e.port)
+	})
 	e.waitCaughtUp(c)
 	e.stopGracefully(c)
 	e.finish(e.srv.ClientURL(), "NATS restarts", done)
@@ -360,19 +355,12 @@ func TestCrashConnectionCut(t *testing.T) {
 	rng := rand.New(rand.NewPCG(s, 4))
 	proxy := natstest.NewProxy(t, e.srv.Addr().String())
 	c := e.start(e.config(proxy.URL(), "follow"))
-	chunks := 20
-	step := events / chunks
-	done := 0
-	for i := range chunks {
-		e.publish(i*step, min((i+1)*step, events))
-		if i%(chunks/cuts) == 0 && done < cuts {
-			time.Sleep(time.Duration(rng.IntN(200)) * time.Millisecond)
-			proxy.Cut()
-			time.Sleep(time.Duration(100+rng.IntN(900)) * time.Millisecond)
-			proxy.Restore()
-			done++
-		}
-	}
+	done := e.publishWithFaults(cuts, func() {
+		time.Sleep(time.Duration(rng.IntN(200)) * time.Millisecond)
+		proxy.Cut()
+		time.Sleep(time.Duration(100+rng.IntN(900)) * time.Millisecond)
+		proxy.Restore()
+	})
 	e.waitCaughtUp(c)
 	e.stopGracefully(c)
 	e.finish(proxy.URL(), "connection cuts", done)
@@ -385,6 +373,23 @@ func killedBySignal(err error) bool {
 	}
 	ws, ok := ee.Sys().(syscall.WaitStatus)
 	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
+}
+
+// publishWithFaults publishes the workload in 20 chunks and calls fault (a random pause,
+// then the fault: the sleeps set when faults land, they synchronise nothing) after evenly
+// spaced chunks, faults times at most. It returns how many faults it injected.
+func (e *crashEnv) publishWithFaults(faults int, fault func()) int {
+	const chunks = 20
+	step := len(e.payload) / chunks
+	done := 0
+	for i := range chunks {
+		e.publish(i*step, min((i+1)*step, len(e.payload)))
+		if i%(chunks/faults) == chunks/faults-1 && done < faults {
+			fault()
+			done++
+		}
+	}
+	return done
 }
 
 func (e *crashEnv) waitCaughtUp(c *child) {
@@ -537,20 +542,5 @@ func TestCrashKillEmbedded(t *testing.T) {
 	nc.Close()
 	e.srv = natstest.ServerAt(t, e.store, -1)
 	e.nc, e.js = natstest.Connect(t, e.srv)
-	var stored [][]byte
-	for _, m := range natstest.ReadAll(t, e.js, "SHOP", "") {
-		stored = append(stored, m.Data())
-	}
-	if len(stored) != len(e.payload) {
-		t.Fatalf("the source stream holds %d events, %d were published", len(stored), len(e.payload))
-	}
-	bad := shoptest.Mismatches(t, e.js, streams.DLQStream, shoptest.Oracle(stored))
-	for i, m := range bad {
-		if i == 20 {
-			t.Errorf("... and %d more", len(bad)-20)
-			break
-		}
-		t.Error(m)
-	}
-	t.Logf("kills of processor and embedded NATS survived: %d, events: %d, mismatches: %d", killed, len(e.payload), len(bad))
+	e.verify("kills of processor and embedded NATS", killed)
 }

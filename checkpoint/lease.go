@@ -24,7 +24,7 @@ var ErrLeaseLost = errors.New("lease lost")
 
 // Leases grants per-pipeline leases: of all processes running a pipeline, the one holding its
 // lease processes it, the others wait. A lease is a KV entry with a per-message TTL that its
-// holder renews every TTL/3; when the holder dies, the entry expires and a waiting process takes
+// holder renews every TTL/4; when the holder dies, the entry expires and a waiting process takes
 // it over. A holder whose last successful renewal was sent more than TTL/2 ago gives the
 // lease up on its own, before anyone else can take it (self-fencing); the expected-revision writes of the commit protocol
 // still protect the state if a holder is paused past that (fencing).
@@ -159,7 +159,7 @@ func (l *Leases) keep(parent context.Context, name, subject string, rev uint64, 
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		tick := time.NewTicker(l.ttl / 6)
+		tick := time.NewTicker(l.ttl / 8)
 		defer tick.Stop()
 		renewed := since
 		for {
@@ -168,27 +168,26 @@ func (l *Leases) keep(parent context.Context, name, subject string, rev uint64, 
 				return
 			case <-tick.C:
 			}
+			if time.Since(renewed) >= l.ttl/4 {
+				sent := time.Now()
+				wctx, wcancel := context.WithTimeout(context.Background(), l.ttl/8)
+				next, err := l.write(wctx, subject, rev)
+				wcancel()
+				switch {
+				case err == nil:
+					rev, renewed = next, sent
+				case isConflict(err):
+					l.log.Error("lease taken by another process; stopping here", "pipeline", name)
+					cancel(ErrLeaseLost)
+					return
+				default:
+					l.log.Warn("lease renewal failed", "pipeline", name, "err", err)
+				}
+			}
 			if time.Since(renewed) > l.ttl/2 {
 				l.log.Error("lease not renewed in time; stopping here", "pipeline", name)
 				cancel(ErrLeaseLost)
 				return
-			}
-			if time.Since(renewed) < l.ttl/3 {
-				continue
-			}
-			sent := time.Now()
-			wctx, wcancel := context.WithTimeout(context.Background(), l.ttl/6)
-			next, err := l.write(wctx, subject, rev)
-			wcancel()
-			switch {
-			case err == nil:
-				rev, renewed = next, sent
-			case isConflict(err):
-				l.log.Error("lease taken by another process; stopping here", "pipeline", name)
-				cancel(ErrLeaseLost)
-				return
-			default:
-				l.log.Warn("lease renewal failed", "pipeline", name, "err", err)
 			}
 		}
 	}()
