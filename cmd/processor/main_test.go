@@ -77,11 +77,8 @@ func cmdWaitFor(ts *testscript.TestScript, neg bool, args []string) {
 	bucket, key := args[0], args[1]
 	re, err := regexp.Compile(args[2])
 	ts.Check(err)
-	nc, err := nats.Connect(ts.Getenv("NATS_URL"))
-	ts.Check(err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	ts.Check(err)
+	js, closeJS := scriptJS(ts)
+	defer closeJS()
 
 	ctx, cancel := context.WithTimeout(context.Background(), waitForTimeout)
 	defer cancel()
@@ -118,11 +115,8 @@ func cmdStreamLen(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	want, err := strconv.ParseUint(args[1], 10, 64)
 	ts.Check(err)
-	nc, err := nats.Connect(ts.Getenv("NATS_URL"))
-	ts.Check(err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	ts.Check(err)
+	js, closeJS := scriptJS(ts)
+	defer closeJS()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, args[0])
@@ -134,4 +128,13 @@ func cmdStreamLen(ts *testscript.TestScript, neg bool, args []string) {
 	case !neg && got != want:
 		ts.Fatalf("stream %s holds %d messages, want %d", args[0], got, want)
 	}
+}
+
+// scriptJS connects to the script's server ($NATS_URL); call the returned func when done.
+func scriptJS(ts *testscript.TestScript) (jetstream.JetStream, func()) {
+	nc, err := nats.Connect(ts.Getenv("NATS_URL"))
+	ts.Check(err)
+	js, err := jetstream.New(nc)
+	ts.Check(err)
+	return js, nc.Close
 }
