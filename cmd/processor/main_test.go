@@ -58,6 +58,7 @@ func setupNATS(env *testscript.Env) error {
 	}
 	env.Defer(func() { s.Shutdown(); s.WaitForShutdown() })
 	env.Setenv("NATS_URL", s.ClientURL())
+	env.Setenv("NATS_ADDR", s.Addr().String()) // host:port, for a listener that must find its address taken
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -118,12 +119,19 @@ func seedOnce(cmd *cobra.Command, conn *streams.Conn, cfg *config.Config, ps []*
 	return nil
 }
 
-// serveHTTP starts the HTTP listener unless it is disabled; stop shuts it down.
+// serveHTTP starts the HTTP listener unless it is disabled; stop shuts it down. An address
+// already in use is a warning, not an error.
 func serveHTTP(c config.HTTP, o api.Options, log *slog.Logger) (stop func(), err error) {
 	if c.Listen == "" || c.Listen == "none" {
 		return func() {}, nil
 	}
 	ln, err := net.Listen("tcp", c.Listen)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		// A second processor on the same configuration and host (a standby): it runs without
+		// the listener rather than not at all.
+		log.Warn("http listener not started: address in use (another processor on this host? set http.listen)", "addr", c.Listen)
+		return func() {}, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("http: %w (set http.listen, or none)", err)
 	}
