@@ -36,10 +36,10 @@ type Event struct {
 	Key string
 	// Mode is Live or Hydrated.
 	Mode Mode
-	// KeyErr and TypeErr hold the failures of the pipeline's key and type expressions. They
-	// are raised by [Event.Require] in the operators that need a key (fold, emit), so that an
-	// event a filter drops first is not a dead letter for lacking a key.
-	KeyErr, TypeErr error
+	// KeyErr, TypeErr and TimeErr hold the failures of the pipeline's key, type and time
+	// expressions. They are raised by [Event.Require] in the operators that need them (fold,
+	// emit), so that an event a filter drops first is not a dead letter for lacking a field.
+	KeyErr, TypeErr, TimeErr error
 
 	// Outdated is set by a fold that found the event older than its key's last event time.
 	Outdated bool
@@ -84,12 +84,16 @@ type Output struct {
 	Data []byte
 }
 
-// Require returns the error of the key or type expression, if any.
+// Require returns the error of the type, key or time expression, if any.
 func (e *Event) Require() error {
-	if e.TypeErr != nil {
+	switch {
+	case e.TypeErr != nil:
 		return e.TypeErr
+	case e.KeyErr != nil:
+		return e.KeyErr
+	default:
+		return e.TimeErr
 	}
-	return e.KeyErr
 }
 
 // staged returns the state staged for projection/key by an earlier fold of this event.

@@ -28,6 +28,7 @@ pipelines:
     time: event.ts
     batch: {size: 7, max_wait: 10ms}
     operators:
+      - filter: event.type != "ping"
       - fold:
           projection: blobs
           initial: {blob: ""}
@@ -56,6 +57,7 @@ func TestBadInput(t *testing.T) {
 		reason  string // "" for a good event
 	}{
 		{"good", ok("a", 1000), ""},
+		{"no key, no time, but filtered first: not a dead letter", `{"type":"ping"}`, ""},
 		{"payload that does not decode", `{"type":"add",`, "payload does not decode"},
 		{"payload that is not an object", `[1,2]`, "payload does not decode"},
 		{"key expression on a missing field", `{"type":"add","ts":1}`, "key: expression failed: event.k"},

@@ -143,12 +143,12 @@ func (r *Runner) processOne(ev *operators.Event, m jetstream.Msg, seq uint64, ts
 		ev.KeyErr = fmt.Errorf("key: %w", err)
 	}
 	if r.p.timeExpr != nil {
-		v, err := x.Eval(r.p.timeExpr, ev)
-		if err != nil {
-			return false, fmt.Errorf("time: %w", err)
-		}
-		if ev.Time, err = eventTime(v); err != nil {
-			return false, err
+		if v, err := x.Eval(r.p.timeExpr, ev); err != nil {
+			ev.TimeErr = fmt.Errorf("time: %w", err)
+		} else if t, err := eventTime(v); err != nil {
+			ev.TimeErr = err
+		} else {
+			ev.Time = t
 		}
 	}
 	for _, op := range r.p.ops {
