@@ -47,6 +47,11 @@ type Options struct {
 	// Dir is where the embedded server stores its data (default: a temporary directory,
 	// removed at the end).
 	Dir string
+	// URL, when set, runs against that NATS server instead of an embedded one, so that peak
+	// RSS and allocations are jetfold's alone. The bench's streams, buckets and checkpoint
+	// (BENCH, BENCH_OUT, KV bench, the bench pipeline's checkpoint and lease) are deleted
+	// first: point it at a server of its own.
+	URL string
 	// Latency runs the latency mode instead: events at Rate per second for Duration through
 	// a following pipeline, measuring publish to visible commit.
 	Latency  bool
@@ -210,6 +215,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return Result{}, fmt.Errorf("bench config: %w", err)
 	}
 	cfg.NATS.Embedded.StoreDir = filepath.Join(dir, "nats")
+	cfg.NATS.URL = o.URL
 	ps, err := pipeline.Build(cfg, operators.Builtin())
 	if err != nil {
 		return Result{}, fmt.Errorf("bench pipeline: %w", err)
@@ -219,6 +225,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return Result{}, err
 	}
 	defer conn.Close()
+	if o.URL != "" {
+		if err := clean(ctx, conn.JS); err != nil {
+			return Result{}, err
+		}
+	}
 	if err := streams.EnsureStreams(ctx, conn.JS, cfg.Streams, nil); err != nil {
 		return Result{}, err
 	}
@@ -372,4 +383,19 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// clean deletes what an earlier bench left on an external server.
+func clean(ctx context.Context, js jetstream.JetStream) error {
+	for _, name := range []string{"BENCH", "BENCH_OUT", streams.KVStream("bench")} {
+		if err := js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("clean %s: %w", name, err)
+		}
+	}
+	if kv, err := js.KeyValue(ctx, streams.CheckpointBucket); err == nil {
+		if err := kv.Purge(ctx, "bench"); err != nil {
+			return fmt.Errorf("clean checkpoint: %w", err)
+		}
+	}
+	return nil
 }
