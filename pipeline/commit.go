@@ -2,12 +2,13 @@ package pipeline
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"strconv"
 	"time"
+
+	gojson "github.com/goccy/go-json"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -77,7 +78,7 @@ func (r *Runner) commit(ctx context.Context, b *batch) error {
 	futs = futs[:0]
 	writer := r.o.Instance + "@" + strconv.FormatInt(time.Now().UnixNano(), 10)
 	for _, w := range b.writes {
-		data, err := json.Marshal(w.state)
+		data, err := gojson.Marshal(w.state)
 		if err != nil {
 			return fmt.Errorf("encode %s/%s: %w", w.e.proj, w.e.key, err)
 		}

@@ -3,8 +3,11 @@ package pipeline
 import (
 	"bytes"
 	"encoding/json"
+
 	"errors"
 	"testing"
+
+	gojson "github.com/goccy/go-json"
 )
 
 // FuzzDecodeEvent: any payload either decodes into an object that survives a JSON round trip,
@@ -57,6 +60,10 @@ func checkFastAgrees(t *testing.T, data []byte) {
 	g, _ := json.Marshal(got)
 	if !bytes.Equal(w, g) {
 		t.Fatalf("decoded differently: encoding/json %s, fastjson %s", w, g)
+	}
+	// States are encoded with go-json at commit: it must write what encoding/json writes.
+	if gj, err := gojson.Marshal(got); err != nil || !bytes.Equal(gj, g) {
+		t.Fatalf("go-json wrote %s (%v), encoding/json %s", gj, err, g)
 	}
 	sub, _, err := newDecoder("json", []string{"a"}, false).decode(data, nil)
 	if err != nil {
