@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -290,5 +291,29 @@ func TestCloudEventsAndKeyEncoding(t *testing.T) {
 	st, err := pipeline.ReadState(context.Background(), e.js, "counts", "user 1/ä*")
 	if err != nil || st.Seq != 2 {
 		t.Errorf("ReadState = %+v, %v", st, err)
+	}
+}
+
+// TestCheckpointOfAnotherStream: a pipeline whose source stream changed does not read the new
+// stream from the old stream's position: it stops and says why.
+func TestCheckpointOfAnotherStream(t *testing.T) {
+	e := newEnv(t)
+	ps := e.buildCount(countOpts{start: "all"})
+	e.pub("ev.a", events(0, 5)...)
+	if err := e.run(ps, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	other := e.pipelines("other.yaml", fmt.Sprintf(`
+nats: {url: %q}
+streams: [{name: EV2, subjects: ["ev2.>"]}]
+pipelines:
+  - name: counter
+    source: {stream: EV2, stop: end}
+    key: event.k
+    operators: [{fold: {projection: counts, on: {"*": {n: "(state.n ?? 0) + 1"}}}}]
+`, e.srv.ClientURL()))
+	err := e.run(other, pipeline.Options{})
+	if !errors.Is(err, pipeline.ErrStopped) || !strings.Contains(err.Error(), "stream EV") {
+		t.Fatalf("err = %v, want ErrStopped naming the old stream", err)
 	}
 }

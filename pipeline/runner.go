@@ -226,6 +226,10 @@ func (r *Runner) start(ctx context.Context) (jetstream.Consumer, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cp.Stream != "" && cp.Stream != pc.Source.Stream && !cp.Initial {
+		return nil, fmt.Errorf("%w: the checkpoint of %s is a position in stream %s, the pipeline now reads %s (rename the pipeline to start over)",
+			ErrStopped, r.p.Name, cp.Stream, pc.Source.Stream)
+	}
 	r.checkpoint = cp
 	r.lastSeq = cp.Seq
 	r.m.Checkpoint.WithLabelValues(r.p.Name).Set(float64(cp.Seq))
