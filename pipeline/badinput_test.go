@@ -65,6 +65,7 @@ func TestBadInput(t *testing.T) {
 		{"event time that does not parse", `{"type":"add","k":"a","ts":"yesterday"}`, `event time "yesterday"`},
 		{"handler expression that fails", `{"type":"add","k":"a","ts":2000,"blob":1}`, "expression failed: state.blob + event.blob"},
 		{"state that JSON cannot hold (+Inf)", `{"type":"div","k":"a","ts":2500,"a":1,"b":0}`, "value cannot be stored as JSON"},
+		{"key too long to store", ok(strings.Repeat("k", 2000), 2600), "key too long"},
 		{"good after bad ones", ok("a", 3000), ""},
 		{"big 1", big(1), ""}, {"big 2", big(2), ""}, {"big 3", big(3), ""}, {"big 4", big(4), ""},
 		{"state over the KV value limit", big(5), "state over the KV value limit"},
@@ -109,8 +110,8 @@ func TestBadInput(t *testing.T) {
 	if got := testutil.ToFloat64(metrics.Oversize.WithLabelValues("bad")); got != 2 {
 		t.Errorf("jetfold_state_oversize_total = %v, want 2", got)
 	}
-	if got := testutil.ToFloat64(metrics.Events.WithLabelValues("bad", pipeline.ResultDeadLetter)); got != 9 {
-		t.Errorf("dead_letter events = %v, want 9", got)
+	if got := testutil.ToFloat64(metrics.Events.WithLabelValues("bad", pipeline.ResultDeadLetter)); got != 10 {
+		t.Errorf("dead_letter events = %v, want 10", got)
 	}
 }
 

@@ -118,6 +118,14 @@ func (r *Runner) processMsg(b *batch, m jetstream.Msg) error {
 	return nil
 }
 
+// maxKeyLen bounds a projection key as stored (NATS subjects travel in a control line of at
+// most 4 KiB).
+const maxKeyLen = 1024
+
+// ErrKeyTooLong is returned for a key whose stored form is over maxKeyLen bytes; the event is
+// dead-lettered.
+var ErrKeyTooLong = errors.New("key too long")
+
 // errInfra marks errors of NATS itself (reading state), which restart the pipeline instead of
 // dead-lettering the event.
 var errInfra = errors.New("infrastructure")
@@ -158,6 +166,9 @@ func (r *Runner) processOne(ev *operators.Event, m jetstream.Msg, seq uint64, ts
 		}
 	}
 	for _, w := range ev.Writes {
+		if len(w.Key) > maxKeyLen/2 && len(streams.EncodeKey(w.Key)) > maxKeyLen {
+			return false, fmt.Errorf("%w: %d bytes encoded, at most %d", ErrKeyTooLong, len(streams.EncodeKey(w.Key)), maxKeyLen)
+		}
 		if err := checkSize(w.State, r.valueLimit); err != nil {
 			r.m.Oversize.WithLabelValues(r.p.Name).Inc()
 			return false, fmt.Errorf("%s/%s: %w", w.Projection, w.Key, err)
