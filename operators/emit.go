@@ -133,8 +133,11 @@ func (e *emitOp) fires(ev *Event) bool {
 	}
 }
 
+// maxSubjectLen bounds a derived event's subject (NATS control lines are at most 4 KiB).
+const maxSubjectLen = 1024
+
 func validSubject(s string) bool {
-	if s == "" || strings.HasPrefix(s, ".") || strings.HasSuffix(s, ".") || strings.Contains(s, "..") {
+	if s == "" || len(s) > maxSubjectLen || strings.HasPrefix(s, ".") || strings.HasSuffix(s, ".") || strings.Contains(s, "..") {
 		return false
 	}
 	return !strings.ContainsAny(s, " \t\r\n*>")
