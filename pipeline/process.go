@@ -122,6 +122,10 @@ func (r *Runner) processMsg(b *batch, m jetstream.Msg) error {
 // most 4 KiB).
 const maxKeyLen = 1024
 
+// ErrTooLarge is returned for a derived event over the NATS payload limit; the event that
+// emits it is dead-lettered.
+var ErrTooLarge = errors.New("message over the NATS payload limit")
+
 // ErrKeyTooLong is returned for a key whose stored form is over maxKeyLen bytes; the event is
 // dead-lettered.
 var ErrKeyTooLong = errors.New("key too long")
@@ -163,6 +167,11 @@ func (r *Runner) processOne(ev *operators.Event, m jetstream.Msg, seq uint64, ts
 		keep, err := op.Process(x, ev)
 		if err != nil || !keep {
 			return false, err
+		}
+	}
+	for _, o := range ev.Outputs {
+		if len(o.Data) > r.valueLimit {
+			return false, fmt.Errorf("derived event for %s: %d bytes, limit %d: %w", o.Subject, len(o.Data), r.valueLimit, ErrTooLarge)
 		}
 	}
 	for _, w := range ev.Writes {
