@@ -260,6 +260,9 @@ func deadLetter(pipeline string, m jetstream.Msg, seq uint64, cause error) *nats
 	if reason == "" {
 		reason = "unknown error"
 	}
+	if len(reason) > 1000 { // a header, not a log: keep the dead letter within the payload limit
+		reason = reason[:1000] + "..."
+	}
 	h.Set(HeaderError, reason)
 	h.Set(HeaderSourceSeq, strconv.FormatUint(seq, 10))
 	h.Set(HeaderSourceSubject, m.Subject())
