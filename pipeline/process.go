@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -261,7 +262,7 @@ func deadLetter(pipeline string, m jetstream.Msg, seq uint64, cause error) *nats
 		reason = "unknown error"
 	}
 	if len(reason) > 1000 { // a header, not a log: keep the dead letter within the payload limit
-		reason = reason[:1000] + "..."
+		reason = strings.ToValidUTF8(reason[:1000], "") + "..."
 	}
 	h.Set(HeaderError, reason)
 	h.Set(HeaderSourceSeq, strconv.FormatUint(seq, 10))
