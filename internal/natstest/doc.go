@@ -1,0 +1,2 @@
+// Package natstest starts real embedded nats-servers with JetStream for tests.
+package natstest
