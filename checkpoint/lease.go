@@ -228,8 +228,18 @@ func DeadLocal(host string) func(holder string) bool {
 		if err != nil || n <= 0 || n == os.Getpid() {
 			return false
 		}
-		return errors.Is(syscall.Kill(n, 0), syscall.ESRCH)
+		return errors.Is(syscall.Kill(n, 0), syscall.ESRCH) || zombie(n)
 	}
+}
+
+// zombie tells whether process pid has exited but not been reaped yet (state Z).
+func zombie(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat") // "pid (comm) S ..."
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] == 'Z'
 }
 
 // pidNamespace returns the inode of this process's PID namespace ("0" where unknown).

@@ -6,8 +6,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jetfold/jetfold/checkpoint"
+	"github.com/jetfold/jetfold/internal/natstest"
 )
 
 func TestDeadLocal(t *testing.T) {
@@ -15,6 +17,16 @@ func TestDeadLocal(t *testing.T) {
 	if err := gone.Run(); err != nil {
 		t.Fatal(err)
 	}
+	// A process that exited and was not reaped yet (a zombie) is gone too.
+	unreaped := exec.Command("true")
+	if err := unreaped.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = unreaped.Wait() }() // reaped at the end only
+	natstest.Eventually(t, 5*time.Second, "the child to exit", func() bool {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(unreaped.Process.Pid) + "/stat")
+		return strings.Contains(string(b), ") Z")
+	})
 	dead := checkpoint.DeadLocal("host")
 	self := checkpoint.LocalHolder("host")
 	prefix := strings.TrimSuffix(self, strconv.Itoa(os.Getpid()))
@@ -23,6 +35,7 @@ func TestDeadLocal(t *testing.T) {
 		want   bool
 	}{
 		{prefix + strconv.Itoa(gone.Process.Pid), true},
+		{prefix + strconv.Itoa(unreaped.Process.Pid), true},
 		{self, false},         // this very process
 		{prefix + "1", false}, // init runs
 		{"other" + strings.TrimPrefix(prefix, "host") + strconv.Itoa(gone.Process.Pid), false},

@@ -39,6 +39,10 @@ type ConnectOptions struct {
 	Reuse bool
 	// NoListen starts the embedded server without a client port (in-process connection only).
 	NoListen bool
+	// WaitForStore, for the embedded case, waits while another process holds the store
+	// directory (a processor started twice on one configuration stands by until the first
+	// exits) instead of failing with [ErrStoreInUse].
+	WaitForStore bool
 	// OnDisconnect and OnReconnect are called from NATS' callback goroutine.
 	OnDisconnect, OnReconnect func()
 }
@@ -85,7 +89,7 @@ func Connect(ctx context.Context, cfg config.NATS, o ConnectOptions) (*Conn, err
 				return finish(c, nc, addr)
 			}
 		}
-		emb, err := StartEmbedded(cfg.Embedded, EmbeddedOptions{NoListen: o.NoListen, Logger: log})
+		emb, err := StartEmbedded(ctx, cfg.Embedded, EmbeddedOptions{NoListen: o.NoListen, Wait: o.WaitForStore, Logger: log})
 		if err != nil {
 			return nil, err
 		}
@@ -172,7 +176,9 @@ func clientOptions(cfg config.NATS, o ConnectOptions, log *slog.Logger) ([]nats.
 type EmbeddedOptions struct {
 	// NoListen starts the server without a client port.
 	NoListen bool
-	// Logger is reserved for the server's own log lines; the server is quiet today.
+	// Wait waits, until ctx ends, while another process holds the store directory.
+	Wait bool
+	// Logger receives the wait for the store directory; nil discards it.
 	Logger *slog.Logger
 }
 
@@ -190,8 +196,8 @@ func (e *Embedded) Shutdown() {
 }
 
 // StartEmbedded starts a nats-server with JetStream on e.StoreDir and waits until it is ready.
-// It returns [ErrStoreInUse] when another process holds the store directory.
-func StartEmbedded(e config.Embedded, o EmbeddedOptions) (*Embedded, error) {
+// It returns [ErrStoreInUse] when another process holds the store directory (unless o.Wait).
+func StartEmbedded(ctx context.Context, e config.Embedded, o EmbeddedOptions) (*Embedded, error) {
 	opts := &server.Options{
 		ServerName: "jetfold-embedded",
 		JetStream:  true,
@@ -206,6 +212,17 @@ func StartEmbedded(e config.Embedded, o EmbeddedOptions) (*Embedded, error) {
 		return nil, fmt.Errorf("embedded store dir: %w", err)
 	}
 	lock, err := lockDir(opts.StoreDir)
+	for waited := false; errors.Is(err, ErrStoreInUse) && o.Wait; waited = true {
+		if !waited && o.Logger != nil {
+			o.Logger.Info("standing by: another process uses the embedded store directory", "dir", opts.StoreDir)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("embedded store dir: %w", ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+		lock, err = lockDir(opts.StoreDir)
+	}
 	if err != nil {
 		return nil, err
 	}

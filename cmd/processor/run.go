@@ -38,11 +38,14 @@ func runCmd(g *globals) *cobra.Command {
 			log := g.logger()
 			var connected atomic.Bool
 			conn, err := streams.Connect(ctx, cfg.NATS, streams.ConnectOptions{
-				Name: "jetfold " + hostname(), Logger: log,
+				Name: "jetfold " + hostname(), Logger: log, WaitForStore: true,
 				OnDisconnect: func() { connected.Store(false) },
 				OnReconnect:  func() { connected.Store(true) },
 			})
 			if err != nil {
+				if ctx.Err() != nil {
+					return nil // stopped while standing by for the store directory
+				}
 				return fmt.Errorf("nats: %w", err)
 			}
 			defer conn.Close()
