@@ -132,7 +132,12 @@ func (o *Options) defaults() {
 	}
 }
 
-// pipelineYAML is the standard fold: 4 fields, a handler per type, one emit.
+// PipelineYAML returns the configuration of the standard fold (4 fields, a handler per type,
+// one emit) with the given stop, batch and cache settings.
+func PipelineYAML(stop string, batchSize int, maxWait time.Duration, cacheKeys int) string {
+	return fmt.Sprintf(pipelineYAML, stop, batchSize, maxWait, cacheKeys)
+}
+
 const pipelineYAML = `
 nats: {url: ""}
 http: {listen: none}
@@ -201,7 +206,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		stop = "follow"
 	}
 	cfgPath := filepath.Join(dir, "bench.yaml")
-	y := fmt.Sprintf(pipelineYAML, stop, o.BatchSize, o.MaxWait, o.CacheKeys)
+	y := PipelineYAML(stop, o.BatchSize, o.MaxWait, o.CacheKeys)
 	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
 		return Result{}, err
 	}

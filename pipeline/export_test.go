@@ -1,0 +1,42 @@
+package pipeline
+
+import (
+	"context"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetfold/jetfold/operators"
+)
+
+// ProcessOnly runs messages through a pipeline's processing (decode, expressions, operators,
+// staging into the cache) without NATS, for benchmarks: its projections start empty, and a
+// batch is sealed every 50,000 events as a commit would.
+type ProcessOnly struct {
+	r *Runner
+	b *batch
+}
+
+// NewProcessOnly returns a ProcessOnly for p.
+func NewProcessOnly(p *Pipeline) *ProcessOnly {
+	r := NewRunner(p, Options{})
+	r.cache = newCache(p.Config.Cache.MaxKeys)
+	for _, proj := range p.Projections {
+		r.cache.track(proj) // empty buckets: misses are new keys, no read
+	}
+	r.exec = operators.Exec{Ctx: context.Background(), Store: r, Pipeline: p.Name}
+	r.dec = newDecoder(p.Config.Decode, p.fields, p.allFields)
+	return &ProcessOnly{r: r, b: &batch{}}
+}
+
+// Process processes one message.
+func (p *ProcessOnly) Process(m jetstream.Msg) error {
+	if err := p.r.processMsg(p.b, m); err != nil {
+		return err
+	}
+	if p.b.n == 50_000 {
+		p.r.seal(p.b)
+		p.r.cache.committed(p.b.writes)
+		p.b.reset()
+	}
+	return nil
+}
