@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -24,8 +23,7 @@ type Options struct {
 	Pipelines []*pipeline.Pipeline
 	Gatherer  prometheus.Gatherer
 	// Ready reports readiness (NATS connected, pipelines started).
-	Ready  func() bool
-	Logger *slog.Logger
+	Ready func() bool
 }
 
 // New returns the handler of every endpoint.

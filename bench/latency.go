@@ -26,6 +26,8 @@ func runLatency(ctx context.Context, js jetstream.JetStream, ps []*pipeline.Pipe
 	res := Result{Keys: o.Keys, Latency: &Latency{Rate: o.Rate, Duration: o.Duration}}
 	var mu sync.Mutex
 	var commits []mark
+	var target uint64 // the last published sequence, once known
+	caught := make(chan struct{})
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
@@ -33,8 +35,15 @@ func runLatency(ctx context.Context, js jetstream.JetStream, ps []*pipeline.Pipe
 		done <- pipeline.RunAll(runCtx, ps, pipeline.Options{JS: js, OnCommit: func(c pipeline.CommitInfo) {
 			now := time.Now()
 			mu.Lock()
+			defer mu.Unlock()
 			commits = append(commits, mark{c.Seq, now})
-			mu.Unlock()
+			if target > 0 && c.Seq >= target {
+				select {
+				case <-caught:
+				default:
+					close(caught)
+				}
+			}
 		}})
 	}()
 	if err := waitConsumer(ctx, js, done); err != nil {
@@ -75,19 +84,18 @@ func runLatency(ctx context.Context, js jetstream.JetStream, ps []*pipeline.Pipe
 			return res, ctx.Err()
 		}
 	}
-	last := slices.Max(seqs)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		mu.Lock()
-		caught := len(commits) > 0 && commits[len(commits)-1].seq >= last
-		mu.Unlock()
-		if caught {
-			break
-		}
-		if time.Now().After(deadline) {
-			return res, errors.New("the pipeline did not catch up within 30s of the last publish")
-		}
-		time.Sleep(5 * time.Millisecond) // polling the commit marks, with the deadline above
+	mu.Lock()
+	target = slices.Max(seqs)
+	if len(commits) > 0 && commits[len(commits)-1].seq >= target {
+		close(caught)
+	}
+	mu.Unlock()
+	select {
+	case <-caught:
+	case <-time.After(30 * time.Second):
+		return res, errors.New("the pipeline did not catch up within 30s of the last publish")
+	case <-ctx.Done():
+		return res, ctx.Err()
 	}
 	cancel()
 	if err := <-done; err != nil {

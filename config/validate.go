@@ -51,6 +51,21 @@ func (v *validator) oneOf(path, what, val string, valid ...string) {
 	v.add(path, hint, "invalid %s %q in %s", what, val, displayPath(parentPath(path)))
 }
 
+// name checks the name of the stream or pipeline at base: present, well formed and not
+// taken already (seen maps each name to the path of its first use, and is updated).
+func (v *validator) name(base, what, verb, name string, seen map[string]string) {
+	switch first, dup := seen[name]; {
+	case name == "":
+		v.add(base+".name", "", "%s.name is required", displayPath(base))
+	case !nameRe.MatchString(name):
+		v.add(base+".name", nameHint, "invalid %s name %q", what, name)
+	case dup:
+		v.add(base+".name", "", "duplicate %s name %q (first %s at %s)", what, name, verb, v.c.firstAt(first))
+	default:
+		seen[name] = base + ".name"
+	}
+}
+
 // firstAt describes where the first of two duplicates is: "line 12", or its path.
 func (c *Config) firstAt(path string) string {
 	if p := c.Pos(path); p.Line > 0 {
@@ -81,16 +96,7 @@ func (c *Config) validate() []*Error {
 		if s.Name != "" && !slices.Contains(declared, s.Name) {
 			declared = append(declared, s.Name)
 		}
-		switch first, dup := streamAt[s.Name]; {
-		case s.Name == "":
-			v.add(base+".name", "", "%s.name is required", displayPath(base))
-		case !nameRe.MatchString(s.Name):
-			v.add(base+".name", nameHint, "invalid stream name %q", s.Name)
-		case dup:
-			v.add(base+".name", "", "duplicate stream name %q (first declared at %s)", s.Name, c.firstAt(first))
-		default:
-			streamAt[s.Name] = base + ".name"
-		}
+		v.name(base, "stream", "declared", s.Name, streamAt)
 		if len(s.Subjects) == 0 {
 			v.add(base+".subjects", `such as subjects: ["shop.>"]`, "%s.subjects must list at least one subject", displayPath(base))
 		}
@@ -115,16 +121,7 @@ func (c *Config) validate() []*Error {
 	pipelineAt := map[string]string{}
 	for i, p := range c.Pipelines {
 		base := "pipelines." + strconv.Itoa(i)
-		switch first, dup := pipelineAt[p.Name]; {
-		case p.Name == "":
-			v.add(base+".name", "", "%s.name is required", displayPath(base))
-		case !nameRe.MatchString(p.Name):
-			v.add(base+".name", nameHint, "invalid pipeline name %q", p.Name)
-		case dup:
-			v.add(base+".name", "", "duplicate pipeline name %q (first defined at %s)", p.Name, c.firstAt(first))
-		default:
-			pipelineAt[p.Name] = base + ".name"
-		}
+		v.name(base, "pipeline", "defined", p.Name, pipelineAt)
 		v.source(base+".source", p.Source, declared)
 		v.oneOf(base+".decode", "decode", p.Decode, "json", "cloudevents", "raw")
 		v.oneOf(base+".on_error", "on_error", p.OnError, "dead_letter", "skip", "stop")

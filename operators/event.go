@@ -52,6 +52,8 @@ type Event struct {
 	Writes []Write
 	// Outputs are the derived events staged by emits.
 	Outputs []Output
+
+	flatHeaders map[string]string // Header as the expression variable `headers`, made once
 }
 
 // Reset clears e for reuse, keeping its slices' capacity.

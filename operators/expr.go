@@ -154,7 +154,10 @@ func (x *Exec) Eval(e *Expr, ev *Event) (any, error) {
 		Seq: ev.Seq, Time: ev.Time, State: ev.State, Get: getMember,
 	}
 	if ev.Header != nil && e.headers {
-		x.env.Headers = flatHeaders(ev.Header)
+		if ev.flatHeaders == nil {
+			ev.flatHeaders = flatHeaders(ev.Header) // once per event, for all its expressions
+		}
+		x.env.Headers = ev.flatHeaders
 	}
 	v, err := x.vm.Run(e.program, &x.env)
 	if err != nil {

@@ -44,8 +44,6 @@ type Entry struct {
 type Exec struct {
 	Ctx   context.Context
 	Store Store
-	// Pipeline is the pipeline's name.
-	Pipeline string
 
 	vm  vm.VM
 	env Env
@@ -64,7 +62,7 @@ type Spec struct {
 
 // BuildContext is what a constructor knows about where it is built.
 type BuildContext struct {
-	// Pipeline is the pipeline's name (used in message ids and dead-letter subjects).
+	// Pipeline is the name of the pipeline the operator is built for.
 	Pipeline string
 }
 

@@ -35,7 +35,7 @@ func build(t *testing.T, name string, raw any) operators.Operator {
 }
 
 func exec(store memStore) *operators.Exec {
-	return &operators.Exec{Ctx: context.Background(), Store: store, Pipeline: "p"}
+	return &operators.Exec{Ctx: context.Background(), Store: store}
 }
 
 func TestBuildErrors(t *testing.T) {

@@ -34,9 +34,8 @@ type cache struct {
 	// the bucket was empty when the pipeline started, so the keys are the ones it wrote. A
 	// miss whose hash is not there is a new key and needs no read (a hash collision only
 	// costs a read). It survives evictions: 8-16 bytes per key instead of the whole state.
-	known   map[string]map[uint64]struct{}
-	seed    maphash.Seed
-	evicted uint64
+	known map[string]map[uint64]struct{}
+	seed  maphash.Seed
 }
 
 func newCache(max int) *cache {
@@ -106,7 +105,6 @@ func (c *cache) shrink() {
 			c.unlink(e)
 			delete(c.byProj[e.proj], e.key)
 			c.n--
-			c.evicted++
 		}
 		e = prev
 	}

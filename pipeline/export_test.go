@@ -23,7 +23,7 @@ func NewProcessOnly(p *Pipeline) *ProcessOnly {
 	for _, proj := range p.Projections {
 		r.cache.track(proj) // empty buckets: misses are new keys, no read
 	}
-	r.exec = operators.Exec{Ctx: context.Background(), Store: r, Pipeline: p.Name}
+	r.exec = operators.Exec{Ctx: context.Background(), Store: r}
 	r.dec = newDecoder(p.Config.Decode, p.fields, p.allFields)
 	return &ProcessOnly{r: r, b: &batch{}}
 }

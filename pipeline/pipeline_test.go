@@ -86,7 +86,11 @@ func (e *env) run(ps []*pipeline.Pipeline, o pipeline.Options) error {
 	o.JS = e.js
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	return pipeline.RunAll(ctx, ps, o)
+	err := pipeline.RunAll(ctx, ps, o)
+	if ctx.Err() != nil { // RunAll returns nil when its context ends: that is not stopping at the end
+		e.t.Fatal("the pipelines did not stop at the end of their streams within 60s")
+	}
+	return err
 }
 
 // check compares the projections, derived events and dead letters with the oracle.

@@ -198,17 +198,13 @@ func (r *Runner) apply(ev *operators.Event, b *batch) {
 		b.counts[iOK]++
 	}
 	for _, w := range ev.Writes {
+		// The fold read the key through Get, which hands out the cache entry itself.
 		var e *entry
 		if w.Entry != nil {
 			e, _ = w.Entry.Handle.(*entry)
 		}
-		ok := e != nil
-		if !ok {
-			e, ok = r.cache.get(w.Projection, w.Key)
-		}
-		if !ok { // cannot happen: the fold read the key through the cache in this batch
-			e = newEntry(w.Projection, w.Key)
-			r.cache.put(e)
+		if e == nil {
+			panic(fmt.Sprintf("pipeline: write to %s/%s without its cache entry", w.Projection, w.Key))
 		}
 		e.State, e.Seq, e.Time = w.State, w.Seq, w.Time
 		r.cache.markDirty(e)
@@ -245,7 +241,6 @@ const (
 	HeaderError         = "Jetfold-Error"
 	HeaderSourceSeq     = "Jetfold-Source-Seq"
 	HeaderSourceSubject = "Jetfold-Source-Subject"
-	HeaderSourceStream  = "Jetfold-Source-Stream"
 )
 
 // deadLetter builds the dead letter of a source message: its payload and headers, plus the

@@ -43,17 +43,13 @@ func ReadState(ctx context.Context, js jetstream.JetStream, projection, key stri
 	if err != nil {
 		return State{}, fmt.Errorf("read %s/%s: %w", projection, key, err)
 	}
-	if op := msg.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+	meta := readMeta(msg.Header)
+	if meta.deleted {
 		return State{}, fmt.Errorf("%s/%s: %w", projection, key, ErrNoState)
 	}
-	st := State{Projection: projection, Key: key, Value: msg.Data, Revision: msg.Sequence}
-	if v := msg.Header.Get(HeaderSeq); v != "" {
-		_, _ = fmt.Sscan(v, &st.Seq)
-	}
-	if v := msg.Header.Get(HeaderTime); v != "" {
-		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-			st.Time = &t
-		}
+	st := State{Projection: projection, Key: key, Value: msg.Data, Revision: msg.Sequence, Seq: meta.seq}
+	if !meta.time.IsZero() {
+		st.Time = &meta.time
 	}
 	return st, nil
 }

@@ -182,7 +182,7 @@ func (r *Runner) start(ctx context.Context) (jetstream.Consumer, error) {
 	pc := r.p.Config
 	r.cache = newCache(pc.Cache.MaxKeys)
 	r.kvStreams = map[string]jetstream.Stream{}
-	r.exec = operators.Exec{Store: r, Pipeline: r.p.Name}
+	r.exec = operators.Exec{Store: r}
 	r.dec = newDecoder(pc.Decode, r.p.fields, r.p.allFields)
 	r.done = false
 

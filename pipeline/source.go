@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -55,7 +56,7 @@ func (s *source) start() error {
 }
 
 func isTerminalConsumeErr(err error) bool {
-	return err == jetstream.ErrConsumerDeleted || err == jetstream.ErrConsumerNotFound
+	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound)
 }
 
 func (s *source) stop() {

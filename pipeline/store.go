@@ -8,10 +8,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetfold/jetfold/operators"
-	"github.com/jetfold/jetfold/streams"
 )
 
 // Headers of a projection value. The value itself is the state as a plain JSON object; what
@@ -50,7 +50,7 @@ func (r *Runner) load(ctx context.Context, e *entry) error {
 	if !ok {
 		return fmt.Errorf("%w: projection %s not opened", errInfra, e.proj)
 	}
-	msg, err := s.GetLastMsgForSubject(ctx, streams.KVSubject(e.proj, streams.EncodeKey(e.key)))
+	msg, err := s.GetLastMsgForSubject(ctx, e.subject())
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil
 	}
@@ -58,7 +58,8 @@ func (r *Runner) load(ctx context.Context, e *entry) error {
 		return fmt.Errorf("%w: read %s/%s: %v", errInfra, e.proj, e.key, err)
 	}
 	e.rev = msg.Sequence
-	if op := msg.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+	meta := readMeta(msg.Header)
+	if meta.deleted {
 		return nil
 	}
 	var st map[string]any
@@ -68,12 +69,27 @@ func (r *Runner) load(ctx context.Context, e *entry) error {
 	if st == nil {
 		st = map[string]any{}
 	}
-	e.State = st
-	if v := msg.Header.Get(HeaderSeq); v != "" {
-		e.Seq, _ = strconv.ParseUint(v, 10, 64)
-	}
-	if v := msg.Header.Get(HeaderTime); v != "" {
-		e.Time, _ = time.Parse(time.RFC3339Nano, v)
-	}
+	e.State, e.Seq, e.Time = st, meta.seq, meta.time
 	return nil
+}
+
+// valueMeta is what the headers of a projection value say.
+type valueMeta struct {
+	deleted bool      // a KV delete or purge marker
+	seq     uint64    // Jetfold-Seq (0 for a value jetfold did not write)
+	time    time.Time // Jetfold-Time (zero when absent)
+}
+
+func readMeta(h nats.Header) valueMeta {
+	var m valueMeta
+	if op := h.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+		m.deleted = true
+	}
+	if v := h.Get(HeaderSeq); v != "" {
+		m.seq, _ = strconv.ParseUint(v, 10, 64)
+	}
+	if v := h.Get(HeaderTime); v != "" {
+		m.time, _ = time.Parse(time.RFC3339Nano, v)
+	}
+	return m
 }

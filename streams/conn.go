@@ -305,23 +305,3 @@ func redact(u string) string {
 	p.User = url.User("***")
 	return p.String()
 }
-
-// Retry calls fn until it succeeds, ctx ends, or fn returns an error that is not worth
-// retrying (fatal returns true). The wait doubles from 100ms up to 5s.
-func Retry(ctx context.Context, fatal func(error) bool, fn func(context.Context) error) error {
-	wait := 100 * time.Millisecond
-	for {
-		err := fn(ctx)
-		if err == nil || (fatal != nil && fatal(err)) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
-		case <-time.After(wait):
-		}
-		if wait *= 2; wait > 5*time.Second {
-			wait = 5 * time.Second
-		}
-	}
-}

@@ -63,7 +63,7 @@ func runCmd(g *globals) *cobra.Command {
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			metrics := pipeline.NewMetrics(reg)
 			if stop, err := serveHTTP(cfg.HTTP, api.Options{
-				JS: conn.JS, Pipelines: ps, Gatherer: reg, Logger: log, Ready: connected.Load,
+				JS: conn.JS, Pipelines: ps, Gatherer: reg, Ready: connected.Load,
 			}, log); err != nil {
 				return err
 			} else {
