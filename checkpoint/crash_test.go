@@ -333,17 +333,13 @@ func TestCrashNATSRestart(t *testing.T) {
 	s := seed(t)
 	e := newCrashEnv(t, events, s)
 	rng := rand.New(rand.NewPCG(s, 3))
-	c := e.start(e.config(e.srv.ClientURL(), "follow"))
-	done := e.publishWithFaults(restarts, func() {
+	e.followWithFaults(e.srv.ClientURL(), "NATS restarts", restarts, func() {
 		// a moment for the processor to be mid-batch, then restart the server
 		time.Sleep(time.Duration(rng.IntN(200)) * time.Millisecond)
 		e.srv.Shutdown()
 		e.srv.WaitForShutdown()
 		e.srv = natstest.ServerAt(t, e.store, e.port)
 	})
-	e.waitCaughtUp(c)
-	e.stopGracefully(c)
-	e.finish(e.srv.ClientURL(), "NATS restarts", done)
 }
 
 // TestCrashConnectionCut cuts the processor's connection with a TCP proxy.
@@ -354,16 +350,12 @@ func TestCrashConnectionCut(t *testing.T) {
 	e := newCrashEnv(t, events, s)
 	rng := rand.New(rand.NewPCG(s, 4))
 	proxy := natstest.NewProxy(t, e.srv.Addr().String())
-	c := e.start(e.config(proxy.URL(), "follow"))
-	done := e.publishWithFaults(cuts, func() {
+	e.followWithFaults(proxy.URL(), "connection cuts", cuts, func() {
 		time.Sleep(time.Duration(rng.IntN(200)) * time.Millisecond)
 		proxy.Cut()
 		time.Sleep(time.Duration(100+rng.IntN(900)) * time.Millisecond)
 		proxy.Restore()
 	})
-	e.waitCaughtUp(c)
-	e.stopGracefully(c)
-	e.finish(proxy.URL(), "connection cuts", done)
 }
 
 func killedBySignal(err error) bool {
@@ -373,6 +365,18 @@ func killedBySignal(err error) bool {
 	}
 	ws, ok := ee.Sys().(syscall.WaitStatus)
 	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
+}
+
+// followWithFaults runs one following processor on url while the workload is published with
+// faults (see publishWithFaults), waits until it has caught up, stops it with SIGTERM and
+// checks the result.
+func (e *crashEnv) followWithFaults(url, what string, faults int, fault func()) {
+	e.t.Helper()
+	c := e.start(e.config(url, "follow"))
+	done := e.publishWithFaults(faults, fault)
+	e.waitCaughtUp(c)
+	e.stopGracefully(c)
+	e.finish(url, what, done)
 }
 
 // publishWithFaults publishes the workload in 20 chunks and calls fault (a random pause,
