@@ -85,8 +85,14 @@ type Result struct {
 	// CPUPerEvent is the process's CPU time (user + system, the embedded server included)
 	// during the pipeline phase, per event: steadier than rates on a noisy machine.
 	CPUPerEvent time.Duration `json:"cpu_per_event_ns"`
+	// RawCPUPerEvent is the same for the raw consume, to compare with CPUPerEvent.
+	RawCPUPerEvent time.Duration `json:"raw_cpu_per_event_ns"`
 	// Emitted is the number of derived events the pipeline published.
 	Emitted int `json:"emitted"`
+	// Commits and KeysWritten count the pipeline's commits and the projection keys they
+	// wrote: with Events, they tell how much of the work is KV writes.
+	Commits     int `json:"commits"`
+	KeysWritten int `json:"keys_written"`
 	// Latency is set in latency mode.
 	Latency *Latency `json:"latency,omitempty"`
 }
@@ -242,9 +248,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 	o.Logger.Info("raw consume")
+	rawCPU := cpuTime()
 	if res.RawRate, err = rawConsume(ctx, conn.JS, o.Events); err != nil {
 		return res, err
 	}
+	res.RawCPUPerEvent = (cpuTime() - rawCPU) / time.Duration(o.Events)
 	o.Logger.Info("pipeline")
 	resetPeakRSS()
 	runtime.GC()
@@ -261,7 +269,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	cpu0 := cpuTime()
 	began := time.Now()
-	err = pipeline.RunAll(ctx, ps, pipeline.Options{JS: conn.JS, Metrics: metrics})
+	err = pipeline.RunAll(ctx, ps, pipeline.Options{JS: conn.JS, Metrics: metrics, OnCommit: func(c pipeline.CommitInfo) {
+		res.Commits++ // commits of one pipeline run one at a time
+		res.KeysWritten += c.Keys
+	}})
 	elapsed := time.Since(began)
 	res.CPUPerEvent = (cpuTime() - cpu0) / time.Duration(o.Events)
 	if o.Phase != nil {

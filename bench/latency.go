@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -120,7 +121,7 @@ func runLatency(ctx context.Context, js jetstream.JetStream, ps []*pipeline.Pipe
 func waitConsumer(ctx context.Context, js jetstream.JetStream, done <-chan error) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if _, err := js.Consumer(ctx, "BENCH", "jetfold_bench"); err == nil {
+		if started(ctx, js) {
 			return nil
 		}
 		select {
@@ -134,4 +135,18 @@ func waitConsumer(ctx context.Context, js jetstream.JetStream, done <-chan error
 			return errors.New("the pipeline did not start within 30s")
 		}
 	}
+}
+
+// started tells whether the bench pipeline's consumer exists on BENCH.
+func started(ctx context.Context, js jetstream.JetStream) bool {
+	s, err := js.Stream(ctx, "BENCH")
+	if err != nil {
+		return false
+	}
+	names := s.ConsumerNames(ctx)
+	ok := false
+	for n := range names.Name() {
+		ok = ok || strings.HasPrefix(n, "jetfold_bench_")
+	}
+	return ok && names.Err() == nil
 }

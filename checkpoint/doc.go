@@ -27,12 +27,15 @@
 //     sequence (the KV revision) it was read at, and wait for every acknowledgement.
 //  3. Write the checkpoint with compare-and-set on the revision this process last read or
 //     wrote.
-//  4. Acknowledge the source (AckAll on the batch's last message).
+//  4. On a source with interest retention, acknowledge the source (AckAll on the batch's
+//     last message), which lets the server remove what is committed. A source with limits
+//     retention is read by an ordered consumer without acknowledgements: the checkpoint is
+//     the only position that counts.
 //
 // # Why every crash point is safe
 //
-// On start, and after any error, a pipeline reloads its checkpoint, recreates its durable
-// consumer at the checkpoint's next sequence, drops its cache and reads state from the KV
+// On start, and after any error, a pipeline reloads its checkpoint, creates a new consumer at
+// the checkpoint's next sequence, drops its cache and reads state from the KV
 // buckets again. It then processes the events after the checkpoint again. Every crash leaves
 // one of these states:
 //
@@ -49,7 +52,9 @@
 //     value, and its derived events were published in step 1, before any key was written.
 //     Keys not yet written are folded again from their committed values.
 //   - After step 3, before step 4: the checkpoint is ahead of the consumer's ack floor; the
-//     consumer is recreated after the checkpoint, so nothing is read twice.
+//     new consumer starts after the checkpoint, so nothing is read twice. On interest
+//     retention it is created before the old one is deleted, so the server keeps every
+//     message after the checkpoint meanwhile.
 //
 // Because the checkpoint is written last and each key remembers what it has applied, no
 // state is ever ahead of what its value says and nothing is applied twice. A batch whose

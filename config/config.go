@@ -152,15 +152,33 @@ type Source struct {
 	Stop string `koanf:"stop"`
 }
 
-// Batch bounds one batch, the unit of commit. Events are processed as they arrive; a batch is
-// committed when it holds Size events, when it is MaxWait old, or when it is 5ms old and no
-// more events are waiting, whichever comes first, while the previous batch commits.
+// Batch bounds one batch, the unit of commit. Events are processed as they arrive, while the
+// previous batch commits. While the pipeline follows its source (fewer than Size events wait
+// in the stream), a batch is committed when it holds Size events, when it is MaxWait old, or
+// when it is 5ms old and no more events are waiting, whichever comes first: a light load
+// commits within milliseconds. While it catches up (Size events or more wait: a replay, a
+// backlog), the CatchUp bounds apply instead, so that a busy key is written once for many
+// events. In both, a batch also ends when its dirty keys reach the cache's MaxKeys or its
+// derived events and dead letters reach Size: memory stays bounded.
 type Batch struct {
-	// Size is the most events per batch, 1 to 100000 (default 50000 when absent). Larger
-	// batches write each busy key once for more events.
-	Size int `koanf:"size"`
-	// MaxWait is the oldest a batch gets under a steady load; positive (default 200ms when
+	// Size is the most events per batch while following, 1 to 100000 (default 50000 when
 	// absent).
+	Size int `koanf:"size"`
+	// MaxWait is the oldest a batch gets while following; positive (default 200ms when
+	// absent). It bounds the latency of a steady load.
+	MaxWait time.Duration `koanf:"max_wait"`
+	// CatchUp bounds a batch while the pipeline catches up.
+	CatchUp CatchUp `koanf:"catch_up"`
+}
+
+// CatchUp bounds a batch while Size events or more wait in the source stream. A crash costs
+// at most one such batch of reprocessing.
+type CatchUp struct {
+	// Size is the most events per batch, from the batch's Size to 10000000 (default ten
+	// times the batch's Size, so 500000 when both are absent).
+	Size int `koanf:"size"`
+	// MaxWait is the oldest a batch gets, at least the batch's MaxWait (default ten times
+	// the batch's MaxWait, so 2s when both are absent).
 	MaxWait time.Duration `koanf:"max_wait"`
 }
 

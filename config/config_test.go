@@ -225,6 +225,17 @@ func TestLoadErrors(t *testing.T) {
 			count: 5,
 		},
 		{
+			name: "catch-up bounds below the batch's",
+			yaml: shopStream + "pipelines:\n" + carts +
+				"    batch: {size: 1000, max_wait: 1s, catch_up: {size: 10, max_wait: 10ms}}\n",
+			want: []string{
+				`7:56: pipelines[0].batch.catch_up.size must be between batch.size (1000) and 10000000, got 10`,
+				`7:70: pipelines[0].batch.catch_up.max_wait must be at least batch.max_wait (1s), got 10ms ` +
+					`(hint: use a number with a unit (ns, us, ms, s, m, h), such as 200ms, 30s or 1h30m)`,
+			},
+			count: 2,
+		},
+		{
 			name: "operators not a list",
 			yaml: shopStream + "pipelines:\n" + carts + "    operators: {filter: x}\n",
 			want: []string{`7:16: invalid value for pipelines[0].operators: expected a list, got a map`},
@@ -324,7 +335,7 @@ func TestLoadValid(t *testing.T) {
 		Type:    "event.type",
 		Key:     "event.user_id",
 		OnError: "dead_letter",
-		Batch:   config.Batch{Size: 50000, MaxWait: 200 * time.Millisecond},
+		Batch:   config.Batch{Size: 50000, MaxWait: 200 * time.Millisecond, CatchUp: config.CatchUp{Size: 500000, MaxWait: 2 * time.Second}},
 		Cache:   config.Cache{MaxKeys: 100000},
 	}
 	ops := p.Operators

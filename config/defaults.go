@@ -19,9 +19,13 @@ const (
 	DefaultStop           = "follow"               // [Source.Stop]
 	DefaultBatchSize      = 50000                  // [Batch.Size]
 	DefaultBatchMaxWait   = 200 * time.Millisecond // [Batch.MaxWait]
+	DefaultCatchUpFactor  = 10                     // [CatchUp]: times the batch's bounds
 	DefaultCacheMaxKeys   = 100000                 // [Cache.MaxKeys]
 	DefaultLeaseTTL       = 5 * time.Second        // [Processor.LeaseTTL]
 )
+
+// MaxCatchUpSize bounds [CatchUp.Size].
+const MaxCatchUpSize = 10_000_000
 
 // SetDefaults applies the defaults documented on each field to a configuration built in code.
 // Every field at its zero value gets its default; unlike with [Load], which knows which fields
@@ -64,6 +68,12 @@ func (c *Config) setDefaults(present func(path string) bool) {
 		}
 		if p.Batch.MaxWait == 0 && !present(base+".batch.max_wait") {
 			p.Batch.MaxWait = DefaultBatchMaxWait
+		}
+		if p.Batch.CatchUp.Size == 0 && !present(base+".batch.catch_up.size") {
+			p.Batch.CatchUp.Size = min(DefaultCatchUpFactor*p.Batch.Size, MaxCatchUpSize)
+		}
+		if p.Batch.CatchUp.MaxWait == 0 && !present(base+".batch.catch_up.max_wait") {
+			p.Batch.CatchUp.MaxWait = DefaultCatchUpFactor * p.Batch.MaxWait
 		}
 		if p.Cache.MaxKeys == 0 && !present(base+".cache.max_keys") {
 			p.Cache.MaxKeys = DefaultCacheMaxKeys

@@ -135,6 +135,14 @@ func (c *Config) validate() []*Error {
 		if p.Batch.MaxWait <= 0 {
 			v.add(base+".batch.max_wait", durationHint, "%s.batch.max_wait must be positive, got %s", displayPath(base), p.Batch.MaxWait)
 		}
+		if cu := p.Batch.CatchUp; cu.Size < p.Batch.Size || cu.Size > MaxCatchUpSize {
+			v.add(base+".batch.catch_up.size", "",
+				"%s.batch.catch_up.size must be between batch.size (%d) and 10000000, got %d", displayPath(base), p.Batch.Size, cu.Size)
+		}
+		if cu := p.Batch.CatchUp; cu.MaxWait < p.Batch.MaxWait {
+			v.add(base+".batch.catch_up.max_wait", durationHint,
+				"%s.batch.catch_up.max_wait must be at least batch.max_wait (%s), got %s", displayPath(base), p.Batch.MaxWait, cu.MaxWait)
+		}
 		if p.Cache.MaxKeys < 1 {
 			v.add(base+".cache.max_keys", "", "%s.cache.max_keys must be at least 1, got %d", displayPath(base), p.Cache.MaxKeys)
 		}

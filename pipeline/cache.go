@@ -19,16 +19,18 @@ type entry struct {
 	committing int
 	subj       string // KV subject, computed once
 
-	prev, next *entry // LRU list, most recent at the front
+	prev, next *entry // LRU list of evictable entries, most recent at the front; nil when out
 }
 
 // cache is a bounded LRU of per-key state for one pipeline, over all its projections.
-// Dirty entries are never evicted: they are written by the next commit first.
+// Dirty entries, and entries whose commit is in flight, are never evicted: they are out of
+// the LRU list until their commit ends. When they alone fill the cache, the batch in hand is
+// committed (see runOnce), so the cache stays within about twice its bound.
 type cache struct {
 	max    int
 	byProj map[string]map[string]*entry // projection -> key -> entry
-	n      int
-	head   entry // sentinel: head.next is the most recent
+	n      int                          // entries, in the list or not
+	head   entry                        // sentinel of the LRU list: head.next is the most recent
 	dirty  []*entry
 	// known[proj], when set, holds the hash of every key of proj that exists in its bucket:
 	// the bucket was empty when the pipeline started, so the keys are the ones it wrote. A
@@ -47,13 +49,13 @@ func newCache(max int) *cache {
 // get returns the entry of proj/key and marks it recently used.
 func (c *cache) get(proj, key string) (*entry, bool) {
 	e, ok := c.byProj[proj][key]
-	if ok {
+	if ok && e.prev != nil {
 		c.touch(e)
 	}
 	return e, ok
 }
 
-// put adds e, which must not be present.
+// put adds e, which must not be present. The cache may exceed its bound until [cache.shrink].
 func (c *cache) put(e *entry) {
 	m := c.byProj[e.proj]
 	if m == nil {
@@ -80,35 +82,56 @@ func (c *cache) absent(proj, key string) bool {
 
 // markDirty records that e changed in this batch.
 func (c *cache) markDirty(e *entry) {
-	if set, ok := c.known[e.proj]; ok {
-		set[maphash.String(c.seed, e.key)] = struct{}{}
-	}
 	if !e.dirty {
+		if set, ok := c.known[e.proj]; ok {
+			set[maphash.String(c.seed, e.key)] = struct{}{}
+		}
 		e.dirty = true
 		c.dirty = append(c.dirty, e)
+		if e.prev != nil {
+			c.unlink(e)
+		}
 	}
 }
 
-// committed is called, on the processing goroutine, when the commit of writes has ended.
+// seal moves the dirty entries to a commit: they stay out of the LRU list until
+// [cache.committed], and the next batch starts with none dirty.
+func (c *cache) seal(fn func(e *entry)) {
+	for _, e := range c.dirty {
+		fn(e)
+		e.dirty = false
+		e.committing++
+	}
+	clear(c.dirty)
+	c.dirty = c.dirty[:0]
+}
+
+// committed is called, on the processing goroutine, when the commit of writes has ended:
+// their entries become evictable again, unless the next batch changed them meanwhile.
 func (c *cache) committed(writes []pendingWrite) {
 	for _, w := range writes {
-		w.e.committing--
+		e := w.e
+		if e.committing--; e.committing == 0 && !e.dirty {
+			c.pushFront(e)
+		}
 	}
 	c.shrink()
 }
 
-// shrink evicts least recently used clean entries until the cache is within its bound.
+// shrink evicts the least recently used evictable entries until the cache is within its
+// bound or none is left. It runs between events, never while an event holds entries.
 func (c *cache) shrink() {
-	for e := c.head.prev; c.n > c.max && e != &c.head; {
-		prev := e.prev
-		if !e.dirty && e.committing == 0 {
-			c.unlink(e)
-			delete(c.byProj[e.proj], e.key)
-			c.n--
-		}
-		e = prev
+	for c.n > c.max && c.head.prev != &c.head {
+		e := c.head.prev
+		c.unlink(e)
+		delete(c.byProj[e.proj], e.key)
+		c.n--
 	}
 }
+
+// over tells whether the cache is over its bound with nothing left to evict: only a commit
+// can make room.
+func (c *cache) over() bool { return c.n > c.max }
 
 func (c *cache) len() int { return c.n }
 

@@ -19,13 +19,9 @@ import (
 // seal takes the batch's dirty keys out of the cache into b.writes, so that the next batch
 // can be processed (and change the same keys) while b is committed.
 func (r *Runner) seal(b *batch) {
-	for _, e := range r.cache.dirty {
+	r.cache.seal(func(e *entry) {
 		b.writes = append(b.writes, pendingWrite{e: e, state: e.State, seq: e.Seq, time: e.Time})
-		e.dirty = false
-		e.committing++
-	}
-	clear(r.cache.dirty)
-	r.cache.dirty = r.cache.dirty[:0]
+	})
 }
 
 // commit makes the effects of b durable, in the order documented in package checkpoint:

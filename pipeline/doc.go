@@ -2,10 +2,15 @@
 // [Pipeline] values (expressions compiled, operators constructed) without touching NATS; a
 // [Runner] then consumes each pipeline's stream in batches, runs the operators against a
 // bounded per-key state cache and commits every batch with the protocol of package checkpoint:
-// derived events and dead letters, then dirty projection keys, then the checkpoint, then the
-// source acknowledgement.
+// derived events and dead letters, then dirty projection keys, then the checkpoint, then (on a
+// source with interest retention) the source acknowledgement.
 //
-// Ack semantics live here and only here: operators never ack. A message is acknowledged (AckAll,
-// on the last message of a batch) only after its batch is committed; a poison message is
-// dead-lettered within the same commit and acknowledged with it.
+// Batches follow the source in small, quick commits while the pipeline is caught up, and grow
+// to the catch-up bounds during a replay or a backlog, so that a busy key is written once for
+// many events; a cache full of changed keys ends a batch too, so memory stays bounded.
+//
+// Ack semantics live here and only here: operators never ack. A source with limits retention
+// is read without acknowledgements (the checkpoint is the position); on interest retention a
+// message is acknowledged (AckAll, on the last message of a batch) only after its batch is
+// committed. A poison message is dead-lettered within the same commit.
 package pipeline

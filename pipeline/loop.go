@@ -19,16 +19,25 @@ type job struct {
 // enough for low latency under light load, long enough not to commit every event.
 const linger = 5 * time.Millisecond
 
+// bounds are the limits of a batch in one regime: following the source (the pipeline is
+// less than a batch behind) or catching up (a replay or a backlog: larger batches write each
+// busy key once for more events).
+type bounds struct {
+	size    int           // most events
+	wait    time.Duration // oldest the batch gets
+	catchUp bool
+}
+
 // burstLen is how many waiting events are processed in a row before the loop looks at its
 // timers and the commit in flight again.
 const burstLen = 256
 
 // runOnce sets the pipeline up from its checkpoint, then processes events as they arrive
-// while the previous batch commits. A batch is due when it holds batch.size events, when it
-// is batch.max_wait old, or when it is `linger` old and the source has nothing more to hand
-// (so a light load commits within milliseconds and a heavy one in large batches). At most
-// one commit is in flight; a full batch waits for it (backpressure). When ctx ends, what is
-// processed is committed before runOnce returns.
+// while the previous batch commits. The batch in hand is due by the bounds of its regime (see
+// [bounds]), or when it is `linger` old and the source has nothing more to hand while the
+// pipeline follows (so a light load commits within milliseconds and a replay in large
+// batches). At most one commit is in flight; a full batch waits for it (backpressure). When
+// ctx ends, what is processed is committed before runOnce returns.
 func (r *Runner) runOnce(ctx context.Context) error {
 	cons, err := r.start(ctx)
 	if err != nil {
@@ -37,7 +46,7 @@ func (r *Runner) runOnce(ctx context.Context) error {
 	if r.done {
 		return errCaughtUp
 	}
-	src := newSource(cons, r.p.Config.Batch, r.log)
+	src := newSource(cons, r.acks, r.p.Config.Batch, r.log)
 	if err := src.start(); err != nil {
 		return err
 	}
@@ -45,15 +54,38 @@ func (r *Runner) runOnce(ctx context.Context) error {
 	// Loads of state go on while ctx ends (the batch in hand is finished and committed).
 	r.exec.Ctx = context.WithoutCancel(ctx)
 
-	size, maxWait := r.p.Config.Batch.Size, r.p.Config.Batch.MaxWait
+	bs := r.p.Config.Batch
+	follow := bounds{size: bs.Size, wait: bs.MaxWait}
+	catchUp := bounds{size: bs.CatchUp.Size, wait: bs.CatchUp.MaxWait, catchUp: true}
 	cur, spare := &batch{}, &batch{}
+	lim := follow // the bounds of the batch in hand
 	var inflight *job
-	timer := time.NewTimer(maxWait)
+	timer := time.NewTimer(follow.wait)
 	timer.Stop()
 	idle := time.NewTimer(linger)
 	idle.Stop()
 	var timerC, idleC <-chan time.Time
+	var started time.Time
 	due := false
+
+	// full tells whether the batch in hand must be committed before it takes more events:
+	// it reached its bounds, or the cache is over its own because its entries are changed
+	// (and so cannot be evicted before a commit).
+	full := func() bool {
+		return cur.n >= lim.size || cur.stopErr != nil ||
+			len(cur.outputs) >= follow.size || (cur.n > 0 && r.cache.over())
+	}
+	// regime sets the bounds by how far behind the last event was: a batch that started
+	// while catching up and reaches the tail follows from then on, its wait counted from its
+	// start.
+	regime := func() {
+		if lim.catchUp && cur.pending < uint64(follow.size) {
+			lim = follow
+			timer.Reset(max(time.Until(started.Add(follow.wait)), 0))
+			idle.Reset(linger)
+			timerC, idleC = timer.C, idle.C
+		}
+	}
 
 	// wait ends the commit in flight, if any, and returns its error.
 	wait := func() error {
@@ -88,6 +120,7 @@ func (r *Runner) runOnce(ctx context.Context) error {
 		timer.Stop()
 		idle.Stop()
 		timerC, idleC, due = nil, nil, false
+		lim = follow
 	}
 	// drain commits what is in hand and waits for it: the way out on every exit.
 	drain := func() error {
@@ -102,9 +135,8 @@ func (r *Runner) runOnce(ctx context.Context) error {
 	}
 
 	for {
-		full := cur.n >= size || cur.stopErr != nil
 		in := src.ch
-		if full {
+		if full() {
 			in = nil // backpressure: the batch waits for the commit in flight
 		}
 		var jobDone chan struct{}
@@ -113,20 +145,28 @@ func (r *Runner) runOnce(ctx context.Context) error {
 		}
 		select {
 		case m := <-in:
-			if cur.n == 0 && timerC == nil {
-				timer.Reset(maxWait)
-				idle.Reset(min(linger, maxWait))
-				timerC, idleC = timer.C, idle.C
-			}
+			first := cur.n == 0 && timerC == nil
 			if err := r.processMsg(cur, m); err != nil {
 				_ = wait()
 				return err
+			}
+			if first {
+				started = time.Now()
+				if cur.pending >= uint64(follow.size) {
+					lim = catchUp
+				}
+				timer.Reset(lim.wait)
+				timerC = timer.C
+				if !lim.catchUp {
+					idle.Reset(min(linger, lim.wait))
+					idleC = idle.C
+				}
 			}
 			// Take what else is at hand without going through the full select each time;
 			// a bounded burst, so the timers and the commit in flight are looked at often.
 		burst:
 			for range burstLen {
-				if cur.n >= size || cur.stopErr != nil {
+				if full() {
 					break
 				}
 				select {
@@ -139,6 +179,7 @@ func (r *Runner) runOnce(ctx context.Context) error {
 					break burst
 				}
 			}
+			regime()
 		case <-timerC:
 			timerC, due = nil, true
 		case <-idleC:
@@ -167,8 +208,7 @@ func (r *Runner) runOnce(ctx context.Context) error {
 			}
 			return drain()
 		}
-		if inflight == nil && (cur.n > 0 || cur.stopErr != nil) &&
-			(due || cur.n >= size || cur.stopErr != nil) {
+		if inflight == nil && (cur.n > 0 || cur.stopErr != nil) && (due || full()) {
 			if errors.Is(context.Cause(ctx), checkpoint.ErrLeaseLost) {
 				return nil // another process owns the pipeline now: commit nothing more
 			}

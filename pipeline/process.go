@@ -113,9 +113,13 @@ func (r *Runner) processMsg(b *batch, m jetstream.Msg) error {
 	} else {
 		r.apply(ev, b)
 	}
+	r.cache.shrink()
 	r.lastSeq = seq
 	b.n++
-	b.ackMsg, b.lastSeq, b.pending = m, seq, md.NumPending
+	b.lastSeq, b.pending = seq, md.NumPending
+	if r.acks {
+		b.ackMsg = m
+	}
 	return nil
 }
 

@@ -94,6 +94,7 @@ type Runner struct {
 	ev           operators.Event // reused for every event
 	committed    bool            // runOnce committed at least one batch
 	dec          *decoder
+	acks         bool // the consumer is acknowledged (AckAll) after each commit
 }
 
 // NewRunner returns a runner for p.
@@ -237,13 +238,9 @@ func (r *Runner) start(ctx context.Context) (jetstream.Consumer, error) {
 		return nil, err
 	}
 
-	cc := r.consumerConfig(!cp.Initial, cp.Seq)
-	if err := stream.DeleteConsumer(ctx, cc.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, fmt.Errorf("reset consumer %s: %w", cc.Durable, err)
-	}
-	cons, err := stream.CreateConsumer(ctx, cc)
+	cons, err := r.openConsumer(ctx, stream, cp)
 	if err != nil {
-		return nil, fmt.Errorf("create consumer %s: %w", cc.Durable, err)
+		return nil, err
 	}
 	info := cons.CachedInfo()
 	r.m.Pending.WithLabelValues(r.p.Name).Set(float64(info.NumPending))
@@ -252,38 +249,4 @@ func (r *Runner) start(ctx context.Context) (jetstream.Consumer, error) {
 	}
 	r.log.Info("pipeline started", "stream", pc.Source.Stream, "checkpoint", cp.Seq, "resumed", !cp.Initial, "pending", info.NumPending)
 	return cons, nil
-}
-
-func (r *Runner) consumerConfig(resume bool, seq uint64) jetstream.ConsumerConfig {
-	pc := r.p.Config
-	cc := jetstream.ConsumerConfig{
-		Durable:       "jetfold_" + r.p.Name,
-		Description:   "jetfold pipeline " + r.p.Name,
-		AckPolicy:     jetstream.AckAllPolicy,
-		AckWait:       2 * time.Minute,
-		MaxAckPending: max(100_000, 4*pc.Batch.Size),
-		MaxDeliver:    -1,
-	}
-	switch len(pc.Source.Subjects) {
-	case 0:
-	case 1:
-		cc.FilterSubject = pc.Source.Subjects[0]
-	default:
-		cc.FilterSubjects = pc.Source.Subjects
-	}
-	switch {
-	case resume:
-		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cc.OptStartSeq = seq + 1
-	case r.p.Start.Kind == "seq":
-		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cc.OptStartSeq = max(r.p.Start.Seq, 1)
-	case r.p.Start.Kind == "time":
-		t := r.p.Start.Time
-		cc.DeliverPolicy = jetstream.DeliverByStartTimePolicy
-		cc.OptStartTime = &t
-	default:
-		cc.DeliverPolicy = jetstream.DeliverAllPolicy
-	}
-	return cc
 }

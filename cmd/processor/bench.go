@@ -92,5 +92,8 @@ func printBench(g *globals, r bench.Result) {
 	fmt.Fprintf(w, "ratio:     %10.2f\n", r.Ratio)
 	fmt.Fprintf(w, "peak RSS:  %10.1f MiB  (pipeline phase; with the embedded server unless --nats-url)\n", float64(r.PeakRSS)/(1<<20))
 	fmt.Fprintf(w, "allocated: %10.0f B/event, %.1f allocs/event\n", r.AllocBytesPerEvent, r.AllocsPerEvent)
-	fmt.Fprintf(w, "CPU:       %10.2f us/event  (pipeline phase; with the embedded server unless --nats-url)\n", float64(r.CPUPerEvent)/1e3)
+	fmt.Fprintf(w, "CPU:       %10.2f us/event  (pipeline phase; raw consume: %.2f; with the embedded server unless --nats-url)\n",
+		float64(r.CPUPerEvent)/1e3, float64(r.RawCPUPerEvent)/1e3)
+	fmt.Fprintf(w, "commits:   %10d  (%d projection keys written, %.2f per event)\n",
+		r.Commits, r.KeysWritten, float64(r.KeysWritten)/float64(max(r.Events, 1)))
 }
