@@ -54,12 +54,38 @@ type Event struct {
 	Outputs []Output
 
 	flatHeaders map[string]string // Header as the expression variable `headers`, made once
+	undo        []undo            // in-place state changes, for Rollback
+}
+
+// undo restores one field of a state a fold changed in place.
+type undo struct {
+	m     map[string]any
+	field string
+	old   any
+	had   bool
 }
 
 // Reset clears e for reuse, keeping its slices' capacity.
 func (e *Event) Reset() {
-	w, o := e.Writes[:0], e.Outputs[:0]
-	*e = Event{Writes: w, Outputs: o}
+	clear(e.undo)
+	w, o, u := e.Writes[:0], e.Outputs[:0], e.undo[:0]
+	*e = Event{Writes: w, Outputs: o, undo: u}
+}
+
+// Rollback undoes the changes folds made in place to states the Store owns. It must be
+// called when the event's staged effects are dropped (an operator failed or dropped the
+// event), before any other event runs.
+func (e *Event) Rollback() {
+	for i := len(e.undo) - 1; i >= 0; i-- {
+		u := e.undo[i]
+		if u.had {
+			u.m[u.field] = u.old
+		} else {
+			delete(u.m, u.field)
+		}
+	}
+	clear(e.undo)
+	e.undo = e.undo[:0]
 }
 
 // Write is a staged change of one key's state in one projection.

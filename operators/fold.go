@@ -111,8 +111,10 @@ func (f *foldOp) Process(x *Exec, ev *Event) (bool, error) {
 	var cur map[string]any
 	var last Entry
 	var from *Entry
+	owned := false // cur may be changed in place
 	if w, ok := ev.staged(f.projection, ev.Key); ok {
-		cur, last.Time, from = w.State, w.Time, w.Entry
+		// an earlier fold of this event made it: a copy of its own, or the entry's own map
+		cur, last.Time, from, owned = w.State, w.Time, w.Entry, true
 	} else {
 		e, err := x.Store.Get(x.Ctx, f.projection, ev.Key)
 		if err != nil {
@@ -127,7 +129,7 @@ func (f *foldOp) Process(x *Exec, ev *Event) (bool, error) {
 				ev.State = e.State
 				return true, nil
 			}
-			cur, last = e.State, *e
+			cur, last, owned = e.State, *e, e.Owned
 		}
 	}
 	if cur == nil {
@@ -159,12 +161,22 @@ func (f *foldOp) Process(x *Exec, ev *Event) (bool, error) {
 		}
 		vals = append(vals, n)
 	}
-	next := maps.Clone(cur)
-	if next == nil {
-		next = make(map[string]any, len(vals))
-	}
-	for i, a := range handlers {
-		next[a.field] = vals[i]
+	var next map[string]any
+	if owned && scalars(vals) {
+		// No copy: the change is undone if the event's effects are dropped. Only scalars,
+		// so that no value can be (or hold) the state itself.
+		next = cur
+		for i, a := range handlers {
+			old, had := next[a.field]
+			ev.undo = append(ev.undo, undo{m: next, field: a.field, old: old, had: had})
+			next[a.field] = vals[i]
+		}
+	} else {
+		next = make(map[string]any, len(cur)+len(vals))
+		maps.Copy(next, cur)
+		for i, a := range handlers {
+			next[a.field] = vals[i]
+		}
 	}
 	t := last.Time
 	if ev.Time.After(t) {
@@ -173,6 +185,18 @@ func (f *foldOp) Process(x *Exec, ev *Event) (bool, error) {
 	ev.Writes = append(ev.Writes, Write{Projection: f.projection, Key: ev.Key, State: next, Seq: ev.Seq, Time: t, Entry: from})
 	ev.State = next
 	return true, nil
+}
+
+// scalars tells whether every value is a JSON scalar (no map, no slice).
+func scalars(vals []any) bool {
+	for _, v := range vals {
+		switch v.(type) {
+		case nil, bool, float64, string:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // jsonNormal returns m as it reads back from JSON, so that literal YAML values behave the

@@ -36,6 +36,10 @@ type Entry struct {
 	// Handle is the Store's own reference to the entry; a fold passes it back in
 	// [Write.Entry] so that applying the write needs no second lookup.
 	Handle any
+	// Owned tells that State is the entry's own map, which nothing else references (no
+	// commit in flight holds it): a fold may change it in place, recording how to undo it
+	// on the event (see [Event.Rollback]). The Store sets it.
+	Owned bool
 }
 
 // Exec is what an operator needs to run besides the event: the context of the batch, the

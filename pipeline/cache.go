@@ -25,7 +25,8 @@ type entry struct {
 // cache is a bounded LRU of per-key state for one pipeline, over all its projections.
 // Dirty entries, and entries whose commit is in flight, are never evicted: they are out of
 // the LRU list until their commit ends. When they alone fill the cache, the batch in hand is
-// committed (see runOnce), so the cache stays within about twice its bound.
+// committed, and the next one waits for that commit before it takes a second event (see
+// runOnce), so the cache stays within its bound plus the keys of one event.
 type cache struct {
 	max    int
 	byProj map[string]map[string]*entry // projection -> key -> entry
@@ -99,6 +100,7 @@ func (c *cache) markDirty(e *entry) {
 func (c *cache) seal(fn func(e *entry)) {
 	for _, e := range c.dirty {
 		fn(e)
+		e.Owned = false // the commit holds the state now: the next fold copies it
 		e.dirty = false
 		e.committing++
 	}

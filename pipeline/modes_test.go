@@ -71,8 +71,18 @@ func (e *env) pub(subject string, payloads ...string) {
 func (e *env) counts() map[string]float64 {
 	e.t.Helper()
 	out := map[string]float64{}
+	for k, st := range e.states("counts") {
+		out[k] = st["n"].(float64)
+	}
+	return out
+}
+
+// states returns every value of a projection, by key.
+func (e *env) states(proj string) map[string]map[string]any {
+	e.t.Helper()
+	out := map[string]map[string]any{}
 	ctx := context.Background()
-	kv, err := e.js.KeyValue(ctx, "counts")
+	kv, err := e.js.KeyValue(ctx, proj)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return out
 	}
@@ -93,7 +103,7 @@ func (e *env) counts() map[string]float64 {
 			e.t.Fatal(err)
 		}
 		key, _ := streams.DecodeKey(k)
-		out[key] = st["n"].(float64)
+		out[key] = st
 	}
 	return out
 }

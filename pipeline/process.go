@@ -93,6 +93,9 @@ func (r *Runner) processMsg(b *batch, m jetstream.Msg) error {
 	ev := &r.ev
 	ev.Reset()
 	kept, err := r.processOne(ev, m, seq, md.Timestamp)
+	if err != nil || !kept {
+		ev.Rollback() // its effects are dropped
+	}
 	if err != nil {
 		if errors.Is(err, errInfra) {
 			return err
@@ -210,7 +213,8 @@ func (r *Runner) apply(ev *operators.Event, b *batch) {
 		if e == nil {
 			panic(fmt.Sprintf("pipeline: write to %s/%s without its cache entry", w.Projection, w.Key))
 		}
-		e.State, e.Seq, e.Time = w.State, w.Seq, w.Time
+		// The fold made the state a copy of the entry's own, or changed the entry's own.
+		e.State, e.Seq, e.Time, e.Owned = w.State, w.Seq, w.Time, true
 		r.cache.markDirty(e)
 	}
 	for n, o := range ev.Outputs {

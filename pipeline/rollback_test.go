@@ -1,0 +1,80 @@
+package pipeline_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/jetfold/jetfold/pipeline"
+)
+
+// rollbackYAML folds every event, then drops or fails some of them after the fold: a dropped
+// or dead-lettered event must leave no trace in the state, though the fold may have changed
+// the cached state in place.
+const rollbackYAML = `
+nats: {url: %q}
+http: {listen: none}
+streams:
+  - {name: EV, subjects: ["ev.>"]}
+  - {name: OUT, subjects: ["out.>"]}
+pipelines:
+  - name: counter
+    source: {stream: EV, start: all, stop: end}
+    key: event.k
+    batch: {size: %d, max_wait: 10ms}
+    operators:
+      - fold:
+          projection: counts
+          on:
+            "*": {n: "(state.n ?? 0) + 1", sum: "(state.sum ?? 0) + event.i"}
+      - fold:
+          projection: counts
+          on:
+            "*": {twice: "state.n * 2"}
+      - filter: %s
+      - emit:
+          subject: '"out." + key'
+          data: {n: 'state.n', q: 'event.i / (event.bad ? 0 : 1)'}
+`
+
+// TestDroppedEventsLeaveNoState: per key, the state after a run equals the fold of the kept
+// events only, with batches of one event (every fold changes the state in place) and of many.
+func TestDroppedEventsLeaveNoState(t *testing.T) {
+	tests := []struct {
+		name   string
+		filter string // keeps an event after the folds
+		drop   func(i, n int) bool
+	}{
+		// n is the count the folds give the event: at most 3 events per key are kept
+		{"filter after the fold", "state.n <= 3", func(i, n int) bool { return n > 3 }},
+		{"filter on the event", "event.i < 20 || event.i > 40", func(i, n int) bool { return i >= 20 && i <= 40 }},
+	}
+	for _, tt := range tests {
+		for _, batch := range []int{1, 100} {
+			t.Run(fmt.Sprintf("%s/batch %d", tt.name, batch), func(t *testing.T) {
+				e := newEnv(t)
+				ps := e.pipelines("rb.yaml", fmt.Sprintf(rollbackYAML, e.srv.ClientURL(), batch, tt.filter))
+				// the oracle: per key, the count and sum of the events kept
+				n, sum := map[string]int{}, map[string]int{}
+				for i := range 60 {
+					k := fmt.Sprintf("k%d", i%4)
+					bad := i%7 == 0 // its emit fails: a dead letter
+					e.pub("ev.x", fmt.Sprintf(`{"type":"t","k":%q,"i":%d,"bad":%v}`, k, i, bad))
+					if !tt.drop(i, n[k]+1) && !bad {
+						n[k]++
+						sum[k] += i
+					}
+				}
+				if err := e.run(ps, pipeline.Options{}); err != nil {
+					t.Fatal(err)
+				}
+				got := e.states("counts")
+				for k, want := range n {
+					st := got[k]
+					if st["n"] != float64(want) || st["sum"] != float64(sum[k]) || st["twice"] != float64(2*want) {
+						t.Errorf("%s = %v, want n %d, sum %d, twice %d", k, st, want, sum[k], 2*want)
+					}
+				}
+			})
+		}
+	}
+}
