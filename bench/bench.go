@@ -33,10 +33,8 @@ type Options struct {
 	Keys int
 	// EmitEvery makes one event in EmitEvery emit a derived event (default 100: 1%).
 	EmitEvery int
-	// BatchSize and MaxWait are the pipeline's batch settings (defaults: the configuration's,
-	// 50000 and 200ms).
-	BatchSize int
-	MaxWait   time.Duration
+	// Batch is the pipeline's batch section; zero fields take the configuration's defaults.
+	Batch config.Batch
 	// CacheKeys bounds the state cache (default: Keys, so every key stays cached).
 	CacheKeys int
 	// Dir is where the embedded server stores its data (default: a temporary directory,
@@ -118,12 +116,6 @@ func (o *Options) defaults() {
 	if o.EmitEvery <= 0 {
 		o.EmitEvery = 100
 	}
-	if o.BatchSize <= 0 {
-		o.BatchSize = config.DefaultBatchSize
-	}
-	if o.MaxWait <= 0 {
-		o.MaxWait = config.DefaultBatchMaxWait
-	}
 	if o.CacheKeys <= 0 {
 		o.CacheKeys = max(o.Keys, 1000)
 	}
@@ -139,9 +131,27 @@ func (o *Options) defaults() {
 }
 
 // PipelineYAML returns the configuration of the standard fold (4 fields, a handler per type,
-// one emit) with the given stop, batch and cache settings.
-func PipelineYAML(stop string, batchSize int, maxWait time.Duration, cacheKeys int) string {
-	return fmt.Sprintf(pipelineYAML, stop, batchSize, maxWait, cacheKeys)
+// one emit) with the given stop, batch and cache settings. Zero batch fields are left out, so
+// that they take the configuration's defaults.
+func PipelineYAML(stop string, b config.Batch, cacheKeys int) string {
+	var parts []string
+	if b.Size > 0 {
+		parts = append(parts, "size: "+strconv.Itoa(b.Size))
+	}
+	if b.MaxWait > 0 {
+		parts = append(parts, "max_wait: "+b.MaxWait.String())
+	}
+	var cu []string
+	if b.CatchUp.Size > 0 {
+		cu = append(cu, "size: "+strconv.Itoa(b.CatchUp.Size))
+	}
+	if b.CatchUp.MaxWait > 0 {
+		cu = append(cu, "max_wait: "+b.CatchUp.MaxWait.String())
+	}
+	if len(cu) > 0 {
+		parts = append(parts, "catch_up: {"+strings.Join(cu, ", ")+"}")
+	}
+	return fmt.Sprintf(pipelineYAML, stop, strings.Join(parts, ", "), cacheKeys)
 }
 
 const pipelineYAML = `
@@ -154,7 +164,7 @@ pipelines:
   - name: bench
     source: {stream: BENCH, start: all, stop: %s}
     key: event.key
-    batch: {size: %d, max_wait: %s}
+    batch: {%s}
     cache: {max_keys: %d}
     operators:
       - fold:
@@ -212,7 +222,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		stop = "follow"
 	}
 	cfgPath := filepath.Join(dir, "bench.yaml")
-	y := PipelineYAML(stop, o.BatchSize, o.MaxWait, o.CacheKeys)
+	y := PipelineYAML(stop, o.Batch, o.CacheKeys)
 	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
 		return Result{}, err
 	}

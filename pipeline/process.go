@@ -79,20 +79,20 @@ const (
 // returned only for failures of NATS itself (errInfra), which restart the pipeline; a bad
 // event follows on_error (dead letter, skip, or b.stopErr for stop).
 func (r *Runner) processMsg(b *batch, m jetstream.Msg) error {
-	md, err := m.Metadata()
+	md, err := metaOf(m)
 	if err != nil {
 		return fmt.Errorf("message metadata: %w", err)
 	}
-	seq := md.Sequence.Stream
+	seq := md.seq
 	if seq <= r.lastSeq {
 		return nil // redelivered: already in this or an earlier batch
 	}
 	if b.oldest.IsZero() {
-		b.oldest = md.Timestamp
+		b.oldest = md.time
 	}
 	ev := &r.ev
 	ev.Reset()
-	kept, err := r.processOne(ev, m, seq, md.Timestamp)
+	kept, err := r.processOne(ev, m, seq, md.time)
 	if err != nil || !kept {
 		ev.Rollback() // its effects are dropped
 	}
@@ -119,7 +119,7 @@ func (r *Runner) processMsg(b *batch, m jetstream.Msg) error {
 	r.cache.shrink()
 	r.lastSeq = seq
 	b.n++
-	b.lastSeq, b.pending = seq, md.NumPending
+	b.lastSeq, b.pending = seq, md.pending
 	if r.acks {
 		b.ackMsg = m
 	}

@@ -2,9 +2,11 @@ package pipeline_test
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -17,31 +19,34 @@ import (
 	"github.com/jetfold/jetfold/pipeline"
 )
 
-// benchMsg is a source message without a server, for measuring processing alone.
+// benchMsg is a source message without a server, for measuring processing alone. Its
+// metadata is in its acknowledgement subject, as the server sends it.
 type benchMsg struct {
-	data []byte
-	md   jetstream.MsgMetadata
+	data  []byte
+	reply string
 }
 
-func (m *benchMsg) Metadata() (*jetstream.MsgMetadata, error) { md := m.md; return &md, nil }
-func (m *benchMsg) Data() []byte                              { return m.data }
-func (m *benchMsg) Headers() nats.Header                      { return nil }
-func (m *benchMsg) Subject() string                           { return "bench.ev" }
-func (m *benchMsg) Reply() string                             { return "" }
-func (m *benchMsg) Ack() error                                { return nil }
-func (m *benchMsg) DoubleAck(context.Context) error           { return nil }
-func (m *benchMsg) Nak() error                                { return nil }
-func (m *benchMsg) NakWithDelay(time.Duration) error          { return nil }
-func (m *benchMsg) InProgress() error                         { return nil }
-func (m *benchMsg) Term() error                               { return nil }
-func (m *benchMsg) TermWithReason(string) error               { return nil }
+func (m *benchMsg) Metadata() (*jetstream.MsgMetadata, error) {
+	return nil, errors.New("benchMsg: the metadata is in the reply subject")
+}
+func (m *benchMsg) Data() []byte                     { return m.data }
+func (m *benchMsg) Headers() nats.Header             { return nil }
+func (m *benchMsg) Subject() string                  { return "bench.ev" }
+func (m *benchMsg) Reply() string                    { return m.reply }
+func (m *benchMsg) Ack() error                       { return nil }
+func (m *benchMsg) DoubleAck(context.Context) error  { return nil }
+func (m *benchMsg) Nak() error                       { return nil }
+func (m *benchMsg) NakWithDelay(time.Duration) error { return nil }
+func (m *benchMsg) InProgress() error                { return nil }
+func (m *benchMsg) Term() error                      { return nil }
+func (m *benchMsg) TermWithReason(string) error      { return nil }
 
 // BenchmarkProcess measures the per-event work of the pipeline of `processor bench` (decode,
 // type, key, fold, emit, staging into the cache) on its workload, without NATS: the part of
 // the hot path that is jetfold's own, as a steady ns/event on a noisy machine.
 func BenchmarkProcess(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "p.yaml")
-	y := bench.PipelineYAML("follow", config.DefaultBatchSize, config.DefaultBatchMaxWait, 100_000)
+	y := bench.PipelineYAML("follow", config.Batch{}, 100_000)
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 		b.Fatal(err)
 	}
@@ -61,10 +66,17 @@ func BenchmarkProcess(b *testing.B) {
 	}
 	b.ReportAllocs()
 	seq := uint64(0)
+	var reply []byte
 	for b.Loop() {
 		m := msgs[seq%uint64(len(msgs))]
 		seq++
-		m.md.Sequence.Stream, m.md.Timestamp = seq, time.Unix(0, int64(seq))
+		// what the client library receives: the subject of a v2 server (one allocation)
+		reply = append(reply[:0], "$JS.ACK._.hash.BENCH.c.1."...)
+		reply = strconv.AppendUint(reply, seq, 10)
+		reply = append(reply, ".1."...)
+		reply = strconv.AppendUint(reply, 1767225600000000000+seq, 10)
+		reply = append(reply, ".0.x"...)
+		m.reply = string(reply)
 		if err := p.Process(m); err != nil {
 			b.Fatal(err)
 		}
