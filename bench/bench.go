@@ -66,8 +66,9 @@ type Result struct {
 	PayloadBytes int `json:"payload_bytes"`
 	// PublishRate is the rate the workload was published at (async publish).
 	PublishRate float64 `json:"publish_events_per_s"`
-	// RawRate is a plain durable pull consumer (AckNone, Consume with 10,000-message pulls,
-	// no decoding) reading the whole stream.
+	// RawRate is a plain durable pull consumer (AckNone, its state in memory like the
+	// pipeline's ordered consumer, Consume with 10,000-message pulls, no decoding) reading
+	// the whole stream.
 	RawRate float64 `json:"raw_events_per_s"`
 	// PipelineRate is the fold pipeline from start until its checkpoint reached the head.
 	PipelineRate float64 `json:"pipeline_events_per_s"`
@@ -351,7 +352,7 @@ func rawConsume(ctx context.Context, js jetstream.JetStream, events int) (float6
 	if err != nil {
 		return 0, err
 	}
-	c, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "raw", AckPolicy: jetstream.AckNonePolicy})
+	c, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "raw", AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true})
 	if err != nil {
 		return 0, err
 	}

@@ -16,13 +16,25 @@ type Expressioner interface {
 // `event["amount"]`, `event?.amount`), sorted, and all=true when one of them uses `event` in
 // any other way (as a whole, or with a computed index), so that the event must be decoded whole.
 func EventFields(exprs ...*Expr) (fields []string, all bool) {
+	return identFields("event", exprs)
+}
+
+// UsesWholeState tells whether one of exprs uses `state` other than by reading a field of it
+// by name (`state`, `{s: state}`, `state[k]`): the value could then hold the state map itself.
+func UsesWholeState(exprs ...*Expr) bool {
+	_, all := identFields("state", exprs)
+	return all
+}
+
+// identFields is EventFields for the variable ident.
+func identFields(ident string, exprs []*Expr) (fields []string, all bool) {
 	seen := map[string]bool{}
 	for _, e := range exprs {
 		if e == nil {
 			continue
 		}
 		node := e.program.Node()
-		c := &fieldCollector{covered: map[*ast.IdentifierNode]bool{}, seen: seen}
+		c := &fieldCollector{ident: ident, covered: map[*ast.IdentifierNode]bool{}, seen: seen}
 		ast.Walk(&node, c)
 		for _, id := range c.idents {
 			if !c.covered[id] {
@@ -38,6 +50,7 @@ func EventFields(exprs ...*Expr) (fields []string, all bool) {
 }
 
 type fieldCollector struct {
+	ident   string
 	covered map[*ast.IdentifierNode]bool
 	idents  []*ast.IdentifierNode
 	seen    map[string]bool
@@ -47,7 +60,7 @@ type fieldCollector struct {
 func (c *fieldCollector) Visit(n *ast.Node) {
 	switch t := (*n).(type) {
 	case *ast.IdentifierNode:
-		if t.Value == "event" {
+		if t.Value == c.ident {
 			c.idents = append(c.idents, t)
 		}
 	case *ast.CallNode:
@@ -57,7 +70,7 @@ func (c *fieldCollector) Visit(n *ast.Node) {
 			return
 		}
 		id, ok := t.Arguments[0].(*ast.IdentifierNode)
-		if !ok || id.Value != "event" {
+		if !ok || id.Value != c.ident {
 			return
 		}
 		if s, ok := t.Arguments[1].(*ast.StringNode); ok {
@@ -66,7 +79,7 @@ func (c *fieldCollector) Visit(n *ast.Node) {
 		}
 	case *ast.MemberNode:
 		id, ok := t.Node.(*ast.IdentifierNode)
-		if !ok || id.Value != "event" {
+		if !ok || id.Value != c.ident {
 			return
 		}
 		if s, ok := t.Property.(*ast.StringNode); ok {

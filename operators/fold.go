@@ -113,8 +113,9 @@ func (f *foldOp) Process(x *Exec, ev *Event) (bool, error) {
 	var from *Entry
 	owned := false // cur may be changed in place
 	if w, ok := ev.staged(f.projection, ev.Key); ok {
-		// an earlier fold of this event made it: a copy of its own, or the entry's own map
-		cur, last.Time, from, owned = w.State, w.Time, w.Entry, true
+		// an earlier fold of this event made it: a fresh copy, or the entry's own map
+		cur, last.Time, from = w.State, w.Time, w.Entry
+		owned = from != nil && from.Owned
 	} else {
 		e, err := x.Store.Get(x.Ctx, f.projection, ev.Key)
 		if err != nil {

@@ -310,6 +310,27 @@ func TestEventFields(t *testing.T) {
 	}
 }
 
+func TestUsesWholeState(t *testing.T) {
+	tests := []struct {
+		src   string
+		whole bool
+	}{
+		{"state.n + 1", false},
+		{`state["n"] ?? 0`, false},
+		{"state.items.a", false},
+		{"event.state", false},
+		{"state", true},
+		{"{s: state}", true},
+		{"state[type]", true},
+		{"len(state)", true},
+	}
+	for _, tt := range tests {
+		if got := operators.UsesWholeState(operators.MustCompile(tt.src, operators.AnyResult)); got != tt.whole {
+			t.Errorf("UsesWholeState(%q) = %v, want %v", tt.src, got, tt.whole)
+		}
+	}
+}
+
 // TestMemberReadFastPath: a bare member read gives what the VM gives, missing fields included.
 func TestMemberReadFastPath(t *testing.T) {
 	ev := &operators.Event{Fields: map[string]any{"a": 1.5, "s": "x"}, State: map[string]any{"n": 2.0}}

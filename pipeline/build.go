@@ -29,6 +29,10 @@ type Pipeline struct {
 	// as a whole.
 	fields    []string
 	allFields bool
+	// inPlace lets folds change a key's state in place (see operators.Entry.Owned): no
+	// expression uses `state` as a whole, so no reference to a state map can be held by the
+	// event or by another state while a fold changes it.
+	inPlace bool
 }
 
 // Build compiles every pipeline of cfg with the operators of reg. It reports every problem at
@@ -94,15 +98,17 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 			p.ops = append(p.ops, op)
 		}
 		exprs := []*operators.Expr{p.typeExpr, p.keyExpr, p.timeExpr}
+		opaque := false // an operator we cannot see into
 		for _, op := range p.ops {
 			if ex, ok := op.(operators.Expressioner); ok {
 				exprs = append(exprs, ex.Exprs()...)
 			} else {
-				p.allFields = true // an operator we cannot see into
+				opaque = true
 			}
 		}
 		fields, all := operators.EventFields(exprs...)
-		p.fields, p.allFields = fields, all || p.allFields
+		p.fields, p.allFields = fields, all || opaque
+		p.inPlace = !opaque && !operators.UsesWholeState(exprs...)
 		out = append(out, p)
 	}
 	if err := errors.Join(errs...); err != nil {

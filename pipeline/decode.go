@@ -105,9 +105,12 @@ type decoder struct {
 	kind string
 	// fields maps each field to decode to itself (an interned key); nil: every field.
 	fields map[string]string
-	p      fastjson.Parser
-	num    []byte // scratch for number text
-	err    error  // the first conversion error of the payload being decoded
+	// m is the map of the last event, reused for the next: when only some fields are read,
+	// no expression can hold the event map itself (it would use `event` as a whole).
+	m   map[string]any
+	p   fastjson.Parser
+	num []byte // scratch for number text
+	err error  // the first conversion error of the payload being decoded
 }
 
 func newDecoder(kind string, fields []string, all bool) *decoder {
@@ -140,11 +143,17 @@ func (d *decoder) decode(data []byte, header map[string][]string) (map[string]an
 	if err != nil {
 		return nil, header, fmt.Errorf("%w: not a JSON object", ErrDecode)
 	}
-	n := o.Len()
-	if d.fields != nil {
-		n = min(n, len(d.fields))
+	var m map[string]any
+	switch {
+	case d.fields == nil:
+		m = make(map[string]any, o.Len())
+	case d.m != nil:
+		clear(d.m)
+		m = d.m
+	default:
+		d.m = make(map[string]any, len(d.fields))
+		m = d.m
 	}
-	m := make(map[string]any, n)
 	d.err = nil
 	o.Visit(func(k []byte, v *fastjson.Value) {
 		if d.fields == nil {

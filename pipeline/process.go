@@ -214,7 +214,7 @@ func (r *Runner) apply(ev *operators.Event, b *batch) {
 			panic(fmt.Sprintf("pipeline: write to %s/%s without its cache entry", w.Projection, w.Key))
 		}
 		// The fold made the state a copy of the entry's own, or changed the entry's own.
-		e.State, e.Seq, e.Time, e.Owned = w.State, w.Seq, w.Time, true
+		e.State, e.Seq, e.Time, e.Owned = w.State, w.Seq, w.Time, r.p.inPlace
 		r.cache.markDirty(e)
 	}
 	for n, o := range ev.Outputs {

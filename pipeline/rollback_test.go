@@ -78,3 +78,47 @@ func TestDroppedEventsLeaveNoState(t *testing.T) {
 		}
 	}
 }
+
+// snapshotYAML keeps the state as it was before a fold in the event (set: {before: state}):
+// the fold must not change that snapshot, so it cannot change the state in place.
+const snapshotYAML = `
+nats: {url: %q}
+http: {listen: none}
+streams:
+  - {name: EV, subjects: ["ev.>"]}
+pipelines:
+  - name: snap
+    source: {stream: EV, start: all, stop: end}
+    key: event.k
+    batch: {size: 100, max_wait: 10ms}
+    operators:
+      - fold:
+          projection: counts
+          on: {"*": {n: "(state.n ?? 0) + 1"}}
+      - set: {before: state}
+      - fold:
+          projection: counts
+          on: {"*": {n: "state.n + 1"}}
+      - fold:
+          projection: seen
+          on: {"*": {before: "event.before.n"}}
+`
+
+func TestStateSnapshotInEvent(t *testing.T) {
+	e := newEnv(t)
+	ps := e.pipelines("snap.yaml", fmt.Sprintf(snapshotYAML, e.srv.ClientURL()))
+	for range 3 {
+		e.pub("ev.x", `{"type":"t","k":"a"}`)
+	}
+	if err := e.run(ps, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	// the third event: n was 4, the first fold makes it 5, the snapshot says 5, the second
+	// fold makes it 6
+	if got := e.states("counts")["a"]["n"]; got != 6.0 {
+		t.Errorf("counts a.n = %v, want 6", got)
+	}
+	if got := e.states("seen")["a"]["before"]; got != 5.0 {
+		t.Errorf("seen a.before = %v, want 5 (the state when the snapshot was taken)", got)
+	}
+}
