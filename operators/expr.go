@@ -43,6 +43,9 @@ type Expr struct {
 	root, field string
 	// headers is set when the expression reads `headers`, which Eval then fills.
 	headers bool
+	// arith is set for `A op B` (see arithOf): Eval computes it without the VM when both
+	// sides are numbers.
+	arith *arith
 }
 
 // Result kinds for [Compile].
@@ -77,8 +80,11 @@ func Compile(src string, kind int) (*Expr, error) {
 	e := &Expr{Source: src, program: p}
 	node := p.Node()
 	ast.Walk(&node, identFinder{name: "headers", found: &e.headers})
-	if call, ok := p.Node().(*ast.CallNode); ok {
-		e.root, e.field = memberRead(call)
+	switch n := p.Node().(type) {
+	case *ast.CallNode:
+		e.root, e.field = memberRead(n)
+	case *ast.BinaryNode:
+		e.arith = arithOf(n)
 	}
 	return e, nil
 }
@@ -148,6 +154,11 @@ func (x *Exec) Eval(e *Expr, ev *Event) (any, error) {
 		return ev.Fields[e.field], nil
 	case "state":
 		return ev.State[e.field], nil
+	}
+	if e.arith != nil {
+		if v, ok := e.arith.eval(ev); ok {
+			return v, nil
+		}
 	}
 	x.env = Env{
 		Event: ev.Fields, Type: ev.Type, Key: ev.Key, Subject: ev.Subject,

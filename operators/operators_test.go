@@ -331,6 +331,35 @@ func TestUsesWholeState(t *testing.T) {
 	}
 }
 
+// TestArithFastPath: `A op B` computed without the VM gives what the VM gives, for every
+// kind of operand, errors included.
+func TestArithFastPath(t *testing.T) {
+	ev := &operators.Event{
+		Fields: map[string]any{"a": 1.5, "big": 1e300, "s": "x", "n": nil, "i": 3},
+		State:  map[string]any{"c": 2.0, "neg": -0.25, "s": "y"},
+	}
+	x := exec(nil)
+	operands := []string{"event.a", "event.big", "event.s", "event.n", "event.i", "event.missing",
+		"state.c", "state.neg", "state.s", "state.none", "1", "0", "2.5", "7"}
+	for _, op := range []string{"+", "-", "*"} {
+		for _, l := range operands {
+			for _, r := range operands {
+				src := l + " " + op + " " + r
+				fast, err := operators.Compile(src, operators.AnyResult)
+				if err != nil {
+					continue // a type error at compile time (two literals of other kinds)
+				}
+				slow := operators.MustCompile("("+src+") ?? nil", operators.AnyResult) // runs the VM
+				got, err1 := x.Eval(fast, ev)
+				want, err2 := x.Eval(slow, ev)
+				if fmt.Sprintf("%T %v", got, got) != fmt.Sprintf("%T %v", want, want) || (err1 == nil) != (err2 == nil) {
+					t.Errorf("%s: fast %T %v (%v), VM %T %v (%v)", src, got, got, err1, want, want, err2)
+				}
+			}
+		}
+	}
+}
+
 // TestMemberReadFastPath: a bare member read gives what the VM gives, missing fields included.
 func TestMemberReadFastPath(t *testing.T) {
 	ev := &operators.Event{Fields: map[string]any{"a": 1.5, "s": "x"}, State: map[string]any{"n": 2.0}}

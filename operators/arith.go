@@ -1,0 +1,91 @@
+package operators
+
+import "github.com/expr-lang/expr/ast"
+
+// arith is the fast path of the most common fold expression, `A op B` with op one of +, - and
+// *, and A and B each a member read (`state.count`, `event.amount`) or a number literal, as in
+// `state.count + 1`. When both sides are numbers, which they are for JSON values, it computes
+// what the VM computes (expr turns an integer literal into a float64 against a float64)
+// without running the VM; otherwise (a string, nil, a missing field) the VM runs, so results
+// and errors stay the VM's own.
+type arith struct {
+	op   byte
+	a, b operand
+}
+
+// operand is one side of an arith: a member read or a number.
+type operand struct {
+	root, field string // event or state, and the member name; "" for a number
+	num         float64
+}
+
+// arithOf returns the fast path of n, or nil when n is not of that form.
+func arithOf(n *ast.BinaryNode) *arith {
+	if len(n.Operator) != 1 {
+		return nil
+	}
+	op := n.Operator[0]
+	if op != '+' && op != '-' && op != '*' {
+		return nil
+	}
+	a, ok := operandOf(n.Left)
+	if !ok {
+		return nil
+	}
+	b, ok := operandOf(n.Right)
+	if !ok || (a.root == "" && b.root == "") {
+		return nil // two literals keep the VM's integer arithmetic
+	}
+	return &arith{op: op, a: a, b: b}
+}
+
+func operandOf(n ast.Node) (operand, bool) {
+	switch t := n.(type) {
+	case *ast.IntegerNode:
+		return operand{num: float64(t.Value)}, true
+	case *ast.FloatNode:
+		return operand{num: t.Value}, true
+	case *ast.CallNode:
+		root, field := memberRead(t)
+		if root != "event" && root != "state" {
+			return operand{}, false
+		}
+		return operand{root: root, field: field}, true
+	}
+	return operand{}, false
+}
+
+// value returns the operand's number, false when it is not a float64.
+func (o *operand) value(ev *Event) (float64, bool) {
+	var v any
+	switch o.root {
+	case "":
+		return o.num, true
+	case "event":
+		v = ev.Fields[o.field]
+	default:
+		v = ev.State[o.field]
+	}
+	f, ok := v.(float64)
+	return f, ok
+}
+
+// eval computes a on ev; false when an operand is not a number (the VM decides then).
+func (a *arith) eval(ev *Event) (any, bool) {
+	x, ok := a.a.value(ev)
+	if !ok {
+		return nil, false
+	}
+	y, ok := a.b.value(ev)
+	if !ok {
+		return nil, false
+	}
+	switch a.op {
+	case '+':
+		return x + y, true
+	case '-':
+		return x - y, true
+	default:
+		return x * y, true
+	}
+}
