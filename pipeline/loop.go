@@ -134,21 +134,19 @@ func (r *Runner) runOnce(ctx context.Context) error {
 		return nil
 	}
 
-	for {
-		in := src.ch
-		if full() {
-			in = nil // backpressure: the batch waits for the commit in flight
-		}
-		var jobDone chan struct{}
-		if inflight != nil {
-			jobDone = inflight.done
-		}
-		select {
-		case m := <-in:
+	// take processes the events at hand, at most burstLen of them so that the timers and the
+	// commit in flight are looked at often. It returns how many it took.
+	take := func() (int, error) {
+		n := 0
+		for n < burstLen && !full() {
+			m, ok := src.next()
+			if !ok {
+				break
+			}
+			n++
 			first := cur.n == 0 && timerC == nil
 			if err := r.processMsg(cur, m); err != nil {
-				_ = wait()
-				return err
+				return n, err
 			}
 			if first {
 				started = time.Now()
@@ -162,51 +160,94 @@ func (r *Runner) runOnce(ctx context.Context) error {
 					idleC = idle.C
 				}
 			}
-			// Take what else is at hand without going through the full select each time;
-			// a bounded burst, so the timers and the commit in flight are looked at often.
-		burst:
-			for range burstLen {
-				if full() {
-					break
-				}
-				select {
-				case m := <-in:
-					if err := r.processMsg(cur, m); err != nil {
-						_ = wait()
-						return err
-					}
-				default:
-					break burst
-				}
-			}
+		}
+		if n > 0 {
 			regime()
-		case <-timerC:
-			timerC, due = nil, true
-		case <-idleC:
-			if len(src.ch) == 0 {
-				idleC, due = nil, true
+		}
+		return n, nil
+	}
+	// exit is set by the select cases to end the loop with its error (nil included).
+	var exit error
+	ending := false
+	stopWith := func(err error) { exit, ending = err, true }
+	onTimer := func() { timerC, due = nil, true }
+	onIdle := func() {
+		if src.empty() {
+			idleC, due = nil, true
+		} else {
+			idle.Reset(linger)
+		}
+	}
+	onJobDone := func() {
+		if err := wait(); err != nil {
+			stopWith(err)
+		} else if r.done {
+			if err := drain(); err != nil {
+				stopWith(err)
 			} else {
-				idle.Reset(linger)
+				stopWith(errCaughtUp)
 			}
-		case <-jobDone:
-			if err := wait(); err != nil {
-				return err
-			}
-			if r.done {
-				if err := drain(); err != nil {
-					return err
-				}
-				return errCaughtUp
-			}
-		case err := <-src.errs:
+		}
+	}
+	onErr := func(err error) {
+		_ = wait()
+		stopWith(err)
+	}
+	onDone := func() {
+		if errors.Is(context.Cause(ctx), checkpoint.ErrLeaseLost) {
+			_ = wait()
+			stopWith(nil) // another process owns the pipeline now: do not commit more
+			return
+		}
+		stopWith(drain())
+	}
+
+	for {
+		var jobDone chan struct{}
+		if inflight != nil {
+			jobDone = inflight.done
+		}
+		n, err := take()
+		if err != nil {
 			_ = wait()
 			return err
-		case <-ctx.Done():
-			if errors.Is(context.Cause(ctx), checkpoint.ErrLeaseLost) {
-				_ = wait()
-				return nil // another process owns the pipeline now: do not commit more
+		}
+		if n > 0 {
+			// events keep coming: look at the rest without waiting
+			select {
+			case <-timerC:
+				onTimer()
+			case <-idleC:
+				onIdle()
+			case <-jobDone:
+				onJobDone()
+			case err := <-src.errs:
+				onErr(err)
+			case <-ctx.Done():
+				onDone()
+			default:
 			}
-			return drain()
+		} else {
+			ready := src.ready
+			if full() {
+				ready = nil // backpressure: the batch waits for the commit in flight
+			}
+			select {
+			case <-ready:
+			case <-timerC:
+				onTimer()
+			case <-idleC:
+				onIdle()
+			case <-jobDone:
+				onJobDone()
+			case err := <-src.errs:
+				onErr(err)
+			case <-ctx.Done():
+				onDone()
+			}
+		}
+		if ending {
+			return exit
 		}
 		if inflight == nil && (cur.n > 0 || cur.stopErr != nil) && (due || full()) {
 			if errors.Is(context.Cause(ctx), checkpoint.ErrLeaseLost) {

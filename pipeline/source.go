@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -14,7 +15,10 @@ import (
 	"github.com/jetfold/jetfold/config"
 )
 
-// source hands a consumer's messages to the processing loop.
+// source hands a consumer's messages to the processing loop. The consume callback appends
+// them to a shared buffer; the loop takes the whole buffer at once when it has used up what it
+// took before, so a message costs an append under a lock instead of a channel send and
+// receive. The buffer holds at most the batch size: when it is full, the callback waits.
 type source struct {
 	cons jetstream.Consumer
 	// durable is set for a durable consumer, whose deletion ends the run; an ordered one
@@ -22,28 +26,33 @@ type source struct {
 	durable bool
 	cfg     config.Batch
 	log     *slog.Logger
-	ch      chan jetstream.Msg
-	quit    chan struct{}
 	cc      jetstream.ConsumeContext
 	errs    chan error
+	quit    chan struct{}
+
+	mu    sync.Mutex
+	buf   []jetstream.Msg // filled by the callback
+	max   int
+	ready chan struct{} // a token when buf goes from empty to not empty
+	space chan struct{} // a token when the loop empties a full buf
+
+	local []jetstream.Msg // taken from buf, read by the loop only
+	at    int
 }
 
 func newSource(cons jetstream.Consumer, durable bool, cfg config.Batch, log *slog.Logger) *source {
 	return &source{
 		cons: cons, durable: durable, cfg: cfg, log: log,
-		ch:   make(chan jetstream.Msg, cfg.Size),
-		quit: make(chan struct{}),
-		errs: make(chan error, 1),
+		errs:  make(chan error, 1),
+		quit:  make(chan struct{}),
+		max:   cfg.Size,
+		ready: make(chan struct{}, 1),
+		space: make(chan struct{}, 1),
 	}
 }
 
 func (s *source) start() error {
-	cc, err := s.cons.Consume(func(m jetstream.Msg) {
-		select {
-		case s.ch <- m:
-		case <-s.quit:
-		}
-	},
+	cc, err := s.cons.Consume(s.push,
 		jetstream.PullMaxMessages(min(max(2*s.cfg.Size, 1000), 10_000)),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			s.log.Debug("consume", "err", err)
@@ -60,6 +69,63 @@ func (s *source) start() error {
 	}
 	s.cc = cc
 	return nil
+}
+
+// push is the consume callback.
+func (s *source) push(m jetstream.Msg) {
+	s.mu.Lock()
+	for len(s.buf) >= s.max {
+		s.mu.Unlock()
+		select {
+		case <-s.space:
+		case <-s.quit:
+			return
+		}
+		s.mu.Lock()
+	}
+	s.buf = append(s.buf, m)
+	first := len(s.buf) == 1
+	s.mu.Unlock()
+	if first {
+		select {
+		case s.ready <- struct{}{}:
+		default: // a token is waiting already
+		}
+	}
+}
+
+// next returns the next message at hand, false when there is none: then wait on s.ready.
+func (s *source) next() (jetstream.Msg, bool) {
+	if s.at == len(s.local) {
+		s.mu.Lock()
+		if len(s.buf) == 0 {
+			s.mu.Unlock()
+			return nil, false
+		}
+		wasFull := len(s.buf) >= s.max
+		clear(s.local)
+		s.local, s.buf, s.at = s.buf, s.local[:0], 0
+		s.mu.Unlock()
+		if wasFull {
+			select {
+			case s.space <- struct{}{}:
+			default:
+			}
+		}
+	}
+	m := s.local[s.at]
+	s.at++
+	return m, true
+}
+
+// empty tells whether no message is at hand.
+func (s *source) empty() bool {
+	if s.at < len(s.local) {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.buf) == 0
 }
 
 func isTerminalConsumeErr(err error) bool {
