@@ -35,7 +35,6 @@ func (r *Runner) commit(ctx context.Context, b *batch) error {
 	}
 	began := time.Now()
 	js := r.o.JS
-	futs := make([]jetstream.PubAckFuture, 0, max(len(b.outputs), len(b.writes)))
 
 	// 1. Derived events and dead letters. Their ids are deterministic: if a crash makes us
 	//    publish them again, JetStream drops the copies within the duplicate window, and
@@ -46,37 +45,34 @@ func (r *Runner) commit(ctx context.Context, b *batch) error {
 	if len(r.published) > 0 {
 		outputs = r.unpublished(outputs)
 	}
-	for _, m := range outputs {
-		f, err := js.PublishMsgAsync(m)
-		if err != nil {
-			return fmt.Errorf("publish %s: %w", m.Subject, err)
+	outSeqs := maps.Clone(r.checkpoint.Outputs)
+	err := publishAll(ctx, js, len(outputs), func(i int) (*nats.Msg, error) {
+		return outputs[i], nil
+	}, func(_ int, a *jetstream.PubAck) {
+		if outSeqs == nil {
+			outSeqs = map[string]uint64{}
 		}
-		futs = append(futs, f)
-	}
-	acks, err := await(ctx, futs)
+		outSeqs[a.Stream] = max(outSeqs[a.Stream], a.Sequence)
+	})
 	if err != nil {
 		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
 			return fmt.Errorf("publish derived events: %w (is every emit subject captured by a stream? declare one under streams:)", err)
 		}
 		return fmt.Errorf("publish derived events: %w", err)
 	}
-	outSeqs := maps.Clone(r.checkpoint.Outputs)
-	for _, a := range acks {
-		if outSeqs == nil {
-			outSeqs = map[string]uint64{}
-		}
-		outSeqs[a.Stream] = max(outSeqs[a.Stream], a.Sequence)
-	}
 	failpoint("after-outputs")
 
 	// 2. Projection keys, each with the revision it was read at: a value written by anyone
 	//    else since then fails the write (fencing).
-	futs = futs[:0]
 	writer := r.o.Instance + "@" + strconv.FormatInt(time.Now().UnixNano(), 10)
-	for _, w := range b.writes {
+	err = publishAll(ctx, js, len(b.writes), func(i int) (*nats.Msg, error) {
+		if i == len(b.writes)/2 && i > 0 {
+			failpoint("mid-keys", func() { _ = js.Conn().Flush() }) // half the keys sent
+		}
+		w := b.writes[i]
 		data, err := gojson.Marshal(w.state)
 		if err != nil {
-			return fmt.Errorf("encode %s/%s: %w", w.e.proj, w.e.key, err)
+			return nil, fmt.Errorf("encode %s/%s: %w", w.e.proj, w.e.key, err)
 		}
 		h := nats.Header{}
 		h[jetstream.ExpectedLastSubjSeqHeader] = []string{strconv.FormatUint(w.e.rev, 10)}
@@ -85,21 +81,10 @@ func (r *Runner) commit(ctx context.Context, b *batch) error {
 			h[HeaderTime] = []string{w.time.UTC().Format(time.RFC3339Nano)}
 		}
 		h[HeaderWriter] = []string{writer}
-		f, err := js.PublishMsgAsync(&nats.Msg{Subject: w.e.subject(), Data: data, Header: h})
-		if err != nil {
-			return fmt.Errorf("write %s/%s: %w", w.e.proj, w.e.key, err)
-		}
-		futs = append(futs, f)
-		if len(futs) == len(b.writes)/2 {
-			failpoint("mid-keys", func() { _ = js.Conn().Flush() }) // half the keys sent
-		}
-	}
-	acks, err = await(ctx, futs)
-	for i, a := range acks {
-		if a != nil {
-			b.writes[i].e.rev = a.Sequence
-		}
-	}
+		return &nats.Msg{Subject: w.e.subject(), Data: data, Header: h}, nil
+	}, func(i int, a *jetstream.PubAck) {
+		b.writes[i].e.rev = a.Sequence
+	})
 	if err != nil {
 		if checkpoint.IsWrongLastSequence(err) {
 			return fmt.Errorf("write projection keys: %w (%v)", checkpoint.ErrFenced, err)
@@ -164,25 +149,51 @@ func (r *Runner) unpublished(outputs []*nats.Msg) []*nats.Msg {
 	return kept
 }
 
-// await waits for every future and returns the acks in order (nil where it failed) and the
-// first error.
-func await(ctx context.Context, futs []jetstream.PubAckFuture) ([]*jetstream.PubAck, error) {
-	acks := make([]*jetstream.PubAck, len(futs))
-	var first error
-	for i, f := range futs {
-		select {
-		case a := <-f.Ok():
-			acks[i] = a
-		case err := <-f.Err():
-			if first == nil {
-				first = err
+// publishWindow is how many asynchronous publishes a commit has in flight at most: enough to
+// keep the server busy, few enough that a commit of many keys does not hold every message
+// (a future keeps its message until it is acknowledged).
+const publishWindow = 4096
+
+// publishAll publishes n messages asynchronously, at most publishWindow in flight, and calls
+// ack for each acknowledged one (in order within a window). It returns the first error once
+// the messages of its window are acknowledged or failed; nothing after that window is sent.
+func publishAll(ctx context.Context, js jetstream.JetStream, n int, msg func(i int) (*nats.Msg, error), ack func(i int, a *jetstream.PubAck)) error {
+	futs := make([]jetstream.PubAckFuture, 0, min(n, publishWindow))
+	for from := 0; from < n; from += publishWindow {
+		futs = futs[:0]
+		var failed error
+		for i := from; i < min(from+publishWindow, n); i++ {
+			m, err := msg(i)
+			if err == nil {
+				var f jetstream.PubAckFuture
+				if f, err = js.PublishMsgAsync(m); err == nil {
+					futs = append(futs, f)
+					continue
+				}
+				err = fmt.Errorf("publish %s: %w", m.Subject, err)
 			}
-		case <-ctx.Done():
-			if first == nil {
-				first = ctx.Err()
+			failed = err
+			break
+		}
+		for j, f := range futs {
+			select {
+			case a := <-f.Ok():
+				ack(from+j, a)
+			case err := <-f.Err():
+				if failed == nil {
+					failed = err
+				}
+			case <-ctx.Done():
+				if failed == nil {
+					failed = ctx.Err()
+				}
+				return failed
 			}
-			return acks, first
+		}
+		clear(futs)
+		if failed != nil {
+			return failed
 		}
 	}
-	return acks, first
+	return nil
 }

@@ -28,6 +28,13 @@ type bounds struct {
 	catchUp bool
 }
 
+// closed is a channel that is always ready, for a select that must not wait.
+var closed = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
 // burstLen is how many waiting events are processed in a row before the loop looks at its
 // timers and the commit in flight again.
 const burstLen = 256
@@ -166,42 +173,6 @@ func (r *Runner) runOnce(ctx context.Context) error {
 		}
 		return n, nil
 	}
-	// exit is set by the select cases to end the loop with its error (nil included).
-	var exit error
-	ending := false
-	stopWith := func(err error) { exit, ending = err, true }
-	onTimer := func() { timerC, due = nil, true }
-	onIdle := func() {
-		if src.empty() {
-			idleC, due = nil, true
-		} else {
-			idle.Reset(linger)
-		}
-	}
-	onJobDone := func() {
-		if err := wait(); err != nil {
-			stopWith(err)
-		} else if r.done {
-			if err := drain(); err != nil {
-				stopWith(err)
-			} else {
-				stopWith(errCaughtUp)
-			}
-		}
-	}
-	onErr := func(err error) {
-		_ = wait()
-		stopWith(err)
-	}
-	onDone := func() {
-		if errors.Is(context.Cause(ctx), checkpoint.ErrLeaseLost) {
-			_ = wait()
-			stopWith(nil) // another process owns the pipeline now: do not commit more
-			return
-		}
-		stopWith(drain())
-	}
-
 	for {
 		var jobDone chan struct{}
 		if inflight != nil {
@@ -212,42 +183,42 @@ func (r *Runner) runOnce(ctx context.Context) error {
 			_ = wait()
 			return err
 		}
-		if n > 0 {
-			// events keep coming: look at the rest without waiting
-			select {
-			case <-timerC:
-				onTimer()
-			case <-idleC:
-				onIdle()
-			case <-jobDone:
-				onJobDone()
-			case err := <-src.errs:
-				onErr(err)
-			case <-ctx.Done():
-				onDone()
-			default:
-			}
-		} else {
-			ready := src.ready
-			if full() {
-				ready = nil // backpressure: the batch waits for the commit in flight
-			}
-			select {
-			case <-ready:
-			case <-timerC:
-				onTimer()
-			case <-idleC:
-				onIdle()
-			case <-jobDone:
-				onJobDone()
-			case err := <-src.errs:
-				onErr(err)
-			case <-ctx.Done():
-				onDone()
-			}
+		ready := src.ready
+		switch {
+		case n > 0:
+			ready = closed // events keep coming: look at the rest without waiting
+		case full():
+			ready = nil // backpressure: the batch waits for the commit in flight
 		}
-		if ending {
-			return exit
+		select {
+		case <-ready:
+		case <-timerC:
+			timerC, due = nil, true
+		case <-idleC:
+			if src.empty() {
+				idleC, due = nil, true
+			} else {
+				idle.Reset(linger)
+			}
+		case <-jobDone:
+			if err := wait(); err != nil {
+				return err
+			}
+			if r.done {
+				if err := drain(); err != nil {
+					return err
+				}
+				return errCaughtUp
+			}
+		case err := <-src.errs:
+			_ = wait()
+			return err
+		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), checkpoint.ErrLeaseLost) {
+				_ = wait()
+				return nil // another process owns the pipeline now: do not commit more
+			}
+			return drain()
 		}
 		if inflight == nil && (cur.n > 0 || cur.stopErr != nil) && (due || full()) {
 			if errors.Is(context.Cause(ctx), checkpoint.ErrLeaseLost) {
