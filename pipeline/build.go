@@ -29,6 +29,12 @@ type Pipeline struct {
 	// as a whole.
 	fields    []string
 	allFields bool
+	// prefetch are the projections whose folds use the pipeline's key (those before any
+	// `key` operator): their keys can be computed, and read ahead, before processing.
+	prefetch []string
+	// peekFields and peekAll are what the type and key expressions read of the event.
+	peekFields []string
+	peekAll    bool
 	// inPlace lets folds change a key's state in place (see operators.Entry.Owned): no
 	// expression uses `state` as a whole, so no reference to a state map can be held by the
 	// event or by another state while a fold changes it.
@@ -62,6 +68,7 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 		if pc.Time != "" {
 			p.timeExpr = compile("time", pc.Time, operators.AnyResult)
 		}
+		rekeyed := false // a key operator came before
 		for j, raw := range pc.Operators {
 			opPath := fmt.Sprintf("%s.operators.%d", base, j)
 			name, val, ok := single(raw)
@@ -80,8 +87,14 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 				errs = append(errs, fieldErrors(cfg, opPath+"."+name, err)...)
 				continue
 			}
+			if name == "key" {
+				rekeyed = true
+			}
 			if pr, ok := op.(operators.Projector); ok {
 				proj := pr.Projection()
+				if !rekeyed && !slices.Contains(p.prefetch, proj) {
+					p.prefetch = append(p.prefetch, proj)
+				}
 				path := opPath + "." + name + ".projection"
 				switch {
 				case proj == streams.CheckpointBucket:
@@ -106,6 +119,7 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 				opaque = true
 			}
 		}
+		p.peekFields, p.peekAll = operators.EventFields(p.typeExpr, p.keyExpr)
 		fields, all := operators.EventFields(exprs...)
 		p.fields, p.allFields = fields, all || opaque
 		p.inPlace = !opaque && !operators.UsesWholeState(exprs...)

@@ -56,6 +56,12 @@ func (c *cache) get(proj, key string) (*entry, bool) {
 	return e, ok
 }
 
+// has tells whether proj/key is cached, without marking it used.
+func (c *cache) has(proj, key string) bool {
+	_, ok := c.byProj[proj][key]
+	return ok
+}
+
 // put adds e, which must not be present. The cache may exceed its bound until [cache.shrink].
 func (c *cache) put(e *entry) {
 	m := c.byProj[e.proj]

@@ -4,6 +4,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// Values of the `how` label of jetfold_state_reads_total.
+const (
+	ReadOnDemand = "on_demand"
+	ReadPrefetch = "prefetch"
+)
+
 // Event results, the values of the `result` label of jetfold_events_total.
 const (
 	ResultOK         = "ok"
@@ -28,6 +34,7 @@ type Metrics struct {
 	Fenced         *prometheus.CounterVec
 	Latency        *prometheus.HistogramVec
 	Oversize       *prometheus.CounterVec
+	StateReads     *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not registered).
@@ -70,10 +77,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Oversize: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetfold_state_oversize_total", Help: "Events dead-lettered because the state they produced is over the KV value limit.",
 		}, byPipeline),
+		StateReads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetfold_state_reads_total", Help: "Keys read from KV because the cache lacked them: one at a time when an event needs it (on_demand) or ahead of their events, many at once (prefetch).",
+		}, []string{"pipeline", "how"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Events, m.Emitted, m.BatchDuration, m.CommitDuration, m.Checkpoint,
-			m.Pending, m.StateKeys, m.Restarts, m.Fenced, m.Latency, m.Oversize)
+			m.Pending, m.StateKeys, m.Restarts, m.Fenced, m.Latency, m.Oversize, m.StateReads)
 	}
 	return m
 }

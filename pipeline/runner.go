@@ -95,6 +95,7 @@ type Runner struct {
 	committed    bool            // runOnce committed at least one batch
 	dec          *decoder
 	acks         bool // the consumer is acknowledged (AckAll) after each commit
+	pf           prefetcher
 }
 
 // NewRunner returns a runner for p.
@@ -185,6 +186,7 @@ func (r *Runner) start(ctx context.Context) (jetstream.Consumer, error) {
 	r.kvStreams = map[string]jetstream.Stream{}
 	r.exec = operators.Exec{Store: r}
 	r.dec = newDecoder(pc.Decode, r.p.fields, r.p.allFields)
+	r.pf = prefetcher{dec: newDecoder(pc.Decode, r.p.peekFields, r.p.peekAll)}
 	r.done = false
 
 	stream, err := js.Stream(ctx, pc.Source.Stream)

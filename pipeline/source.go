@@ -96,26 +96,44 @@ func (s *source) push(m jetstream.Msg) {
 
 // next returns the next message at hand, false when there is none: then wait on s.ready.
 func (s *source) next() (jetstream.Msg, bool) {
-	if s.at == len(s.local) {
-		s.mu.Lock()
-		if len(s.buf) == 0 {
-			s.mu.Unlock()
-			return nil, false
-		}
-		wasFull := len(s.buf) >= s.max
-		clear(s.local)
-		s.local, s.buf, s.at = s.buf, s.local[:0], 0
-		s.mu.Unlock()
-		if wasFull {
-			select {
-			case s.space <- struct{}{}:
-			default:
-			}
-		}
+	if !s.refill() {
+		return nil, false
 	}
 	m := s.local[s.at]
 	s.at++
 	return m, true
+}
+
+// atHand returns up to n of the next messages at hand without taking them.
+func (s *source) atHand(n int) []jetstream.Msg {
+	if !s.refill() {
+		return nil
+	}
+	return s.local[s.at:min(s.at+n, len(s.local))]
+}
+
+// refill takes the shared buffer when what was taken before is used up; false when there is
+// nothing at hand.
+func (s *source) refill() bool {
+	if s.at < len(s.local) {
+		return true
+	}
+	s.mu.Lock()
+	if len(s.buf) == 0 {
+		s.mu.Unlock()
+		return false
+	}
+	wasFull := len(s.buf) >= s.max
+	clear(s.local)
+	s.local, s.buf, s.at = s.buf, s.local[:0], 0
+	s.mu.Unlock()
+	if wasFull {
+		select {
+		case s.space <- struct{}{}:
+		default:
+		}
+	}
+	return true
 }
 
 // empty tells whether no message is at hand.

@@ -33,6 +33,7 @@ func (r *Runner) Get(ctx context.Context, proj, key string) (*operators.Entry, e
 	}
 	e := newEntry(proj, key)
 	if !r.cache.absent(proj, key) {
+		r.pf.reads++
 		if err := r.load(ctx, e); err != nil {
 			return nil, err
 		}
