@@ -66,8 +66,6 @@ func publishFile(cmd *cobra.Command, conn *streams.Conn, path string, o streams.
 			progressbar.OptionSetWriter(g.stderr),
 			progressbar.OptionSetDescription("publish "+filepath.Base(path)),
 			progressbar.OptionShowCount(),
-			progressbar.OptionShowIts(),
-			progressbar.OptionSetItsString("msg"),
 			progressbar.OptionThrottle(100_000_000),
 			progressbar.OptionOnCompletion(func() { fmt.Fprintln(g.stderr) }),
 		)
