@@ -27,3 +27,25 @@ func TestArithRecognised(t *testing.T) {
 		}
 	}
 }
+
+// TestSameSize: only replacements that leave the size estimate unchanged skip the check.
+func TestSameSize(t *testing.T) {
+	tests := []struct {
+		old, v any
+		same   bool
+	}{
+		{1.0, 123456789.5, true},
+		{true, false, true},
+		{nil, nil, true},
+		{1.0, "1", false},
+		{"a", "b", false},
+		{nil, 1.0, false},
+		{false, nil, false},
+		{map[string]any{}, map[string]any{}, false},
+	}
+	for _, tt := range tests {
+		if got := sameSize(tt.old, tt.v); got != tt.same {
+			t.Errorf("sameSize(%v, %v) = %v, want %v", tt.old, tt.v, got, tt.same)
+		}
+	}
+}

@@ -101,6 +101,11 @@ type Write struct {
 	// Entry is the entry the state was read from (nil for a state staged by an earlier
 	// fold of the same event).
 	Entry *Entry
+	// Roomy is set when the state's estimated JSON size is known to be far below the
+	// Store's value limit: the fold replaced, in place, only numbers, bools and nulls of a
+	// roomy state by values of the same kinds, which leaves the estimate unchanged. The
+	// Store measures the other writes.
+	Roomy bool
 }
 
 // Output is a staged derived event.

@@ -112,7 +112,8 @@ func (f *foldOp) Process(x *Exec, ev *Event) (bool, error) {
 	var last Entry
 	var from *Entry
 	owned := false // cur may be changed in place
-	if w, ok := ev.staged(f.projection, ev.Key); ok {
+	w, staged := ev.staged(f.projection, ev.Key)
+	if staged {
 		// an earlier fold of this event made it: a fresh copy, or the entry's own map
 		cur, last.Time, from = w.State, w.Time, w.Entry
 		owned = from != nil && from.Owned
@@ -163,14 +164,17 @@ func (f *foldOp) Process(x *Exec, ev *Event) (bool, error) {
 		vals = append(vals, n)
 	}
 	var next map[string]any
+	roomy := false
 	if owned && scalars(vals) {
 		// No copy: the change is undone if the event's effects are dropped. Only scalars,
 		// so that no value can be (or hold) the state itself.
 		next = cur
+		roomy = !staged && from != nil && from.Roomy
 		for i, a := range handlers {
 			old, had := next[a.field]
 			ev.undo = append(ev.undo, undo{m: next, field: a.field, old: old, had: had})
 			next[a.field] = vals[i]
+			roomy = roomy && had && sameSize(old, vals[i])
 		}
 	} else {
 		next = make(map[string]any, len(cur)+len(vals))
@@ -183,9 +187,25 @@ func (f *foldOp) Process(x *Exec, ev *Event) (bool, error) {
 	if ev.Time.After(t) {
 		t = ev.Time
 	}
-	ev.Writes = append(ev.Writes, Write{Projection: f.projection, Key: ev.Key, State: next, Seq: ev.Seq, Time: t, Entry: from})
+	ev.Writes = append(ev.Writes, Write{Projection: f.projection, Key: ev.Key, State: next, Seq: ev.Seq, Time: t, Entry: from, Roomy: roomy})
 	ev.State = next
 	return true, nil
+}
+
+// sameSize tells whether replacing old by v leaves the estimated JSON size of a state as it
+// is: numbers, bools and nulls are estimated by kind, not by value.
+func sameSize(old, v any) bool {
+	switch old.(type) {
+	case float64:
+		_, ok := v.(float64)
+		return ok
+	case bool:
+		_, ok := v.(bool)
+		return ok
+	case nil:
+		return v == nil
+	}
+	return false
 }
 
 // scalars tells whether every value is a JSON scalar (no map, no slice).

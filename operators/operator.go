@@ -40,6 +40,9 @@ type Entry struct {
 	// commit in flight holds it): a fold may change it in place, recording how to undo it
 	// on the event (see [Event.Rollback]). The Store sets it.
 	Owned bool
+	// Roomy tells that the estimated JSON size of State is far below the Store's value
+	// limit (see [Write.Roomy]). The Store sets it.
+	Roomy bool
 }
 
 // Exec is what an operator needs to run besides the event: the context of the batch, the

@@ -182,14 +182,20 @@ func (r *Runner) processOne(ev *operators.Event, m jetstream.Msg, seq uint64, ts
 			return false, fmt.Errorf("derived event for %s: %d bytes, limit %d: %w", o.Subject, len(o.Data), r.valueLimit, ErrTooLarge)
 		}
 	}
-	for _, w := range ev.Writes {
+	for i := range ev.Writes {
+		w := &ev.Writes[i]
 		if len(w.Key) > maxKeyLen/2 && len(streams.EncodeKey(w.Key)) > maxKeyLen {
 			return false, fmt.Errorf("%w: %d bytes encoded, at most %d", ErrKeyTooLong, len(streams.EncodeKey(w.Key)), maxKeyLen)
 		}
-		if err := checkSize(w.State, r.valueLimit); err != nil {
+		if w.Roomy {
+			continue // the fold knows the size estimate did not change
+		}
+		roomy, err := checkSize(w.State, r.valueLimit)
+		if err != nil {
 			r.m.Oversize.WithLabelValues(r.p.Name).Inc()
 			return false, fmt.Errorf("%s/%s: %w", w.Projection, w.Key, err)
 		}
+		w.Roomy = roomy
 	}
 	return true, nil
 }
@@ -214,7 +220,7 @@ func (r *Runner) apply(ev *operators.Event, b *batch) {
 			panic(fmt.Sprintf("pipeline: write to %s/%s without its cache entry", w.Projection, w.Key))
 		}
 		// The fold made the state a copy of the entry's own, or changed the entry's own.
-		e.State, e.Seq, e.Time, e.Owned = w.State, w.Seq, w.Time, r.p.inPlace
+		e.State, e.Seq, e.Time, e.Owned, e.Roomy = w.State, w.Seq, w.Time, r.p.inPlace, w.Roomy
 		r.cache.markDirty(e)
 	}
 	for n, o := range ev.Outputs {

@@ -13,19 +13,20 @@ var ErrStateTooLarge = errors.New("state over the KV value limit")
 
 // checkSize returns ErrStateTooLarge when the JSON of state is longer than limit. It measures
 // exactly only when a cheap estimate (at most 6 times short: JSON escapes a byte in up to 6)
-// says the state could be that long, so small states cost a walk and no allocation.
-func checkSize(state map[string]any, limit int) error {
+// says the state could be that long, so small states cost a walk and no allocation. roomy
+// reports that the estimate alone settled it.
+func checkSize(state map[string]any, limit int) (roomy bool, err error) {
 	if limit <= 0 || 6*estimate(state) <= limit {
-		return nil
+		return true, nil
 	}
 	var n countWriter
 	if err := json.NewEncoder(&n).Encode(state); err != nil {
-		return fmt.Errorf("encode state: %w", err)
+		return false, fmt.Errorf("encode state: %w", err)
 	}
 	if int(n) > limit {
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrStateTooLarge, n, limit)
+		return false, fmt.Errorf("%w: %d bytes, limit %d", ErrStateTooLarge, n, limit)
 	}
-	return nil
+	return false, nil
 }
 
 // estimate returns a lower bound of the JSON length of v, give or take escapes.

@@ -70,7 +70,7 @@ func (r *Runner) load(ctx context.Context, e *entry) error {
 	if st == nil {
 		st = map[string]any{}
 	}
-	e.State, e.Seq, e.Time, e.Owned = st, meta.seq, meta.time, r.p.inPlace
+	e.State, e.Seq, e.Time, e.Owned, e.Roomy = st, meta.seq, meta.time, r.p.inPlace, false
 	return nil
 }
 
