@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
@@ -22,6 +25,20 @@ import (
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/streams"
 )
+
+// setMemoryLimit keeps the heap within a container's memory limit: unless GOMEMLIMIT is set,
+// it sets the Go memory limit to 90% of the cgroup's (AUTOMEMLIMIT=off disables it, a number
+// in (0,1] changes the ratio). Outside a container with a limit it does nothing.
+func setMemoryLimit(log *slog.Logger) {
+	before := debug.SetMemoryLimit(-1)
+	limit, err := memlimit.Set(memlimit.WithRatio(0.9), memlimit.WithProvider(memlimit.FromCgroup))
+	switch {
+	case err != nil:
+		log.Debug("no memory limit from the cgroup", "err", err)
+	case limit != before && limit != math.MaxInt64:
+		log.Info("memory limit set from the cgroup", "GOMEMLIMIT", limit)
+	}
+}
 
 func runCmd(g *globals) *cobra.Command {
 	var seed, seedSubject string
@@ -36,6 +53,7 @@ func runCmd(g *globals) *cobra.Command {
 			}
 			ctx := cmd.Context()
 			log := g.logger()
+			setMemoryLimit(log)
 			var connected atomic.Bool
 			conn, err := streams.Connect(ctx, cfg.NATS, streams.ConnectOptions{
 				Name: "jetfold " + hostname(), Logger: log, WaitForStore: true,
