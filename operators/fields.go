@@ -20,7 +20,8 @@ func EventFields(exprs ...*Expr) (fields []string, all bool) {
 }
 
 // UsesWholeState tells whether one of exprs uses `state` other than by reading a field of it
-// by name (`state`, `{s: state}`, `state[k]`): the value could then hold the state map itself.
+// by name (`state`, `{s: state}`, `state[k]`, `$env.state`): the value could then hold the
+// state map itself.
 func UsesWholeState(exprs ...*Expr) bool {
 	_, all := identFields("state", exprs)
 	return all
@@ -60,7 +61,9 @@ type fieldCollector struct {
 func (c *fieldCollector) Visit(n *ast.Node) {
 	switch t := (*n).(type) {
 	case *ast.IdentifierNode:
-		if t.Value == c.ident {
+		// $env is the whole environment: `$env.state` or `$env["event"]` uses the variable
+		// in a way no field list covers.
+		if t.Value == c.ident || t.Value == "$env" {
 			c.idents = append(c.idents, t)
 		}
 	case *ast.CallNode:

@@ -293,6 +293,8 @@ func TestEventFields(t *testing.T) {
 		{[]string{"event.a", "event"}, "a", true},
 		{[]string{`event[type]`}, "", true},
 		{[]string{"len(event) > 0"}, "", true},
+		{[]string{"event.a", "$env.event"}, "a", true},
+		{[]string{`$env["event"].b`}, "", true},
 	}
 	for _, tt := range tests {
 		var exprs []*operators.Expr
@@ -323,6 +325,8 @@ func TestUsesWholeState(t *testing.T) {
 		{"{s: state}", true},
 		{"state[type]", true},
 		{"len(state)", true},
+		{"$env.state", true},
+		{`$env["state"].n`, true},
 	}
 	for _, tt := range tests {
 		if got := operators.UsesWholeState(operators.MustCompile(tt.src, operators.AnyResult)); got != tt.whole {

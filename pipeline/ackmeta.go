@@ -9,9 +9,10 @@ import (
 
 // msgMeta is what the runtime reads of a source message's JetStream metadata.
 type msgMeta struct {
-	seq     uint64    // stream sequence
-	pending uint64    // messages left for the consumer after this one
-	time    time.Time // when the stream stored it
+	seq      uint64    // stream sequence
+	delivery uint64    // consumer (delivery) sequence
+	pending  uint64    // messages left for the consumer after this one
+	time     time.Time // when the stream stored it
 }
 
 // metaOf returns m's metadata. It reads the acknowledgement subject in place, which the
@@ -26,11 +27,11 @@ func metaOf(m jetstream.Msg) (msgMeta, error) {
 	if err != nil {
 		return msgMeta{}, err
 	}
-	return msgMeta{seq: md.Sequence.Stream, pending: md.NumPending, time: md.Timestamp}, nil
+	return msgMeta{seq: md.Sequence.Stream, delivery: md.Sequence.Consumer, pending: md.NumPending, time: md.Timestamp}, nil
 }
 
-// parseAckSubject reads the stream sequence, the time and the pending count from an
-// acknowledgement subject, in either form the server sends:
+// parseAckSubject reads the stream and delivery sequences, the time and the pending count
+// from an acknowledgement subject, in either form the server sends:
 //
 //	$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>
 //	$JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>[.<token>...]
@@ -52,18 +53,21 @@ func parseAckSubject(s string) (msgMeta, bool) {
 		tok[n], rest = rest[:i], rest[i+1:]
 		n++
 	}
-	var seq, ts, pending string
+	var seq, dseq, ts, pending string
 	switch {
 	case n == 7 && rest == "":
-		seq, ts, pending = tok[3], tok[5], tok[6]
+		seq, dseq, ts, pending = tok[3], tok[4], tok[5], tok[6]
 	case n == 9:
-		seq, ts, pending = tok[5], tok[7], tok[8]
+		seq, dseq, ts, pending = tok[5], tok[6], tok[7], tok[8]
 	default:
 		return msgMeta{}, false
 	}
 	md := msgMeta{}
 	var t uint64
 	if md.seq, ok = parseUint(seq); !ok {
+		return msgMeta{}, false
+	}
+	if md.delivery, ok = parseUint(dseq); !ok {
 		return msgMeta{}, false
 	}
 	if t, ok = parseUint(ts); !ok {

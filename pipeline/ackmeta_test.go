@@ -16,10 +16,10 @@ func TestParseAckSubject(t *testing.T) {
 		want    msgMeta
 		ok      bool
 	}{
-		{"$JS.ACK.S.C.1.42.7.1700000000000000000.3", msgMeta{42, 3, time.Unix(0, 1700000000000000000)}, true},
-		{"$JS.ACK.dom.hash.S.C.2.43.8.1700000000000000001.0", msgMeta{43, 0, time.Unix(0, 1700000000000000001)}, true},
-		{"$JS.ACK._.hash.S.C.2.44.8.1700000000000000002.5.rand", msgMeta{44, 5, time.Unix(0, 1700000000000000002)}, true},
-		{"$JS.ACK._.hash.S.C.2.44.8.1700000000000000002.5.rand.more", msgMeta{44, 5, time.Unix(0, 1700000000000000002)}, true},
+		{"$JS.ACK.S.C.1.42.7.1700000000000000000.3", msgMeta{42, 7, 3, time.Unix(0, 1700000000000000000)}, true},
+		{"$JS.ACK.dom.hash.S.C.2.43.8.1700000000000000001.0", msgMeta{43, 8, 0, time.Unix(0, 1700000000000000001)}, true},
+		{"$JS.ACK._.hash.S.C.2.44.9.1700000000000000002.5.rand", msgMeta{44, 9, 5, time.Unix(0, 1700000000000000002)}, true},
+		{"$JS.ACK._.hash.S.C.2.44.9.1700000000000000002.5.rand.more", msgMeta{44, 9, 5, time.Unix(0, 1700000000000000002)}, true},
 		{"$JS.ACK.S.C.1.42.7.1700000000000000000", msgMeta{}, false},     // 6 tokens
 		{"$JS.ACK.d.h.S.C.1.42.7.1700000000000000000", msgMeta{}, false}, // 8 tokens
 		{"$JS.ACK.S.C.1.x.7.1.3", msgMeta{}, false},                      // not a number
@@ -30,7 +30,7 @@ func TestParseAckSubject(t *testing.T) {
 	}
 	for _, tt := range tests {
 		got, ok := parseAckSubject(tt.subject)
-		if ok != tt.ok || got.seq != tt.want.seq || got.pending != tt.want.pending || !got.time.Equal(tt.want.time) {
+		if ok != tt.ok || got.seq != tt.want.seq || got.delivery != tt.want.delivery || got.pending != tt.want.pending || !got.time.Equal(tt.want.time) {
 			t.Errorf("parseAckSubject(%q) = %+v, %v; want %+v, %v", tt.subject, got, ok, tt.want, tt.ok)
 		}
 	}
@@ -65,8 +65,8 @@ func TestMetaOfMatchesJetStream(t *testing.T) {
 			t.Fatal(err)
 		}
 		got, ok := parseAckSubject(m.Reply())
-		if !ok || got.seq != want.Sequence.Stream || got.pending != want.NumPending || !got.time.Equal(want.Timestamp) {
-			t.Errorf("%s: got %+v, %v; want seq %d, pending %d, time %s", m.Reply(), got, ok, want.Sequence.Stream, want.NumPending, want.Timestamp)
+		if !ok || got.seq != want.Sequence.Stream || got.delivery != want.Sequence.Consumer || got.pending != want.NumPending || !got.time.Equal(want.Timestamp) {
+			t.Errorf("%s: got %+v, %v; want seq %d, delivery %d, pending %d, time %s", m.Reply(), got, ok, want.Sequence.Stream, want.Sequence.Consumer, want.NumPending, want.Timestamp)
 		}
 	}
 	if n != 5 {

@@ -165,18 +165,22 @@ func (r *Runner) runOnce(ctx context.Context) error {
 				break
 			}
 			n++
-			first := cur.n == 0 && timerC == nil
+			empty := cur.n == 0
 			if err := r.processMsg(cur, m); err != nil {
 				return n, err
 			}
-			if first {
-				started = time.Now()
+			if empty && cur.n > 0 {
+				// the batch's first event (a redelivery skipped before it does not count)
+				started, due = time.Now(), false
 				if cur.pending >= uint64(follow.size) {
 					lim = catchUp
 				}
 				timer.Reset(lim.wait)
 				timerC = timer.C
-				if !lim.catchUp {
+				if lim.catchUp {
+					idle.Stop()
+					idleC = nil
+				} else {
 					idle.Reset(min(linger, lim.wait))
 					idleC = idle.C
 				}

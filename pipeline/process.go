@@ -84,8 +84,21 @@ func (r *Runner) processMsg(b *batch, m jetstream.Msg) error {
 		return fmt.Errorf("message metadata: %w", err)
 	}
 	seq := md.seq
-	if seq <= r.lastSeq {
-		return nil // redelivered: already in this or an earlier batch
+	if r.acks {
+		// A durable consumer, new at every start: a delivery sequence that does not follow
+		// the last one (from 1) means messages were lost in transit (a reconnect), which the
+		// next AckAll would acknowledge unread.
+		if md.delivery != r.lastDelivery+1 {
+			return fmt.Errorf("delivery %d after %d: messages lost in transit", md.delivery, r.lastDelivery)
+		}
+		r.lastDelivery = md.delivery
+		if seq <= r.lastSeq {
+			return nil // redelivered after the ack wait: already in this or an earlier batch
+		}
+	} else if seq <= r.lastSeq {
+		// The ordered consumer delivers each sequence once, in order: anything else would
+		// be skipped silently, so start again from the checkpoint.
+		return fmt.Errorf("stream sequence %d delivered after %d", seq, r.lastSeq)
 	}
 	if b.oldest.IsZero() {
 		b.oldest = md.time

@@ -95,7 +95,7 @@ pipelines:
       - fold:
           projection: counts
           on: {"*": {n: "(state.n ?? 0) + 1"}}
-      - set: {before: state}
+      - set: {before: %s}
       - fold:
           projection: counts
           on: {"*": {n: "state.n + 1"}}
@@ -105,20 +105,24 @@ pipelines:
 `
 
 func TestStateSnapshotInEvent(t *testing.T) {
-	e := newEnv(t)
-	ps := e.pipelines("snap.yaml", fmt.Sprintf(snapshotYAML, e.srv.ClientURL()))
-	for range 3 {
-		e.pub("ev.x", `{"type":"t","k":"a"}`)
-	}
-	if err := e.run(ps, pipeline.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	// the third event: n was 4, the first fold makes it 5, the snapshot says 5, the second
-	// fold makes it 6
-	if got := e.states("counts")["a"]["n"]; got != 6.0 {
-		t.Errorf("counts a.n = %v, want 6", got)
-	}
-	if got := e.states("seen")["a"]["before"]; got != 5.0 {
-		t.Errorf("seen a.before = %v, want 5 (the state when the snapshot was taken)", got)
+	for _, snapshot := range []string{"state", "$env.state"} {
+		t.Run(snapshot, func(t *testing.T) {
+			e := newEnv(t)
+			ps := e.pipelines("snap.yaml", fmt.Sprintf(snapshotYAML, e.srv.ClientURL(), snapshot))
+			for range 3 {
+				e.pub("ev.x", `{"type":"t","k":"a"}`)
+			}
+			if err := e.run(ps, pipeline.Options{}); err != nil {
+				t.Fatal(err)
+			}
+			// the third event: n was 4, the first fold makes it 5, the snapshot says 5, the
+			// second fold makes it 6
+			if got := e.states("counts")["a"]["n"]; got != 6.0 {
+				t.Errorf("counts a.n = %v, want 6", got)
+			}
+			if got := e.states("seen")["a"]["before"]; got != 5.0 {
+				t.Errorf("seen a.before = %v, want 5 (the state when the snapshot was taken)", got)
+			}
+		})
 	}
 }

@@ -94,7 +94,8 @@ type Runner struct {
 	ev           operators.Event // reused for every event
 	committed    bool            // runOnce committed at least one batch
 	dec          *decoder
-	acks         bool // the consumer is acknowledged (AckAll) after each commit
+	acks         bool   // the consumer is acknowledged (AckAll) after each commit
+	lastDelivery uint64 // delivery sequence of the last message of a durable consumer
 	pf           prefetcher
 }
 
@@ -183,6 +184,7 @@ func (r *Runner) start(ctx context.Context) (jetstream.Consumer, error) {
 	js := r.o.JS
 	pc := r.p.Config
 	r.cache = newCache(pc.Cache.MaxKeys)
+	r.lastDelivery = 0
 	r.kvStreams = map[string]jetstream.Stream{}
 	r.exec = operators.Exec{Store: r}
 	r.dec = newDecoder(pc.Decode, r.p.fields, r.p.allFields)

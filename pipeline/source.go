@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
@@ -19,6 +20,11 @@ import (
 // them to a shared buffer; the loop takes the whole buffer at once when it has used up what it
 // took before, so a message costs an append under a lock instead of a channel send and
 // receive. The buffer holds at most the batch size: when it is full, the callback waits.
+//
+// Callbacks append in the order they arrive, even when several wait: the ordered consumer
+// moves its cursor past a message before its callback runs, so after a reconnect the callback
+// of its next subscription can arrive while the previous one still waits with the message
+// before. Each push takes a ticket and appends in ticket order.
 type source struct {
 	cons jetstream.Consumer
 	// durable is set for a durable consumer, whose deletion ends the run; an ordered one
@@ -28,27 +34,30 @@ type source struct {
 	log     *slog.Logger
 	cc      jetstream.ConsumeContext
 	errs    chan error
-	quit    chan struct{}
 
-	mu    sync.Mutex
-	buf   []jetstream.Msg // filled by the callback
-	max   int
-	ready chan struct{} // a token when buf goes from empty to not empty
-	space chan struct{} // a token when the loop empties a full buf
+	mu      sync.Mutex
+	room    sync.Cond // broadcast when buf has room again or the turn moves on
+	buf     []jetstream.Msg
+	max     int
+	ticket  uint64 // the next ticket a push takes
+	turn    uint64 // the ticket that appends next
+	waiting int    // pushes waiting for their turn or for room
+	closed  bool
+	ready   chan struct{} // a token when buf goes from empty to not empty
 
 	local []jetstream.Msg // taken from buf, read by the loop only
 	at    int
 }
 
 func newSource(cons jetstream.Consumer, durable bool, cfg config.Batch, log *slog.Logger) *source {
-	return &source{
+	s := &source{
 		cons: cons, durable: durable, cfg: cfg, log: log,
 		errs:  make(chan error, 1),
-		quit:  make(chan struct{}),
 		max:   cfg.Size,
 		ready: make(chan struct{}, 1),
-		space: make(chan struct{}, 1),
 	}
+	s.room.L = &s.mu
+	return s
 }
 
 func (s *source) start() error {
@@ -56,7 +65,7 @@ func (s *source) start() error {
 		jetstream.PullMaxMessages(min(max(2*s.cfg.Size, 1000), 10_000)),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			s.log.Debug("consume", "err", err)
-			if s.durable && isTerminalConsumeErr(err) {
+			if s.terminal(err) {
 				select {
 				case s.errs <- err:
 				default:
@@ -71,20 +80,35 @@ func (s *source) start() error {
 	return nil
 }
 
+// terminal tells whether a consume error ends the run (it restarts from the checkpoint). An
+// ordered consumer recreates itself after anything else.
+func (s *source) terminal(err error) bool {
+	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		return true
+	}
+	return s.durable && (errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound))
+}
+
 // push is the consume callback.
 func (s *source) push(m jetstream.Msg) {
 	s.mu.Lock()
-	for len(s.buf) >= s.max {
+	t := s.ticket
+	s.ticket++
+	for !s.closed && (t != s.turn || len(s.buf) >= s.max) {
+		s.waiting++
+		s.room.Wait()
+		s.waiting--
+	}
+	if s.closed {
 		s.mu.Unlock()
-		select {
-		case <-s.space:
-		case <-s.quit:
-			return
-		}
-		s.mu.Lock()
+		return
 	}
 	s.buf = append(s.buf, m)
+	s.turn++
 	first := len(s.buf) == 1
+	if s.waiting > 0 {
+		s.room.Broadcast() // the next ticket may be waiting
+	}
 	s.mu.Unlock()
 	if first {
 		select {
@@ -119,19 +143,14 @@ func (s *source) refill() bool {
 		return true
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if len(s.buf) == 0 {
-		s.mu.Unlock()
 		return false
 	}
-	wasFull := len(s.buf) >= s.max
 	clear(s.local)
 	s.local, s.buf, s.at = s.buf, s.local[:0], 0
-	s.mu.Unlock()
-	if wasFull {
-		select {
-		case s.space <- struct{}{}:
-		default:
-		}
+	if s.waiting > 0 {
+		s.room.Broadcast()
 	}
 	return true
 }
@@ -146,12 +165,11 @@ func (s *source) empty() bool {
 	return len(s.buf) == 0
 }
 
-func isTerminalConsumeErr(err error) bool {
-	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound)
-}
-
 func (s *source) stop() {
-	close(s.quit)
+	s.mu.Lock()
+	s.closed = true
+	s.room.Broadcast()
+	s.mu.Unlock()
 	s.cc.Stop()
 }
 
@@ -226,7 +244,8 @@ func (r *Runner) openConsumer(ctx context.Context, stream jetstream.Stream, cp c
 	if err != nil {
 		return nil, fmt.Errorf("create consumer %s: %w", cc.Durable, err)
 	}
-	// Then the earlier runs' durables, now that the new one holds the interest.
+	// Then the earlier runs' durables, now that the new one holds the interest. One left
+	// behind (the connection dropped) only keeps messages longer: the next start deletes it.
 	old := []string{prefix}
 	list := stream.ListConsumers(ctx)
 	for info := range list.Info() {
@@ -235,11 +254,12 @@ func (r *Runner) openConsumer(ctx context.Context, stream jetstream.Stream, cp c
 		}
 	}
 	if err := list.Err(); err != nil {
-		return nil, fmt.Errorf("list consumers of %s: %w", pc.Source.Stream, err)
+		r.log.Warn("could not list the earlier consumers; the next start deletes them", "stream", pc.Source.Stream, "err", err)
+		return cons, nil
 	}
 	for _, name := range old {
 		if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return nil, fmt.Errorf("delete consumer %s: %w", name, err)
+			r.log.Warn("could not delete an earlier consumer; the next start does", "consumer", name, "err", err)
 		}
 	}
 	return cons, nil

@@ -45,6 +45,14 @@ func (r *Runner) Get(ctx context.Context, proj, key string) (*operators.Entry, e
 // view returns the entry as operators see it (State nil when the key has none).
 func (e *entry) view() *operators.Entry { return &e.Entry }
 
+// readRetryFor is about how long a KV read is retried while the connection is down.
+const readRetryFor = 5 * time.Second
+
+// disconnected tells whether err is the client's connection being down (reconnecting).
+func disconnected(err error) bool {
+	return errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionReconnecting)
+}
+
 // load reads e's committed value.
 func (r *Runner) load(ctx context.Context, e *entry) error {
 	s, ok := r.kvStreams[e.proj]
@@ -52,6 +60,16 @@ func (r *Runner) load(ctx context.Context, e *entry) error {
 		return fmt.Errorf("%w: projection %s not opened", errInfra, e.proj)
 	}
 	msg, err := s.GetLastMsgForSubject(ctx, e.subject())
+	for wait := 10 * time.Millisecond; disconnected(err) && wait < readRetryFor; wait *= 2 {
+		// A read is safe to repeat: wait for the client to reconnect rather than restart
+		// the pipeline and lose the batch in hand.
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: read %s/%s: %v", errInfra, e.proj, e.key, err)
+		case <-time.After(wait):
+		}
+		msg, err = s.GetLastMsgForSubject(ctx, e.subject())
+	}
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil
 	}

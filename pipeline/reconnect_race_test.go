@@ -1,0 +1,8 @@
+//go:build race
+
+package pipeline_test
+
+import "time"
+
+// reconnectEvery paces TestReconnectsLoseNothing's forced reconnects.
+const reconnectEvery = 100 * time.Millisecond

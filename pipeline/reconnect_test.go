@@ -1,0 +1,68 @@
+package pipeline_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetfold/jetfold/internal/natstest"
+	"github.com/jetfold/jetfold/internal/shoptest"
+	"github.com/jetfold/jetfold/pipeline"
+)
+
+// TestReconnectsLoseNothing forces the pipeline's connection to reconnect every 40ms (100ms
+// under the race detector, which slows the pipeline down about tenfold) while it
+// replays a backlog in small batches, on both kinds of source consumer (the ordered one of a
+// limits-retention stream, the durable one of an interest-retention stream): every event is
+// folded exactly once all the same.
+func TestReconnectsLoseNothing(t *testing.T) {
+	for _, retention := range []jetstream.RetentionPolicy{jetstream.LimitsPolicy, jetstream.InterestPolicy} {
+		t.Run(retention.String(), func(t *testing.T) {
+			s := natstest.Server(t)
+			nc, js := natstest.Connect(t, s)
+			e := &env{t: t, srv: s, js: js, dir: t.TempDir()}
+			if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{
+				Name: "SHOP", Subjects: []string{"shop.>"}, Retention: retention,
+			}); err != nil {
+				t.Fatal(err)
+			}
+			payloads := shoptest.Workload(3, 30000, 500)
+			ps := e.build("all", 20, 100000)
+			if retention == jetstream.InterestPolicy {
+				if err := e.run(ps, pipeline.Options{}); err != nil { // its consumer keeps what follows
+					t.Fatal(err)
+				}
+			}
+			e.publish(payloads)
+			stop := make(chan struct{})
+			done := make(chan int)
+			go func() {
+				n := 0
+				tick := time.NewTicker(reconnectEvery)
+				defer tick.Stop()
+				for {
+					select {
+					case <-stop:
+						done <- n
+						return
+					case <-tick.C:
+						if nc.ForceReconnect() == nil {
+							n++
+						}
+					}
+				}
+			}()
+			err := e.run(ps, pipeline.Options{})
+			close(stop)
+			n := <-done
+			if err != nil {
+				t.Fatal(err)
+			}
+			natstest.Eventually(t, 10*time.Second, "the connection back", nc.IsConnected)
+			e.check(payloads)
+			t.Logf("%d forced reconnects", n)
+		})
+	}
+}
