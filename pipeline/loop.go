@@ -53,7 +53,7 @@ func (r *Runner) runOnce(ctx context.Context) error {
 	if r.done {
 		return errCaughtUp
 	}
-	src := newSource(cons, r.acks, r.p.Config.Batch, r.log)
+	src := newSource(cons, sourceOptions{durable: r.acks, conn: r.o.JS.Conn(), cfg: r.p.Config.Batch, log: r.log})
 	if err := src.start(); err != nil {
 		return err
 	}

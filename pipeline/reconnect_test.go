@@ -13,12 +13,22 @@ import (
 )
 
 // TestReconnectsLoseNothing forces the pipeline's connection to reconnect every 40ms (100ms
-// under the race detector, which slows the pipeline down about tenfold) while it
-// replays a backlog in small batches, on both kinds of source consumer (the ordered one of a
-// limits-retention stream, the durable one of an interest-retention stream): every event is
-// folded exactly once all the same.
+// under the race detector, which slows the pipeline down about tenfold; four times as long
+// for a durable consumer, which restarts the pipeline at each) while it replays a backlog in
+// small batches, on both kinds of source consumer (the ordered one of a limits-retention
+// stream, the durable one of an interest-retention stream): every event is folded exactly
+// once all the same.
 func TestReconnectsLoseNothing(t *testing.T) {
-	for _, retention := range []jetstream.RetentionPolicy{jetstream.LimitsPolicy, jetstream.InterestPolicy} {
+	tests := []struct {
+		retention jetstream.RetentionPolicy
+		every     time.Duration
+	}{
+		{jetstream.LimitsPolicy, reconnectEvery},
+		// a durable consumer restarts the pipeline at every reconnect: give it time to commit
+		{jetstream.InterestPolicy, 4 * reconnectEvery},
+	}
+	for _, tt := range tests {
+		retention := tt.retention
 		t.Run(retention.String(), func(t *testing.T) {
 			s := natstest.Server(t)
 			nc, js := natstest.Connect(t, s)
@@ -40,7 +50,7 @@ func TestReconnectsLoseNothing(t *testing.T) {
 			done := make(chan int)
 			go func() {
 				n := 0
-				tick := time.NewTicker(reconnectEvery)
+				tick := time.NewTicker(tt.every)
 				defer tick.Stop()
 				for {
 					select {

@@ -27,13 +27,10 @@ import (
 // before. Each push takes a ticket and appends in ticket order.
 type source struct {
 	cons jetstream.Consumer
-	// durable is set for a durable consumer, whose deletion ends the run; an ordered one
-	// is recreated by the client library instead.
-	durable bool
-	cfg     config.Batch
-	log     *slog.Logger
-	cc      jetstream.ConsumeContext
-	errs    chan error
+	sourceOptions
+	cc     jetstream.ConsumeContext
+	errs   chan error
+	status chan nats.Status // reconnects, for a durable consumer
 
 	mu      sync.Mutex
 	room    sync.Cond // broadcast when buf has room again or the turn moves on
@@ -49,11 +46,25 @@ type source struct {
 	at    int
 }
 
-func newSource(cons jetstream.Consumer, durable bool, cfg config.Batch, log *slog.Logger) *source {
+// sourceOptions configures a source.
+type sourceOptions struct {
+	// durable is set for a durable consumer: its deletion ends the run, and so does a lost
+	// connection (messages in transit are lost, and only redelivered after the ack wait).
+	// An ordered consumer recreates itself after either.
+	durable bool
+	conn    *nats.Conn // watched for reconnects when durable
+	cfg     config.Batch
+	log     *slog.Logger
+}
+
+// errReconnected ends the run of a durable consumer after a lost connection.
+var errReconnected = errors.New("the connection was lost: the pipeline restarts from its checkpoint")
+
+func newSource(cons jetstream.Consumer, o sourceOptions) *source {
 	s := &source{
-		cons: cons, durable: durable, cfg: cfg, log: log,
+		cons: cons, sourceOptions: o,
 		errs:  make(chan error, 1),
-		max:   cfg.Size,
+		max:   o.cfg.Size,
 		ready: make(chan struct{}, 1),
 	}
 	s.room.L = &s.mu
@@ -77,6 +88,17 @@ func (s *source) start() error {
 		return fmt.Errorf("consume: %w", err)
 	}
 	s.cc = cc
+	if s.durable && s.conn != nil {
+		s.status = s.conn.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING)
+		go func(ch chan nats.Status) {
+			for range ch { // until stop removes the listener
+				select {
+				case s.errs <- errReconnected:
+				default:
+				}
+			}
+		}(s.status)
+	}
 	return nil
 }
 
@@ -171,6 +193,9 @@ func (s *source) stop() {
 	s.room.Broadcast()
 	s.mu.Unlock()
 	s.cc.Stop()
+	if s.status != nil {
+		s.conn.RemoveStatusListener(s.status)
+	}
 }
 
 // metaPipeline is the consumer metadata key naming the pipeline a durable consumer reads for.

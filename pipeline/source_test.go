@@ -19,7 +19,7 @@ type seqMsg struct {
 // arrived, and none is left waiting (after a reconnect, the ordered consumer's next
 // subscription can push while its previous one still waits with the message before).
 func TestSourceKeepsArrivalOrder(t *testing.T) {
-	s := newSource(nil, false, config.Batch{Size: 2}, slog.New(slog.DiscardHandler))
+	s := newSource(nil, sourceOptions{cfg: config.Batch{Size: 2}, log: slog.New(slog.DiscardHandler)})
 	s.push(seqMsg{seq: 1})
 	s.push(seqMsg{seq: 2})
 	for i := 3; i <= 6; i++ {
