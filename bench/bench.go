@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetfold/jetfold/config"
@@ -312,35 +313,15 @@ func publish(ctx context.Context, js jetstream.JetStream, o Options) (float64, i
 	rng := rand.New(rand.NewPCG(1, 2))
 	began := time.Now()
 	total := 0
-	const window = 8192
-	futs := make([]jetstream.PubAckFuture, 0, window)
-	wait := func() error {
-		for _, f := range futs {
-			select {
-			case <-f.Ok():
-			case err := <-f.Err():
-				return err
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		futs = futs[:0]
-		return nil
-	}
+	w := streams.NewWindow(js, 8192)
 	for i := range o.Events {
 		p := Payload(i, o.Keys, o.EmitEvery, rng)
 		total += len(p)
-		f, err := js.PublishAsync("bench.ev", p)
-		if err != nil {
-			return 0, 0, fmt.Errorf("publish: %w", err)
-		}
-		if futs = append(futs, f); len(futs) == window {
-			if err := wait(); err != nil {
-				return 0, 0, err
-			}
+		if err := w.Publish(ctx, &nats.Msg{Subject: "bench.ev", Data: p}); err != nil {
+			return 0, 0, err
 		}
 	}
-	if err := wait(); err != nil {
+	if err := w.Flush(ctx); err != nil {
 		return 0, 0, err
 	}
 	return float64(o.Events) / time.Since(began).Seconds(), total / o.Events, nil

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetfold/jetfold/checkpoint"
+	"github.com/jetfold/jetfold/streams"
 )
 
 // seal takes the batch's dirty keys out of the cache into b.writes, so that the next batch
@@ -46,14 +47,14 @@ func (r *Runner) commit(ctx context.Context, b *batch) error {
 		outputs = r.unpublished(outputs)
 	}
 	outSeqs := maps.Clone(r.checkpoint.Outputs)
-	err := publishAll(ctx, js, len(outputs), func(i int) (*nats.Msg, error) {
-		return outputs[i], nil
-	}, func(_ int, a *jetstream.PubAck) {
+	w := streams.NewWindow(js, streams.DefaultWindow)
+	w.OnAck = func(_ int, a *jetstream.PubAck) {
 		if outSeqs == nil {
 			outSeqs = map[string]uint64{}
 		}
 		outSeqs[a.Stream] = max(outSeqs[a.Stream], a.Sequence)
-	})
+	}
+	err := publishAll(ctx, w, len(outputs), func(i int) (*nats.Msg, error) { return outputs[i], nil })
 	if err != nil {
 		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
 			return fmt.Errorf("publish derived events: %w (is every emit subject captured by a stream? declare one under streams:)", err)
@@ -65,25 +66,25 @@ func (r *Runner) commit(ctx context.Context, b *batch) error {
 	// 2. Projection keys, each with the revision it was read at: a value written by anyone
 	//    else since then fails the write (fencing).
 	writer := r.o.Instance + "@" + strconv.FormatInt(time.Now().UnixNano(), 10)
-	err = publishAll(ctx, js, len(b.writes), func(i int) (*nats.Msg, error) {
+	w = streams.NewWindow(js, streams.DefaultWindow)
+	w.OnAck = func(i int, a *jetstream.PubAck) { b.writes[i].e.rev = a.Sequence }
+	err = publishAll(ctx, w, len(b.writes), func(i int) (*nats.Msg, error) {
 		if i == len(b.writes)/2 && i > 0 {
 			failpoint("mid-keys", func() { _ = js.Conn().Flush() }) // half the keys sent
 		}
-		w := b.writes[i]
-		data, err := gojson.Marshal(w.state)
+		pw := b.writes[i]
+		data, err := gojson.Marshal(pw.state)
 		if err != nil {
-			return nil, fmt.Errorf("encode %s/%s: %w", w.e.proj, w.e.key, err)
+			return nil, fmt.Errorf("encode %s/%s: %w", pw.e.proj, pw.e.key, err)
 		}
 		h := nats.Header{}
-		h[jetstream.ExpectedLastSubjSeqHeader] = []string{strconv.FormatUint(w.e.rev, 10)}
-		h[HeaderSeq] = []string{strconv.FormatUint(w.seq, 10)}
-		if !w.time.IsZero() {
-			h[HeaderTime] = []string{w.time.UTC().Format(time.RFC3339Nano)}
+		h[jetstream.ExpectedLastSubjSeqHeader] = []string{strconv.FormatUint(pw.e.rev, 10)}
+		h[HeaderSeq] = []string{strconv.FormatUint(pw.seq, 10)}
+		if !pw.time.IsZero() {
+			h[HeaderTime] = []string{pw.time.UTC().Format(time.RFC3339Nano)}
 		}
 		h[HeaderWriter] = []string{writer}
-		return &nats.Msg{Subject: w.e.subject(), Data: data, Header: h}, nil
-	}, func(i int, a *jetstream.PubAck) {
-		b.writes[i].e.rev = a.Sequence
+		return &nats.Msg{Subject: pw.e.subject(), Data: data, Header: h}, nil
 	})
 	if err != nil {
 		if checkpoint.IsWrongLastSequence(err) {
@@ -149,51 +150,20 @@ func (r *Runner) unpublished(outputs []*nats.Msg) []*nats.Msg {
 	return kept
 }
 
-// publishWindow is how many asynchronous publishes a commit has in flight at most: enough to
-// keep the server busy, few enough that a commit of many keys does not hold every message
-// (a future keeps its message until it is acknowledged).
-const publishWindow = 4096
-
-// publishAll publishes n messages asynchronously, at most publishWindow in flight, and calls
-// ack for each acknowledged one (in order within a window). It returns the first error once
-// the messages of its window are acknowledged or failed; nothing after that window is sent.
-func publishAll(ctx context.Context, js jetstream.JetStream, n int, msg func(i int) (*nats.Msg, error), ack func(i int, a *jetstream.PubAck)) error {
-	futs := make([]jetstream.PubAckFuture, 0, min(n, publishWindow))
-	for from := 0; from < n; from += publishWindow {
-		futs = futs[:0]
-		var failed error
-		for i := from; i < min(from+publishWindow, n); i++ {
-			m, err := msg(i)
-			if err == nil {
-				var f jetstream.PubAckFuture
-				if f, err = js.PublishMsgAsync(m); err == nil {
-					futs = append(futs, f)
-					continue
-				}
-				err = fmt.Errorf("publish %s: %w", m.Subject, err)
-			}
-			failed = err
-			break
+// publishAll publishes the n messages msg builds through w and waits for them all; it returns
+// the first error, once the messages in flight are acknowledged or failed.
+func publishAll(ctx context.Context, w *streams.Window, n int, msg func(i int) (*nats.Msg, error)) error {
+	for i := range n {
+		m, err := msg(i)
+		if err == nil {
+			err = w.Publish(ctx, m)
 		}
-		for j, f := range futs {
-			select {
-			case a := <-f.Ok():
-				ack(from+j, a)
-			case err := <-f.Err():
-				if failed == nil {
-					failed = err
-				}
-			case <-ctx.Done():
-				if failed == nil {
-					failed = ctx.Err()
-				}
-				return failed
+		if err != nil {
+			if ferr := w.Flush(ctx); ferr != nil {
+				return ferr
 			}
-		}
-		clear(futs)
-		if failed != nil {
-			return failed
+			return err
 		}
 	}
-	return nil
+	return w.Flush(ctx)
 }

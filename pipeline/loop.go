@@ -144,20 +144,10 @@ func (r *Runner) runOnce(ctx context.Context) error {
 	// take processes the events at hand, at most burstLen of them so that the timers and the
 	// commit in flight are looked at often. It returns how many it took.
 	take := func() (int, error) {
-		reads, fetched := r.pf.reads, 0
-		if r.pf.on && len(r.p.prefetch) > 0 && !full() {
-			fetched = r.prefetch(src.atHand(burstLen))
+		if !full() {
+			r.readAhead(src)
 		}
-		defer func() {
-			onDemand := r.pf.reads - reads
-			r.pf.on = onDemand+fetched >= prefetchOn
-			if onDemand > 0 {
-				r.m.StateReads.WithLabelValues(r.p.Name, ReadOnDemand).Add(float64(onDemand))
-			}
-			if fetched > 0 {
-				r.m.StateReads.WithLabelValues(r.p.Name, ReadPrefetch).Add(float64(fetched))
-			}
-		}()
+		defer r.readsDone()
 		n := 0
 		for n < burstLen && !full() {
 			m, ok := src.next()

@@ -24,12 +24,39 @@ const (
 
 // prefetcher holds the state of prefetching for one runner.
 type prefetcher struct {
-	on    bool
-	dec   *decoder        // decodes only what the type and key expressions read
-	ev    operators.Event // scratch for computing keys
-	reads int             // KV reads by Get, counted to turn prefetching on and off
-	miss  []*entry        // scratch: the entries to read
-	seen  map[[2]string]struct{}
+	on      bool
+	dec     *decoder        // decodes only what the type and key expressions read
+	ev      operators.Event // scratch for computing keys
+	reads   int             // KV reads by Get, counted to turn prefetching on and off
+	before  int             // reads when the burst began
+	fetched int             // keys read ahead for the burst
+	miss    []*entry        // scratch: the entries to read
+	seen    map[[2]string]struct{}
+}
+
+// readAhead starts a burst of events: while prefetching is on, it reads ahead the keys of the
+// events src has at hand.
+func (r *Runner) readAhead(src *source) {
+	pf := &r.pf
+	pf.before, pf.fetched = pf.reads, 0
+	if pf.on && len(r.p.prefetch) > 0 {
+		pf.fetched = r.prefetch(src.atHand(burstLen))
+	}
+}
+
+// readsDone ends a burst: it counts the burst's reads and decides whether the next burst
+// reads ahead.
+func (r *Runner) readsDone() {
+	pf := &r.pf
+	onDemand := pf.reads - pf.before
+	pf.on = onDemand+pf.fetched >= prefetchOn
+	if onDemand > 0 {
+		r.m.StateReads.WithLabelValues(r.p.Name, ReadOnDemand).Add(float64(onDemand))
+	}
+	if pf.fetched > 0 {
+		r.m.StateReads.WithLabelValues(r.p.Name, ReadPrefetch).Add(float64(pf.fetched))
+	}
+	pf.before, pf.fetched = pf.reads, 0
 }
 
 // prefetch reads the committed state of the keys that msgs will fold and the cache lacks, and

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetfold/jetfold/config"
+	"github.com/jetfold/jetfold/internal/natstest"
 )
 
 type seqMsg struct {
@@ -24,7 +25,7 @@ func TestSourceKeepsArrivalOrder(t *testing.T) {
 	s.push(seqMsg{seq: 2})
 	for i := 3; i <= 6; i++ {
 		go s.push(seqMsg{seq: i})
-		waitFor(t, func() bool { // push i waits before push i+1 starts
+		natstest.Eventually(t, 10*time.Second, "the push to wait", func() bool { // push i waits before push i+1 starts
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			return s.waiting == i-2
@@ -47,16 +48,5 @@ func TestSourceKeepsArrivalOrder(t *testing.T) {
 		if seq != i+1 {
 			t.Fatalf("got %v, want 1 to 6 in order", got)
 		}
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

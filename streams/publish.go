@@ -26,7 +26,7 @@ type PublishOptions struct {
 	// MsgIDPrefix, when set, gives each message the id MsgIDPrefix + line number, so that a
 	// repeated publish within the stream's duplicate window adds nothing.
 	MsgIDPrefix string
-	// Window is the number of publishes awaiting their ack at once (default 4096).
+	// Window is the number of publishes awaiting their ack at once (default [DefaultWindow]).
 	Window int
 	// Progress, when set, is called with the number of lines acknowledged so far.
 	Progress func(done int)
@@ -41,30 +41,21 @@ type envelope struct {
 // PublishJSONL publishes every non-empty line of r with asynchronous publishes and returns
 // how many were acknowledged.
 func PublishJSONL(ctx context.Context, js jetstream.JetStream, r io.Reader, o PublishOptions) (int, error) {
-	window := o.Window
-	if window <= 0 {
-		window = 4096
-	}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64*1024), 8*1024*1024)
-	pending := make([]jetstream.PubAckFuture, 0, window)
+	w := NewWindow(js, o.Window)
 	done, line := 0, 0
-	flush := func() error {
-		for _, f := range pending {
-			select {
-			case <-f.Ok():
-				done++
-			case err := <-f.Err():
-				return fmt.Errorf("publish to %s: %w", f.Msg().Subject, err)
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+	w.OnAck = func(int, *jetstream.PubAck) {
+		if done++; o.Progress != nil && done%w.size == 0 {
+			o.Progress(done)
 		}
-		pending = pending[:0]
+	}
+	flush := func() error {
+		err := w.Flush(ctx)
 		if o.Progress != nil {
 			o.Progress(done)
 		}
-		return nil
+		return err
 	}
 	for sc.Scan() {
 		line++
@@ -93,14 +84,8 @@ func PublishJSONL(ctx context.Context, js jetstream.JetStream, r io.Reader, o Pu
 			}
 			m.Header.Set(jetstream.MsgIDHeader, o.MsgIDPrefix+strconv.Itoa(line))
 		}
-		f, err := js.PublishMsgAsync(m)
-		if err != nil {
-			return done, fmt.Errorf("line %d: publish to %s: %w", line, m.Subject, err)
-		}
-		if pending = append(pending, f); len(pending) == window {
-			if err := flush(); err != nil {
-				return done, err
-			}
+		if err := w.Publish(ctx, m); err != nil {
+			return done, fmt.Errorf("line %d: %w", line, err)
 		}
 	}
 	if err := sc.Err(); err != nil {
