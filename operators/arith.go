@@ -16,7 +16,16 @@ type arith struct {
 // operand is one side of an arith: a member read or a number.
 type operand struct {
 	root, field string // event or state, and the member name; "" for a number
+	kind        byte   // of root: 0 a number, 'e' event, 's' state
+	slot        int    // the event field's slot (see BindLayout), -1 for none
 	num         float64
+}
+
+// bind sets the slot of an event field in l.
+func (o *operand) bind(l *Layout) {
+	if o.kind == 'e' {
+		o.slot = slotOf(l, o.field)
+	}
 }
 
 // arithOf returns the fast path of n, or nil when n is not of that form.
@@ -50,7 +59,7 @@ func operandOf(n ast.Node) (operand, bool) {
 		if root != "event" && root != "state" {
 			return operand{}, false
 		}
-		return operand{root: root, field: field}, true
+		return operand{root: root, field: field, kind: root[0], slot: -1}, true
 	}
 	return operand{}, false
 }
@@ -58,11 +67,11 @@ func operandOf(n ast.Node) (operand, bool) {
 // value returns the operand's number, false when it is not a float64.
 func (o *operand) value(ev *Event) (float64, bool) {
 	var v any
-	switch o.root {
-	case "":
+	switch o.kind {
+	case 0:
 		return o.num, true
-	case "event":
-		v = ev.Fields[o.field]
+	case 'e':
+		v = ev.field(o.slot, o.field)
 	default:
 		v = ev.State[o.field]
 	}

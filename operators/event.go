@@ -1,7 +1,9 @@
 package operators
 
 import (
+	"strconv"
 	"time"
+	"unsafe"
 )
 
 // Mode says why an event is being processed (DESIGN.md section 4).
@@ -28,7 +30,9 @@ type Event struct {
 	Time time.Time
 	// Data is the raw payload.
 	Data []byte
-	// Fields is the decoded event, the expression variable `event`.
+	// Fields is the decoded event, the expression variable `event`. It is nil while the
+	// event's fields are held in slots (see [Event.SetSlots]); [Event.FieldMap] returns it in
+	// either case.
 	Fields map[string]any
 	// Type is the event type (the `type:` expression's value).
 	Type string
@@ -55,6 +59,123 @@ type Event struct {
 
 	flatHeaders map[string]string // Header as the expression variable `headers`, made once
 	undo        []undo            // in-place state changes, for Rollback
+
+	// slots hold the decoded fields in layout's order while Fields is nil; spare is the map
+	// FieldMap fills from them, reused from event to event.
+	slots  []Slot
+	layout *Layout
+	spare  map[string]any
+}
+
+// Layout is the order of the event fields that a pipeline's expressions read by name. A
+// decoder that knows it hands the event its fields as slots in this order ([Event.SetSlots]),
+// and expressions bound to it ([BindLayout]) read them by index, without a map.
+type Layout struct {
+	names []string
+	index map[string]int
+}
+
+// NewLayout returns the layout of the given field names, in their order.
+func NewLayout(names []string) *Layout {
+	l := &Layout{names: names, index: make(map[string]int, len(names))}
+	for i, n := range names {
+		l.index[n] = i
+	}
+	return l
+}
+
+// Names returns the field names in slot order.
+func (l *Layout) Names() []string { return l.names }
+
+// Slot returns the slot of the field name.
+func (l *Layout) Slot(name string) (int, bool) {
+	if len(l.names) <= 8 { // faster than hashing the name
+		for i, n := range l.names {
+			if n == name {
+				return i, true
+			}
+		}
+		return 0, false
+	}
+	i, ok := l.index[name]
+	return i, ok
+}
+
+// SetSlots gives the event its fields as vals, in l's order (nil for a field the payload
+// lacks). The event reads vals until it is reset, and the caller keeps them unchanged until
+// then. Only a pipeline whose expressions read the event by field name (never as a whole)
+// may use slots: nothing can then tell a missing field from a null one.
+func (e *Event) SetSlots(l *Layout, vals []Slot) {
+	e.Fields, e.layout, e.slots = nil, l, vals
+}
+
+// Slot is one decoded event field. A plain string or number may be left as its JSON text
+// until an expression reads it: most events read few of the fields that their pipeline's
+// expressions name (a handler per type reads its own).
+type Slot struct {
+	v    any
+	raw  []byte
+	lazy byte // 0: v is the value; 's': raw is a string's text; 'n': raw is a number's
+}
+
+// ValueSlot returns a slot holding v.
+func ValueSlot(v any) Slot { return Slot{v: v} }
+
+// TextSlot returns a slot for the JSON string whose text between the quotes is raw, which
+// must hold no escape. raw must stay unchanged while the slot is in use.
+func TextSlot(raw []byte) Slot { return Slot{raw: raw, lazy: 's'} }
+
+// NumberSlot returns a slot for the JSON number raw, which must convert to a float64 without
+// error (no exponent and fewer than 300 digits do). raw must stay unchanged while the slot is
+// in use.
+func NumberSlot(raw []byte) Slot { return Slot{raw: raw, lazy: 'n'} }
+
+// value returns the slot's value, converting it on the first read.
+func (s *Slot) value() any {
+	switch s.lazy {
+	case 0:
+		return s.v
+	case 's':
+		s.v = string(s.raw)
+	default:
+		s.v, _ = strconv.ParseFloat(unsafe.String(unsafe.SliceData(s.raw), len(s.raw)), 64)
+	}
+	s.raw, s.lazy = nil, 0
+	return s.v
+}
+
+// FieldMap returns the event as the `event` map, building it from the slots when the event
+// has them; from then on the map is the event's fields.
+func (e *Event) FieldMap() map[string]any {
+	if e.slots == nil {
+		return e.Fields
+	}
+	if e.spare == nil {
+		e.spare = make(map[string]any, len(e.slots))
+	} else {
+		clear(e.spare)
+	}
+	for i := range e.slots {
+		if v := e.slots[i].value(); v != nil {
+			e.spare[e.layout.names[i]] = v
+		}
+	}
+	e.Fields, e.slots = e.spare, nil
+	return e.Fields
+}
+
+// field reads the field name, at slot in the event's layout (-1 for none).
+func (e *Event) field(slot int, name string) any {
+	if e.slots == nil {
+		return e.Fields[name]
+	}
+	if slot < 0 {
+		var ok bool
+		if slot, ok = e.layout.Slot(name); !ok {
+			return nil
+		}
+	}
+	return e.slots[slot].value()
 }
 
 // undo restores one field of a state a fold changed in place.
@@ -69,7 +190,7 @@ type undo struct {
 func (e *Event) Reset() {
 	clear(e.undo)
 	w, o, u := e.Writes[:0], e.Outputs[:0], e.undo[:0]
-	*e = Event{Writes: w, Outputs: o, undo: u}
+	*e = Event{Writes: w, Outputs: o, undo: u, spare: e.spare}
 }
 
 // Rollback undoes the changes folds made in place to states the Store owns. It must be

@@ -41,6 +41,11 @@ type Expr struct {
 	// root and field are set for the expressions that only read one member, `event.x` or
 	// `state.x`: Eval then reads the map directly instead of running the VM.
 	root, field string
+	// slot is the field's slot in the layout the expression is bound to (-1: none).
+	slot int
+	// event is set when the expression reads `event` (or `$env`): Eval then hands the VM the
+	// event as a map.
+	event bool
 	// headers is set when the expression reads `headers`, which Eval then fills.
 	headers bool
 	// arith is set for `A op B` (see arithOf): Eval computes it without the VM when both
@@ -77,9 +82,11 @@ func Compile(src string, kind int) (*Expr, error) {
 		}
 		return nil, &FieldError{Err: fmt.Errorf("expression %q: %w", src, err)}
 	}
-	e := &Expr{Source: src, program: p}
+	e := &Expr{Source: src, program: p, slot: -1}
 	node := p.Node()
 	ast.Walk(&node, identFinder{name: "headers", found: &e.headers})
+	ast.Walk(&node, identFinder{name: "event", found: &e.event})
+	ast.Walk(&node, identFinder{name: "$env", found: &e.event})
 	switch n := p.Node().(type) {
 	case *ast.CallNode:
 		e.root, e.field = memberRead(n)
@@ -87,6 +94,30 @@ func Compile(src string, kind int) (*Expr, error) {
 		e.arith = arithOf(n)
 	}
 	return e, nil
+}
+
+// BindLayout makes exprs read the event fields of l by slot. The pipeline binds all the
+// expressions it runs to the layout its decoder fills.
+func BindLayout(l *Layout, exprs ...*Expr) {
+	for _, e := range exprs {
+		if e == nil {
+			continue
+		}
+		if e.root == "event" {
+			e.slot = slotOf(l, e.field)
+		}
+		if a := e.arith; a != nil {
+			a.a.bind(l)
+			a.b.bind(l)
+		}
+	}
+}
+
+func slotOf(l *Layout, name string) int {
+	if i, ok := l.Slot(name); ok {
+		return i
+	}
+	return -1
 }
 
 // memberRead recognises _get(event, "x") and _get(state, "x") (see fieldPatcher).
@@ -151,7 +182,7 @@ func MustCompile(src string, kind int) *Expr {
 func (x *Exec) Eval(e *Expr, ev *Event) (any, error) {
 	switch e.root {
 	case "event":
-		return ev.Fields[e.field], nil
+		return ev.field(e.slot, e.field), nil
 	case "state":
 		return ev.State[e.field], nil
 	}
@@ -160,8 +191,12 @@ func (x *Exec) Eval(e *Expr, ev *Event) (any, error) {
 			return v, nil
 		}
 	}
+	fields := ev.Fields
+	if e.event {
+		fields = ev.FieldMap()
+	}
 	x.env = Env{
-		Event: ev.Fields, Type: ev.Type, Key: ev.Key, Subject: ev.Subject,
+		Event: fields, Type: ev.Type, Key: ev.Key, Subject: ev.Subject,
 		Seq: ev.Seq, Time: ev.Time, State: ev.State, Get: getMember,
 	}
 	if ev.Header != nil && e.headers {

@@ -33,6 +33,7 @@ func (m *mapOp) Process(x *Exec, ev *Event) (bool, error) {
 	if !ok {
 		return false, fmt.Errorf("%w: %s: got %T, want a map", ErrEval, m.expr.Source, v)
 	}
+	ev.SetSlots(nil, nil)
 	ev.Fields = fields
 	return true, nil
 }

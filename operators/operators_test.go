@@ -423,3 +423,56 @@ func BenchmarkEval(b *testing.B) {
 		}
 	}
 }
+
+// TestSlotsReadLikeMap: an event whose fields are in slots (converted, or left as text to
+// convert on read) gives every expression what the same event as a map gives, through the
+// member read, the arithmetic and the VM, and after set and map operators change it.
+func TestSlotsReadLikeMap(t *testing.T) {
+	fields := map[string]any{"a": 1.5, "s": "x", "n": nil, "o": map[string]any{"k": 2.0}}
+	slotted := func(ev *operators.Event, l *operators.Layout) {
+		slots := make([]operators.Slot, len(l.Names())) // "missing" and the rest: nil
+		slots[0], slots[1] = operators.NumberSlot([]byte("1.5")), operators.TextSlot([]byte("x"))
+		slots[2], slots[3] = operators.ValueSlot(nil), operators.ValueSlot(map[string]any{"k": 2.0})
+		ev.SetSlots(l, slots)
+	}
+	x := exec(nil)
+	for _, src := range []string{"event.a", "event.s", "event.n", "event.missing", "event.o",
+		"event.a + 1", "event.a * event.a", "event.s + event.a", `event.s + "y"`, "event.o.k",
+		"event?.missing ?? 3", "event.a > 1 && event.s == 'x'", `event["a"] + 0`} {
+		t.Run(src, func(t *testing.T) {
+			e := operators.MustCompile(src, operators.AnyResult)
+			l := operators.NewLayout([]string{"a", "s", "n", "o", "missing"})
+			operators.BindLayout(l, e)
+			ev := &operators.Event{Fields: fields, State: map[string]any{}}
+			want, werr := x.Eval(e, ev)
+			ev = &operators.Event{State: map[string]any{}}
+			slotted(ev, l)
+			got, gerr := x.Eval(e, ev)
+			if fmt.Sprintf("%T %v %v", got, got, gerr) != fmt.Sprintf("%T %v %v", want, want, werr) {
+				t.Errorf("slots %T %v (%v), map %T %v (%v)", got, got, gerr, want, want, werr)
+			}
+		})
+	}
+	t.Run("set then read", func(t *testing.T) {
+		reg := operators.Builtin()
+		spec, _ := reg.Lookup("set")
+		op, err := spec.Build(operators.BuildContext{Pipeline: "p"}, map[string]any{"b": "event.a + 1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		read := operators.MustCompile("event.b + event.a", operators.AnyResult)
+		l := operators.NewLayout([]string{"a", "s", "n", "o", "missing", "b"})
+		operators.BindLayout(l, append(op.(operators.Expressioner).Exprs(), read)...)
+		ev := &operators.Event{State: map[string]any{}}
+		slotted(ev, l)
+		if _, err := op.Process(x, ev); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := x.Eval(read, ev); err != nil || got != 4.0 {
+			t.Errorf("event.b + event.a after set = %v (%v), want 4", got, err)
+		}
+		if ev.FieldMap()["s"] != "x" || len(ev.FieldMap()) != 4 {
+			t.Errorf("event after set: %v, want a, s, o and b", ev.FieldMap())
+		}
+	})
+}

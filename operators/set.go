@@ -35,7 +35,7 @@ func (s *setOp) Process(x *Exec, ev *Event) (bool, error) {
 		}
 		vals = append(vals, n)
 	}
-	if ev.Fields == nil {
+	if ev.FieldMap() == nil {
 		ev.Fields = make(map[string]any, len(s.fields))
 	}
 	for i, a := range s.fields {

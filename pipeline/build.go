@@ -25,16 +25,18 @@ type Pipeline struct {
 
 	typeExpr, keyExpr, timeExpr *operators.Expr
 	ops                         []operators.Operator
-	// fields are the event fields some expression reads; allFields when one uses the event
-	// as a whole.
-	fields    []string
-	allFields bool
+	// layout is the slot order of the event fields that the expressions read, all bound to
+	// it; nil when one uses the event as a whole (or an operator is opaque): the event is then
+	// decoded whole, into a map.
+	layout *operators.Layout
 	// prefetch are the projections whose folds use the pipeline's key (those before any
 	// `key` operator): their keys can be computed, and read ahead, before processing.
 	prefetch []string
-	// peekFields and peekAll are what the type and key expressions read of the event.
+	// peekLayout and peekFields are what prefetch decodes to run the type and key
+	// expressions: the fields they read, in layout's slots (or in a layout of their own when
+	// the pipeline has none; peekLayout nil: every field).
+	peekLayout *operators.Layout
 	peekFields []string
-	peekAll    bool
 	// inPlace lets folds change a key's state in place (see operators.Entry.Owned): no
 	// expression uses `state` as a whole, so no reference to a state map can be held by the
 	// event or by another state while a fold changes it.
@@ -119,9 +121,18 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 				opaque = true
 			}
 		}
-		p.peekFields, p.peekAll = operators.EventFields(p.typeExpr, p.keyExpr)
-		fields, all := operators.EventFields(exprs...)
-		p.fields, p.allFields = fields, all || opaque
+		if fields, all := operators.EventFields(exprs...); !all && !opaque {
+			p.layout = operators.NewLayout(fields)
+			operators.BindLayout(p.layout, exprs...)
+		}
+		peek, peekAll := operators.EventFields(p.typeExpr, p.keyExpr)
+		switch {
+		case p.layout != nil:
+			p.peekLayout, p.peekFields = p.layout, peek
+		case !peekAll:
+			// Unbound expressions find their fields by name in the slots.
+			p.peekLayout = operators.NewLayout(peek)
+		}
 		p.inPlace = !opaque && !operators.UsesWholeState(exprs...)
 		out = append(out, p)
 	}

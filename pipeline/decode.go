@@ -2,10 +2,12 @@ package pipeline
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +15,8 @@ import (
 	"unsafe"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/jetfold/jetfold/operators"
 )
 
 // ErrDecode wraps every payload that does not decode.
@@ -97,76 +101,218 @@ func eventTime(v any) (time.Time, error) {
 	}
 }
 
-// decoder decodes payloads for one pipeline. For `decode: json` it parses with fastjson and
-// converts only the top-level fields that some expression reads (all of them when an
-// expression uses the event as a whole); the whole payload is still validated, so a malformed
-// one is a dead letter all the same. A decoder is used by one goroutine.
+// decoder decodes payloads for one pipeline. For `decode: json` it validates the payload
+// (fastjson, strict), then walks its top-level members without building a tree and converts
+// only the fields that some expression reads, into the event's slots (see
+// [operators.Layout]); when an expression uses the event as a whole, every field, into a map.
+// A malformed payload is a dead letter all the same. A decoder is used by one goroutine.
 type decoder struct {
 	kind string
-	// fields maps each field to decode to itself (an interned key); nil: every field.
-	fields map[string]string
-	// m is the map of the last event, reused for the next: when only some fields are read,
-	// no expression can hold the event map itself (it would use `event` as a whole).
-	m   map[string]any
-	p   fastjson.Parser
-	num []byte // scratch for number text
-	err error  // the first conversion error of the payload being decoded
+	// layout is the slot order of the fields to decode; nil: every field, into a map.
+	layout *operators.Layout
+	// want tells, by slot, whether to convert the field (prefetch converts only those its
+	// expressions read).
+	want  []bool
+	slots []operators.Slot // the fields of the last event; reused
+	// strs intern the text values of each slot, names the field names of map mode.
+	strs  []interner
+	names interner
+	walk  members
+	p     fastjson.Parser
+	num   []byte // scratch for number text
+	err   error  // the first conversion error of the payload being decoded
 }
 
-func newDecoder(kind string, fields []string, all bool) *decoder {
-	d := &decoder{kind: kind}
-	if !all {
-		d.fields = make(map[string]string, len(fields))
-		for _, f := range fields {
-			d.fields[f] = f
+// newDecoder returns a decoder of kind. With a layout it converts the fields of the layout
+// named in only (all of them when only is nil) into slots; without one, every field into a map.
+func newDecoder(kind string, layout *operators.Layout, only []string) *decoder {
+	d := &decoder{kind: kind, layout: layout}
+	if layout != nil {
+		n := len(layout.Names())
+		d.want, d.slots, d.strs = make([]bool, n), make([]operators.Slot, n), make([]interner, n)
+		for i, name := range layout.Names() {
+			d.want[i] = only == nil || slices.Contains(only, name)
 		}
 	}
 	return d
 }
 
-func (d *decoder) decode(data []byte, header map[string][]string) (map[string]any, map[string][]string, error) {
+// decode decodes data into ev's fields (slots or map) and sets ev.Header.
+func (d *decoder) decode(ev *operators.Event, data []byte, header map[string][]string) error {
 	if d.kind != "json" && d.kind != "" {
-		return decodeEvent(d.kind, data, header)
+		m, h, err := decodeEvent(d.kind, data, header)
+		ev.Fields, ev.Header = m, h
+		return err
 	}
-	// The parser is lenient (it takes "." for a number); the validator is strict JSON. Where
-	// fastjson and encoding/json could disagree (a payload fastjson refuses, say for its depth
-	// limit; invalid UTF-8; escaped UTF-16 surrogates, which fastjson leaves as text),
-	// encoding/json decides, so both paths give the same events.
-	if fastjson.ValidateBytes(data) != nil || !utf8.Valid(data) || hasSurrogateEscape(data) {
-		return decodeEvent("json", data, header)
+	ev.Header = header
+	// The walk and the conversions assume valid JSON. Where fastjson and encoding/json could
+	// disagree (a payload fastjson refuses, say for its depth limit; invalid UTF-8; control
+	// characters, which fastjson's validator lets through inside strings; escaped UTF-16
+	// surrogates, which fastjson leaves as text), encoding/json decides, so both paths give
+	// the same events. Pretty-printed payloads (newlines) take that path too.
+	if hasControl(data) || fastjson.ValidateBytes(data) != nil || !utf8.Valid(data) || hasSurrogateEscape(data) {
+		m, _, err := decodeEvent("json", data, header)
+		if err == nil && d.layout != nil {
+			d.fromMap(ev, m)
+			return nil
+		}
+		ev.Fields = m
+		return err
 	}
-	v, err := d.p.ParseBytes(data)
-	if err != nil {
-		return nil, header, fmt.Errorf("%w: %v", ErrDecode, err)
-	}
-	o, err := v.Object()
-	if err != nil {
-		return nil, header, fmt.Errorf("%w: not a JSON object", ErrDecode)
-	}
-	var m map[string]any
-	switch {
-	case d.fields == nil:
-		m = make(map[string]any, o.Len())
-	case d.m != nil:
-		clear(d.m)
-		m = d.m
-	default:
-		d.m = make(map[string]any, len(d.fields))
-		m = d.m
+	if !d.walk.reset(data) {
+		return fmt.Errorf("%w: not a JSON object", ErrDecode)
 	}
 	d.err = nil
-	o.Visit(func(k []byte, v *fastjson.Value) {
-		if d.fields == nil {
-			m[string(k)] = d.value(v)
-		} else if name, ok := d.fields[string(k)]; ok {
-			m[name] = d.value(v)
+	if d.layout == nil {
+		m := make(map[string]any)
+		for {
+			k, v, esc, ok := d.walk.next()
+			if !ok {
+				break
+			}
+			var name string
+			if esc {
+				name = d.convert(k, true).(string)
+			} else {
+				name = d.names.text(k)
+			}
+			m[name] = d.convert(v, false)
 		}
-	})
-	if d.err != nil {
-		return nil, header, fmt.Errorf("%w: %v", ErrDecode, d.err)
+		ev.Fields = m
+	} else {
+		clear(d.slots)
+		for {
+			k, v, esc, ok := d.walk.next()
+			if !ok {
+				break
+			}
+			if esc {
+				k = []byte(d.convert(k, true).(string))
+			}
+			if i, found := d.layout.Slot(string(k)); found && d.want[i] {
+				d.slots[i] = d.slot(i, v)
+			}
+		}
+		ev.SetSlots(d.layout, d.slots)
 	}
-	return m, header, nil
+	if d.err != nil {
+		return fmt.Errorf("%w: %v", ErrDecode, d.err)
+	}
+	return nil
 }
+
+// fromMap puts the fields of m that the decoder wants into ev's slots.
+func (d *decoder) fromMap(ev *operators.Event, m map[string]any) {
+	clear(d.slots)
+	for i, name := range d.layout.Names() {
+		if d.want[i] {
+			d.slots[i] = operators.ValueSlot(m[name])
+		}
+	}
+	ev.SetSlots(d.layout, d.slots)
+}
+
+// slot returns the slot of the value v of field i. Strings of fields with few values are
+// interned; other plain strings and numbers are left to convert when they are read.
+func (d *decoder) slot(i int, v []byte) operators.Slot {
+	switch c := v[0]; {
+	case c == '"':
+		s := v[1 : len(v)-1]
+		if bytes.IndexByte(s, '\\') >= 0 {
+			break
+		}
+		if t := &d.strs[i]; !t.off {
+			return operators.ValueSlot(t.get(s))
+		}
+		return operators.TextSlot(s)
+	case c == '-' || c >= '0' && c <= '9':
+		if len(v) < 300 && !bytes.ContainsAny(v, "eE") {
+			return operators.NumberSlot(v)
+		}
+	}
+	return operators.ValueSlot(d.convert(v, false))
+}
+
+// convert converts the text of a valid JSON value; with key set, v is the inside of a
+// member's key (without its quotes).
+func (d *decoder) convert(v []byte, key bool) any {
+	if key {
+		q := make([]byte, 0, len(v)+2)
+		q = append(append(append(q, '"'), v...), '"')
+		v = q
+	}
+	switch v[0] {
+	case '"':
+		if bytes.IndexByte(v, '\\') < 0 {
+			return string(v[1 : len(v)-1])
+		}
+	case 't':
+		return true
+	case 'f':
+		return false
+	case 'n':
+		return nil
+	case '{', '[':
+	default:
+		return d.parseFloat(v)
+	}
+	// An object, an array, or a string with escapes: fastjson converts it.
+	fv, err := d.p.ParseBytes(v)
+	if err != nil {
+		if d.err == nil {
+			d.err = err
+		}
+		return nil
+	}
+	return d.value(fv)
+}
+
+// interner hands out text values as interned strings, already boxed in an any, so that the
+// values of fields with few of them (types, countries, flags) cost no allocation. It holds at
+// most internMax values; once full, it turns itself off unless at least half of the lookups
+// find a value. Fields with many values (keys) are left to the allocator: a lookup in a large
+// table missed the CPU caches and cost more than the allocation it saved (a table of 16,384
+// keys doubled the decoding time of the bench).
+type interner struct {
+	m             map[string]any
+	lookups, hits int
+	off           bool
+}
+
+const internMax = 256
+
+// get returns b as a string boxed in an any.
+func (t *interner) get(b []byte) any {
+	if t.off {
+		return string(b)
+	}
+	t.lookups++
+	if v, ok := t.m[string(b)]; ok {
+		t.hits++
+		return v
+	}
+	s := string(b)
+	var v any = s
+	switch {
+	case len(t.m) < internMax:
+		if t.m == nil {
+			t.m = make(map[string]any)
+		}
+		t.m[s] = v
+		if len(t.m) == internMax {
+			t.lookups, t.hits = 0, 0 // judge it on what follows
+		}
+	case t.lookups >= internMax:
+		if 2*t.hits < t.lookups {
+			t.off, t.m = true, nil
+		}
+		t.lookups, t.hits = 0, 0
+	}
+	return v
+}
+
+// text is get for a string.
+func (t *interner) text(b []byte) string { return t.get(b).(string) }
 
 // value converts a fastjson value to what encoding/json would give: float64, string, bool,
 // nil, map[string]any, []any. A number out of the float64 range sets d.err, as encoding/json
@@ -202,13 +348,36 @@ func (d *decoder) value(v *fastjson.Value) any {
 // parser can be off in the last digit for some exponents.
 func (d *decoder) float(v *fastjson.Value) float64 {
 	d.num = v.MarshalTo(d.num[:0])
-	// The string does not outlive the call: on an error (out of range, the only one left
-	// after validation) the message is built from a copy.
-	f, err := strconv.ParseFloat(unsafe.String(unsafe.SliceData(d.num), len(d.num)), 64)
+	return d.parseFloat(d.num)
+}
+
+// parseFloat parses the text of a valid JSON number. One out of the float64 range (the only
+// error left after validation) sets d.err, as encoding/json refuses it.
+func (d *decoder) parseFloat(num []byte) float64 {
+	// The string does not outlive the call: the error message is built from a copy.
+	f, err := strconv.ParseFloat(unsafe.String(unsafe.SliceData(num), len(num)), 64)
 	if err != nil && d.err == nil {
-		d.err = fmt.Errorf("number %s out of range", string(d.num))
+		d.err = fmt.Errorf("number %s out of range", string(num))
 	}
 	return f
+}
+
+// hasControl tells whether b holds a byte below 0x20, eight bytes at a time.
+func hasControl(b []byte) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for ; len(b) >= 8; b = b[8:] {
+		x := binary.LittleEndian.Uint64(b)
+		// A byte below 0x20 borrows when 0x20 is taken from it, and its high bit was clear.
+		if (x-0x20*ones)&^x&highs != 0 {
+			return true
+		}
+	}
+	for _, c := range b {
+		if c < 0x20 {
+			return true
+		}
+	}
+	return false
 }
 
 // hasSurrogateEscape tells whether data holds a \uD800-\uDFFF escape.

@@ -24,7 +24,7 @@ func NewProcessOnly(p *Pipeline) *ProcessOnly {
 		r.cache.track(proj) // empty buckets: misses are new keys, no read
 	}
 	r.exec = operators.Exec{Ctx: context.Background(), Store: r}
-	r.dec = newDecoder(p.Config.Decode, p.fields, p.allFields)
+	r.dec = newDecoder(p.Config.Decode, p.layout, nil)
 	return &ProcessOnly{r: r, b: &batch{}}
 }
 

@@ -3,11 +3,13 @@ package pipeline
 import (
 	"bytes"
 	"encoding/json"
-
 	"errors"
+	"slices"
 	"testing"
 
 	gojson "github.com/goccy/go-json"
+
+	"github.com/jetfold/jetfold/operators"
 )
 
 // FuzzDecodeEvent: any payload either decodes into an object that survives a JSON round trip,
@@ -17,7 +19,9 @@ func FuzzDecodeEvent(f *testing.F) {
 		`{"type":"add","user_id":"u1","amount":12.5}`, `{}`, `[]`, `null`, `"text"`, `{"a":`, ``,
 		`{"specversion":"1.0","type":"t","data":{"x":1}}`, `{"specversion":"1.0","data":[1]}`,
 		`{"ts":"2026-01-01T00:00:00.123456789Z"}`, `{"a":"\ud800"}`, "{\"a\":\"\xff\"}", `{"a":1e999}`,
-		`{"a":"\uD83D\uDE00"}`, `{"ts":1767225600000}`, `{"ts":-1e300}`, "\xff\xfe",
+		`{"a":"\uD83D\uDE00"}`, `{"ts":1767225600000}`,
+		`{"\u0061":1,"b":"x"}`, `{"a":1,"a":"two"}`, ` { "a" : { "b" : "\"}" } , "b" : [1,{"c":[]}] } `,
+		`{"a":"q\\","b":"\\\""}`, `{"a":-0.5e-3,"b":true,"c":null}`, `{"a\"":1}`, `{"ts":-1e300}`, "\xff\xfe",
 	} {
 		f.Add([]byte(s), "json")
 		f.Add([]byte(s), "cloudevents")
@@ -49,7 +53,9 @@ func FuzzDecodeEvent(f *testing.F) {
 func checkFastAgrees(t *testing.T, data []byte) {
 	t.Helper()
 	want, _, werr := decodeEvent("json", data, nil)
-	got, _, gerr := newDecoder("json", nil, true).decode(data, nil)
+	var ev operators.Event
+	gerr := newDecoder("json", nil, nil).decode(&ev, data, nil)
+	got := ev.FieldMap()
 	if (werr == nil) != (gerr == nil) {
 		t.Fatalf("encoding/json err %v, fastjson err %v for %q", werr, gerr, data)
 	}
@@ -65,13 +71,65 @@ func checkFastAgrees(t *testing.T, data []byte) {
 	if gj, err := gojson.Marshal(got); err != nil || !bytes.Equal(gj, g) {
 		t.Fatalf("go-json wrote %s (%v), encoding/json %s", gj, err, g)
 	}
-	sub, _, err := newDecoder("json", []string{"a"}, false).decode(data, nil)
-	if err != nil {
-		t.Fatalf("decoding only field a failed where the whole event decodes: %v", err)
+	// The walk over the members finds what encoding/json finds (the last of duplicates).
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err == nil {
+		var walk members
+		seen := map[string]json.RawMessage{}
+		for ok := walk.reset(data); ok; {
+			k, v, esc, more := walk.next()
+			if !more {
+				break
+			}
+			var key string
+			if err := json.Unmarshal(append(append([]byte{'"'}, k...), '"'), &key); err != nil {
+				t.Fatalf("walk: key %q does not decode: %v", k, err)
+			}
+			if esc != bytes.ContainsRune(k, '\\') {
+				t.Fatalf("walk: key %q escaped %v", k, esc)
+			}
+			seen[key] = v
+		}
+		if len(seen) != len(raw) {
+			t.Fatalf("walk found %d members, encoding/json %d", len(seen), len(raw))
+		}
+		for k, v := range raw {
+			if !bytes.Equal(bytes.TrimSpace(v), seen[k]) {
+				t.Fatalf("walk: member %q is %q, encoding/json %q", k, seen[k], v)
+			}
+		}
 	}
-	sa, _ := json.Marshal(sub["a"])
-	ga, _ := json.Marshal(got["a"])
-	if !bytes.Equal(sa, ga) {
-		t.Fatalf("field a decoded alone %s, with the rest %s", sa, ga)
+	// Into slots: the fields a and b, and a alone of the same layout (as prefetch does).
+	layout := operators.NewLayout([]string{"a", "b"})
+	for _, only := range [][]string{nil, {"a"}} {
+		var sub operators.Event
+		if err := newDecoder("json", layout, only).decode(&sub, data, nil); err != nil {
+			t.Fatalf("decoding fields %v failed where the whole event decodes: %v", only, err)
+		}
+		m := sub.FieldMap()
+		for _, f := range []string{"a", "b"} {
+			sa, _ := json.Marshal(m[f])
+			ga, _ := json.Marshal(got[f])
+			if only != nil && !slices.Contains(only, f) {
+				ga = []byte("null")
+			}
+			if !bytes.Equal(sa, ga) {
+				t.Fatalf("field %s decoded into a slot (of %v) %s, with the rest %s", f, only, sa, ga)
+			}
+		}
+	}
+}
+
+func TestHasControl(t *testing.T) {
+	for n := 0; n < 20; n++ {
+		for at := 0; at < n; at++ {
+			for _, c := range []byte{0, 0x1f, 0x20, 0x7f, 0x80, 0xff, 0x9f} {
+				b := bytes.Repeat([]byte("a"), n)
+				b[at] = c
+				if got, want := hasControl(b), c < 0x20; got != want {
+					t.Errorf("hasControl(%q) = %v, want %v", b, got, want)
+				}
+			}
+		}
 	}
 }

@@ -78,11 +78,10 @@ func (r *Runner) prefetch(msgs []jetstream.Msg) int {
 		ev := &pf.ev
 		ev.Reset()
 		ev.Subject, ev.Header, ev.Data = m.Subject(), m.Headers(), m.Data()
-		fields, header, err := pf.dec.decode(ev.Data, ev.Header)
-		if err != nil {
+		if err := pf.dec.decode(ev, ev.Data, ev.Header); err != nil {
 			continue
 		}
-		ev.Fields, ev.Header = fields, header
+		var err error
 		if ev.Type, err = x.EvalString(r.p.typeExpr, ev); err != nil {
 			continue
 		}

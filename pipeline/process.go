@@ -163,11 +163,10 @@ func (r *Runner) processOne(ev *operators.Event, m jetstream.Msg, seq uint64, ts
 		ev.Mode = operators.Hydrated
 	}
 	ev.Header = m.Headers()
-	fields, header, err := r.dec.decode(ev.Data, ev.Header)
+	err := r.dec.decode(ev, ev.Data, ev.Header)
 	if err != nil {
 		return false, err
 	}
-	ev.Fields, ev.Header = fields, header
 	x := &r.exec
 	if ev.Type, err = x.EvalString(r.p.typeExpr, ev); err != nil {
 		ev.TypeErr = fmt.Errorf("type: %w", err)

@@ -187,8 +187,8 @@ func (r *Runner) start(ctx context.Context) (jetstream.Consumer, error) {
 	r.lastDelivery = 0
 	r.kvStreams = map[string]jetstream.Stream{}
 	r.exec = operators.Exec{Store: r}
-	r.dec = newDecoder(pc.Decode, r.p.fields, r.p.allFields)
-	r.pf = prefetcher{dec: newDecoder(pc.Decode, r.p.peekFields, r.p.peekAll)}
+	r.dec = newDecoder(pc.Decode, r.p.layout, nil)
+	r.pf = prefetcher{dec: newDecoder(pc.Decode, r.p.peekLayout, r.p.peekFields)}
 	r.done = false
 
 	stream, err := js.Stream(ctx, pc.Source.Stream)
