@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 	"unsafe"
 
 	"github.com/valyala/fastjson"
@@ -102,8 +100,8 @@ func eventTime(v any) (time.Time, error) {
 }
 
 // decoder decodes payloads for one pipeline. For `decode: json` it validates the payload
-// (fastjson, strict), then walks its top-level members without building a tree and converts
-// only the fields that some expression reads, into the event's slots (see
+// strictly while it walks its top-level members (see [members]), without building a tree,
+// and converts only the fields that some expression reads, into the event's slots (see
 // [operators.Layout]); when an expression uses the event as a whole, every field, into a map.
 // A malformed payload is a dead letter all the same. A decoder is used by one goroutine.
 type decoder struct {
@@ -145,29 +143,12 @@ func (d *decoder) decode(ev *operators.Event, data []byte, header map[string][]s
 		return err
 	}
 	ev.Header = header
-	// The walk and the conversions assume valid JSON. Where fastjson and encoding/json could
-	// disagree (a payload fastjson refuses, say for its depth limit; invalid UTF-8; control
-	// characters, which fastjson's validator lets through inside strings; escaped UTF-16
-	// surrogates, which fastjson leaves as text), encoding/json decides, so both paths give
-	// the same events. Pretty-printed payloads (newlines) take that path too.
-	if hasControl(data) || fastjson.ValidateBytes(data) != nil || !utf8.Valid(data) || hasSurrogateEscape(data) {
-		m, _, err := decodeEvent("json", data, header)
-		if err == nil && d.layout != nil {
-			d.fromMap(ev, m)
-			return nil
-		}
-		ev.Fields = m
-		return err
-	}
-	if !d.walk.reset(data) {
-		return fmt.Errorf("%w: not a JSON object", ErrDecode)
-	}
 	d.err = nil
 	if d.layout == nil {
 		m := make(map[string]any)
-		for {
-			k, v, esc, ok := d.walk.next()
-			if !ok {
+		for ok := d.walk.reset(data); ok; {
+			k, v, esc, more := d.walk.next()
+			if !more {
 				break
 			}
 			var name string
@@ -181,9 +162,9 @@ func (d *decoder) decode(ev *operators.Event, data []byte, header map[string][]s
 		ev.Fields = m
 	} else {
 		clear(d.slots)
-		for {
-			k, v, esc, ok := d.walk.next()
-			if !ok {
+		for ok := d.walk.reset(data); ok; {
+			k, v, esc, more := d.walk.next()
+			if !more {
 				break
 			}
 			if esc {
@@ -194,6 +175,18 @@ func (d *decoder) decode(ev *operators.Event, data []byte, header map[string][]s
 			}
 		}
 		ev.SetSlots(d.layout, d.slots)
+	}
+	if d.walk.bad || d.walk.odd {
+		// Not a JSON object, or one that encoding/json takes differently from the walk's
+		// conversions (invalid UTF-8, escaped surrogates, deep nesting): encoding/json
+		// decides, and words the error, so both paths give the same events.
+		m, _, err := decodeEvent("json", data, header)
+		if err == nil && d.layout != nil {
+			d.fromMap(ev, m)
+			return nil
+		}
+		ev.Fields = m
+		return err
 	}
 	if d.err != nil {
 		return fmt.Errorf("%w: %v", ErrDecode, d.err)
@@ -360,37 +353,4 @@ func (d *decoder) parseFloat(num []byte) float64 {
 		d.err = fmt.Errorf("number %s out of range", string(num))
 	}
 	return f
-}
-
-// hasControl tells whether b holds a byte below 0x20, eight bytes at a time.
-func hasControl(b []byte) bool {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	for ; len(b) >= 8; b = b[8:] {
-		x := binary.LittleEndian.Uint64(b)
-		// A byte below 0x20 borrows when 0x20 is taken from it, and its high bit was clear.
-		if (x-0x20*ones)&^x&highs != 0 {
-			return true
-		}
-	}
-	for _, c := range b {
-		if c < 0x20 {
-			return true
-		}
-	}
-	return false
-}
-
-// hasSurrogateEscape tells whether data holds a \uD800-\uDFFF escape.
-func hasSurrogateEscape(data []byte) bool {
-	for i := bytes.Index(data, []byte(`\u`)); i >= 0; {
-		if i+2 < len(data) && (data[i+2] == 'd' || data[i+2] == 'D') && i+3 < len(data) && data[i+3] >= '8' {
-			return true
-		}
-		next := bytes.Index(data[i+2:], []byte(`\u`))
-		if next < 0 {
-			return false
-		}
-		i += 2 + next
-	}
-	return false
 }
