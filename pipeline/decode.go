@@ -219,11 +219,22 @@ func (d *decoder) slot(i int, v []byte) operators.Slot {
 		}
 		return operators.TextSlot(s)
 	case c == '-' || c >= '0' && c <= '9':
-		if len(v) < 300 && !bytes.ContainsAny(v, "eE") {
+		if len(v) < 300 && !hasExponent(v) {
 			return operators.NumberSlot(v)
 		}
 	}
 	return operators.ValueSlot(d.convert(v, false))
+}
+
+// hasExponent tells whether the number num has an exponent (bytes.ContainsAny is slower on
+// text this short).
+func hasExponent(num []byte) bool {
+	for _, c := range num {
+		if c == 'e' || c == 'E' {
+			return true
+		}
+	}
+	return false
 }
 
 // convert converts the text of a valid JSON value; with key set, v is the inside of a
