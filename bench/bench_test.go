@@ -22,14 +22,18 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 }
 
-// TestSmoke runs a small bench: every event folded, the 1% emitted, rates measured.
+// TestSmoke runs a small bench of two rounds: every event folded, the 1% emitted, rates
+// measured; the second round starts from scratch (Run fails if it emits or writes otherwise).
 func TestSmoke(t *testing.T) {
-	res, err := bench.Run(context.Background(), bench.Options{Events: 20_000, Keys: 500})
+	res, err := bench.Run(context.Background(), bench.Options{Events: 20_000, Keys: 500, Rounds: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.RawRate <= 0 || res.PipelineRate <= 0 || res.Emitted != 200 {
-		t.Errorf("result %+v: want positive rates and 200 emitted", res)
+	if res.RawRate <= 0 || res.PipelineRate <= 0 || res.Emitted != 200 || res.Projected != 500 {
+		t.Errorf("result %+v: want positive rates, 200 emitted and 500 keys in the projection", res)
+	}
+	if len(res.Rounds) != 2 || res.Ratio != res.Rounds[0].Ratio && res.Ratio != res.Rounds[1].Ratio {
+		t.Errorf("rounds %+v, ratio %v: want two rounds, the ratio one of theirs", res.Rounds, res.Ratio)
 	}
 	if res.PayloadBytes < 190 || res.PayloadBytes > 230 {
 		t.Errorf("payload %d bytes, want about 200", res.PayloadBytes)

@@ -22,7 +22,8 @@ func benchCmd(g *globals) *cobra.Command {
 4 event types, 1% emitting a derived event) to an embedded nats-server in a temporary
 directory, read it with a plain consumer as fast as JetStream allows, then fold it with a
 pipeline (4 fields, a handler per type, one emit) until the checkpoint reaches the head.
-Reports both rates, their ratio, peak RSS and allocations per event. --latency instead
+Reports both rates, their ratio, peak RSS and allocations per event. The two are measured
+--rounds times, alternating, and the round of the median ratio is reported. --latency instead
 publishes at --rate events/s for --duration and reports publish-to-visible latency.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -69,6 +70,7 @@ publishes at --rate events/s for --duration and reports publish-to-visible laten
 	f.DurationVar(&o.Batch.MaxWait, "max-wait", 0, "pipeline batch max wait (default: the configuration default, 200ms)")
 	f.IntVar(&o.Batch.CatchUp.Size, "catch-up-size", 0, "pipeline batch size while catching up (default: ten times the batch size)")
 	f.DurationVar(&o.Batch.CatchUp.MaxWait, "catch-up-wait", 0, "pipeline batch max wait while catching up (default: ten times the max wait)")
+	f.IntVar(&o.Rounds, "rounds", 3, "measure the raw consume and the pipeline this many times each, alternating; report the round of the median ratio")
 	f.IntVar(&o.CacheKeys, "cache", 0, "state cache bound (default: --keys)")
 	f.StringVar(&o.URL, "nats-url", "", "run against this NATS server instead of an embedded one (its bench streams are deleted first)")
 	f.BoolVar(&o.Latency, "latency", false, "latency mode")
@@ -91,7 +93,15 @@ func printBench(g *globals, r bench.Result) {
 	fmt.Fprintf(w, "publish:   %10.0f events/s\n", r.PublishRate)
 	fmt.Fprintf(w, "raw:       %10.0f events/s  (plain consumer, AckNone, no decoding)\n", r.RawRate)
 	fmt.Fprintf(w, "pipeline:  %10.0f events/s  (fold + emit, committed to KV)\n", r.PipelineRate)
-	fmt.Fprintf(w, "ratio:     %10.2f\n", r.Ratio)
+	fmt.Fprintf(w, "ratio:     %10.2f", r.Ratio)
+	if len(r.Rounds) > 1 {
+		fmt.Fprintf(w, "  (the median of %d rounds:", len(r.Rounds))
+		for _, rr := range r.Rounds {
+			fmt.Fprintf(w, " %.2f", rr.Ratio)
+		}
+		fmt.Fprint(w, "; the figures are its round's)")
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "peak RSS:  %10.1f MiB  (pipeline phase; with the embedded server unless --nats-url)\n", float64(r.PeakRSS)/(1<<20))
 	fmt.Fprintf(w, "allocated: %10.0f B/event, %.1f allocs/event\n", r.AllocBytesPerEvent, r.AllocsPerEvent)
 	fmt.Fprintf(w, "CPU:       %10.2f us/event  (pipeline phase; raw consume: %.2f; with the embedded server unless --nats-url)\n",
