@@ -128,7 +128,8 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 		peek, peekAll := operators.EventFields(p.typeExpr, p.keyExpr)
 		switch {
 		case p.layout != nil:
-			p.peekLayout, p.peekFields = p.layout, peek
+			// Not nil, which would convert every field: the key may read none.
+			p.peekLayout, p.peekFields = p.layout, append([]string{}, peek...)
 		case !peekAll:
 			// Unbound expressions find their fields by name in the slots.
 			p.peekLayout = operators.NewLayout(peek)

@@ -151,11 +151,15 @@ func (d *decoder) decode(ev *operators.Event, data []byte, header map[string][]s
 			if !more {
 				break
 			}
-			var name string
+			name, ok := "", true
 			if esc {
-				name = d.convert(k, true).(string)
+				name, ok = d.convert(k, true).(string)
 			} else {
 				name = d.names.text(k)
+			}
+			if !ok {
+				d.walk.odd = true // cannot happen after the walk: encoding/json decides
+				break
 			}
 			m[name] = d.convert(v, false)
 		}
@@ -168,7 +172,12 @@ func (d *decoder) decode(ev *operators.Event, data []byte, header map[string][]s
 				break
 			}
 			if esc {
-				k = []byte(d.convert(k, true).(string))
+				name, ok := d.convert(k, true).(string)
+				if !ok {
+					d.walk.odd = true // cannot happen after the walk: encoding/json decides
+					break
+				}
+				k = []byte(name)
 			}
 			if i, found := d.layout.Slot(string(k)); found && d.want[i] {
 				d.slots[i] = d.slot(i, v)
@@ -214,7 +223,7 @@ func (d *decoder) slot(i int, v []byte) operators.Slot {
 		if bytes.IndexByte(s, '\\') >= 0 {
 			break
 		}
-		if t := &d.strs[i]; !t.off {
+		if t := &d.strs[i]; !t.off && len(s) <= internLen {
 			return operators.ValueSlot(t.get(s))
 		}
 		return operators.TextSlot(s)
@@ -283,7 +292,10 @@ type interner struct {
 	off           bool
 }
 
-const internMax = 256
+const (
+	internMax = 256
+	internLen = 64 // longer values are not interned: the table stays small
+)
 
 // get returns b as a string boxed in an any.
 func (t *interner) get(b []byte) any {

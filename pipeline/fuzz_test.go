@@ -22,7 +22,7 @@ func FuzzDecodeEvent(f *testing.F) {
 		`{"ts":"2026-01-01T00:00:00.123456789Z"}`, `{"a":"\ud800"}`, "{\"a\":\"\xff\"}", `{"a":1e999}`,
 		`{"a":"\uD83D\uDE00"}`, `{"ts":1767225600000}`,
 		`{"\u0061":1,"b":"x"}`, `{"a":1,"a":"two"}`, ` { "a" : { "b" : "\"}" } , "b" : [1,{"c":[]}] } `,
-		`{"a":"q\\","b":"\\\""}`, `{"a":-0.5e-3,"b":true,"c":null}`, `{"a\"":1}`, `{"ts":-1e300}`, "\xff\xfe",
+		`{"a":"q\\","b":"\\\""}`, `{"a":-0.5e-3,"b":true,"c":null}`, `{"a\"":1}`, `{"b":1e400,"a":1}`, `{"b":[-1E+999]}`, `{"b":1e-400}`, `{"ts":-1e300}`, "\xff\xfe",
 	} {
 		f.Add([]byte(s), "json")
 		f.Add([]byte(s), "cloudevents")
@@ -58,7 +58,15 @@ func checkFastAgrees(t *testing.T, data []byte) {
 	gerr := newDecoder("json", nil, nil).decode(&ev, data, nil)
 	got := ev.FieldMap()
 	if (werr == nil) != (gerr == nil) {
-		t.Fatalf("encoding/json err %v, fastjson err %v for %q", werr, gerr, data)
+		t.Fatalf("encoding/json err %v, decoder err %v for %q", werr, gerr, data)
+	}
+	// Decoding a few fields into slots accepts and refuses the same payloads.
+	for _, names := range [][]string{{"a"}, {"zz"}} {
+		var ev operators.Event
+		err := newDecoder("json", operators.NewLayout(names), nil).decode(&ev, data, nil)
+		if (werr == nil) != (err == nil) {
+			t.Fatalf("encoding/json err %v, decoder of fields %v err %v for %q", werr, names, err, data)
+		}
 	}
 	if werr != nil {
 		return

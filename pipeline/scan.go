@@ -2,7 +2,9 @@ package pipeline
 
 import (
 	"encoding/binary"
+	"strconv"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // members validates a JSON object strictly (RFC 8259) in one pass while it hands out its
@@ -252,7 +254,7 @@ func hex4(b []byte, i int) (rune, bool) {
 
 // number checks the number at b[i]: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
 func (s *members) number(i int) int {
-	b := s.b
+	b, start := s.b, i
 	if b[i] == '-' {
 		i++
 	}
@@ -284,8 +286,20 @@ func (s *members) number(i int) int {
 			return j
 		}
 		i = j
+		s.checkRange(start, i)
+	} else if i-start > 300 {
+		s.checkRange(start, i)
 	}
 	return i
+}
+
+// checkRange refuses, as encoding/json does, a number beyond the float64 range, whether or
+// not the decoder converts it: only a number with an exponent or hundreds of digits can be.
+func (s *members) checkRange(start, end int) {
+	num := s.b[start:end]
+	if _, err := strconv.ParseFloat(unsafe.String(unsafe.SliceData(num), len(num)), 64); err != nil {
+		s.bad = true
+	}
 }
 
 func digits(b []byte, i int) int {
