@@ -35,7 +35,6 @@ type Metrics struct {
 	Latency        *prometheus.HistogramVec
 	Oversize       *prometheus.CounterVec
 	StateReads     *prometheus.CounterVec
-	BatchReads     *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not registered).
@@ -81,13 +80,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		StateReads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetfold_state_reads_total", Help: "Keys read from KV because the cache lacked them: one at a time when an event needs it (on_demand) or ahead of their events, many at once (prefetch).",
 		}, []string{"pipeline", "how"}),
-		BatchReads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "jetfold_state_batch_reads_total", Help: "Requests that read many keys ahead at once (direct gets of the last message of up to 512 subjects), by outcome: complete, or failed (their keys then read one at a time).",
-		}, []string{"pipeline", "outcome"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Events, m.Emitted, m.BatchDuration, m.CommitDuration, m.Checkpoint,
-			m.Pending, m.StateKeys, m.Restarts, m.Fenced, m.Latency, m.Oversize, m.StateReads, m.BatchReads)
+			m.Pending, m.StateKeys, m.Restarts, m.Fenced, m.Latency, m.Oversize, m.StateReads)
 	}
 	return m
 }

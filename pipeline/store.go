@@ -76,19 +76,13 @@ func (r *Runner) load(ctx context.Context, e *entry) error {
 	if err != nil {
 		return fmt.Errorf("%w: read %s/%s: %v", errInfra, e.proj, e.key, err)
 	}
-	return r.fill(e, msg.Sequence, msg.Header, msg.Data)
-}
-
-// fill sets e from the last message of its key: its revision (stream sequence rev), and
-// unless the message is a delete marker, the state in data and the headers' sequence and time.
-func (r *Runner) fill(e *entry, rev uint64, h nats.Header, data []byte) error {
-	e.rev = rev
-	meta := readMeta(h)
+	e.rev = msg.Sequence
+	meta := readMeta(msg.Header)
 	if meta.deleted {
 		return nil
 	}
 	var st map[string]any
-	if err := json.Unmarshal(data, &st); err != nil {
+	if err := json.Unmarshal(msg.Data, &st); err != nil {
 		return fmt.Errorf("%w: value of %s/%s is not a JSON object: %v", errInfra, e.proj, e.key, err)
 	}
 	if st == nil {
