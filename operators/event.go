@@ -101,10 +101,10 @@ func (l *Layout) Slot(name string) (int, bool) {
 	return i, ok
 }
 
-// SetSlots gives the event its fields as vals, in l's order (nil for a field the payload
-// lacks). The event reads vals until it is reset, and the caller keeps them unchanged until
-// then. Only a pipeline whose expressions read the event by field name (never as a whole)
-// may use slots: nothing can then tell a missing field from a null one.
+// SetSlots gives the event its fields as vals, in l's order (the zero Slot, which reads as
+// nil, for a field the payload lacks). The event reads vals until it is reset, and the caller
+// keeps them unchanged until then. Only a pipeline whose expressions read the event by field
+// name (never as a whole) may use slots: nothing can then tell a missing field from a null one.
 func (e *Event) SetSlots(l *Layout, vals []Slot) {
 	e.Fields, e.layout, e.slots = nil, l, vals
 }
