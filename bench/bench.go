@@ -101,7 +101,7 @@ type Result struct {
 	KeysWritten int `json:"keys_written"`
 	// Projected is the number of keys in the projection at the end.
 	Projected int `json:"projected_keys"`
-	// Rounds lists every round's rates, in order, when there were several.
+	// Rounds lists every round's rates and CPU, in order.
 	Rounds []Round `json:"rounds,omitempty"`
 	// Latency is set in latency mode.
 	Latency *Latency `json:"latency,omitempty"`
