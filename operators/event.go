@@ -126,8 +126,7 @@ func ValueSlot(v any) Slot { return Slot{v: v} }
 func TextSlot(raw []byte) Slot { return Slot{raw: raw, lazy: 's'} }
 
 // NumberSlot returns a slot for the JSON number raw, which must convert to a float64 without
-// error (no exponent and fewer than 300 digits do). raw must stay unchanged while the slot is
-// in use.
+// error (within the float64 range). raw must stay unchanged while the slot is in use.
 func NumberSlot(raw []byte) Slot { return Slot{raw: raw, lazy: 'n'} }
 
 // value returns the slot's value, converting it on the first read.

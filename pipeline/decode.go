@@ -144,45 +144,34 @@ func (d *decoder) decode(ev *operators.Event, data []byte, header map[string][]s
 	}
 	ev.Header = header
 	d.err = nil
+	var m map[string]any // map mode: every field
 	if d.layout == nil {
-		m := make(map[string]any)
-		for ok := d.walk.reset(data); ok; {
-			k, v, esc, more := d.walk.next()
-			if !more {
-				break
-			}
-			name, ok := "", true
-			if esc {
-				name, ok = d.convert(k, true).(string)
-			} else {
-				name = d.names.text(k)
-			}
+		m = make(map[string]any)
+	} else {
+		clear(d.slots)
+	}
+	for ok := d.walk.reset(data); ok; {
+		k, v, esc, more := d.walk.next()
+		if !more {
+			break
+		}
+		if esc {
+			name, ok := d.convert(k, true).(string)
 			if !ok {
 				d.walk.odd = true // cannot happen after the walk: encoding/json decides
 				break
 			}
-			m[name] = d.convert(v, false)
+			k = []byte(name)
 		}
+		if m != nil {
+			m[d.names.text(k)] = d.convert(v, false)
+		} else if i, found := d.layout.Slot(string(k)); found && d.want[i] {
+			d.slots[i] = d.slot(i, v)
+		}
+	}
+	if m != nil {
 		ev.Fields = m
 	} else {
-		clear(d.slots)
-		for ok := d.walk.reset(data); ok; {
-			k, v, esc, more := d.walk.next()
-			if !more {
-				break
-			}
-			if esc {
-				name, ok := d.convert(k, true).(string)
-				if !ok {
-					d.walk.odd = true // cannot happen after the walk: encoding/json decides
-					break
-				}
-				k = []byte(name)
-			}
-			if i, found := d.layout.Slot(string(k)); found && d.want[i] {
-				d.slots[i] = d.slot(i, v)
-			}
-		}
 		ev.SetSlots(d.layout, d.slots)
 	}
 	if d.walk.bad || d.walk.odd {
@@ -215,7 +204,8 @@ func (d *decoder) fromMap(ev *operators.Event, m map[string]any) {
 }
 
 // slot returns the slot of the value v of field i. Strings of fields with few values are
-// interned; other plain strings and numbers are left to convert when they are read.
+// interned; other plain strings and numbers are left to convert when they are read (a number
+// the walk let through converts without error: it refuses those beyond the float64 range).
 func (d *decoder) slot(i int, v []byte) operators.Slot {
 	switch c := v[0]; {
 	case c == '"':
@@ -228,22 +218,9 @@ func (d *decoder) slot(i int, v []byte) operators.Slot {
 		}
 		return operators.TextSlot(s)
 	case c == '-' || c >= '0' && c <= '9':
-		if len(v) < 300 && !hasExponent(v) {
-			return operators.NumberSlot(v)
-		}
+		return operators.NumberSlot(v)
 	}
 	return operators.ValueSlot(d.convert(v, false))
-}
-
-// hasExponent tells whether the number num has an exponent (bytes.ContainsAny is slower on
-// text this short).
-func hasExponent(num []byte) bool {
-	for _, c := range num {
-		if c == 'e' || c == 'E' {
-			return true
-		}
-	}
-	return false
 }
 
 // convert converts the text of a valid JSON value; with key set, v is the inside of a
@@ -331,7 +308,7 @@ func (t *interner) get(b []byte) any {
 func (t *interner) text(b []byte) string { return t.get(b).(string) }
 
 // value converts a fastjson value to what encoding/json would give: float64, string, bool,
-// nil, map[string]any, []any. A number out of the float64 range sets d.err, as encoding/json
+// nil, map[string]any, []any. A number out of the float64 range sets d.err (see parseFloat),
 // refuses it.
 func (d *decoder) value(v *fastjson.Value) any {
 	switch v.Type() {
@@ -367,8 +344,9 @@ func (d *decoder) float(v *fastjson.Value) float64 {
 	return d.parseFloat(d.num)
 }
 
-// parseFloat parses the text of a valid JSON number. One out of the float64 range (the only
-// error left after validation) sets d.err, as encoding/json refuses it.
+// parseFloat parses the text of a valid JSON number. The walk refuses numbers beyond the
+// float64 range, so this does not fail on text it let through; if it did, d.err is set rather
+// than an infinity passed on.
 func (d *decoder) parseFloat(num []byte) float64 {
 	// The string does not outlive the call: the error message is built from a copy.
 	f, err := strconv.ParseFloat(unsafe.String(unsafe.SliceData(num), len(num)), 64)
