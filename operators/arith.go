@@ -17,7 +17,8 @@ type arith struct {
 type operand struct {
 	root, field string // event or state, and the member name; "" for a number
 	kind        byte   // of root: 0 a number, 'e' event, 's' state
-	slot        int    // the event field's slot (see BindLayout), -1 for none
+	slot        int    // the field's slot (see BindLayout and bindState), -1 for none
+	shape       *Shape // a state field's slot is in this shape
 	num         float64
 }
 
@@ -25,6 +26,15 @@ type operand struct {
 func (o *operand) bind(l *Layout) {
 	if o.kind == 'e' {
 		o.slot = slotOf(l, o.field)
+	}
+}
+
+// bindShape sets the slot of a state field in s.
+func (o *operand) bindShape(s *Shape) {
+	if o.kind == 's' {
+		if i, ok := s.slot(o.field); ok {
+			o.slot, o.shape = i, s
+		}
 	}
 }
 
@@ -66,28 +76,28 @@ func operandOf(n ast.Node) (operand, bool) {
 
 // value returns the operand's number, false when it is not a float64.
 func (o *operand) value(ev *Event) (float64, bool) {
-	var v any
 	switch o.kind {
 	case 0:
 		return o.num, true
 	case 'e':
-		v = ev.field(o.slot, o.field)
-	default:
-		v = ev.State[o.field]
+		return ev.number(o.slot, o.field)
 	}
-	f, ok := v.(float64)
+	if o.shape != nil {
+		return ev.State.numAt(o.shape, o.slot, o.field)
+	}
+	f, ok := ev.State.get(o.field).(float64)
 	return f, ok
 }
 
-// eval computes a on ev; false when an operand is not a number (the VM decides then).
-func (a *arith) eval(ev *Event) (any, bool) {
+// num computes a on ev; false when an operand is not a number (the VM decides then).
+func (a *arith) num(ev *Event) (float64, bool) {
 	x, ok := a.a.value(ev)
 	if !ok {
-		return nil, false
+		return 0, false
 	}
 	y, ok := a.b.value(ev)
 	if !ok {
-		return nil, false
+		return 0, false
 	}
 	switch a.op {
 	case '+':

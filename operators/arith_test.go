@@ -44,7 +44,8 @@ func TestSameSize(t *testing.T) {
 		{map[string]any{}, map[string]any{}, false},
 	}
 	for _, tt := range tests {
-		if got := sameSize(tt.old, tt.v); got != tt.same {
+		old := valueOf(tt.old)
+		if got := old.sameSize(valueOf(tt.v)); got != tt.same {
 			t.Errorf("sameSize(%v, %v) = %v, want %v", tt.old, tt.v, got, tt.same)
 		}
 	}

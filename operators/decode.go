@@ -75,6 +75,7 @@ func checkKeys(m map[string]any, allowed ...string) error {
 type assign struct {
 	field string
 	expr  *Expr
+	slot  int // the field's slot in the fold's shape
 }
 
 func sortedKeys(m map[string]any) []string {

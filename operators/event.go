@@ -51,7 +51,7 @@ type Event struct {
 	// committed before a crash and is read again): its effects are already committed.
 	Duplicate bool
 	// State is the state of the key after the last fold (the expression variable `state`).
-	State map[string]any
+	State *Record
 	// Writes are the state changes staged by folds.
 	Writes []Write
 	// Outputs are the derived events staged by emits.
@@ -115,7 +115,8 @@ func (e *Event) SetSlots(l *Layout, vals []Slot) {
 type Slot struct {
 	v    any
 	raw  []byte
-	lazy byte // 0: v is the value; 's': raw is a string's text; 'n': raw is a number's
+	num  float64
+	lazy byte // 0: v is the value; 's': raw is a string's text; 'n': raw is a number's; 'f': num is the number
 }
 
 // ValueSlot returns a slot holding v.
@@ -136,11 +137,29 @@ func (s *Slot) value() any {
 		return s.v
 	case 's':
 		s.v = string(s.raw)
-	default:
+	case 'n':
 		s.v, _ = strconv.ParseFloat(unsafe.String(unsafe.SliceData(s.raw), len(s.raw)), 64)
+	default:
+		s.v = s.num
 	}
 	s.raw, s.lazy = nil, 0
 	return s.v
+}
+
+// number returns the slot's number without boxing it; false when it holds no number.
+func (s *Slot) number() (float64, bool) {
+	switch s.lazy {
+	case 'n':
+		s.num, _ = strconv.ParseFloat(unsafe.String(unsafe.SliceData(s.raw), len(s.raw)), 64)
+		s.raw, s.lazy = nil, 'f'
+		return s.num, true
+	case 'f':
+		return s.num, true
+	case 0:
+		f, ok := s.v.(float64)
+		return f, ok
+	}
+	return 0, false
 }
 
 // FieldMap returns the event as the `event` map, building it from the slots when the event
@@ -177,12 +196,27 @@ func (e *Event) field(slot int, name string) any {
 	return e.slots[slot].value()
 }
 
+// number reads the field name as [Event.field] does, without boxing a number; false when
+// the field holds no number.
+func (e *Event) number(slot int, name string) (float64, bool) {
+	if e.slots == nil {
+		f, ok := e.Fields[name].(float64)
+		return f, ok
+	}
+	if slot < 0 {
+		var ok bool
+		if slot, ok = e.layout.Slot(name); !ok {
+			return 0, false
+		}
+	}
+	return e.slots[slot].number()
+}
+
 // undo restores one field of a state a fold changed in place.
 type undo struct {
-	m     map[string]any
-	field string
-	old   any
-	had   bool
+	r    *Record
+	slot int
+	old  value
 }
 
 // Reset clears e for reuse, keeping its slices' capacity.
@@ -197,12 +231,8 @@ func (e *Event) Reset() {
 // event), before any other event runs.
 func (e *Event) Rollback() {
 	for i := len(e.undo) - 1; i >= 0; i-- {
-		u := e.undo[i]
-		if u.had {
-			u.m[u.field] = u.old
-		} else {
-			delete(u.m, u.field)
-		}
+		u := &e.undo[i]
+		u.r.vals[u.slot] = u.old
 	}
 	clear(e.undo)
 	e.undo = e.undo[:0]
@@ -213,7 +243,7 @@ type Write struct {
 	Projection string
 	Key        string
 	// State is the new state; the write replaces the previous one.
-	State map[string]any
+	State *Record
 	// Seq is the source sequence that produced the state.
 	Seq uint64
 	// Time is the newest event time applied to the key.

@@ -28,7 +28,9 @@ type Env struct {
 	Headers map[string]string `expr:"headers"`
 	Seq     uint64            `expr:"seq"`
 	Time    time.Time         `expr:"time"`
-	State   map[string]any    `expr:"state"`
+	// State is the key's state: a *Record for expressions that only read its fields by name
+	// (through Get), a map for the others. Typed any so that either can be given.
+	State any `expr:"state"`
 	// Get reads a member of a map; `event.x` and `state.x` are compiled to calls of it.
 	Get func(m, k any) any `expr:"_get"`
 }
@@ -48,6 +50,9 @@ type Expr struct {
 	event bool
 	// headers is set when the expression reads `headers`, which Eval then fills.
 	headers bool
+	// state is set when the expression reads `state`, wholeState when other than by field
+	// name: Eval then hands the VM the state as a map.
+	state, wholeState bool
 	// arith is set for `A op B` (see arithOf): Eval computes it without the VM when both
 	// sides are numbers.
 	arith *arith
@@ -87,6 +92,9 @@ func Compile(src string, kind int) (*Expr, error) {
 	ast.Walk(&node, identFinder{name: "headers", found: &e.headers})
 	ast.Walk(&node, identFinder{name: "event", found: &e.event})
 	ast.Walk(&node, identFinder{name: "$env", found: &e.event})
+	ast.Walk(&node, identFinder{name: "state", found: &e.state})
+	ast.Walk(&node, identFinder{name: "$env", found: &e.state})
+	_, e.wholeState = identFields("state", []*Expr{e})
 	switch n := p.Node().(type) {
 	case *ast.CallNode:
 		e.root, e.field = memberRead(n)
@@ -109,6 +117,17 @@ func BindLayout(l *Layout, exprs ...*Expr) {
 		if a := e.arith; a != nil {
 			a.a.bind(l)
 			a.b.bind(l)
+		}
+	}
+}
+
+// bindState makes the fast paths of exprs read the state fields of s by slot, from records
+// of that shape.
+func bindState(s *Shape, exprs ...*Expr) {
+	for _, e := range exprs {
+		if a := e.arith; a != nil {
+			a.a.bindShape(s)
+			a.b.bindShape(s)
 		}
 	}
 }
@@ -143,9 +162,14 @@ func memberRead(call *ast.CallNode) (root, field string) {
 const getName = "_get"
 
 func getMember(m, k any) any {
-	mm, _ := m.(map[string]any)
 	s, _ := k.(string)
-	return mm[s]
+	switch t := m.(type) {
+	case map[string]any:
+		return t[s]
+	case *Record:
+		return t.get(s)
+	}
+	return nil
 }
 
 // fieldPatcher rewrites `event.x` and `state.x` (x a constant) into _get(event, "x").
@@ -184,10 +208,10 @@ func (x *Exec) Eval(e *Expr, ev *Event) (any, error) {
 	case "event":
 		return ev.field(e.slot, e.field), nil
 	case "state":
-		return ev.State[e.field], nil
+		return ev.State.get(e.field), nil
 	}
 	if e.arith != nil {
-		if v, ok := e.arith.eval(ev); ok {
+		if v, ok := e.arith.num(ev); ok {
 			return v, nil
 		}
 	}
@@ -197,7 +221,14 @@ func (x *Exec) Eval(e *Expr, ev *Event) (any, error) {
 	}
 	x.env = Env{
 		Event: fields, Type: ev.Type, Key: ev.Key, Subject: ev.Subject,
-		Seq: ev.Seq, Time: ev.Time, State: ev.State, Get: getMember,
+		Seq: ev.Seq, Time: ev.Time, Get: getMember,
+	}
+	switch {
+	case e.wholeState:
+		// A copy, as the value may keep it while the state changes; a nil map for no state.
+		x.env.State = ev.State.Map()
+	case e.state && ev.State != nil: // a nil *Record would not read as nil
+		x.env.State = ev.State
 	}
 	if ev.Header != nil && e.headers {
 		if ev.flatHeaders == nil {

@@ -19,14 +19,6 @@ func EventFields(exprs ...*Expr) (fields []string, all bool) {
 	return identFields("event", exprs)
 }
 
-// UsesWholeState tells whether one of exprs uses `state` other than by reading a field of it
-// by name (`state`, `{s: state}`, `state[k]`, `$env.state`): the value could then hold the
-// state map itself.
-func UsesWholeState(exprs ...*Expr) bool {
-	_, all := identFields("state", exprs)
-	return all
-}
-
 // identFields is EventFields for the variable ident.
 func identFields(ident string, exprs []*Expr) (fields []string, all bool) {
 	seen := map[string]bool{}

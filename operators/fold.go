@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
+	"math"
 )
 
 // Handler says which events a fold or an emit reacts to (DESIGN.md section 4).
@@ -41,7 +41,8 @@ const AnyType = "*"
 // foldOp is a reducer: per event type, field assignments onto per-key state.
 type foldOp struct {
 	projection string
-	initial    map[string]any
+	shape      *Shape
+	initial    *Record
 	on         map[string][]assign
 	handler    Handler
 }
@@ -49,9 +50,14 @@ type foldOp struct {
 // Projection returns the name of the projection the fold writes.
 func (f *foldOp) Projection() string { return f.projection }
 
+// Shape returns the shape of the fold's records.
+func (f *foldOp) Shape() *Shape { return f.shape }
+
 // Projector is implemented by operators that write a projection.
 type Projector interface {
 	Projection() string
+	// Shape is the shape in which the projection's states are best held (nil: any).
+	Shape() *Shape
 }
 
 func foldSpec() Spec {
@@ -69,7 +75,8 @@ func buildFold(_ BuildContext, raw any) (Operator, error) {
 	}
 	var errs []error
 	errs = append(errs, checkKeys(m, "projection", "initial", "on", "handler"))
-	f := &foldOp{on: map[string][]assign{}, initial: map[string]any{}}
+	f := &foldOp{on: map[string][]assign{}}
+	initial := map[string]any{}
 	f.projection, _ = m["projection"].(string)
 	if !validBucket(f.projection) {
 		errs = append(errs, fieldErr("projection", fmt.Errorf("projection %q: want a name of letters, digits, - and _", f.projection)))
@@ -78,7 +85,7 @@ func buildFold(_ BuildContext, raw any) (Operator, error) {
 		init, err := fieldMap(raw)
 		if err != nil {
 			errs = append(errs, fieldErr("initial", err))
-		} else if f.initial, err = jsonNormal(init); err != nil {
+		} else if initial, err = jsonNormal(init); err != nil {
 			errs = append(errs, fieldErr("initial", err))
 		}
 	}
@@ -100,7 +107,30 @@ func buildFold(_ BuildContext, raw any) (Operator, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	f.bindShape(initial)
 	return f, nil
+}
+
+// bindShape gives the fold the shape of the fields it names (initial, assigned, and read as
+// state.x) and binds its assignments and expressions to it.
+func (f *foldOp) bindShape(initial map[string]any) {
+	names := sortedKeys(initial)
+	var exprs []*Expr
+	for _, as := range f.on {
+		for _, a := range as {
+			names = append(names, a.field)
+			exprs = append(exprs, a.expr)
+		}
+	}
+	read, _ := identFields("state", exprs)
+	f.shape = NewShape(append(names, read...)...)
+	f.initial = NewRecord(f.shape, initial)
+	for _, as := range f.on {
+		for i := range as {
+			as[i].slot, _ = f.shape.slot(as[i].field)
+		}
+	}
+	bindState(f.shape, exprs...)
 }
 
 // Process implements [Operator]: it stages the key's next state on ev.
@@ -108,13 +138,13 @@ func (f *foldOp) Process(x *Exec, ev *Event) (bool, error) {
 	if err := ev.Require(); err != nil {
 		return false, err
 	}
-	var cur map[string]any
+	var cur *Record
 	var last Entry
 	var from *Entry
 	owned := false // cur may be changed in place
 	w, staged := ev.staged(f.projection, ev.Key)
 	if staged {
-		// an earlier fold of this event made it: a fresh copy, or the entry's own map
+		// an earlier fold of this event made it: a fresh copy, or the entry's own record
 		cur, last.Time, from = w.State, w.Time, w.Entry
 		owned = from != nil && from.Owned
 	} else {
@@ -150,38 +180,31 @@ func (f *foldOp) Process(x *Exec, ev *Event) (bool, error) {
 			return true, nil
 		}
 	}
-	var small [8]any
+	// Every value is computed from the state before the event, then assigned.
+	var small [8]value
 	vals := small[:0]
 	for _, a := range handlers {
-		v, err := x.Eval(a.expr, ev)
+		v, err := x.evalValue(a.expr, ev)
 		if err != nil {
 			return false, err
 		}
-		n, err := Normalize(v)
-		if err != nil {
-			return false, fmt.Errorf("%w: %s: %v", ErrEval, a.expr.Source, err)
-		}
-		vals = append(vals, n)
+		vals = append(vals, v)
 	}
-	var next map[string]any
-	roomy := false
-	if owned && scalars(vals) {
-		// No copy: the change is undone if the event's effects are dropped. Only scalars,
-		// so that no value can be (or hold) the state itself.
-		next = cur
-		roomy = !staged && from != nil && from.Roomy
-		for i, a := range handlers {
-			old, had := next[a.field]
-			ev.undo = append(ev.undo, undo{m: next, field: a.field, old: old, had: had})
-			next[a.field] = vals[i]
-			roomy = roomy && had && sameSize(old, vals[i])
+	// In place when the record is the entry's own and only scalars are written, so that no
+	// value can be (or hold) a state: the change is undone if the event's effects are dropped.
+	inPlace := owned && cur.shape == f.shape && scalars(vals)
+	next := cur
+	if !inPlace {
+		next = cur.clone(f.shape)
+	}
+	roomy := inPlace && !staged && from != nil && from.Roomy
+	for i, a := range handlers {
+		old := &next.vals[a.slot]
+		if inPlace {
+			ev.undo = append(ev.undo, undo{r: next, slot: a.slot, old: *old})
 		}
-	} else {
-		next = make(map[string]any, len(cur)+len(vals))
-		maps.Copy(next, cur)
-		for i, a := range handlers {
-			next[a.field] = vals[i]
-		}
+		roomy = roomy && old.kind != absent && old.sameSize(vals[i])
+		*old = vals[i]
 	}
 	t := last.Time
 	if ev.Time.After(t) {
@@ -192,28 +215,32 @@ func (f *foldOp) Process(x *Exec, ev *Event) (bool, error) {
 	return true, nil
 }
 
-// sameSize tells whether replacing old by v leaves the estimated JSON size of a state as it
-// is: numbers, bools and nulls are estimated by kind, not by value.
-func sameSize(old, v any) bool {
-	switch old.(type) {
-	case float64:
-		_, ok := v.(float64)
-		return ok
-	case bool:
-		_, ok := v.(bool)
-		return ok
-	case nil:
-		return v == nil
+// evalValue runs e on ev for a state field: its value as it reads back from JSON (see
+// [Normalize]), numbers unboxed.
+func (x *Exec) evalValue(e *Expr, ev *Event) (value, error) {
+	if e.arith != nil {
+		if f, ok := e.arith.num(ev); ok {
+			if math.IsNaN(f) || math.IsInf(f, 0) {
+				return value{}, fmt.Errorf("%w: %s: %w: %v", ErrEval, e.Source, ErrNotJSON, f)
+			}
+			return value{num: f, kind: number}, nil
+		}
 	}
-	return false
+	v, err := x.Eval(e, ev)
+	if err != nil {
+		return value{}, err
+	}
+	n, err := Normalize(v)
+	if err != nil {
+		return value{}, fmt.Errorf("%w: %s: %v", ErrEval, e.Source, err)
+	}
+	return valueOf(n), nil
 }
 
 // scalars tells whether every value is a JSON scalar (no map, no slice).
-func scalars(vals []any) bool {
-	for _, v := range vals {
-		switch v.(type) {
-		case nil, bool, float64, string:
-		default:
+func scalars(vals []value) bool {
+	for i := range vals {
+		if vals[i].kind == other && !vals[i].scalar() {
 			return false
 		}
 	}

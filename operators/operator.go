@@ -28,7 +28,7 @@ type Store interface {
 
 // Entry is the state of one key as a [Store] sees it.
 type Entry struct {
-	State map[string]any
+	State *Record
 	// Seq is the last source sequence applied to the key.
 	Seq uint64
 	// Time is the newest event time applied to the key.
@@ -36,7 +36,7 @@ type Entry struct {
 	// Handle is the Store's own reference to the entry; a fold passes it back in
 	// [Write.Entry] so that applying the write needs no second lookup.
 	Handle any
-	// Owned tells that State is the entry's own map, which nothing else references (no
+	// Owned tells that State is the entry's own record, which nothing else references (no
 	// commit in flight holds it): a fold may change it in place, recording how to undo it
 	// on the event (see [Event.Rollback]). The Store sets it.
 	Owned bool

@@ -141,21 +141,23 @@ func TestFold(t *testing.T) {
 		{"new key gets initial then handler", nil,
 			operators.Event{Seq: 1, Type: "add", Key: "k", Time: t0},
 			map[string]any{"items": 1.0, "orders": 0.0}, false, false},
-		{"existing key", &operators.Entry{State: map[string]any{"items": 3.0, "orders": 1.0}, Seq: 5, Time: t0},
+		{"existing key", &operators.Entry{State: rec(map[string]any{"items": 3.0, "orders": 1.0}), Seq: 5, Time: t0},
 			operators.Event{Seq: 6, Type: "order", Key: "k", Time: t0, Fields: map[string]any{"id": "o1"}},
 			map[string]any{"items": 0.0, "orders": 2.0, "last": "o1"}, false, false},
-		{"type without handler writes nothing", &operators.Entry{State: map[string]any{"items": 3.0}, Seq: 5},
+		{"type without handler writes nothing", &operators.Entry{State: rec(map[string]any{"items": 3.0}), Seq: 5},
 			operators.Event{Seq: 6, Type: "other", Key: "k", Time: t0}, nil, false, false},
-		{"already applied is a duplicate", &operators.Entry{State: map[string]any{"items": 3.0}, Seq: 9},
+		{"already applied is a duplicate", &operators.Entry{State: rec(map[string]any{"items": 3.0}), Seq: 9},
 			operators.Event{Seq: 9, Type: "add", Key: "k", Time: t0}, nil, false, true},
-		{"older event time is outdated", &operators.Entry{State: map[string]any{"items": 3.0}, Seq: 5, Time: t0.Add(time.Hour)},
+		{"older event time is outdated", &operators.Entry{State: rec(map[string]any{"items": 3.0}), Seq: 5, Time: t0.Add(time.Hour)},
 			operators.Event{Seq: 6, Type: "add", Key: "k", Time: t0}, nil, true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			store := memStore{}
+			var before map[string]any
 			if tt.stored != nil {
 				store["carts/k"] = tt.stored
+				before = tt.stored.State.Map()
 			}
 			ev := tt.ev
 			keep, err := build(t, "fold", foldSpec()).Process(exec(store), &ev)
@@ -175,11 +177,11 @@ func TestFold(t *testing.T) {
 				t.Fatalf("writes = %+v, want one", ev.Writes)
 			}
 			w := ev.Writes[0]
-			if w.Seq != ev.Seq || w.Key != "k" || w.Projection != "carts" || !equal(w.State, tt.wantState) {
+			if w.Seq != ev.Seq || w.Key != "k" || w.Projection != "carts" || !equal(w.State.Map(), tt.wantState) {
 				t.Errorf("write = %+v, want state %v at seq %d", w, tt.wantState, ev.Seq)
 			}
-			if tt.stored != nil && tt.stored.State["items"] == w.State["items"] && tt.wantState["items"] != tt.stored.State["items"] {
-				t.Error("fold changed the stored state in place")
+			if tt.stored != nil && !equal(tt.stored.State.Map(), before) {
+				t.Errorf("fold changed the stored state %v in place: now %v", before, tt.stored.State.Map())
 			}
 		})
 	}
@@ -216,7 +218,7 @@ func TestEmitHandlers(t *testing.T) {
 		op := build(t, "emit", map[string]any{
 			"subject": `"derived." + key`, "data": map[string]any{"k": "key", "n": "state.n"}, "handler": tt.handler,
 		})
-		ev := operators.Event{Seq: 3, Key: "k1", Mode: tt.mode, Outdated: tt.outdated, Duplicate: tt.dup, State: map[string]any{"n": 2.0}}
+		ev := operators.Event{Seq: 3, Key: "k1", Mode: tt.mode, Outdated: tt.outdated, Duplicate: tt.dup, State: rec(map[string]any{"n": 2.0})}
 		if _, err := op.Process(exec(nil), &ev); err != nil {
 			t.Fatal(err)
 		}
@@ -312,53 +314,82 @@ func TestEventFields(t *testing.T) {
 	}
 }
 
-func TestUsesWholeState(t *testing.T) {
-	tests := []struct {
-		src   string
-		whole bool
-	}{
-		{"state.n + 1", false},
-		{`state["n"] ?? 0`, false},
-		{"state.items.a", false},
-		{"event.state", false},
-		{"state", true},
-		{"{s: state}", true},
-		{"state[type]", true},
-		{"len(state)", true},
-		{"$env.state", true},
-		{`$env["state"].n`, true},
-	}
-	for _, tt := range tests {
-		if got := operators.UsesWholeState(operators.MustCompile(tt.src, operators.AnyResult)); got != tt.whole {
-			t.Errorf("UsesWholeState(%q) = %v, want %v", tt.src, got, tt.whole)
+// TestArithFastPath: `A op B` computed without the VM gives what the VM gives, for every
+// kind of operand, errors included.
+func TestArithFastPath(t *testing.T) {
+	state := map[string]any{"c": 2.0, "neg": -0.25, "s": "y"}
+	// by name, and by slot in a record of the shape the expression is bound to
+	shape := operators.NewShape("c", "neg", "s", "none")
+	for _, shaped := range []bool{false, true} {
+		ev := &operators.Event{Fields: map[string]any{"a": 1.5, "big": 1e300, "s": "x", "n": nil, "i": 3}, State: rec(state)}
+		if shaped {
+			ev.State = operators.NewRecord(shape, state)
+		}
+		x := exec(nil)
+		operands := []string{"event.a", "event.big", "event.s", "event.n", "event.i", "event.missing",
+			"state.c", "state.neg", "state.s", "state.none", "1", "0", "2.5", "7"}
+		for _, op := range []string{"+", "-", "*"} {
+			for _, l := range operands {
+				for _, r := range operands {
+					src := l + " " + op + " " + r
+					fast, err := operators.Compile(src, operators.AnyResult)
+					if err != nil {
+						continue // a type error at compile time (two literals of other kinds)
+					}
+					if shaped {
+						operators.BindState(shape, fast)
+					}
+					slow := operators.MustCompile("("+src+") ?? nil", operators.AnyResult) // runs the VM
+					got, err1 := x.Eval(fast, ev)
+					want, err2 := x.Eval(slow, ev)
+					if fmt.Sprintf("%T %v", got, got) != fmt.Sprintf("%T %v", want, want) || (err1 == nil) != (err2 == nil) {
+						t.Errorf("%s (shaped %v): fast %T %v (%v), VM %T %v (%v)", src, shaped, got, got, err1, want, want, err2)
+					}
+				}
+			}
 		}
 	}
 }
 
-// TestArithFastPath: `A op B` computed without the VM gives what the VM gives, for every
-// kind of operand, errors included.
-func TestArithFastPath(t *testing.T) {
-	ev := &operators.Event{
-		Fields: map[string]any{"a": 1.5, "big": 1e300, "s": "x", "n": nil, "i": 3},
-		State:  map[string]any{"c": 2.0, "neg": -0.25, "s": "y"},
+// TestWholeState: an expression that uses `state` other than by field name gets it as a map,
+// with or without a state, and reads it as the map it was before states were records.
+func TestWholeState(t *testing.T) {
+	tests := []struct {
+		src         string
+		whole       bool
+		want, empty string // the value with a state, and without
+	}{
+		{"state.n + 1", false, "3", "<nil> error"},
+		{`state["n"] ?? 0`, false, "2", "0"},
+		{"state.items.a", false, "1", "<nil> error"},
+		{"state?.missing ?? 1", false, "1", "1"},
+		{"event.state", false, "<nil>", "<nil>"},
+		{"state", true, "map[items:map[a:1] n:2]", "map[]"},
+		{"{s: state}", true, "map[s:map[items:map[a:1] n:2]]", "map[s:map[]]"},
+		{"state[type]", true, "2", "<nil>"},
+		{"len(state)", true, "2", "0"},
+		{`"n" in state`, true, "true", "false"},
+		{"state == nil", true, "false", "true"},
+		{"$env.state", true, "map[items:map[a:1] n:2]", "map[]"},
+		{`$env["state"].n`, true, "2", "<nil>"},
 	}
-	x := exec(nil)
-	operands := []string{"event.a", "event.big", "event.s", "event.n", "event.i", "event.missing",
-		"state.c", "state.neg", "state.s", "state.none", "1", "0", "2.5", "7"}
-	for _, op := range []string{"+", "-", "*"} {
-		for _, l := range operands {
-			for _, r := range operands {
-				src := l + " " + op + " " + r
-				fast, err := operators.Compile(src, operators.AnyResult)
-				if err != nil {
-					continue // a type error at compile time (two literals of other kinds)
-				}
-				slow := operators.MustCompile("("+src+") ?? nil", operators.AnyResult) // runs the VM
-				got, err1 := x.Eval(fast, ev)
-				want, err2 := x.Eval(slow, ev)
-				if fmt.Sprintf("%T %v", got, got) != fmt.Sprintf("%T %v", want, want) || (err1 == nil) != (err2 == nil) {
-					t.Errorf("%s: fast %T %v (%v), VM %T %v (%v)", src, got, got, err1, want, want, err2)
-				}
+	full := rec(map[string]any{"n": 2.0, "items": map[string]any{"a": 1.0}})
+	for _, tt := range tests {
+		e := operators.MustCompile(tt.src, operators.AnyResult)
+		if got := operators.WholeState(e); got != tt.whole {
+			t.Errorf("%q uses the whole state: %v, want %v", tt.src, got, tt.whole)
+		}
+		for _, c := range []struct {
+			state *operators.Record
+			want  string
+		}{{full, tt.want}, {nil, tt.empty}} {
+			v, err := exec(nil).Eval(e, &operators.Event{Type: "n", State: c.state})
+			got := fmt.Sprint(v)
+			if err != nil {
+				got += " error"
+			}
+			if got != c.want {
+				t.Errorf("%q with state %v = %s, want %s", tt.src, c.state.Map(), got, c.want)
 			}
 		}
 	}
@@ -366,7 +397,7 @@ func TestArithFastPath(t *testing.T) {
 
 // TestMemberReadFastPath: a bare member read gives what the VM gives, missing fields included.
 func TestMemberReadFastPath(t *testing.T) {
-	ev := &operators.Event{Fields: map[string]any{"a": 1.5, "s": "x"}, State: map[string]any{"n": 2.0}}
+	ev := &operators.Event{Fields: map[string]any{"a": 1.5, "s": "x"}, State: rec(map[string]any{"n": 2.0})}
 	x := exec(nil)
 	for _, src := range []string{"event.a", "event.s", "event.missing", "state.n", "state.none", `event["a"]`} {
 		fast := operators.MustCompile(src, operators.AnyResult)
@@ -414,7 +445,7 @@ func TestNormalize(t *testing.T) {
 // BenchmarkEval measures one fold-style expression against a decoded event and a state.
 func BenchmarkEval(b *testing.B) {
 	e := operators.MustCompile("state.total + event.amount", operators.AnyResult)
-	ev := &operators.Event{Fields: map[string]any{"amount": 12.5}, State: map[string]any{"total": 100.0}}
+	ev := &operators.Event{Fields: map[string]any{"amount": 12.5}, State: rec(map[string]any{"total": 100.0})}
 	x := exec(nil)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -443,9 +474,9 @@ func TestSlotsReadLikeMap(t *testing.T) {
 			e := operators.MustCompile(src, operators.AnyResult)
 			l := operators.NewLayout([]string{"a", "s", "n", "o", "missing"})
 			operators.BindLayout(l, e)
-			ev := &operators.Event{Fields: fields, State: map[string]any{}}
+			ev := &operators.Event{Fields: fields, State: rec(map[string]any{})}
 			want, werr := x.Eval(e, ev)
-			ev = &operators.Event{State: map[string]any{}}
+			ev = &operators.Event{State: rec(map[string]any{})}
 			slotted(ev, l)
 			got, gerr := x.Eval(e, ev)
 			if fmt.Sprintf("%T %v %v", got, got, gerr) != fmt.Sprintf("%T %v %v", want, want, werr) {
@@ -463,7 +494,7 @@ func TestSlotsReadLikeMap(t *testing.T) {
 		read := operators.MustCompile("event.b + event.a", operators.AnyResult)
 		l := operators.NewLayout([]string{"a", "s", "n", "o", "missing", "b"})
 		operators.BindLayout(l, append(op.(operators.Expressioner).Exprs(), read)...)
-		ev := &operators.Event{State: map[string]any{}}
+		ev := &operators.Event{State: rec(map[string]any{})}
 		slotted(ev, l)
 		if _, err := op.Process(x, ev); err != nil {
 			t.Fatal(err)
@@ -476,3 +507,6 @@ func TestSlotsReadLikeMap(t *testing.T) {
 		}
 	})
 }
+
+// rec returns m as a record of no shape: every field found by name.
+func rec(m map[string]any) *operators.Record { return operators.NewRecord(nil, m) }

@@ -37,9 +37,11 @@ type Pipeline struct {
 	// the pipeline has none; peekLayout nil: every field).
 	peekLayout *operators.Layout
 	peekFields []string
-	// inPlace lets folds change a key's state in place (see operators.Entry.Owned): no
-	// expression uses `state` as a whole, so no reference to a state map can be held by the
-	// event or by another state while a fold changes it.
+	// shapes are the shapes of the projections' records, those of their first folds.
+	shapes map[string]*operators.Shape
+	// inPlace lets folds change a key's state in place (see operators.Entry.Owned): every
+	// operator is one of ours, so nothing holds a record while a fold changes it (an
+	// expression that uses `state` whole gets a copy).
 	inPlace bool
 }
 
@@ -52,7 +54,7 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 	writers := map[string]string{} // projection -> pipeline
 	for i, pc := range cfg.Pipelines {
 		base := fmt.Sprintf("pipelines.%d", i)
-		p := &Pipeline{Name: pc.Name, Config: pc}
+		p := &Pipeline{Name: pc.Name, Config: pc, shapes: map[string]*operators.Shape{}}
 		p.Start, _ = pc.Source.StartPosition() // config.Validate reports a bad one
 		compile := func(field, src string, kind int) *operators.Expr {
 			e, err := operators.Compile(src, kind)
@@ -94,6 +96,9 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 			}
 			if pr, ok := op.(operators.Projector); ok {
 				proj := pr.Projection()
+				if _, ok := p.shapes[proj]; !ok {
+					p.shapes[proj] = pr.Shape()
+				}
 				if !rekeyed && !slices.Contains(p.prefetch, proj) {
 					p.prefetch = append(p.prefetch, proj)
 				}
@@ -134,7 +139,7 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 			// Unbound expressions find their fields by name in the slots.
 			p.peekLayout = operators.NewLayout(peek)
 		}
-		p.inPlace = !opaque && !operators.UsesWholeState(exprs...)
+		p.inPlace = !opaque
 		out = append(out, p)
 	}
 	if err := errors.Join(errs...); err != nil {

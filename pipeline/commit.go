@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	gojson "github.com/goccy/go-json"
-
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -73,7 +71,7 @@ func (r *Runner) commit(ctx context.Context, b *batch) error {
 			failpoint("mid-keys", func() { _ = js.Conn().Flush() }) // half the keys sent
 		}
 		pw := b.writes[i]
-		data, err := gojson.Marshal(pw.state)
+		data, err := pw.state.AppendJSON(nil)
 		if err != nil {
 			return nil, fmt.Errorf("encode %s/%s: %w", pw.e.proj, pw.e.key, err)
 		}

@@ -40,7 +40,7 @@ type batch struct {
 // the commit runs (the next batch is processed meanwhile); the commit writes these values.
 type pendingWrite struct {
 	e     *entry
-	state map[string]any
+	state *operators.Record
 	seq   uint64
 	time  time.Time
 }

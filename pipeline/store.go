@@ -88,7 +88,7 @@ func (r *Runner) load(ctx context.Context, e *entry) error {
 	if st == nil {
 		st = map[string]any{}
 	}
-	e.State, e.Seq, e.Time, e.Owned, e.Roomy = st, meta.seq, meta.time, r.p.inPlace, false
+	e.State, e.Seq, e.Time, e.Owned, e.Roomy = operators.NewRecord(r.p.shapes[e.proj], st), meta.seq, meta.time, r.p.inPlace, false
 	return nil
 }
 

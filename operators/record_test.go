@@ -1,0 +1,98 @@
+package operators
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestRecordJSON: a record writes what encoding/json writes for its map, flat or not, in a
+// shape or not.
+func TestRecordJSON(t *testing.T) {
+	tests := []map[string]any{
+		{},
+		{"a": 1.0, "b": math.Copysign(0, -1), "c": 1e21, "d": 1e-7, "e": 123456.789, "f": 1e20, "g": 5e-324, "h": -1.5e-9},
+		{"s": "plain", "t": "<tag> & \"q\" \\ \n\t\u00e9\u2028", "n": nil, "y": true, "z": false},
+		{"nested": map[string]any{"k": []any{1.0, "x", nil}}, "a": 2.0},
+		{"é": 1.0, "<k>": "v", "": 0.0},
+		{"bad utf8": "a\xffb"},
+	}
+	shapes := []*Shape{nil, NewShape("a", "b", "c", "s", "t", "nested", "<k>", "", "bad utf8"), NewShape("a")}
+	for _, m := range tests {
+		want, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range shapes {
+			got, err := NewRecord(s, m).AppendJSON(nil)
+			if err != nil || string(got) != string(want) {
+				t.Errorf("record of %v in shape %v wrote %s (%v), want %s", m, fieldNames(s), got, err, want)
+			}
+		}
+	}
+	if _, err := NewRecord(NewShape("a"), map[string]any{"a": math.Inf(1)}).AppendJSON(nil); err == nil {
+		t.Error("an infinite number was encoded")
+	}
+}
+
+// TestAppendFloat: numbers are written as encoding/json writes them, over many magnitudes.
+func TestAppendFloat(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 100000 {
+		f := math.Float64frombits(rng.Uint64())
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			continue
+		}
+		want, _ := json.Marshal(f)
+		if got := appendFloat(nil, f); string(got) != string(want) {
+			t.Fatalf("appendFloat(%v) = %s, want %s", f, got, want)
+		}
+	}
+}
+
+// TestRecordInPlaceRollback: a fold that changes its entry's own record in place leaves it as
+// it was when the event is rolled back, and a record it does not own untouched.
+func TestRecordInPlaceRollback(t *testing.T) {
+	f, err := buildFold(BuildContext{}, map[string]any{
+		"projection": "p",
+		"initial":    map[string]any{"n": 0},
+		"on":         map[string]any{"t": map[string]any{"n": "state.n + 1", "last": "event.id"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fold := f.(*foldOp)
+	for _, owned := range []bool{true, false} {
+		stored := &Entry{State: NewRecord(fold.shape, map[string]any{"n": 5.0}), Seq: 1, Owned: owned}
+		x := &Exec{Store: oneEntry{stored}}
+		ev := &Event{Seq: 2, Type: "t", Key: "k", Fields: map[string]any{"id": "e2"}}
+		if _, err := fold.Process(x, ev); err != nil {
+			t.Fatal(err)
+		}
+		if got := ev.Writes[0].State.Map(); got["n"] != 6.0 || got["last"] != "e2" {
+			t.Fatalf("owned %v: staged %v, want n 6 and last e2", owned, got)
+		}
+		if inPlace := ev.Writes[0].State == stored.State; inPlace != owned {
+			t.Errorf("owned %v: changed in place %v", owned, inPlace)
+		}
+		ev.Rollback()
+		if got := stored.State.Map(); len(got) != 1 || got["n"] != 5.0 {
+			t.Errorf("owned %v: after rollback the stored state is %v, want n 5 alone", owned, got)
+		}
+	}
+}
+
+// oneEntry is a Store holding one entry for every key.
+type oneEntry struct{ e *Entry }
+
+func (o oneEntry) Get(_ context.Context, _, _ string) (*Entry, error) { return o.e, nil }
+
+// fieldNames returns the names of s, nil for none.
+func fieldNames(s *Shape) []string {
+	if s == nil {
+		return nil
+	}
+	return s.names
+}
