@@ -158,7 +158,8 @@ type Source struct {
 // when it is 5ms old and no more events are waiting, whichever comes first: a light load
 // commits within milliseconds. While it catches up (Size events or more wait: a replay, a
 // backlog), the CatchUp bounds apply instead, so that a busy key is written once for many
-// events. In both, a batch also ends when its dirty keys reach the cache's MaxKeys or its
+// events; a catch-up batch that reaches the tail goes on to it (at most Size events and MaxWait
+// more), so that the tail is committed with it rather than on its own. In both, a batch also ends when its dirty keys reach the cache's MaxKeys or its
 // derived events and dead letters reach Size: memory stays bounded.
 type Batch struct {
 	// Size is the most events per batch while following, 1 to 100000 (default 50000 when

@@ -74,8 +74,8 @@ func (c *fieldCollector) Visit(n *ast.Node) {
 		}
 	case *ast.MemberNode:
 		id, ok := t.Node.(*ast.IdentifierNode)
-		if !ok || id.Value != c.ident {
-			return
+		if !ok || id.Value != c.ident || t.Method {
+			return // a method call (`state.Len()`) uses the variable whole
 		}
 		if s, ok := t.Property.(*ast.StringNode); ok {
 			c.seen[s.Value] = true

@@ -41,7 +41,9 @@ const AnyType = "*"
 // foldOp is a reducer: per event type, field assignments onto per-key state.
 type foldOp struct {
 	projection string
+	fields     []string // the state fields it names: initial, assigned, read as state.x
 	shape      *Shape
+	initialMap map[string]any
 	initial    *Record
 	on         map[string][]assign
 	handler    Handler
@@ -50,14 +52,37 @@ type foldOp struct {
 // Projection returns the name of the projection the fold writes.
 func (f *foldOp) Projection() string { return f.projection }
 
-// Shape returns the shape of the fold's records.
+// StateFields implements [Projector].
+func (f *foldOp) StateFields() []string { return f.fields }
+
+// Shape implements [Projector].
 func (f *foldOp) Shape() *Shape { return f.shape }
+
+// UseShape implements [Projector].
+func (f *foldOp) UseShape(s *Shape) {
+	f.shape = s
+	f.initial = NewRecord(s, f.initialMap)
+	var exprs []*Expr
+	for _, as := range f.on {
+		for i := range as {
+			as[i].slot, _ = s.slot(as[i].field)
+			exprs = append(exprs, as[i].expr)
+		}
+	}
+	bindState(s, exprs...)
+}
 
 // Projector is implemented by operators that write a projection.
 type Projector interface {
 	Projection() string
-	// Shape is the shape in which the projection's states are best held (nil: any).
+	// StateFields returns the state fields the operator names.
+	StateFields() []string
+	// Shape returns the shape of the records the operator makes.
 	Shape() *Shape
+	// UseShape makes the operator hold states in records of shape s, which has every field
+	// of StateFields. A pipeline gives all the operators of one projection one shape, so that
+	// each can change the records the others made in place.
+	UseShape(s *Shape)
 }
 
 func foldSpec() Spec {
@@ -112,25 +137,20 @@ func buildFold(_ BuildContext, raw any) (Operator, error) {
 }
 
 // bindShape gives the fold the shape of the fields it names (initial, assigned, and read as
-// state.x) and binds its assignments and expressions to it.
+// state.x); a pipeline may give it a larger one (see [Projector]).
 func (f *foldOp) bindShape(initial map[string]any) {
-	names := sortedKeys(initial)
+	f.initialMap = initial
+	f.fields = sortedKeys(initial)
 	var exprs []*Expr
 	for _, as := range f.on {
 		for _, a := range as {
-			names = append(names, a.field)
+			f.fields = append(f.fields, a.field)
 			exprs = append(exprs, a.expr)
 		}
 	}
 	read, _ := identFields("state", exprs)
-	f.shape = NewShape(append(names, read...)...)
-	f.initial = NewRecord(f.shape, initial)
-	for _, as := range f.on {
-		for i := range as {
-			as[i].slot, _ = f.shape.slot(as[i].field)
-		}
-	}
-	bindState(f.shape, exprs...)
+	f.UseShape(NewShape(append(f.fields, read...)...))
+	f.fields = f.shape.names
 }
 
 // Process implements [Operator]: it stages the key's next state on ev.

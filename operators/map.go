@@ -1,6 +1,9 @@
 package operators
 
-import "fmt"
+import (
+	"fmt"
+	"maps"
+)
 
 // mapOp replaces the event with the value of its expression, which must be a map.
 type mapOp struct{ expr *Expr }
@@ -34,6 +37,7 @@ func (m *mapOp) Process(x *Exec, ev *Event) (bool, error) {
 		return false, fmt.Errorf("%w: %s: got %T, want a map", ErrEval, m.expr.Source, v)
 	}
 	ev.SetSlots(nil, nil)
-	ev.Fields = fields
+	// The event's own copy: set writes into it, and the map may be (part of) a state.
+	ev.Fields = maps.Clone(fields)
 	return true, nil
 }

@@ -34,6 +34,14 @@ func NewShape(names ...string) *Shape {
 	return s
 }
 
+// Names returns the field names in slot order (sorted).
+func (s *Shape) Names() []string {
+	if s == nil {
+		return nil
+	}
+	return s.names
+}
+
 // slot returns the index of name, false when the shape does not hold it.
 func (s *Shape) slot(name string) (int, bool) {
 	if s == nil {
@@ -65,6 +73,20 @@ type Record struct {
 	shape *Shape
 	vals  []value
 	rest  map[string]any
+	// inline holds vals for shapes of up to 4 fields: in the record's own memory, a read
+	// of the state costs one cache miss less.
+	inline [4]value
+}
+
+// newRecord returns an empty record of shape s.
+func newRecord(s *Shape) *Record {
+	r := &Record{shape: s}
+	if n := s.len(); n <= len(r.inline) {
+		r.vals = r.inline[:n:n]
+	} else {
+		r.vals = make([]value, n)
+	}
+	return r
 }
 
 // value is one field of a record: absent, a number held unboxed, or any other JSON value.
@@ -128,7 +150,7 @@ func (v *value) sameSize(w value) bool {
 // NewRecord returns the record of m (JSON values, as [Normalize] returns them) in shape s
 // (nil: every field in the map). The record does not keep m.
 func NewRecord(s *Shape, m map[string]any) *Record {
-	r := &Record{shape: s, vals: make([]value, s.len())}
+	r := newRecord(s)
 	for k, v := range m {
 		if i, ok := s.slot(k); ok {
 			r.vals[i] = valueOf(v)
@@ -208,7 +230,10 @@ func (r *Record) Map() map[string]any {
 // clone returns a copy of r in shape s, which the caller may change.
 func (r *Record) clone(s *Shape) *Record {
 	if r.shape == s {
-		return &Record{shape: s, vals: slices.Clone(r.vals), rest: maps.Clone(r.rest)}
+		c := newRecord(s)
+		copy(c.vals, r.vals)
+		c.rest = maps.Clone(r.rest)
+		return c
 	}
 	return NewRecord(s, r.Map())
 }

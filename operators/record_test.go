@@ -28,7 +28,7 @@ func TestRecordJSON(t *testing.T) {
 		for _, s := range shapes {
 			got, err := NewRecord(s, m).AppendJSON(nil)
 			if err != nil || string(got) != string(want) {
-				t.Errorf("record of %v in shape %v wrote %s (%v), want %s", m, fieldNames(s), got, err, want)
+				t.Errorf("record of %v in shape %v wrote %s (%v), want %s", m, s.Names(), got, err, want)
 			}
 		}
 	}
@@ -89,10 +89,85 @@ type oneEntry struct{ e *Entry }
 
 func (o oneEntry) Get(_ context.Context, _, _ string) (*Entry, error) { return o.e, nil }
 
-// fieldNames returns the names of s, nil for none.
-func fieldNames(s *Shape) []string {
-	if s == nil {
-		return nil
+// TestFoldsShareShape: two folds of one projection given one shape, as a pipeline does, each
+// change in place the record the other made (the entry's own); records of another shape are
+// copied into the fold's.
+func TestFoldsShareShape(t *testing.T) {
+	specs := []map[string]any{
+		{"projection": "p", "on": map[string]any{"t": map[string]any{"n": "(state.n ?? 0) + 1"}}},
+		{"projection": "p", "on": map[string]any{"t": map[string]any{"m": "(state.m ?? 0) + 2"}}},
 	}
-	return s.names
+	var folds []*foldOp
+	var names []string
+	for _, spec := range specs {
+		f, err := buildFold(BuildContext{}, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		folds = append(folds, f.(*foldOp))
+		names = append(names, f.(Projector).StateFields()...)
+	}
+	if folds[0].Shape() == folds[1].Shape() {
+		t.Fatal("two folds built apart share a shape")
+	}
+	shape := NewShape(names...)
+	for _, f := range folds {
+		f.UseShape(shape)
+	}
+	stored := &Entry{State: NewRecord(shape, map[string]any{"n": 1.0}), Seq: 1, Owned: true}
+	ev := &Event{Seq: 2, Type: "t", Key: "k"}
+	for _, f := range folds {
+		if _, err := f.Process(&Exec{Store: oneEntry{stored}}, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, w := range ev.Writes {
+		if w.State != stored.State {
+			t.Errorf("fold %d copied the entry's record instead of changing it in place", i)
+		}
+	}
+	if got := stored.State.Map(); got["n"] != 2.0 || got["m"] != 2.0 {
+		t.Errorf("state %v, want n 2 and m 2", got)
+	}
+	ev.Rollback()
+	if got := stored.State.Map(); len(got) != 1 || got["n"] != 1.0 {
+		t.Errorf("after rollback the state is %v, want n 1 alone", got)
+	}
+}
+
+// TestStateMethodsHidden: an expression cannot call the record's methods: `state` with a
+// method is the whole state, a map, as it was before states were records.
+func TestStateMethodsHidden(t *testing.T) {
+	for _, src := range []string{"state.Len()", "state.Map()", "state.EstimateJSON()"} {
+		e := MustCompile(src, AnyResult)
+		if fields, _ := identFields("state", []*Expr{e}); len(fields) > 0 {
+			t.Errorf("%s names state fields %v", src, fields)
+		}
+		ev := &Event{State: NewRecord(NewShape("n"), map[string]any{"n": 1.0})}
+		if v, err := (&Exec{}).Eval(e, ev); err == nil {
+			t.Errorf("%s = %v, want an error", src, v)
+		}
+	}
+}
+
+// TestMapCopiesState: `map: state.items` then `set` leaves the state as it was.
+func TestMapCopiesState(t *testing.T) {
+	m, err := mapSpec().Build(BuildContext{}, "state.items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := setSpec().Build(BuildContext{}, map[string]any{"x": "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := NewRecord(NewShape("items"), map[string]any{"items": map[string]any{"a": 1.0}})
+	ev := &Event{State: st, Fields: map[string]any{}}
+	for _, op := range []Operator{m, s} {
+		if _, err := op.Process(&Exec{}, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b, _ := st.AppendJSON(nil); string(b) != `{"items":{"a":1}}` {
+		t.Errorf("the state changed to %s", b)
+	}
 }

@@ -24,8 +24,8 @@ func TestBatchBounds(t *testing.T) {
 		batch string // the pipeline's batch: section
 		cache int
 		// each commit holds at most maxEvents events and maxKeys keys; there are at most
-		// maxCommits and at least minCommits commits
-		maxEvents, maxKeys, minCommits, maxCommits int
+		// maxCommits and at least minCommits commits; the first holds at least minFirst events
+		maxEvents, maxKeys, minCommits, maxCommits, minFirst int
 	}{
 		{
 			name:      "catch-up batches write each key once for many events",
@@ -46,6 +46,14 @@ func TestBatchBounds(t *testing.T) {
 			// the event that goes over the bound is in the batch: one key more
 			maxEvents: 5000, maxKeys: 51, minCommits: users / 51, maxCommits: events,
 		},
+		{
+			// Not cut when fewer than size events are left (at 9,001), which would make the
+			// tail wait for that commit, then commit on its own.
+			name:      "a replay commits its tail with the catch-up batch that reaches it",
+			batch:     "{size: 1000, max_wait: 1m, catch_up: {size: 100000, max_wait: 1m}}",
+			cache:     100000,
+			maxEvents: events, maxKeys: users, minCommits: 1, maxCommits: 2, minFirst: 9500,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -64,6 +72,9 @@ func TestBatchBounds(t *testing.T) {
 			e.check(payloads)
 			if n := len(commits); n < tt.minCommits || n > tt.maxCommits {
 				t.Errorf("%d commits, want %d to %d", n, tt.minCommits, tt.maxCommits)
+			}
+			if len(commits) > 0 && commits[0].Events < tt.minFirst {
+				t.Errorf("the first commit holds %d events, want at least %d", commits[0].Events, tt.minFirst)
 			}
 			total := 0
 			for i, c := range commits {

@@ -96,9 +96,6 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 			}
 			if pr, ok := op.(operators.Projector); ok {
 				proj := pr.Projection()
-				if _, ok := p.shapes[proj]; !ok {
-					p.shapes[proj] = pr.Shape()
-				}
 				if !rekeyed && !slices.Contains(p.prefetch, proj) {
 					p.prefetch = append(p.prefetch, proj)
 				}
@@ -117,6 +114,7 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 			}
 			p.ops = append(p.ops, op)
 		}
+		p.shareShapes()
 		exprs := []*operators.Expr{p.typeExpr, p.keyExpr, p.timeExpr}
 		opaque := false // an operator we cannot see into
 		for _, op := range p.ops {
@@ -146,6 +144,26 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// shareShapes gives the operators that write one projection one shape, with the fields of
+// them all, so that each changes the records of the others in place; loaded states take it
+// too.
+func (p *Pipeline) shareShapes() {
+	fields := map[string][]string{}
+	for _, op := range p.ops {
+		if pr, ok := op.(operators.Projector); ok {
+			fields[pr.Projection()] = append(fields[pr.Projection()], pr.StateFields()...)
+		}
+	}
+	for proj, names := range fields {
+		p.shapes[proj] = operators.NewShape(names...)
+	}
+	for _, op := range p.ops {
+		if pr, ok := op.(operators.Projector); ok {
+			pr.UseShape(p.shapes[pr.Projection()])
+		}
+	}
 }
 
 // fieldErrors maps an operator's *operators.FieldError values to config errors.

@@ -40,3 +40,6 @@ func (p *ProcessOnly) Process(m jetstream.Msg) error {
 	}
 	return nil
 }
+
+// Operators returns the operators of p, in order.
+func Operators(p *Pipeline) []operators.Operator { return p.ops }

@@ -72,7 +72,6 @@ func (r *Runner) runOnce(ctx context.Context) error {
 	idle := time.NewTimer(linger)
 	idle.Stop()
 	var timerC, idleC <-chan time.Time
-	var started time.Time
 	due := false
 
 	// full tells whether the batch in hand must be committed before it takes more events:
@@ -82,13 +81,16 @@ func (r *Runner) runOnce(ctx context.Context) error {
 		return cur.n >= lim.size || cur.stopErr != nil ||
 			len(cur.outputs) >= follow.size || (cur.n > 0 && r.cache.over())
 	}
-	// regime sets the bounds by how far behind the last event was: a batch that started
-	// while catching up and reaches the tail follows from then on, its wait counted from its
-	// start.
+	// regime sets the bounds by how far behind the last event was. A batch that started
+	// while catching up and reaches the tail follows from then on: it ends when the source
+	// has nothing more at hand, or at most one follow batch (size and wait) later. What it
+	// took while catching up then commits with the tail in one commit, instead of one commit
+	// now and a second one for the tail, which could only start once the first had ended.
+	// Events that arrive after the switch wait no longer than under the follow bounds.
 	regime := func() {
 		if lim.catchUp && cur.pending < uint64(follow.size) {
-			lim = follow
-			timer.Reset(max(time.Until(started.Add(follow.wait)), 0))
+			lim = bounds{size: min(cur.n+follow.size, catchUp.size), wait: follow.wait}
+			timer.Reset(follow.wait)
 			idle.Reset(linger)
 			timerC, idleC = timer.C, idle.C
 		}
@@ -161,7 +163,7 @@ func (r *Runner) runOnce(ctx context.Context) error {
 			}
 			if empty && cur.n > 0 {
 				// the batch's first event (a redelivery skipped before it does not count)
-				started, due = time.Now(), false
+				due = false
 				if cur.pending >= uint64(follow.size) {
 					lim = catchUp
 				}

@@ -2,8 +2,10 @@ package pipeline_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
+	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/pipeline"
 )
 
@@ -36,6 +38,27 @@ pipelines:
           data: {n: 'state.n', q: 'event.i / (event.bad ? 0 : 1)'}
 `
 
+// sharedShape checks that the operators of p writing proj hold its states in one shape with
+// the given fields: each can then change in place what the others wrote, which the rollback
+// tests rely on.
+func sharedShape(t *testing.T, p *pipeline.Pipeline, proj string, fields ...string) {
+	t.Helper()
+	var shape *operators.Shape
+	for _, op := range pipeline.Operators(p) {
+		pr, ok := op.(operators.Projector)
+		if !ok || pr.Projection() != proj {
+			continue
+		}
+		if shape != nil && pr.Shape() != shape {
+			t.Fatalf("the operators writing %s hold states in different shapes", proj)
+		}
+		shape = pr.Shape()
+	}
+	if got := shape.Names(); !slices.Equal(got, fields) {
+		t.Fatalf("%s is held in a shape of %v, want %v", proj, got, fields)
+	}
+}
+
 // TestDroppedEventsLeaveNoState: per key, the state after a run equals the fold of the kept
 // events only, with batches of one event (every fold changes the state in place) and of many.
 func TestDroppedEventsLeaveNoState(t *testing.T) {
@@ -53,6 +76,7 @@ func TestDroppedEventsLeaveNoState(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/batch %d", tt.name, batch), func(t *testing.T) {
 				e := newEnv(t)
 				ps := e.pipelines("rb.yaml", fmt.Sprintf(rollbackYAML, e.srv.ClientURL(), batch, tt.filter))
+				sharedShape(t, ps[0], "counts", "n", "sum", "twice")
 				// the oracle: per key, the count and sum of the events kept
 				n, sum := map[string]int{}, map[string]int{}
 				for i := range 60 {
