@@ -15,8 +15,9 @@ type job struct {
 	err  error
 }
 
-// linger is how long a batch waits for more events once the source has none to hand: short
-// enough for low latency under light load, long enough not to commit every event.
+// linger is how long a batch waits for more events once the source runs dry (none at hand,
+// none waiting in the stream): short enough for low latency under light load, long enough
+// not to commit every event.
 const linger = 5 * time.Millisecond
 
 // bounds are the limits of a batch in one regime: following the source (the pipeline is
@@ -41,8 +42,7 @@ const burstLen = 256
 
 // runOnce sets the pipeline up from its checkpoint, then processes events as they arrive
 // while the previous batch commits. The batch in hand is due by the bounds of its regime (see
-// [bounds]), or when it is `linger` old and the source has nothing more to hand while the
-// pipeline follows (so a light load commits within milliseconds and a replay in large
+// [bounds]), or when it is `linger` old and the source has run dry while the pipeline follows (so a light load commits within milliseconds and a replay in large
 // batches). At most one commit is in flight; a full batch waits for it (backpressure). When
 // ctx ends, what is processed is committed before runOnce returns.
 func (r *Runner) runOnce(ctx context.Context) error {
@@ -205,7 +205,9 @@ func (r *Runner) runOnce(ctx context.Context) error {
 		case <-timerC:
 			timerC, due = nil, true
 		case <-idleC:
-			if src.empty() {
+			// Dry: nothing at hand, and the last event said none was waiting in the stream
+			// (with both cores busy the buffer can be empty for a moment in a backlog).
+			if src.empty() && cur.pending == 0 {
 				idleC, due = nil, true
 			} else {
 				idle.Reset(linger)
