@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"testing"
 
@@ -77,4 +78,20 @@ func equalJSON(a, b any) bool {
 	ja, err1 := json.Marshal(a)
 	jb, err2 := json.Marshal(b)
 	return err1 == nil && err2 == nil && string(ja) == string(jb)
+}
+
+// TestDecodeState: a loaded projection value decodes as encoding/json decodes it into a map
+// (null: an empty state), and anything but an object is an error.
+func TestDecodeState(t *testing.T) {
+	for _, data := range []string{`{"a":1,"b":"x","c":{"d":[1,null]}}`, `{}`, `null`, ` null `, `[]`, `"x"`, `1`, `{"a":`, "{\"a\":\"\xff\"}", `{"a":1e400}`} {
+		got, err := decodeState([]byte(data))
+		var want map[string]any
+		werr := json.Unmarshal([]byte(data), &want)
+		if werr == nil && want == nil {
+			want = map[string]any{}
+		}
+		if (err == nil) != (werr == nil) || (err == nil && fmt.Sprint(got) != fmt.Sprint(want)) {
+			t.Errorf("%s: got %v (%v), encoding/json %v (%v)", data, got, err, want, werr)
+		}
+	}
 }
