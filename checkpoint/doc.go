@@ -29,8 +29,8 @@
 //     wrote.
 //  4. On a source with interest retention, acknowledge the source (AckAll on the batch's
 //     last message), which lets the server remove what is committed. A source with limits
-//     retention is read by an ordered consumer without acknowledgements: the checkpoint is
-//     the only position that counts.
+//     retention is read in order without acknowledgements: the checkpoint is the only
+//     position that counts.
 //
 // # Why every crash point is safe
 //

@@ -30,7 +30,8 @@ func NewProcessOnly(p *Pipeline) *ProcessOnly {
 
 // Process processes one message.
 func (p *ProcessOnly) Process(m jetstream.Msg) error {
-	if err := p.r.processMsg(p.b, m); err != nil {
+	md, err := metaOf(m)
+	if err := p.r.processMsg(p.b, srcMsg{m: m, md: md, err: err}); err != nil {
 		return err
 	}
 	if p.b.n == 50_000 {

@@ -53,7 +53,9 @@ func (r *Runner) runOnce(ctx context.Context) error {
 	if r.done {
 		return errCaughtUp
 	}
-	src := newSource(cons, sourceOptions{durable: r.acks, conn: r.o.JS.Conn(), cfg: r.p.Config.Batch, log: r.log})
+	so := r.ordered
+	so.conn, so.cfg, so.log = r.o.JS.Conn(), r.p.Config.Batch, r.log
+	src := newSource(cons, so)
 	if err := src.start(); err != nil {
 		return err
 	}

@@ -4,8 +4,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/jetfold/jetfold/operators"
 )
 
@@ -63,7 +61,7 @@ func (r *Runner) readsDone() {
 // puts it in the cache. An event whose key cannot be computed here (a bad payload) is left to
 // processing, which reports it; a failed read is left to Get, which retries it. It returns the
 // number of keys read.
-func (r *Runner) prefetch(msgs []jetstream.Msg) int {
+func (r *Runner) prefetch(msgs []srcMsg) int {
 	pf := &r.pf
 	pf.miss = pf.miss[:0]
 	if pf.seen == nil {
@@ -74,7 +72,8 @@ func (r *Runner) prefetch(msgs []jetstream.Msg) int {
 	// Read ahead no more than a quarter of the cache: the entries read take the place of the
 	// least recently used ones, and must stay until their events are processed.
 	room := max(r.cache.max/4, 1)
-	for _, m := range msgs {
+	for _, sm := range msgs {
+		m := sm.m
 		ev := &pf.ev
 		ev.Reset()
 		ev.Subject, ev.Header, ev.Data = m.Subject(), m.Headers(), m.Data()

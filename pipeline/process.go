@@ -78,10 +78,10 @@ const (
 // processMsg runs one message through the pipeline and adds its effects to b. An error is
 // returned only for failures of NATS itself (errInfra), which restart the pipeline; a bad
 // event follows on_error (dead letter, skip, or b.stopErr for stop).
-func (r *Runner) processMsg(b *batch, m jetstream.Msg) error {
-	md, err := metaOf(m)
-	if err != nil {
-		return fmt.Errorf("message metadata: %w", err)
+func (r *Runner) processMsg(b *batch, sm srcMsg) error {
+	m, md := sm.m, sm.md
+	if sm.err != nil {
+		return fmt.Errorf("message metadata: %w", sm.err)
 	}
 	seq := md.seq
 	if r.acks {
@@ -96,8 +96,8 @@ func (r *Runner) processMsg(b *batch, m jetstream.Msg) error {
 			return nil // redelivered after the ack wait: already in this or an earlier batch
 		}
 	} else if seq <= r.lastSeq {
-		// The ordered consumer delivers each sequence once, in order: anything else would
-		// be skipped silently, so start again from the checkpoint.
+		// The ordered source delivers each sequence once, in order: anything else would be
+		// skipped silently, so start again from the checkpoint.
 		return fmt.Errorf("stream sequence %d delivered after %d", seq, r.lastSeq)
 	}
 	if b.oldest.IsZero() {

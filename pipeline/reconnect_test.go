@@ -76,3 +76,52 @@ func TestReconnectsLoseNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestDeletedSourceConsumerLosesNothing deletes the consumer of a limits-retention source
+// again and again while the pipeline replays a backlog: the source recreates it after the last
+// message it took, and every event is folded exactly once all the same.
+func TestDeletedSourceConsumerLosesNothing(t *testing.T) {
+	s := natstest.Server(t)
+	_, js := natstest.Connect(t, s)
+	e := &env{t: t, srv: s, js: js, dir: t.TempDir()}
+	ctx := context.Background()
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SHOP", Subjects: []string{"shop.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payloads := shoptest.Workload(5, 30000, 500)
+	ps := e.build("all", 20, 100000)
+	e.publish(payloads)
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		n := 0
+		tick := time.NewTicker(reconnectEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				done <- n
+				return
+			case <-tick.C:
+				names := stream.ConsumerNames(ctx)
+				for name := range names.Name() {
+					if stream.DeleteConsumer(ctx, name) == nil {
+						n++
+					}
+				}
+			}
+		}
+	}()
+	err = e.run(ps, pipeline.Options{})
+	close(stop)
+	n := <-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Fatal("no consumer was deleted during the run")
+	}
+	e.check(payloads)
+	t.Logf("%d consumers deleted", n)
+}

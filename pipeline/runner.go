@@ -96,7 +96,10 @@ type Runner struct {
 	dec          *decoder
 	acks         bool   // the consumer is acknowledged (AckAll) after each commit
 	lastDelivery uint64 // delivery sequence of the last message of a durable consumer
-	pf           prefetcher
+	// ordered holds how to recreate and delete the consumer of an ordered source; zero for
+	// a durable one.
+	ordered sourceOptions
+	pf      prefetcher
 }
 
 // NewRunner returns a runner for p.
@@ -185,6 +188,7 @@ func (r *Runner) start(ctx context.Context) (jetstream.Consumer, error) {
 	pc := r.p.Config
 	r.cache = newCache(pc.Cache.MaxKeys)
 	r.lastDelivery = 0
+	r.ordered = sourceOptions{}
 	r.kvStreams = map[string]jetstream.Stream{}
 	r.exec = operators.Exec{Store: r}
 	r.dec = newDecoder(pc.Decode, r.p.layout, nil)
