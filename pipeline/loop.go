@@ -50,13 +50,15 @@ func (r *Runner) runOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if r.done {
-		return errCaughtUp
-	}
 	so := r.ordered
 	so.conn, so.cfg, so.log = r.o.JS.Conn(), r.p.Config.Batch, r.log
 	src := newSource(cons, so)
+	if r.done {
+		src.discard()
+		return errCaughtUp
+	}
 	if err := src.start(); err != nil {
+		src.discard()
 		return err
 	}
 	defer src.stop()

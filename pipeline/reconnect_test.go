@@ -2,6 +2,8 @@ package pipeline_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,4 +126,58 @@ func TestDeletedSourceConsumerLosesNothing(t *testing.T) {
 	}
 	e.check(payloads)
 	t.Logf("%d consumers deleted", n)
+}
+
+// TestNoSourceConsumerLeft: a run that replays to the end, and one that finds nothing to
+// read, leave no consumer on the source stream.
+func TestNoSourceConsumerLeft(t *testing.T) {
+	s := natstest.Server(t)
+	_, js := natstest.Connect(t, s)
+	e := &env{t: t, srv: s, js: js, dir: t.TempDir()}
+	ctx := context.Background()
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SHOP", Subjects: []string{"shop.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payloads := shoptest.Workload(5, 1000, 50)
+	ps := e.build("all", 20, 100000)
+	e.publish(payloads)
+	for run := range 2 {
+		if err := e.run(ps, pipeline.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		var left []string
+		names := stream.ConsumerNames(ctx)
+		for name := range names.Name() {
+			left = append(left, name)
+		}
+		if len(left) > 0 {
+			t.Errorf("run %d left consumers %v", run+1, left)
+		}
+	}
+	e.check(payloads)
+}
+
+// TestLargeEventsSlowProcessing: events of 200 KB processed one batch at a time, so that the
+// source's callback waits for room while pulled messages arrive: the pulls are bounded in
+// bytes, so the client does not drop messages as a slow consumer (which at the tail would leave
+// a replay waiting forever), and the replay ends.
+func TestLargeEventsSlowProcessing(t *testing.T) {
+	s := natstest.Server(t)
+	_, js := natstest.Connect(t, s)
+	e := &env{t: t, srv: s, js: js, dir: t.TempDir()}
+	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "SHOP", Subjects: []string{"shop.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	pad := strings.Repeat("x", 200_000)
+	var payloads [][]byte
+	for i := range 900 {
+		payloads = append(payloads, []byte(fmt.Sprintf(`{"type":"added","cart":"c%d","sku":"s","qty":1,"price":1,"pad":%q}`, i%7, pad)))
+	}
+	ps := e.build("all", 1, 100000)
+	e.publish(payloads)
+	if err := e.run(ps, pipeline.Options{}); err != nil { // fails the test after 60s
+		t.Fatal(err)
+	}
+	e.check(payloads)
 }

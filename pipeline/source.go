@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,13 +43,15 @@ type source struct {
 	ready   chan struct{} // a token when buf goes from empty to not empty
 	cons    jetstream.Consumer
 	cc      jetstream.ConsumeContext
-	serial  int           // the subscription whose messages are taken
-	dseq    uint64        // its last delivery sequence taken (ordered)
-	after   uint64        // the stream sequence after the last message taken; 0: none yet (ordered)
-	resets  chan struct{} // a token asks for the consumer to be recreated (ordered)
-	stopped chan struct{} // closed by stop
-	ctx     context.Context
-	cancel  context.CancelFunc // called by stop
+	serial  int // the subscription whose messages are taken
+	// ccSerial is the serial cc serves; a reset asked for while it was made may be done.
+	ccSerial int
+	dseq     uint64        // its last delivery sequence taken (ordered)
+	after    uint64        // the stream sequence after the last message taken; 0: none yet (ordered)
+	resets   chan struct{} // a token asks for the consumer to be recreated (ordered)
+	stopped  chan struct{} // closed by stop
+	ctx      context.Context
+	cancel   context.CancelFunc // called by stop
 
 	local []srcMsg // taken from buf, read by the loop only
 	at    int
@@ -65,10 +66,11 @@ type srcMsg struct {
 
 // sourceOptions configures a source.
 type sourceOptions struct {
-	// reopen, set for an ordered source (limits retention), creates its consumer again: at
-	// stream sequence next, or at the pipeline's start position when next is 0. drop
-	// deletes one by name.
-	reopen func(ctx context.Context, next uint64) (jetstream.Consumer, error)
+	// reopen, set for an ordered source (limits retention), creates its consumer for the
+	// subscription serial (one name per serial, so that a retry finds what a lost reply
+	// created): at stream sequence next, or at the pipeline's start position when next is 0.
+	// drop deletes one by name.
+	reopen func(ctx context.Context, serial int, next uint64) (jetstream.Consumer, error)
 	drop   func(ctx context.Context, name string) error
 	// conn is watched for reconnects. A durable consumer's run ends at a lost connection
 	// (messages in transit are lost, and only redelivered after the ack wait), and so does
@@ -96,13 +98,8 @@ func newSource(cons jetstream.Consumer, o sourceOptions) *source {
 }
 
 func (s *source) start() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cc, err := s.consume(s.cons, s.serial)
-	if err != nil {
-		return fmt.Errorf("consume: %w", err)
-	}
-	s.cc = cc
+	// Reconnects are watched from before the first pull: one in between could lose
+	// messages in transit with nothing to show it.
 	if s.conn != nil {
 		if s.reopen != nil {
 			s.status = s.conn.StatusChanged(nats.CONNECTED)
@@ -111,16 +108,46 @@ func (s *source) start() error {
 		}
 		go s.watch(s.status)
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cc, err := s.consume(s.cons, s.serial)
+	if err != nil {
+		if s.status != nil {
+			s.conn.RemoveStatusListener(s.status)
+		}
+		return fmt.Errorf("consume: %w", err)
+	}
+	s.cc = cc
 	if s.reopen != nil {
 		go s.resetter()
 	}
 	return nil
 }
 
+// pullBytes bounds the bytes of one pull request, so that a callback waiting for room (the
+// batch is full) does not let the client's subscription overflow its 64 MB of pending
+// messages, which nats.go would drop as a slow consumer. It must be more than the largest
+// message (see consume).
+const pullBytes = 16 << 20
+
+// orderedHeartbeat is how often the server tells an ordered source's consumer is alive:
+// delivery that stops silently is noticed after two of them (as with nats.go's ordered
+// consumer; a pull consumer's default is 15 s).
+const orderedHeartbeat = 5 * time.Second
+
 // consume starts a subscription of cons whose messages carry serial.
 func (s *source) consume(cons jetstream.Consumer, serial int) (jetstream.ConsumeContext, error) {
-	return cons.Consume(func(m jetstream.Msg) { s.push(serial, m) },
-		jetstream.PullMaxMessages(min(max(2*s.cfg.Size, 1000), 10_000)),
+	limit := pullBytes
+	if s.conn != nil {
+		limit = max(limit, 2*int(s.conn.MaxPayload()))
+	}
+	opts := []jetstream.PullConsumeOpt{
+		jetstream.PullMaxMessagesWithBytesLimit(min(max(2*s.cfg.Size, 1000), 10_000), limit),
+	}
+	if s.reopen != nil {
+		opts = append(opts, jetstream.PullHeartbeat(orderedHeartbeat))
+	}
+	return cons.Consume(func(m jetstream.Msg) { s.push(serial, m) }, append(opts,
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			s.log.Debug("consume", "err", err)
 			switch {
@@ -133,7 +160,7 @@ func (s *source) consume(cons jetstream.Consumer, serial int) (jetstream.Consume
 				}
 				s.mu.Unlock()
 			}
-		}),
+		}))...,
 	)
 }
 
@@ -229,8 +256,11 @@ func (s *source) resetter() {
 		case <-s.resets:
 		}
 		s.mu.Lock()
-		old, oldCC := s.cons, s.cc
+		old, oldCC, current := s.cons, s.cc, s.ccSerial == s.serial
 		s.mu.Unlock()
+		if current {
+			continue // asked while the last one was made, which serves the serial already
+		}
 		oldCC.Stop()
 		go s.deleteConsumer(old)
 		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
@@ -241,6 +271,9 @@ func (s *source) resetter() {
 			if s.terminal(err) {
 				s.fail(err)
 				return
+			}
+			if s.ctx.Err() != nil {
+				return // stopped
 			}
 			s.log.Warn("could not recreate the source consumer; retrying", "err", err, "in", wait)
 			select {
@@ -259,7 +292,7 @@ func (s *source) reopenOnce() error {
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
-	cons, err := s.reopen(ctx, next)
+	cons, err := s.reopen(ctx, serial, next)
 	if err != nil {
 		return err
 	}
@@ -276,14 +309,21 @@ func (s *source) reopenOnce() error {
 		go s.deleteConsumer(cons)
 		return nil
 	}
-	s.cons, s.cc = cons, cc
+	s.cons, s.cc, s.ccSerial = cons, cc, serial
 	return nil
+}
+
+// discard deletes the consumer of an ordered source that is not started, or failed to.
+func (s *source) discard() {
+	if s.reopen != nil {
+		s.deleteConsumer(s.cons)
+	}
 }
 
 // deleteConsumer removes a consumer an ordered source no longer reads; one left behind (the
 // connection is down) goes after its inactivity threshold.
 func (s *source) deleteConsumer(cons jetstream.Consumer) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := s.drop(ctx, cons.CachedInfo().Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		s.log.Debug("delete a source consumer", "err", err)
@@ -350,7 +390,7 @@ func (s *source) stop() {
 		s.conn.RemoveStatusListener(s.status)
 	}
 	if s.reopen != nil {
-		go s.deleteConsumer(cons)
+		s.deleteConsumer(cons) // before the process may exit
 	}
 }
 
@@ -395,10 +435,9 @@ func (r *Runner) openConsumer(ctx context.Context, stream jetstream.Stream, cp c
 		// Ephemeral and unacknowledged, ordered by the source (see source), which creates it
 		// again after the last message taken when delivery breaks.
 		name := prefix + "_" + nuid.Next()
-		var serial atomic.Int64
-		consumerAt := func(next uint64) jetstream.ConsumerConfig {
+		consumerAt := func(serial int, next uint64) jetstream.ConsumerConfig {
 			c := jetstream.ConsumerConfig{
-				Name:          name + "_" + strconv.FormatInt(serial.Add(1), 10),
+				Name:          name + "_" + strconv.Itoa(serial),
 				Description:   "jetfold pipeline " + r.p.Name,
 				DeliverPolicy: policy, OptStartSeq: seq, OptStartTime: t,
 				AckPolicy:         jetstream.AckNonePolicy,
@@ -413,12 +452,12 @@ func (r *Runner) openConsumer(ctx context.Context, stream jetstream.Stream, cp c
 			return c
 		}
 		r.ordered = sourceOptions{
-			reopen: func(ctx context.Context, next uint64) (jetstream.Consumer, error) {
-				return stream.CreateConsumer(ctx, consumerAt(next))
+			reopen: func(ctx context.Context, serial int, next uint64) (jetstream.Consumer, error) {
+				return stream.CreateConsumer(ctx, consumerAt(serial, next))
 			},
 			drop: stream.DeleteConsumer,
 		}
-		cons, err := stream.CreateConsumer(ctx, consumerAt(0))
+		cons, err := stream.CreateConsumer(ctx, consumerAt(0, 0))
 		if err != nil {
 			return nil, fmt.Errorf("create consumer on %s: %w", pc.Source.Stream, err)
 		}

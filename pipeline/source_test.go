@@ -26,7 +26,7 @@ func (m ackMsg) Reply() string {
 // orderedSource returns a source that keeps its consumer ordered, without one: the tests
 // below push messages themselves, and read the requests to recreate it from s.resets.
 func orderedSource(size int) *source {
-	reopen := func(context.Context, uint64) (jetstream.Consumer, error) { return nil, nil }
+	reopen := func(context.Context, int, uint64) (jetstream.Consumer, error) { return nil, nil }
 	return newSource(nil, sourceOptions{cfg: config.Batch{Size: size}, log: slog.New(slog.DiscardHandler), reopen: reopen})
 }
 
