@@ -15,9 +15,8 @@ type job struct {
 	err  error
 }
 
-// linger is how long a batch waits for more events once the source runs dry (none at hand,
-// none waiting in the stream): short enough for low latency under light load, long enough
-// not to commit every event.
+// linger is how long a batch waits for more events once the source runs dry (none at hand):
+// short enough for low latency under light load, long enough not to commit every event.
 const linger = 5 * time.Millisecond
 
 // bounds are the limits of a batch in one regime: following the source (the pipeline is
@@ -27,6 +26,10 @@ type bounds struct {
 	size    int           // most events
 	wait    time.Duration // oldest the batch gets
 	catchUp bool
+	// tail is set for a catch-up batch that reached the tail: it runs dry only at the head
+	// (the last event said none was waiting), as with both cores busy the source's buffer
+	// can be empty for a moment in a backlog.
+	tail bool
 }
 
 // closed is a channel that is always ready, for a select that must not wait.
@@ -42,7 +45,8 @@ const burstLen = 256
 
 // runOnce sets the pipeline up from its checkpoint, then processes events as they arrive
 // while the previous batch commits. The batch in hand is due by the bounds of its regime (see
-// [bounds]), or when it is `linger` old and the source has run dry while the pipeline follows (so a light load commits within milliseconds and a replay in large
+// [bounds]), or when it is `linger` old and the source has nothing more to hand while the
+// pipeline follows (so a light load commits within milliseconds and a replay in large
 // batches). At most one commit is in flight; a full batch waits for it (backpressure). When
 // ctx ends, what is processed is committed before runOnce returns.
 func (r *Runner) runOnce(ctx context.Context) error {
@@ -93,7 +97,7 @@ func (r *Runner) runOnce(ctx context.Context) error {
 	// Events that arrive after the switch wait no longer than under the follow bounds.
 	regime := func() {
 		if lim.catchUp && cur.pending < uint64(follow.size) {
-			lim = bounds{size: min(cur.n+follow.size, catchUp.size), wait: follow.wait}
+			lim = bounds{size: min(cur.n+follow.size, catchUp.size), wait: follow.wait, tail: true}
 			timer.Reset(follow.wait)
 			idle.Reset(linger)
 			timerC, idleC = timer.C, idle.C
@@ -209,9 +213,7 @@ func (r *Runner) runOnce(ctx context.Context) error {
 		case <-timerC:
 			timerC, due = nil, true
 		case <-idleC:
-			// Dry: nothing at hand, and the last event said none was waiting in the stream
-			// (with both cores busy the buffer can be empty for a moment in a backlog).
-			if src.empty() && cur.pending == 0 {
+			if src.empty() && (!lim.tail || cur.pending == 0) { // dry
 				idleC, due = nil, true
 			} else {
 				idle.Reset(linger)
