@@ -150,7 +150,7 @@ func (f *foldOp) bindShape(initial map[string]any) {
 	}
 	read, _ := identFields("state", exprs)
 	f.UseShape(NewShape(append(f.fields, read...)...))
-	f.fields = f.shape.names
+	f.fields = f.shape.Names()
 }
 
 // Process implements [Operator]: it stages the key's next state on ev.

@@ -15,9 +15,8 @@ import (
 // [Record] holds them in slots by index, so that a fold reads and writes them without
 // hashing names, and numbers without boxing them.
 type Shape struct {
-	names []string
-	index map[string]int
-	keys  [][]byte // each name as a JSON object key with its colon: "name":
+	layout *Layout
+	keys   [][]byte // each name as a JSON object key with its colon: "name":
 }
 
 // NewShape returns the shape of the given field names (sorted, without duplicates).
@@ -25,9 +24,8 @@ func NewShape(names ...string) *Shape {
 	names = slices.Clone(names)
 	sort.Strings(names)
 	names = slices.Compact(names)
-	s := &Shape{names: names, index: make(map[string]int, len(names)), keys: make([][]byte, len(names))}
+	s := &Shape{layout: NewLayout(names), keys: make([][]byte, len(names))}
 	for i, n := range names {
-		s.index[n] = i
 		k, _ := gojson.Marshal(n) // a string always encodes
 		s.keys[i] = append(k, ':')
 	}
@@ -39,7 +37,7 @@ func (s *Shape) Names() []string {
 	if s == nil {
 		return nil
 	}
-	return s.names
+	return s.layout.names
 }
 
 // slot returns the index of name, false when the shape does not hold it.
@@ -47,24 +45,10 @@ func (s *Shape) slot(name string) (int, bool) {
 	if s == nil {
 		return 0, false
 	}
-	if len(s.names) <= 8 { // faster than hashing the name
-		for i, n := range s.names {
-			if n == name {
-				return i, true
-			}
-		}
-		return 0, false
-	}
-	i, ok := s.index[name]
-	return i, ok
+	return s.layout.Slot(name)
 }
 
-func (s *Shape) len() int {
-	if s == nil {
-		return 0
-	}
-	return len(s.names)
-}
+func (s *Shape) len() int { return len(s.Names()) }
 
 // Record is the state of one key: a JSON object. The fields of its shape are held in slots,
 // the others (say, written by an earlier configuration of the pipeline) in a map. A nil
@@ -221,7 +205,7 @@ func (r *Record) Map() map[string]any {
 	maps.Copy(m, r.rest)
 	for i := range r.vals {
 		if v := &r.vals[i]; v.kind != absent {
-			m[r.shape.names[i]] = v.get()
+			m[r.shape.layout.names[i]] = v.get()
 		}
 	}
 	return m
@@ -247,7 +231,7 @@ func (r *Record) EstimateJSON() int {
 	n := 2
 	for i := range r.vals {
 		if v := &r.vals[i]; v.kind != absent {
-			n += len(r.shape.names[i]) + 4
+			n += len(r.shape.layout.names[i]) + 4
 			if v.kind == number {
 				n += 24
 			} else {

@@ -48,27 +48,14 @@ func TestReconnectsLoseNothing(t *testing.T) {
 				}
 			}
 			e.publish(payloads)
-			stop := make(chan struct{})
-			done := make(chan int)
-			go func() {
-				n := 0
-				tick := time.NewTicker(tt.every)
-				defer tick.Stop()
-				for {
-					select {
-					case <-stop:
-						done <- n
-						return
-					case <-tick.C:
-						if nc.ForceReconnect() == nil {
-							n++
-						}
-					}
+			stop := repeat(tt.every, func() int {
+				if nc.ForceReconnect() == nil {
+					return 1
 				}
-			}()
+				return 0
+			})
 			err := e.run(ps, pipeline.Options{})
-			close(stop)
-			n := <-done
+			n := stop()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -94,30 +81,18 @@ func TestDeletedSourceConsumerLosesNothing(t *testing.T) {
 	payloads := shoptest.Workload(5, 30000, 500)
 	ps := e.build("all", 20, 100000)
 	e.publish(payloads)
-	stop := make(chan struct{})
-	done := make(chan int)
-	go func() {
+	stop := repeat(reconnectEvery, func() int {
 		n := 0
-		tick := time.NewTicker(reconnectEvery)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				done <- n
-				return
-			case <-tick.C:
-				names := stream.ConsumerNames(ctx)
-				for name := range names.Name() {
-					if stream.DeleteConsumer(ctx, name) == nil {
-						n++
-					}
-				}
+		names := stream.ConsumerNames(ctx)
+		for name := range names.Name() {
+			if stream.DeleteConsumer(ctx, name) == nil {
+				n++
 			}
 		}
-	}()
+		return n
+	})
 	err = e.run(ps, pipeline.Options{})
-	close(stop)
-	n := <-done
+	n := stop()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,4 +155,29 @@ func TestLargeEventsSlowProcessing(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.check(payloads)
+}
+
+// repeat calls do every interval on a goroutine of its own until the returned stop is called;
+// stop returns the sum of what the calls returned.
+func repeat(every time.Duration, do func() int) (stop func() int) {
+	quit := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		n := 0
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				done <- n
+				return
+			case <-tick.C:
+				n += do()
+			}
+		}
+	}()
+	return func() int {
+		close(quit)
+		return <-done
+	}
 }
