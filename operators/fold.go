@@ -62,14 +62,12 @@ func (f *foldOp) Shape() *Shape { return f.shape }
 func (f *foldOp) UseShape(s *Shape) {
 	f.shape = s
 	f.initial = NewRecord(s, f.initialMap)
-	var exprs []*Expr
 	for _, as := range f.on {
 		for i := range as {
 			as[i].slot, _ = s.slot(as[i].field)
-			exprs = append(exprs, as[i].expr)
 		}
 	}
-	bindState(s, exprs...)
+	bindState(s, f.Exprs()...)
 }
 
 // Projector is implemented by operators that write a projection.
@@ -140,16 +138,14 @@ func buildFold(_ BuildContext, raw any) (Operator, error) {
 // state.x); a pipeline may give it a larger one (see [Projector]).
 func (f *foldOp) bindShape(initial map[string]any) {
 	f.initialMap = initial
-	f.fields = sortedKeys(initial)
-	var exprs []*Expr
+	names := sortedKeys(initial)
 	for _, as := range f.on {
 		for _, a := range as {
-			f.fields = append(f.fields, a.field)
-			exprs = append(exprs, a.expr)
+			names = append(names, a.field)
 		}
 	}
-	read, _ := identFields("state", exprs)
-	f.UseShape(NewShape(append(f.fields, read...)...))
+	read, _ := identFields("state", f.Exprs())
+	f.UseShape(NewShape(append(names, read...)...))
 	f.fields = f.shape.Names()
 }
 

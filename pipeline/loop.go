@@ -90,8 +90,8 @@ func (r *Runner) runOnce(ctx context.Context) error {
 			len(cur.outputs) >= follow.size || (cur.n > 0 && r.cache.over())
 	}
 	// regime sets the bounds by how far behind the last event was. A batch that started
-	// while catching up and reaches the tail follows from then on: it ends when the source
-	// has nothing more at hand, or at most one follow batch (size and wait) later. What it
+	// while catching up and reaches the tail follows from then on: it ends when it runs dry
+	// at the head (see bounds.tail), or at most one follow batch (size and wait) later. What it
 	// took while catching up then commits with the tail in one commit, instead of one commit
 	// now and a second one for the tail, which could only start once the first had ended.
 	// Events that arrive after the switch wait no longer than under the follow bounds.

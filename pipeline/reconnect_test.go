@@ -70,16 +70,11 @@ func TestReconnectsLoseNothing(t *testing.T) {
 // again and again while the pipeline replays a backlog: the source recreates it after the last
 // message it took, and every event is folded exactly once all the same.
 func TestDeletedSourceConsumerLosesNothing(t *testing.T) {
-	s := natstest.Server(t)
-	_, js := natstest.Connect(t, s)
-	e := &env{t: t, srv: s, js: js, dir: t.TempDir()}
+	e := newEnv(t)
 	ctx := context.Background()
-	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SHOP", Subjects: []string{"shop.>"}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	payloads := shoptest.Workload(5, 30000, 500)
 	ps := e.build("all", 20, 100000)
+	stream := e.stream("SHOP")
 	e.publish(payloads)
 	stop := repeat(reconnectEvery, func() int {
 		n := 0
@@ -91,7 +86,7 @@ func TestDeletedSourceConsumerLosesNothing(t *testing.T) {
 		}
 		return n
 	})
-	err = e.run(ps, pipeline.Options{})
+	err := e.run(ps, pipeline.Options{})
 	n := stop()
 	if err != nil {
 		t.Fatal(err)
@@ -106,16 +101,11 @@ func TestDeletedSourceConsumerLosesNothing(t *testing.T) {
 // TestNoSourceConsumerLeft: a run that replays to the end, and one that finds nothing to
 // read, leave no consumer on the source stream.
 func TestNoSourceConsumerLeft(t *testing.T) {
-	s := natstest.Server(t)
-	_, js := natstest.Connect(t, s)
-	e := &env{t: t, srv: s, js: js, dir: t.TempDir()}
+	e := newEnv(t)
 	ctx := context.Background()
-	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SHOP", Subjects: []string{"shop.>"}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	payloads := shoptest.Workload(5, 1000, 50)
 	ps := e.build("all", 20, 100000)
+	stream := e.stream("SHOP")
 	e.publish(payloads)
 	for run := range 2 {
 		if err := e.run(ps, pipeline.Options{}); err != nil {
@@ -138,12 +128,7 @@ func TestNoSourceConsumerLeft(t *testing.T) {
 // bytes, so the client does not drop messages as a slow consumer (which at the tail would leave
 // a replay waiting forever), and the replay ends.
 func TestLargeEventsSlowProcessing(t *testing.T) {
-	s := natstest.Server(t)
-	_, js := natstest.Connect(t, s)
-	e := &env{t: t, srv: s, js: js, dir: t.TempDir()}
-	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "SHOP", Subjects: []string{"shop.>"}}); err != nil {
-		t.Fatal(err)
-	}
+	e := newEnv(t)
 	pad := strings.Repeat("x", 200_000)
 	var payloads [][]byte
 	for i := range 900 {
@@ -180,4 +165,14 @@ func repeat(every time.Duration, do func() int) (stop func() int) {
 		close(quit)
 		return <-done
 	}
+}
+
+// stream returns the stream name, which the pipelines' configuration created.
+func (e *env) stream(name string) jetstream.Stream {
+	e.t.Helper()
+	s, err := e.js.Stream(context.Background(), name)
+	if err != nil {
+		e.t.Fatalf("stream %s: %v", name, err)
+	}
+	return s
 }
