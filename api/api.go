@@ -24,6 +24,9 @@ type Options struct {
 	Gatherer  prometheus.Gatherer
 	// Ready reports readiness (NATS connected, pipelines started).
 	Ready func() bool
+	// Board, when set, holds the live health of the process's pipelines: a failing pipeline
+	// makes /readyz answer 503, and GET /v1/pipelines reports it.
+	Board *pipeline.Board
 }
 
 // New returns the handler of every endpoint.
@@ -46,6 +49,12 @@ func (h *handler) ready(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "not ready", http.StatusServiceUnavailable)
 		return
 	}
+	if h.o.Board != nil {
+		if failing := h.o.Board.Failing(); len(failing) > 0 {
+			http.Error(w, "not ready: failing pipelines: "+strings.Join(failing, ", "), http.StatusServiceUnavailable)
+			return
+		}
+	}
 	_, _ = w.Write([]byte("ready\n"))
 }
 
@@ -58,6 +67,11 @@ func (h *handler) pipelines(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			writeErr(w, http.StatusBadGateway, err)
 			return
+		}
+		if h.o.Board != nil {
+			if live, ok := h.o.Board.Get(p.Name); ok {
+				st = st.WithHealth(live)
+			}
 		}
 		out = append(out, st)
 	}

@@ -1,4 +1,5 @@
 // Package api serves jetfold's HTTP listener: Prometheus metrics, health probes and the
-// read API for pipelines and projections. It exposes no write today; writes, when they come,
-// require the bearer token of http.token_file.
+// read API for pipelines and projections. It exposes no write: there is no route that changes
+// state, so there is no token to configure yet (the first write route brings bearer-token
+// auth with it).
 package api

@@ -81,8 +81,6 @@ type HTTP struct {
 	// Listen is the address (default 127.0.0.1:8080 when the field is absent); "" or "none"
 	// set explicitly disables the listener.
 	Listen string `koanf:"listen"`
-	// TokenFile holds the bearer token that state-changing endpoints require.
-	TokenFile string `koanf:"token_file"`
 }
 
 // Processor configures this process among the processes that run the same pipelines.

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/streams"
@@ -101,8 +102,8 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 				}
 				path := opPath + "." + name + ".projection"
 				switch {
-				case proj == streams.CheckpointBucket:
-					errs = append(errs, cfg.Errorf(path, "projection %q is reserved for checkpoints", proj))
+				case proj == streams.CheckpointBucket || proj == streams.HealthBucket || proj == checkpoint.LeaseBucket:
+					errs = append(errs, cfg.Errorf(path, "projection %q is reserved for jetfold's own use", proj))
 				case writers[proj] != "" && writers[proj] != pc.Name:
 					errs = append(errs, cfg.Errorf(path, "projection %q is already written by pipeline %q: one projection, one writer", proj, writers[proj]))
 				default:

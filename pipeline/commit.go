@@ -45,26 +45,21 @@ func (r *Runner) commit(ctx context.Context, b *batch) error {
 		outputs = r.unpublished(outputs)
 	}
 	outSeqs := maps.Clone(r.checkpoint.Outputs)
-	w := streams.NewWindow(js, streams.DefaultWindow)
-	w.OnAck = func(_ int, a *jetstream.PubAck) {
+	refused, err := r.publishOutputs(ctx, outputs, func(a *jetstream.PubAck) {
 		if outSeqs == nil {
 			outSeqs = map[string]uint64{}
 		}
 		outSeqs[a.Stream] = max(outSeqs[a.Stream], a.Sequence)
-	}
-	err := publishAll(ctx, w, len(outputs), func(i int) (*nats.Msg, error) { return outputs[i], nil })
+	})
 	if err != nil {
-		if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
-			return fmt.Errorf("publish derived events: %w (is every emit subject captured by a stream? declare one under streams:)", err)
-		}
-		return fmt.Errorf("publish derived events: %w", err)
+		return err
 	}
 	failpoint("after-outputs")
 
 	// 2. Projection keys, each with the revision it was read at: a value written by anyone
 	//    else since then fails the write (fencing).
 	writer := r.o.Instance + "@" + strconv.FormatInt(time.Now().UnixNano(), 10)
-	w = streams.NewWindow(js, streams.DefaultWindow)
+	w := streams.NewWindow(r.pub, streams.DefaultWindow)
 	w.OnAck = func(i int, a *jetstream.PubAck) { b.writes[i].e.rev = a.Sequence }
 	err = publishAll(ctx, w, len(b.writes), func(i int) (*nats.Msg, error) {
 		if i == len(b.writes)/2 && i > 0 {
@@ -108,13 +103,14 @@ func (r *Runner) commit(ctx context.Context, b *batch) error {
 	if b.ackMsg != nil {
 		_ = b.ackMsg.Ack()
 	}
-	r.report(b, time.Since(began), len(outputs))
+	r.report(b, time.Since(began), len(outputs), refused)
 	return nil
 }
 
 // report updates the metrics and calls OnCommit after a commit.
-func (r *Runner) report(b *batch, d time.Duration, outputs int) {
+func (r *Runner) report(b *batch, d time.Duration, outputs, refused int) {
 	name := r.p.Name
+	r.m.Refused.WithLabelValues(name).Add(float64(refused))
 	r.m.CommitDuration.WithLabelValues(name).Observe(d.Seconds())
 	r.m.Checkpoint.WithLabelValues(name).Set(float64(b.lastSeq))
 	r.m.Pending.WithLabelValues(name).Set(float64(b.pending))
@@ -132,6 +128,57 @@ func (r *Runner) report(b *batch, d time.Duration, outputs int) {
 		r.o.OnCommit(CommitInfo{Pipeline: name, Seq: b.lastSeq, Events: b.events(), Total: r.total,
 			Pending: b.pending, Keys: len(b.writes), Outputs: outputs, Duration: d})
 	}
+}
+
+// publishOutputs publishes the derived events and dead letters of a batch and calls onAck
+// for each one stored. A derived event that JetStream refuses for the message itself (see
+// [streams.Rejected]), or whose subject no stream captures, is dead-lettered in its place with
+// the refusal as its reason and the same message id, so that the read-back after a crash
+// finds one or the other, never both; a dead letter it refuses is sent again without payload
+// and source headers ([bareDeadLetter]). Any other failure is returned: another try may
+// succeed. It returns how many derived events were dead-lettered.
+func (r *Runner) publishOutputs(ctx context.Context, outputs []*nats.Msg, onAck func(*jetstream.PubAck)) (int, error) {
+	dlq := streams.DLQSubject(r.p.Name)
+	refused := 0
+	for round := 0; len(outputs) > 0; round++ {
+		var again []*nats.Msg
+		w := streams.NewWindow(r.pub, streams.DefaultWindow)
+		w.OnAck = func(_ int, a *jetstream.PubAck) { onAck(a) }
+		w.OnFail = func(_ int, m *nats.Msg, err error) bool {
+			switch {
+			case round > 1: // a bare dead letter refused: nothing more to leave out
+				return false
+			case m.Subject == dlq && streams.Rejected(err):
+				again = append(again, bareDeadLetter(m, err))
+			case m.Subject != dlq && (streams.Rejected(err) || streams.Uncaptured(ctx, r.pub, m.Subject, err)):
+				again = append(again, r.refusedOutput(m, err))
+				refused++
+			default:
+				return false
+			}
+			r.log.Warn("message refused by JetStream: dead-lettered", "subject", m.Subject, "err", err)
+			return true
+		}
+		err := publishAll(ctx, w, len(outputs), func(i int) (*nats.Msg, error) { return outputs[i], nil })
+		if err != nil {
+			if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+				return refused, fmt.Errorf("publish derived events: %w (no stream answered for a subject a stream captures: is it offline?)", err)
+			}
+			return refused, fmt.Errorf("publish derived events: %w", err)
+		}
+		outputs = again
+	}
+	return refused, nil
+}
+
+// refusedOutput is the dead letter of a derived event JetStream refused.
+func (r *Runner) refusedOutput(m *nats.Msg, cause error) *nats.Msg {
+	seq, _ := strconv.ParseUint(m.Header.Get(HeaderSourceSeq), 10, 64)
+	return newDeadLetter(deadLetterOf{
+		pipeline: r.p.Name, seq: seq, subject: m.Subject, data: m.Data, header: m.Header,
+		reason: "derived event refused: " + cause.Error(), emitted: m.Subject,
+		id: m.Header.Get(jetstream.MsgIDHeader), limit: r.maxPayload,
+	})
 }
 
 // unpublished returns the outputs whose ids were not read back from an earlier run.

@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"context"
+	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -44,3 +46,10 @@ func (p *ProcessOnly) Process(m jetstream.Msg) error {
 
 // Operators returns the operators of p, in order.
 func Operators(p *Pipeline) []operators.Operator { return p.ops }
+
+// FastRestarts shortens the backoff between restarts for the rest of the test.
+func FastRestarts(t *testing.T) {
+	first, most := firstBackoff, maxBackoff
+	firstBackoff, maxBackoff = 10*time.Millisecond, 100*time.Millisecond
+	t.Cleanup(func() { firstBackoff, maxBackoff = first, most })
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	gojson "github.com/goccy/go-json"
@@ -23,6 +24,10 @@ func FuzzDecodeEvent(f *testing.F) {
 		`{"a":"\uD83D\uDE00"}`, `{"ts":1767225600000}`,
 		`{"\u0061":1,"b":"x"}`, `{"a":1,"a":"two"}`, ` { "a" : { "b" : "\"}" } , "b" : [1,{"c":[]}] } `,
 		`{"a":"q\\","b":"\\\""}`, `{"a":-0.5e-3,"b":true,"c":null}`, `{"a\"":1}`, `{"b":1e400,"a":1}`, `{"b":[-1E+999]}`, `{"b":1e-400}`, `{"ts":-1e300}`, "\xff\xfe",
+		// from the poison corpus (TestPoisonCorpus)
+		`{"k":"x","d":` + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + `}`,
+		`{"k":"x","d":` + strings.Repeat("[", 500) + strings.Repeat("]", 500) + `}`,
+		`{"k":"a\r\nb"}`, `{"k":"a.>"}`, `{"k":""}`, `{"k":"x y","to":"out"}`, "{\"k\":\"u\xff\"}", `{"k":`,
 	} {
 		f.Add([]byte(s), "json")
 		f.Add([]byte(s), "cloudevents")

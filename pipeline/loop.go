@@ -119,6 +119,9 @@ func (r *Runner) runOnce(ctx context.Context) error {
 			return j.err
 		}
 		r.committed = true
+		if r.health.State != StateRunning {
+			r.setHealth(StateRunning, nil)
+		}
 		if j.b.stopErr != nil {
 			r.log.Error("stopping on error (on_error: stop)", "err", j.b.stopErr)
 			return j.b.stopErr
@@ -130,6 +133,9 @@ func (r *Runner) runOnce(ctx context.Context) error {
 	}
 	// launch seals cur and starts its commit.
 	launch := func() {
+		if !cur.began.IsZero() {
+			r.m.BatchDuration.WithLabelValues(r.p.Name).Observe(time.Since(cur.began).Seconds())
+		}
 		r.seal(cur)
 		inflight = r.startCommit(ctx, cur)
 		cur, spare = spare, nil
@@ -172,6 +178,7 @@ func (r *Runner) runOnce(ctx context.Context) error {
 			if empty && cur.n > 0 {
 				// the batch's first event (a redelivery skipped before it does not count)
 				due = false
+				cur.began = time.Now()
 				if cur.pending >= uint64(follow.size) {
 					lim = catchUp
 				}

@@ -35,6 +35,8 @@ type Metrics struct {
 	Latency        *prometheus.HistogramVec
 	Oversize       *prometheus.CounterVec
 	StateReads     *prometheus.CounterVec
+	Refused        *prometheus.CounterVec
+	Failing        *prometheus.GaugeVec
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not registered).
@@ -80,10 +82,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		StateReads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetfold_state_reads_total", Help: "Keys read from KV because the cache lacked them: one at a time when an event needs it (on_demand) or ahead of their events, many at once (prefetch).",
 		}, []string{"pipeline", "how"}),
+		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jetfold_emits_refused_total", Help: "Derived events JetStream refused (a subject no stream captures, a stream at its limits, ...), dead-lettered in their place.",
+		}, byPipeline),
+		Failing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "jetfold_pipeline_failing", Help: "1 while the pipeline cannot make progress (the same error repeats at every restart), else 0.",
+		}, byPipeline),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Events, m.Emitted, m.BatchDuration, m.CommitDuration, m.Checkpoint,
-			m.Pending, m.StateKeys, m.Restarts, m.Fenced, m.Latency, m.Oversize, m.StateReads)
+			m.Pending, m.StateKeys, m.Restarts, m.Fenced, m.Latency, m.Oversize, m.StateReads, m.Refused, m.Failing)
 	}
 	return m
 }

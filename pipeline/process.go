@@ -34,6 +34,8 @@ type batch struct {
 	stopErr error
 	counts  [6]int // by result, see results
 	oldest  time.Time
+	// began is when the batch took its first event.
+	began time.Time
 }
 
 // pendingWrite is a key's state as sealed for a commit. The entry's fields may change while
@@ -53,7 +55,7 @@ func (b *batch) reset() {
 	b.writes = b.writes[:0]
 	b.ackMsg, b.lastSeq, b.pending, b.emitted, b.stopErr = nil, 0, 0, 0, nil
 	b.counts = [6]int{}
-	b.oldest = time.Time{}
+	b.oldest, b.began = time.Time{}, time.Time{}
 }
 
 func (b *batch) events() int {
@@ -121,7 +123,7 @@ func (r *Runner) processMsg(b *batch, sm srcMsg) error {
 			b.stopErr = fmt.Errorf("%w: seq %d: %v", ErrStopped, seq, err)
 			return nil // not taken into the batch: the checkpoint stays before it
 		default:
-			b.outputs = append(b.outputs, deadLetter(r.p.Name, m, seq, err))
+			b.outputs = append(b.outputs, r.deadLetter(m, seq, err))
 			b.counts[iDeadLetter]++
 		}
 	} else if !kept {
@@ -139,9 +141,41 @@ func (r *Runner) processMsg(b *batch, sm srcMsg) error {
 	return nil
 }
 
+// markerReason is the header of the markers the server writes when it removes a subject's
+// last message (stream SubjectDeleteMarkerTTL): they have no payload and are no events.
+const markerReason = "Nats-Marker-Reason"
+
 // maxKeyLen bounds a projection key as stored (NATS subjects travel in a control line of at
 // most 4 KiB).
 const maxKeyLen = 1024
+
+// maxSubjectLen bounds the subject of a derived event: a control line over 4 KiB makes the
+// server close the connection.
+const maxSubjectLen = 2048
+
+// ErrBadSubject is returned for a derived event whose subject cannot be published to; the
+// event that emits it is dead-lettered.
+var ErrBadSubject = errors.New("invalid subject")
+
+// checkSubject returns an error wrapping [ErrBadSubject] unless subject is a subject a
+// message can be published to: tokens separated by dots, none empty or a wildcard, no
+// whitespace, at most maxSubjectLen bytes.
+func checkSubject(subject string) error {
+	switch {
+	case subject == "":
+		return fmt.Errorf("%w: empty", ErrBadSubject)
+	case len(subject) > maxSubjectLen:
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrBadSubject, len(subject), maxSubjectLen)
+	case strings.ContainsAny(subject, " \t\r\n\f\v\x00"):
+		return fmt.Errorf("%w: %q holds whitespace", ErrBadSubject, subject)
+	}
+	for tok := range strings.SplitSeq(subject, ".") {
+		if tok == "" || tok == "*" || tok == ">" {
+			return fmt.Errorf("%w: %q has an empty or wildcard token", ErrBadSubject, subject)
+		}
+	}
+	return nil
+}
 
 // ErrTooLarge is returned for a derived event over the NATS payload limit; the event that
 // emits it is dead-lettered.
@@ -150,6 +184,10 @@ var ErrTooLarge = errors.New("message over the NATS payload limit")
 // ErrKeyTooLong is returned for a key whose stored form is over maxKeyLen bytes; the event is
 // dead-lettered.
 var ErrKeyTooLong = errors.New("key too long")
+
+// ErrEmptyKey is returned for an event whose key is empty where a projection needs one; the
+// event is dead-lettered.
+var ErrEmptyKey = errors.New("empty key: a projection key must not be empty")
 
 // errInfra marks errors of NATS itself (reading state), which restart the pipeline instead of
 // dead-lettering the event.
@@ -163,6 +201,9 @@ func (r *Runner) processOne(ev *operators.Event, m jetstream.Msg, seq uint64, ts
 		ev.Mode = operators.Hydrated
 	}
 	ev.Header = m.Headers()
+	if len(ev.Data) == 0 && len(ev.Header[markerReason]) > 0 {
+		return false, nil // a subject-delete marker the server wrote, not an event: filtered
+	}
 	err := r.dec.decode(ev, ev.Data, ev.Header)
 	if err != nil {
 		return false, err
@@ -190,12 +231,19 @@ func (r *Runner) processOne(ev *operators.Event, m jetstream.Msg, seq uint64, ts
 		}
 	}
 	for _, o := range ev.Outputs {
-		if len(o.Data) > r.valueLimit {
-			return false, fmt.Errorf("derived event for %s: %d bytes, limit %d: %w", o.Subject, len(o.Data), r.valueLimit, ErrTooLarge)
+		if err := checkSubject(o.Subject); err != nil {
+			return false, fmt.Errorf("derived event: %w", err)
+		}
+		// The headers of derived: ids, the key, the type, fixed names and values.
+		if n := len(o.Data) + 2*len(r.p.Name) + len(ev.Key) + len(o.Type) + 320; n > r.maxPayload-headerSlack {
+			return false, fmt.Errorf("derived event for %s: %d bytes with its headers, limit %d: %w", o.Subject, n, r.maxPayload-headerSlack, ErrTooLarge)
 		}
 	}
 	for i := range ev.Writes {
 		w := &ev.Writes[i]
+		if w.Key == "" {
+			return false, fmt.Errorf("%s: %w", w.Projection, ErrEmptyKey)
+		}
 		if len(w.Key) > maxKeyLen/2 && len(streams.EncodeKey(w.Key)) > maxKeyLen {
 			return false, fmt.Errorf("%w: %d bytes encoded, at most %d", ErrKeyTooLong, len(streams.EncodeKey(w.Key)), maxKeyLen)
 		}
@@ -260,34 +308,4 @@ func derived(pipeline string, ev *operators.Event, n int, o operators.Output) *n
 	h.Set("content-type", "application/json")
 	h.Set("Jetfold-Source-Seq", strconv.FormatUint(ev.Seq, 10))
 	return &nats.Msg{Subject: o.Subject, Data: o.Data, Header: h}
-}
-
-// Dead-letter headers.
-const (
-	HeaderError         = "Jetfold-Error"
-	HeaderSourceSeq     = "Jetfold-Source-Seq"
-	HeaderSourceSubject = "Jetfold-Source-Subject"
-)
-
-// deadLetter builds the dead letter of a source message: its payload and headers, plus the
-// reason, with a deterministic message id so a re-sent one is dropped.
-func deadLetter(pipeline string, m jetstream.Msg, seq uint64, cause error) *nats.Msg {
-	h := nats.Header{}
-	for k, v := range m.Headers() {
-		if k != jetstream.MsgIDHeader {
-			h[k] = v
-		}
-	}
-	reason := cause.Error()
-	if reason == "" {
-		reason = "unknown error"
-	}
-	if len(reason) > 1000 { // a header, not a log: keep the dead letter within the payload limit
-		reason = strings.ToValidUTF8(reason[:1000], "") + "..."
-	}
-	h.Set(HeaderError, reason)
-	h.Set(HeaderSourceSeq, strconv.FormatUint(seq, 10))
-	h.Set(HeaderSourceSubject, m.Subject())
-	h.Set(jetstream.MsgIDHeader, pipeline+":"+strconv.FormatUint(seq, 10)+":dlq")
-	return &nats.Msg{Subject: streams.DLQSubject(pipeline), Data: m.Data(), Header: h}
 }

@@ -70,6 +70,25 @@ type Status struct {
 	DeadLetters uint64 `json:"dead_letters"`
 	// LastCommit is the wall time of the last commit.
 	LastCommit *time.Time `json:"last_commit,omitempty"`
+	// State is the pipeline's state as the process running it last reported it (see
+	// [Health]): running, failing, standby, stopped, or empty when no process ever ran it.
+	State string `json:"state,omitempty"`
+	// Error is the error that repeats while the pipeline is failing.
+	Error string `json:"error,omitempty"`
+	// Since is when the pipeline entered State.
+	Since *time.Time `json:"since,omitempty"`
+	// Instance is the process that reported State.
+	Instance string `json:"instance,omitempty"`
+}
+
+// WithHealth returns st with the state, error, since and instance of h.
+func (st Status) WithHealth(h Health) Status {
+	st.State, st.Error, st.Instance = h.State, h.Error, h.Instance
+	if !h.Since.IsZero() {
+		t := h.Since
+		st.Since = &t
+	}
+	return st
 }
 
 // ReadStatus reads the status of p from NATS; it does not need p to be running.
@@ -104,6 +123,11 @@ func ReadStatus(ctx context.Context, js jetstream.JetStream, p *Pipeline) (Statu
 				return st, err
 			}
 		}
+	}
+	if h, ok, err := readHealth(ctx, js, p.Name); err != nil {
+		return st, fmt.Errorf("health: %w", err)
+	} else if ok {
+		st = st.WithHealth(h)
 	}
 	for _, proj := range p.Projections {
 		s, err := js.Stream(ctx, streams.KVStream(proj))

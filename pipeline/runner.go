@@ -22,6 +22,12 @@ var (
 	errCaughtUp = errors.New("caught up")
 )
 
+// The backoff between restarts: firstBackoff, doubling up to maxBackoff. Variables for tests.
+var (
+	firstBackoff = 200 * time.Millisecond
+	maxBackoff   = 10 * time.Second
+)
+
 // commitTimeout bounds the processing and commit of one batch.
 const commitTimeout = 30 * time.Second
 
@@ -47,6 +53,9 @@ type Options struct {
 	// OutputStreams are the streams derived events may go to (the declared streams); after a
 	// crash they are read back so that nothing is published twice (see recoverPublished).
 	OutputStreams []string
+	// Board, when set, receives the pipeline's health (running, failing, standby, stopped) for
+	// the HTTP API and readiness.
+	Board *Board
 	// HydrateUntil marks the events up to this source sequence as hydrated (a replay on
 	// purpose): they rebuild state but fire no `once` emit.
 	HydrateUntil uint64
@@ -86,7 +95,12 @@ type Runner struct {
 	total      int
 	done       bool // stop: end reached
 	dlqStream  string
-	valueLimit int // largest projection value NATS accepts
+	valueLimit int // largest projection value NATS and every projection bucket accept
+	maxPayload int // the server's payload limit (headers and data)
+	// pub is the JetStream context the commits publish through: one per runner, so that the
+	// windows of several pipelines never fill one async limit together.
+	pub    jetstream.JetStream
+	health Health
 	// published holds the ids of the messages published after the checkpoint by an earlier
 	// run that did not commit; publishedMax is the highest source sequence among them.
 	published    map[string]struct{}
@@ -122,17 +136,34 @@ func NewRunner(p *Pipeline, o Options) *Runner {
 // Run processes events until ctx ends (then it commits what is in flight and returns nil),
 // until the end of the stream with `stop: end` (nil), or until an error it cannot retry:
 // [ErrStopped] under `on_error: stop`, checkpoint.ErrFenced when another instance keeps
-// winning the commits. Lost connections and failed commits restart the pipeline in-process
-// from its last checkpoint, with backoff: the commit protocol makes that as safe as a crash.
-func (r *Runner) Run(ctx context.Context) error {
+// winning the commits, [ErrFailing] for a `stop: end` pipeline that cannot make progress.
+// Lost connections and failed commits restart the pipeline in-process from its last
+// checkpoint, with backoff: the commit protocol makes that as safe as a crash. A pipeline whose
+// restarts keep failing is reported failing (see [Health]) and, with `stop: follow`, goes on
+// trying.
+func (r *Runner) Run(ctx context.Context) (err error) {
+	pub, err := streams.NewPublisher(r.o.JS.Conn())
+	if err != nil {
+		return err
+	}
+	r.pub = pub
+	defer pub.CleanupPublisher()
+	defer func() {
+		if !errors.Is(err, ErrFailing) { // a failing `stop: end` pipeline stays failing
+			r.setHealth(StateStopped, nil)
+		}
+	}()
 	if r.o.Leases == nil {
+		r.setHealth(StateRunning, nil)
 		return r.run(ctx)
 	}
 	for {
+		r.setHealth(StateStandby, nil)
 		held, release, err := r.o.Leases.Acquire(ctx, r.p.Name)
 		if err != nil {
 			return nil // ctx ended while standing by
 		}
+		r.setHealth(StateRunning, nil)
 		err = r.run(held)
 		release()
 		if ctx.Err() == nil && errors.Is(context.Cause(held), checkpoint.ErrLeaseLost) {
@@ -145,13 +176,13 @@ func (r *Runner) Run(ctx context.Context) error {
 
 // run is Run without the lease.
 func (r *Runner) run(ctx context.Context) error {
-	wait := 200 * time.Millisecond
-	fenced := 0
+	wait := firstBackoff
+	fenced, failed := 0, 0
 	for {
 		r.committed = false
 		err := r.runOnce(ctx)
 		if r.committed { // the trouble is not lasting: start counting and backing off anew
-			fenced, wait = 0, 200*time.Millisecond
+			fenced, failed, wait = 0, 0, firstBackoff
 		}
 		switch {
 		case errors.Is(err, errCaughtUp):
@@ -170,6 +201,15 @@ func (r *Runner) run(ctx context.Context) error {
 		default:
 			fenced = 0
 		}
+		if r.o.JS.Conn().IsConnected() {
+			failed++
+		}
+		if failed >= failAfter {
+			r.setHealth(StateFailing, err)
+			if r.p.Config.Source.Stop == "end" {
+				return fmt.Errorf("%w: %d restarts without progress: %w", ErrFailing, failed, err)
+			}
+		}
 		r.m.Restarts.WithLabelValues(r.p.Name).Inc()
 		r.log.Warn("pipeline restarts from its checkpoint", "err", err, "in", wait)
 		select {
@@ -177,7 +217,7 @@ func (r *Runner) run(ctx context.Context) error {
 			return nil
 		case <-time.After(wait):
 		}
-		wait = min(wait*2, 10*time.Second)
+		wait = min(wait*2, maxBackoff)
 	}
 }
 
@@ -219,7 +259,15 @@ func (r *Runner) start(ctx context.Context) (jetstream.Consumer, error) {
 	if r.dlqStream, err = streams.EnsureCaptured(ctx, js, streams.DLQSubject(r.p.Name), streams.DLQStream, []string{"_jetfold.dlq.>"}, 0); err != nil {
 		return nil, err
 	}
-	r.valueLimit = int(js.Conn().MaxPayload()) - 1024
+	r.maxPayload = int(js.Conn().MaxPayload())
+	r.valueLimit = r.maxPayload - 1024
+	for _, s := range r.kvStreams {
+		// A bucket's own value limit (max_value_size) is below the server's: a state over it
+		// is a dead letter like one over the server's, not a commit JetStream refuses forever.
+		if limit := int(s.CachedInfo().Config.MaxMsgSize); limit > 0 {
+			r.valueLimit = min(r.valueLimit, limit-min(1024, limit/2))
+		}
+	}
 	r.cps = checkpoint.NewStore(cpkv)
 	cp, err := r.cps.Load(ctx, r.p.Name)
 	if errors.Is(err, checkpoint.ErrNotFound) {

@@ -109,7 +109,7 @@ func Connect(ctx context.Context, cfg config.NATS, o ConnectOptions) (*Conn, err
 func finish(c *Conn, nc *nats.Conn, addr string) (*Conn, error) {
 	// A lost connection loses the acks of what was in flight: time them out rather
 	// than wait for ever, so that a commit fails and the pipeline restarts.
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(16384), jetstream.WithPublishAsyncTimeout(10*time.Second))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(16384), jetstream.WithPublishAsyncTimeout(asyncTimeout))
 	if err != nil {
 		nc.Close()
 		c.Close()

@@ -13,6 +13,10 @@ import (
 // CheckpointBucket is the KV bucket that holds one checkpoint per pipeline.
 const CheckpointBucket = "jetfold_checkpoints"
 
+// HealthBucket is the KV bucket where each running pipeline reports its state (running,
+// failing, standby, stopped), for `processor status` in another process.
+const HealthBucket = "jetfold_health"
+
 // EnsureBucket opens the KV bucket name, creating it (history 1, file storage) when missing.
 func EnsureBucket(ctx context.Context, js jetstream.JetStream, name string) (jetstream.KeyValue, error) {
 	kv, err := js.KeyValue(ctx, name)

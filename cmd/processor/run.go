@@ -80,8 +80,9 @@ func runCmd(g *globals) *cobra.Command {
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			metrics := pipeline.NewMetrics(reg)
+			board := pipeline.NewBoard()
 			if stop, err := serveHTTP(cfg.HTTP, api.Options{
-				JS: conn.JS, Pipelines: ps, Gatherer: reg, Ready: connected.Load,
+				JS: conn.JS, Pipelines: ps, Gatherer: reg, Ready: connected.Load, Board: board,
 			}, log); err != nil {
 				return err
 			} else {
@@ -104,7 +105,7 @@ func runCmd(g *globals) *cobra.Command {
 			}
 			runErr := pipeline.RunAll(ctx, ps, pipeline.Options{
 				JS: conn.JS, Logger: log, Metrics: metrics, Instance: instance,
-				OnCommit: progress(log), Leases: leases, OutputStreams: outputs,
+				OnCommit: progress(log), Leases: leases, OutputStreams: outputs, Board: board,
 			})
 			summarize(g, conn, ps)
 			if runErr != nil {
@@ -208,6 +209,9 @@ func summarize(g *globals, conn *streams.Conn, ps []*pipeline.Pipeline) {
 			continue
 		}
 		fmt.Fprintf(g.stdout, "pipeline %s: checkpoint %d of %d (lag %d), keys %s, dead letters %d\n", p.Name, st.Checkpoint, st.Head, st.Lag, keys(st.Keys), st.DeadLetters)
+		if st.State == pipeline.StateFailing {
+			fmt.Fprintf(g.stdout, "pipeline %s: failing: %s\n", p.Name, st.Error)
+		}
 		for _, proj := range p.Projections {
 			sample, _ := sampleKeys(ctx, conn, proj, 3)
 			for _, k := range sample {

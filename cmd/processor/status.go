@@ -39,15 +39,27 @@ func statusCmd(g *globals) *cobra.Command {
 				return enc.Encode(out)
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "PIPELINE\tSTREAM\tCHECKPOINT\tHEAD\tLAG\tKEYS\tDEAD LETTERS\tLAST COMMIT")
+			fmt.Fprintln(tw, "PIPELINE\tSTREAM\tCHECKPOINT\tHEAD\tLAG\tKEYS\tDEAD LETTERS\tLAST COMMIT\tSTATE")
 			for _, st := range out {
 				last := "never"
 				if st.LastCommit != nil {
 					last = st.LastCommit.UTC().Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%d\t%s\n", st.Pipeline, st.Stream, st.Checkpoint, st.Head, st.Lag, keys(st.Keys), st.DeadLetters, last)
+				state := st.State
+				if state == "" {
+					state = "never run"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%d\t%s\t%s\n", st.Pipeline, st.Stream, st.Checkpoint, st.Head, st.Lag, keys(st.Keys), st.DeadLetters, last, state)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			for _, st := range out {
+				if st.State == pipeline.StateFailing {
+					fmt.Fprintf(g.stdout, "pipeline %s failing since %s (%s): %s\n", st.Pipeline, st.Since.UTC().Format(time.RFC3339), st.Instance, st.Error)
+				}
+			}
+			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")

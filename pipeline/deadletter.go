@@ -1,0 +1,157 @@
+package pipeline
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetfold/jetfold/streams"
+)
+
+// Dead-letter headers.
+const (
+	// HeaderError is the reason an event was dead-lettered.
+	HeaderError = "Jetfold-Error"
+	// HeaderSourceSeq is the source stream sequence of the event (decimal).
+	HeaderSourceSeq = "Jetfold-Source-Seq"
+	// HeaderSourceSubject is the subject the event was published to.
+	HeaderSourceSubject = "Jetfold-Source-Subject"
+	// HeaderEmitSubject is, on the dead letter of a derived event that JetStream refused,
+	// the subject it was emitted to.
+	HeaderEmitSubject = "Jetfold-Emit-Subject"
+	// HeaderTruncated is set when the payload was cut to fit the NATS payload limit: its value
+	// is the original payload's size in bytes.
+	HeaderTruncated = "Jetfold-Truncated"
+	// HeaderDropped is set when the source's headers were left out because they were too
+	// large: its value is their encoded size in bytes.
+	HeaderDropped = "Jetfold-Headers-Dropped"
+	// HeaderPrefix is prepended to the name of a source header that NATS or JetStream acts on
+	// (any name that starts with "Nats-"), so that a dead letter keeps it without being
+	// subject to it: Nats-Expected-Stream is kept as Jetfold-Nats-Expected-Stream.
+	HeaderPrefix = "Jetfold-"
+)
+
+const (
+	// maxReason bounds the reason header.
+	maxReason = 1000
+	// maxAppHeaders bounds the source headers a dead letter keeps (JetStream refuses headers
+	// over 64 KiB, error 10097).
+	maxAppHeaders = 32 * 1024
+	// headerSlack is room left under the payload limit for what the client adds.
+	headerSlack = 256
+)
+
+// deadLetter builds the dead letter of a source message: its payload and headers, plus the
+// reason, with a deterministic message id so a re-sent one is dropped. See [newDeadLetter].
+func (r *Runner) deadLetter(m jetstream.Msg, seq uint64, cause error) *nats.Msg {
+	return newDeadLetter(deadLetterOf{
+		pipeline: r.p.Name, seq: seq, subject: m.Subject(), data: m.Data(), header: m.Headers(),
+		reason: cause.Error(), id: r.p.Name + ":" + strconv.FormatUint(seq, 10) + ":dlq",
+		limit: r.maxPayload,
+	})
+}
+
+// deadLetterOf is what a dead letter is made of.
+type deadLetterOf struct {
+	pipeline string
+	seq      uint64
+	// subject, data and header are the source message's (or the refused derived event's).
+	subject string
+	data    []byte
+	header  nats.Header
+	reason  string
+	// emitted is the subject of a refused derived event; empty for a source event.
+	emitted string
+	// id is the dead letter's Nats-Msg-Id.
+	id string
+	// limit is the server's payload limit (headers and data).
+	limit int
+}
+
+// newDeadLetter builds a dead letter on the pipeline's dead-letter subject. It keeps the
+// source's application headers, and renames those JetStream would act on at publish time
+// (every Nats-* header: expectations, TTL, rollup, batch, schedule, counter, trace) with
+// [HeaderPrefix], as nats-server itself strips Nats-Expected-* and Nats-Batch-* when it
+// copies messages into another stream. The dead letter fits the payload limit: source headers
+// over maxAppHeaders are left out ([HeaderDropped]), and the payload is cut to what remains
+// ([HeaderTruncated]).
+func newDeadLetter(d deadLetterOf) *nats.Msg {
+	h := nats.Header{}
+	for k, v := range d.header {
+		if isControl(k) {
+			k = HeaderPrefix + k
+		}
+		h[k] = v
+	}
+	if size := headerSize(h); size > maxAppHeaders {
+		h = nats.Header{HeaderDropped: {strconv.Itoa(size)}}
+	}
+	reason := d.reason
+	if reason == "" {
+		reason = "unknown error"
+	}
+	if len(reason) > maxReason { // a header, not a log
+		reason = strings.ToValidUTF8(reason[:maxReason], "") + "..."
+	}
+	h.Set(HeaderError, oneLine(reason))
+	h.Set(HeaderSourceSeq, strconv.FormatUint(d.seq, 10))
+	if d.emitted != "" {
+		h.Set(HeaderEmitSubject, d.emitted)
+	} else {
+		h.Set(HeaderSourceSubject, d.subject)
+	}
+	h.Set(jetstream.MsgIDHeader, d.id)
+	data := d.data
+	subject := streams.DLQSubject(d.pipeline)
+	if room := d.limit - headerSize(h) - len(subject) - headerSlack; len(data) > room {
+		h.Set(HeaderTruncated, strconv.Itoa(len(data)))
+		data = data[:max(room-len(HeaderTruncated)-16, 0)]
+	}
+	return &nats.Msg{Subject: subject, Data: data, Header: h}
+}
+
+// bareDeadLetter is the fallback for a dead letter that JetStream refused: the reasons and the
+// source's coordinates, without the payload or the source's headers.
+func bareDeadLetter(dl *nats.Msg, refused error) *nats.Msg {
+	h := nats.Header{}
+	for _, k := range []string{HeaderSourceSeq, HeaderSourceSubject, HeaderEmitSubject, jetstream.MsgIDHeader} {
+		if v := dl.Header.Get(k); v != "" {
+			h.Set(k, v)
+		}
+	}
+	reason := dl.Header.Get(HeaderError) + "; its dead letter was refused (" + refused.Error() + "): payload and headers left out"
+	if len(reason) > 2*maxReason {
+		reason = strings.ToValidUTF8(reason[:2*maxReason], "") + "..."
+	}
+	h.Set(HeaderError, oneLine(reason))
+	h.Set(HeaderTruncated, strconv.Itoa(len(dl.Data)))
+	return &nats.Msg{Subject: dl.Subject, Header: h}
+}
+
+// isControl tells whether NATS or JetStream may act on a header of this name: they all start
+// with "Nats-" (the server compares names case-sensitively; jetfold renames any case).
+func isControl(name string) bool {
+	return len(name) >= 5 && strings.EqualFold(name[:5], "Nats-")
+}
+
+// headerSize is the size of h as the client encodes it ("NATS/1.0\r\n", "k: v\r\n" per
+// value, "\r\n").
+func headerSize(h nats.Header) int {
+	n := len("NATS/1.0\r\n\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
+// oneLine replaces line breaks, which a header value cannot hold.
+func oneLine(s string) string {
+	if !strings.ContainsAny(s, "\r\n") {
+		return s
+	}
+	return strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(s)
+}
