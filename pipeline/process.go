@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -149,34 +148,6 @@ const markerReason = "Nats-Marker-Reason"
 // most 4 KiB).
 const maxKeyLen = 1024
 
-// maxSubjectLen bounds the subject of a derived event: a control line over 4 KiB makes the
-// server close the connection.
-const maxSubjectLen = 2048
-
-// ErrBadSubject is returned for a derived event whose subject cannot be published to; the
-// event that emits it is dead-lettered.
-var ErrBadSubject = errors.New("invalid subject")
-
-// checkSubject returns an error wrapping [ErrBadSubject] unless subject is a subject a
-// message can be published to: tokens separated by dots, none empty or a wildcard, no
-// whitespace, at most maxSubjectLen bytes.
-func checkSubject(subject string) error {
-	switch {
-	case subject == "":
-		return fmt.Errorf("%w: empty", ErrBadSubject)
-	case len(subject) > maxSubjectLen:
-		return fmt.Errorf("%w: %d bytes, at most %d", ErrBadSubject, len(subject), maxSubjectLen)
-	case strings.ContainsAny(subject, " \t\r\n\f\v\x00"):
-		return fmt.Errorf("%w: %q holds whitespace", ErrBadSubject, subject)
-	}
-	for tok := range strings.SplitSeq(subject, ".") {
-		if tok == "" || tok == "*" || tok == ">" {
-			return fmt.Errorf("%w: %q has an empty or wildcard token", ErrBadSubject, subject)
-		}
-	}
-	return nil
-}
-
 // ErrTooLarge is returned for a derived event over the NATS payload limit; the event that
 // emits it is dead-lettered.
 var ErrTooLarge = errors.New("message over the NATS payload limit")
@@ -231,9 +202,6 @@ func (r *Runner) processOne(ev *operators.Event, m jetstream.Msg, seq uint64, ts
 		}
 	}
 	for _, o := range ev.Outputs {
-		if err := checkSubject(o.Subject); err != nil {
-			return false, fmt.Errorf("derived event: %w", err)
-		}
 		// The headers of derived: ids, the key, the type, fixed names and values.
 		if n := len(o.Data) + 2*len(r.p.Name) + len(ev.Key) + len(o.Type) + 320; n > r.maxPayload-headerSlack {
 			return false, fmt.Errorf("derived event for %s: %d bytes with its headers, limit %d: %w", o.Subject, n, r.maxPayload-headerSlack, ErrTooLarge)
