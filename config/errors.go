@@ -186,8 +186,9 @@ func editDistance(a, b string) int {
 	return d[len(a)][len(b)]
 }
 
-// hintFor suggests a close match for s among valid, or lists valid under label.
-func hintFor(s string, valid []string, label string) string {
+// HintFor suggests a close match for s among valid ("did you mean x?"), or lists valid under
+// label.
+func HintFor(s string, valid []string, label string) string {
 	if m, ok := suggest(s, valid); ok {
 		return "did you mean " + m + "?"
 	}

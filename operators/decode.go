@@ -3,7 +3,8 @@ package operators
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 )
 
 // exprString reads a raw YAML value that must be an expression. A YAML number or bool is
@@ -78,13 +79,8 @@ type assign struct {
 	slot  int // the field's slot in the fold's shape
 }
 
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
 }
 
 func yamlKind(v any) string {

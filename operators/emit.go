@@ -142,3 +142,23 @@ func validSubject(s string) bool {
 	}
 	return !strings.ContainsAny(s, " \t\r\n*>")
 }
+
+// CheckState implements [StateChecker].
+func (e *emitOp) CheckState(st *StateType) error {
+	errs := []error{}
+	if err := st.check(e.when, BoolResult, nil); err != nil {
+		errs = append(errs, fieldErr("when", err))
+	}
+	if err := st.check(e.subject, StringResult, nil); err != nil {
+		errs = append(errs, fieldErr("subject", err))
+	}
+	if err := st.check(e.data, AnyResult, nil); err != nil {
+		errs = append(errs, fieldErr("data", err))
+	}
+	for _, a := range e.fields {
+		if err := st.check(a.expr, AnyResult, nil); err != nil {
+			errs = append(errs, fieldErr("data."+a.field, err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -65,14 +65,15 @@ const (
 	StringResult
 )
 
-// Compile compiles src against [Env], type-checking it. kind restricts the result type when it
+// Compile compiles src against [Env], type-checking it. `now()` is not available: an
+// expression must give the same value when its event is processed again. kind restricts the result type when it
 // can be known at compile time (an `event.x` field is `any` and is checked at run time).
 // A compile error is a *[FieldError] with Field "" and the column inside src.
 func Compile(src string, kind int) (*Expr, error) {
 	if strings.TrimSpace(src) == "" {
 		return nil, &FieldError{Err: errors.New("empty expression")}
 	}
-	opts := []expr.Option{expr.Env(Env{}), expr.Patch(fieldPatcher{})}
+	opts := []expr.Option{expr.Env(Env{}), expr.Patch(fieldPatcher{}), expr.DisableBuiltin("now")}
 	switch kind {
 	case BoolResult:
 		opts = append(opts, expr.AsBool())
@@ -83,7 +84,11 @@ func Compile(src string, kind int) (*Expr, error) {
 	if err != nil {
 		var fe *file.Error
 		if errors.As(err, &fe) {
-			return nil, &FieldError{Column: fe.Column, Err: fmt.Errorf("expression %q: %s", src, fe.Message)}
+			msg := fe.Message
+			if strings.HasPrefix(msg, "unknown name now") {
+				msg = "now() is not available: an expression must give the same value when its event is processed again (after a crash, in a replay); use the event's time, `time`"
+			}
+			return nil, &FieldError{Column: fe.Column, Err: fmt.Errorf("expression %q: %s", src, msg)}
 		}
 		return nil, &FieldError{Err: fmt.Errorf("expression %q: %w", src, err)}
 	}

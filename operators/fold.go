@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 )
 
 // Handler says which events a fold or an emit reacts to (DESIGN.md section 4).
@@ -303,4 +304,38 @@ func validBucket(s string) bool {
 		}
 	}
 	return true
+}
+
+// InitialTypes implements [StateFieldsAssigned].
+func (f *foldOp) InitialTypes() map[string]reflect.Type {
+	out := make(map[string]reflect.Type, len(f.initialMap))
+	for k, v := range f.initialMap {
+		out[k] = TypeOf(v)
+	}
+	return out
+}
+
+// Assigned implements [StateFieldsAssigned].
+func (f *foldOp) Assigned() []string {
+	var out []string
+	for _, as := range f.on {
+		for _, a := range as {
+			out = append(out, a.field)
+		}
+	}
+	return out
+}
+
+// CheckState implements [StateChecker]: every handler against the state, its value against
+// the type its field has in initial.
+func (f *foldOp) CheckState(st *StateType) error {
+	var errs []error
+	for _, typ := range sortedKeys(f.on) {
+		for _, a := range f.on[typ] {
+			if err := st.check(a.expr, AnyResult, st.fields[a.field]); err != nil {
+				errs = append(errs, fieldErr("on."+typ+"."+a.field, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -74,6 +75,7 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 			p.timeExpr = compile("time", pc.Time, operators.AnyResult)
 		}
 		rekeyed := false // a key operator came before
+		var opPaths []string // of p.ops
 		for j, raw := range pc.Operators {
 			opPath := fmt.Sprintf("%s.operators.%d", base, j)
 			name, val, ok := single(raw)
@@ -114,8 +116,12 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 				}
 			}
 			p.ops = append(p.ops, op)
+			opPaths = append(opPaths, opPath+"."+name)
 		}
 		p.shareShapes()
+		for _, err := range p.checkState(opPaths) {
+			errs = append(errs, fieldErrors(cfg, err.path, err.err)...)
+		}
 		exprs := []*operators.Expr{p.typeExpr, p.keyExpr, p.timeExpr}
 		opaque := false // an operator we cannot see into
 		for _, op := range p.ops {
@@ -167,6 +173,60 @@ func (p *Pipeline) shareShapes() {
 	}
 }
 
+// stateErr is a problem of an operator's expressions over state, at the operator's path.
+type stateErr struct {
+	path string
+	err  error
+}
+
+// checkState type-checks the expressions that read `state` against the state they see: that
+// of the projection of the last fold before them (the fields of its folds' `initial` and those
+// their handlers assign, typed by `initial`). An operator before any fold is not checked.
+// paths are the operators' places in the configuration.
+func (p *Pipeline) checkState(paths []string) []stateErr {
+	fields := map[string]map[string]reflect.Type{}
+	for _, op := range p.ops {
+		a, ok := op.(operators.StateFieldsAssigned)
+		if !ok {
+			continue
+		}
+		f := fields[a.Projection()]
+		if f == nil {
+			f = map[string]reflect.Type{}
+			fields[a.Projection()] = f
+		}
+		for name, t := range a.InitialTypes() {
+			if _, seen := f[name]; !seen || f[name] == nil {
+				f[name] = t
+			}
+		}
+		for _, name := range a.Assigned() {
+			if _, seen := f[name]; !seen {
+				f[name] = nil
+			}
+		}
+	}
+	types := map[string]*operators.StateType{}
+	for proj, f := range fields {
+		types[proj] = operators.NewStateType(proj, f)
+	}
+	var out []stateErr
+	var cur *operators.StateType
+	for j, op := range p.ops {
+		if pr, ok := op.(operators.Projector); ok {
+			cur = types[pr.Projection()]
+		}
+		sc, ok := op.(operators.StateChecker)
+		if !ok || cur == nil {
+			continue
+		}
+		if err := sc.CheckState(cur); err != nil {
+			out = append(out, stateErr{path: paths[j], err: err})
+		}
+	}
+	return out
+}
+
 // fieldErrors maps an operator's *operators.FieldError values to config errors.
 func fieldErrors(cfg *config.Config, base string, err error) []error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
@@ -182,7 +242,12 @@ func fieldErrors(cfg *config.Config, base string, err error) []error {
 		if fe.Field != "" {
 			path += "." + fe.Field
 		}
-		return []error{cfg.Errorf(path, "%v", fe.Err)}
+		e := cfg.Errorf(path, "%v", fe.Err)
+		var uf *operators.UnknownStateFieldError
+		if errors.As(fe.Err, &uf) {
+			e.Hint = config.HintFor(uf.Field, uf.Fields, "state's fields (initial, and what the handlers assign)")
+		}
+		return []error{e}
 	}
 	return []error{cfg.Errorf(base, "%v", err)}
 }
