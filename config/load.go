@@ -205,7 +205,7 @@ func (c *Config) checkFields(t reflect.Type, v any, path string) []*Error {
 				if path == "" {
 					e.Msg = fmt.Sprintf("unknown field %q at the top level", k)
 				}
-				e.Hint = hintFor(k, fieldNames(t), "valid fields")
+				e.Hint = HintFor(k, fieldNames(t), "valid fields")
 				errs = append(errs, e)
 				delete(m, k)
 				continue
@@ -349,7 +349,7 @@ func (c *Config) decodeError(raw map[string]any, de *mapstructure.DecodeError) [
 		for _, k := range strings.Split(keys, ", ") {
 			p := joinPath(path, k)
 			e := c.errorAt(c.KeyPos(p), p, fmt.Sprintf("unknown field %q in %s", k, displayPath(path)))
-			e.Hint = hintFor(k, fieldNames(t), "valid fields")
+			e.Hint = HintFor(k, fieldNames(t), "valid fields")
 			errs = append(errs, e)
 		}
 		return errs
