@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -154,4 +155,29 @@ func oneLine(s string) string {
 		return s
 	}
 	return strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(s)
+}
+
+// maxReasonKinds bounds the kinds of dead-letter reasons a runner remembers to log once each.
+const maxReasonKinds = 64
+
+// variable matches what differs between two reasons of one kind: quoted values and numbers.
+var variable = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|\d+`)
+
+// logFirst logs the first dead letter of each kind of reason (its reason with quoted values
+// and numbers left out), with its source sequence and subject, so that a pipeline that
+// dead-letters every event says why once, not per event.
+func (r *Runner) logFirst(cause error, seq uint64, subject string) {
+	kind := variable.ReplaceAllString(cause.Error(), "_")
+	if _, seen := r.reasons[kind]; seen || len(r.reasons) > maxReasonKinds {
+		return
+	}
+	if r.reasons == nil {
+		r.reasons = map[string]struct{}{}
+	}
+	r.reasons[kind] = struct{}{}
+	if len(r.reasons) > maxReasonKinds {
+		r.log.Warn("more kinds of dead letters than are logged: see processor dlq list", "logged", maxReasonKinds)
+		return
+	}
+	r.log.Warn("dead letter (the first of this reason; later ones are not logged)", "reason", cause.Error(), "seq", seq, "subject", subject)
 }

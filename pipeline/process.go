@@ -124,6 +124,7 @@ func (r *Runner) processMsg(b *batch, sm srcMsg) error {
 		default:
 			b.outputs = append(b.outputs, r.deadLetter(m, seq, err))
 			b.counts[iDeadLetter]++
+			r.logFirst(err, seq, m.Subject())
 		}
 	} else if !kept {
 		b.counts[iFiltered]++

@@ -101,6 +101,8 @@ type Runner struct {
 	// windows of several pipelines never fill one async limit together.
 	pub    jetstream.JetStream
 	health Health
+	// reasons are the kinds of dead-letter reasons logged so far (see logFirst).
+	reasons map[string]struct{}
 	// published holds the ids of the messages published after the checkpoint by an earlier
 	// run that did not commit; publishedMax is the highest source sequence among them.
 	published    map[string]struct{}

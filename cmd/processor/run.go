@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -99,15 +100,16 @@ func runCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			t := &tally{keys: map[string]int{}}
 			var outputs []string
 			for _, s := range cfg.Streams {
 				outputs = append(outputs, s.Name)
 			}
 			runErr := pipeline.RunAll(ctx, ps, pipeline.Options{
 				JS: conn.JS, Logger: log, Metrics: metrics, Instance: instance,
-				OnCommit: progress(log), Leases: leases, OutputStreams: outputs, Board: board,
+				OnCommit: progress(log, t), Leases: leases, OutputStreams: outputs, Board: board,
 			})
-			summarize(g, conn, ps)
+			summarize(g, conn, ps, reg, t)
 			if runErr != nil {
 				return &exitError{code: 1, err: runErr}
 			}
@@ -171,8 +173,15 @@ func serveHTTP(c config.HTTP, o api.Options, log *slog.Logger) (stop func(), err
 	}, nil
 }
 
-// progress logs at most one line a second per pipeline, and the last commit of a catch-up.
-func progress(log *slog.Logger) func(pipeline.CommitInfo) {
+// tally sums what the commits of each pipeline wrote during this run.
+type tally struct {
+	mu   sync.Mutex
+	keys map[string]int
+}
+
+// progress logs at most one line a second per pipeline, and the last commit of a catch-up;
+// it adds each commit's keys to t.
+func progress(log *slog.Logger, t *tally) func(pipeline.CommitInfo) {
 	var mu sync.Mutex
 	type state struct {
 		at    time.Time
@@ -181,6 +190,9 @@ func progress(log *slog.Logger) func(pipeline.CommitInfo) {
 	started := time.Now()
 	last := map[string]state{}
 	return func(c pipeline.CommitInfo) {
+		t.mu.Lock()
+		t.keys[c.Pipeline] += c.Keys
+		t.mu.Unlock()
 		mu.Lock()
 		defer mu.Unlock()
 		s, seen := last[c.Pipeline]
@@ -198,10 +210,12 @@ func progress(log *slog.Logger) func(pipeline.CommitInfo) {
 	}
 }
 
-// summarize prints each pipeline's status and a few keys of each projection.
-func summarize(g *globals, conn *streams.Conn, ps []*pipeline.Pipeline) {
+// summarize prints each pipeline's status, what this run did (events by result, derived
+// events, keys written), and where to look next.
+func summarize(g *globals, conn *streams.Conn, ps []*pipeline.Pipeline, reg prometheus.Gatherer, t *tally) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	counts := runCounts(reg)
 	for _, p := range ps {
 		st, err := pipeline.ReadStatus(ctx, conn.JS, p)
 		if err != nil {
@@ -212,36 +226,66 @@ func summarize(g *globals, conn *streams.Conn, ps []*pipeline.Pipeline) {
 		if st.State == pipeline.StateFailing {
 			fmt.Fprintf(g.stdout, "pipeline %s: failing: %s\n", p.Name, st.Error)
 		}
-		for _, proj := range p.Projections {
-			sample, _ := sampleKeys(ctx, conn, proj, 3)
-			for _, k := range sample {
-				if s, err := pipeline.ReadState(ctx, conn.JS, proj, k); err == nil {
-					fmt.Fprintf(g.stdout, "  %s %s = %s\n", proj, k, s.Value)
-				}
+		c := counts[p.Name]
+		events := 0.0
+		var parts []string
+		for _, r := range []string{pipeline.ResultOK, pipeline.ResultFiltered, pipeline.ResultDeadLetter, pipeline.ResultSkipped, pipeline.ResultOutdated, pipeline.ResultDuplicate} {
+			events += c[r]
+			if c[r] > 0 {
+				parts = append(parts, fmt.Sprintf("%d %s", int(c[r]), strings.ReplaceAll(r, "_", " ")))
 			}
+		}
+		t.mu.Lock()
+		written := t.keys[p.Name]
+		t.mu.Unlock()
+		detail := ""
+		if len(parts) > 0 {
+			detail = " (" + strings.Join(parts, ", ") + ")"
+		}
+		fmt.Fprintf(g.stdout, "  this run: %d events%s, %d derived events, %d keys written\n", int(events), detail, int(c["emitted"]), written)
+		if dead := c[pipeline.ResultDeadLetter]; dead > 0 && dead*2 > events {
+			fmt.Fprintf(g.stdout, "  WARNING: most events were dead-lettered (%d of %d): the log has the first of each reason\n", int(dead), int(events))
+		}
+		if st.DeadLetters > 0 {
+			fmt.Fprintf(g.stdout, "  dead letters: processor dlq -c %s %s list\n", g.config, p.Name)
+		}
+		for _, proj := range p.Projections {
+			fmt.Fprintf(g.stdout, "  read a key:   processor get -c %s %s KEY\n", g.config, proj)
 		}
 	}
 }
 
-func sampleKeys(ctx context.Context, conn *streams.Conn, proj string, n int) ([]string, error) {
-	kv, err := conn.JS.KeyValue(ctx, proj)
+// runCounts reads this process's jetfold_events_total (by pipeline and result) and
+// jetfold_emitted_total (as result "emitted") from reg.
+func runCounts(reg prometheus.Gatherer) map[string]map[string]float64 {
+	out := map[string]map[string]float64{}
+	mfs, err := reg.Gather()
 	if err != nil {
-		return nil, err
+		return out
 	}
-	l, err := kv.ListKeys(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = l.Stop() }()
-	var out []string
-	for k := range l.Keys() {
-		key, err := streams.DecodeKey(k)
-		if err != nil {
+	for _, mf := range mfs {
+		name := mf.GetName()
+		if name != "jetfold_events_total" && name != "jetfold_emitted_total" {
 			continue
 		}
-		if out = append(out, key); len(out) == n {
-			break
+		for _, m := range mf.GetMetric() {
+			var p, result string
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "pipeline":
+					p = l.GetValue()
+				case "result":
+					result = l.GetValue()
+				}
+			}
+			if name == "jetfold_emitted_total" {
+				result = "emitted"
+			}
+			if out[p] == nil {
+				out[p] = map[string]float64{}
+			}
+			out[p][result] += m.GetCounter().GetValue()
 		}
 	}
-	return out, nil
+	return out
 }
