@@ -74,7 +74,7 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 		if pc.Time != "" {
 			p.timeExpr = compile("time", pc.Time, operators.AnyResult)
 		}
-		rekeyed := false // a key operator came before
+		rekeyed := false     // a key operator came before
 		var opPaths []string // of p.ops
 		for j, raw := range pc.Operators {
 			opPath := fmt.Sprintf("%s.operators.%d", base, j)
