@@ -57,7 +57,7 @@ type Event struct {
 	// Outputs are the derived events staged by emits.
 	Outputs []Output
 
-	flatHeaders map[string]string // Header as the expression variable `headers`, made once
+	flatHeaders map[string]any // Header as the expression variable `headers`, made once
 	undo        []undo            // in-place state changes, for Rollback
 
 	// slots hold the decoded fields in layout's order while Fields is nil; spare is the map

@@ -25,7 +25,9 @@ type Env struct {
 	Type    string            `expr:"type"`
 	Key     string            `expr:"key"`
 	Subject string            `expr:"subject"`
-	Headers map[string]string `expr:"headers"`
+	// Headers holds each header's first value; a missing header is nil, so that
+	// `headers["x-user"] ?? "anon"` falls back.
+	Headers map[string]any `expr:"headers"`
 	Seq     uint64            `expr:"seq"`
 	Time    time.Time         `expr:"time"`
 	// State is the key's state: a *Record for expressions that only read its fields by name
@@ -415,8 +417,8 @@ func (f identFinder) Visit(n *ast.Node) {
 
 // flatHeaders gives each header's first value under its name as sent and, so that
 // `headers["ce-type"]` finds "Ce-Type" too, under its lower-case name.
-func flatHeaders(h map[string][]string) map[string]string {
-	out := make(map[string]string, 2*len(h))
+func flatHeaders(h map[string][]string) map[string]any {
+	out := make(map[string]any, 2*len(h))
 	for k, v := range h {
 		if len(v) > 0 {
 			out[k] = v[0]

@@ -510,3 +510,25 @@ func TestSlotsReadLikeMap(t *testing.T) {
 
 // rec returns m as a record of no shape: every field found by name.
 func rec(m map[string]any) *operators.Record { return operators.NewRecord(nil, m) }
+
+// TestMissingHeaderIsNil: a header the event does not have is nil, so that `??` falls back;
+// one it has is its first value, under its name as sent and its lower-case name.
+func TestMissingHeaderIsNil(t *testing.T) {
+	tests := []struct {
+		name   string
+		header map[string][]string
+		want   string
+	}{
+		{"no headers at all", nil, "anon"},
+		{"other headers", map[string][]string{"X-Other": {"o"}}, "anon"},
+		{"the header", map[string][]string{"X-User": {"u1", "u2"}}, "u1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev := &operators.Event{Fields: map[string]any{}, Header: tt.header, Type: "a", Key: "k"}
+			if _, err := build(t, "key", `headers["x-user"] ?? "anon"`).Process(exec(nil), ev); err != nil || ev.Key != tt.want {
+				t.Errorf("key = %q, %v; want %q", ev.Key, err, tt.want)
+			}
+		})
+	}
+}
