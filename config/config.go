@@ -19,8 +19,8 @@ type Config struct {
 	// File is the path the configuration was loaded from ("" when built in code).
 	File string `koanf:"-"`
 	// IgnoredEnv lists, sorted, the names of the JETFOLD_ environment variables that [Load]
-	// found but that name no field, so the caller can warn about them. Values are left out:
-	// they may be secrets.
+	// found but that name no field (each is also one of Load's errors, as an unknown field in
+	// the file is). Values are left out: they may be secrets.
 	IgnoredEnv []string `koanf:"-"`
 
 	// pos maps a field path (see [Config.Pos]) to the place of its value in File.

@@ -426,10 +426,9 @@ func TestLoadEnv(t *testing.T) {
 			check: func(c *config.Config) bool { return c.HTTP.Listen == "" },
 		},
 		{
-			name:    "unknown and foreign variables",
-			env:     []string{"JETFOLD_NOPE=1", "JETFOLD_PIPELINES_5_KEY=x", "NATS_URL=nats://ignored", "JETFOLD_nats_url=x"},
-			check:   func(c *config.Config) bool { return c.NATS.URL == "" },
-			ignored: []string{"JETFOLD_NOPE", "JETFOLD_PIPELINES_5_KEY", "JETFOLD_nats_url"},
+			name:  "foreign variables and jetfold's own",
+			env:   []string{"NATS_URL=nats://ignored", "JETFOLD_FAILPOINTS=x", "JETFOLD_LONG_TESTS=1"},
+			check: func(c *config.Config) bool { return c.NATS.URL == "" },
 		},
 		{
 			name:  "last duplicate wins",
@@ -450,6 +449,29 @@ func TestLoadEnv(t *testing.T) {
 				t.Errorf("IgnoredEnv = %v, want %v", c.IgnoredEnv, tt.ignored)
 			}
 		})
+	}
+}
+
+// TestLoadUnknownEnv: a JETFOLD_ variable that sets no field is an error, as an unknown field
+// in the file is, with the variable it may have meant.
+func TestLoadUnknownEnv(t *testing.T) {
+	c, _, err := load(t, validYAML, "JETFOLD_NOPE=1", "JETFOLD_PIPELINES_5_KEY=x", "JETFOLD_nats_url=x", "JETFOLD_NATS_UTL=x")
+	if err == nil {
+		t.Fatalf("Load = %+v, want errors", c)
+	}
+	want := []string{
+		"environment variable JETFOLD_NATS_UTL sets no field of the configuration (hint: did you mean JETFOLD_NATS_URL?)",
+		"environment variable JETFOLD_NOPE sets no field of the configuration (hint: a variable is JETFOLD_ and a field's path",
+		"environment variable JETFOLD_PIPELINES_5_KEY sets no field of the configuration (hint: did you mean JETFOLD_PIPELINES_0_KEY?)",
+		"environment variable JETFOLD_nats_url sets no field of the configuration (hint: did you mean JETFOLD_NATS_URL?)",
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("errors %q\nlack %q", err, w)
+		}
+	}
+	if got := []string{"JETFOLD_NATS_UTL", "JETFOLD_NOPE", "JETFOLD_PIPELINES_5_KEY", "JETFOLD_nats_url"}; !slices.Equal(c.IgnoredEnv, got) {
+		t.Errorf("IgnoredEnv = %v, want %v", c.IgnoredEnv, got)
 	}
 }
 

@@ -19,8 +19,9 @@
 // JETFOLD_PIPELINES_0_BATCH_SIZE. The paths considered are every field of the configuration
 // structs (under every list item present in the file) plus every path present in the file
 // inside operators. Values are strings, decoded like the file's (so "10" is an integer,
-// "1s" a duration and "a,b" a list). Variables that match no path are listed in
-// [Config.IgnoredEnv].
+// "1s" a duration and "a,b" a list). A variable that matches no path is an error, as an
+// unknown field in the file is, and is listed in [Config.IgnoredEnv]; the variables of
+// [OtherEnv] are jetfold's own and set no field.
 //
 // Relative paths in the file are not resolved: they resolve against the working directory
 // when used.

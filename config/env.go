@@ -13,19 +13,23 @@ func EnvName(path string) string {
 	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(path, ".", "_"))
 }
 
+// OtherEnv are the JETFOLD_ variables that jetfold reads for itself and that set no field:
+// failpoints of the crash tests, and the tests' own knobs.
+var OtherEnv = []string{"JETFOLD_FAILPOINTS", "JETFOLD_FAILPOINT_P", "JETFOLD_CRASH_SEED", "JETFOLD_CRASH_DIR", "JETFOLD_LONG_TESTS"}
+
 // applyEnv sets the values of the JETFOLD_ variables of environ in the decoded tree raw, and
-// returns the names of those that match no field path, sorted. When a name appears twice in
-// environ the last one wins.
-func (c *Config) applyEnv(raw map[string]any, environ []string) []string {
+// returns the names of those that match no field path (and are not in [OtherEnv]), sorted,
+// with the names that would. When a name appears twice in environ the last one wins.
+func (c *Config) applyEnv(raw map[string]any, environ []string) (ignored, known []string) {
 	vars := map[string]string{}
 	for _, kv := range environ {
 		name, val, ok := strings.Cut(kv, "=")
-		if ok && strings.HasPrefix(name, EnvPrefix) {
+		if ok && strings.HasPrefix(name, EnvPrefix) && !slices.Contains(OtherEnv, name) {
 			vars[name] = val
 		}
 	}
 	if len(vars) == 0 {
-		return nil
+		return nil, nil
 	}
 	paths := map[string][]string{}
 	envPaths(configType, raw, "", func(p string) {
@@ -34,7 +38,6 @@ func (c *Config) applyEnv(raw map[string]any, environ []string) []string {
 			paths[n] = append(paths[n], p)
 		}
 	})
-	var ignored []string
 	for _, name := range sortedKeys(vars) {
 		applied := false
 		for _, p := range paths[name] {
@@ -47,7 +50,10 @@ func (c *Config) applyEnv(raw map[string]any, environ []string) []string {
 			ignored = append(ignored, name)
 		}
 	}
-	return ignored
+	if len(ignored) > 0 {
+		known = sortedKeys(paths)
+	}
+	return ignored, known
 }
 
 // envPaths calls add with every field path that an environment variable may set: every field

@@ -69,9 +69,17 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 	if environ == nil {
 		environ = os.Environ()
 	}
-	c.IgnoredEnv = c.applyEnv(raw, environ)
+	var known []string
+	c.IgnoredEnv, known = c.applyEnv(raw, environ)
 
 	errs = c.checkFields(configType, raw, "")
+	for _, name := range c.IgnoredEnv {
+		// Like an unknown field in the file: a misspelt variable would otherwise be silently
+		// without effect.
+		errs = append(errs, &Error{Pos: c.fallbackPos(), Path: name,
+			Msg:  fmt.Sprintf("environment variable %s sets no field of the configuration", name),
+			Hint: envHint(name, known)})
+	}
 	errs = append(errs, c.decode(raw)...)
 	c.setDefaults(func(p string) bool {
 		v, ok := rawAt(raw, p)
@@ -82,6 +90,14 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 		return c, joinErrors(errs)
 	}
 	return c, nil
+}
+
+// envHint suggests the variable a misspelt one may be, or says how the names are made.
+func envHint(name string, known []string) string {
+	if m, ok := suggest(name, known); ok {
+		return "did you mean " + m + "?"
+	}
+	return "a variable is JETFOLD_ and a field's path in upper case with _ between the parts, such as JETFOLD_NATS_URL or JETFOLD_PIPELINES_0_BATCH_SIZE"
 }
 
 // parseNodes parses data into a yaml.Node for positions and reports syntax errors, a second
