@@ -178,6 +178,30 @@ func TestLoadErrors(t *testing.T) {
 			count: 1,
 		},
 		{
+			name:  "unclosed flow sequence",
+			yaml:  "nats: {url: x}\nb: [1, 2\n",
+			want:  []string{`2:4: invalid YAML: this [ is not closed (did not find expected ',' or ']') (hint: close it on the same line, or, inside {...} or [...], quote an expression that holds , ? : # [ ] { }, such as {n: '(state.n ?? 0) + 1'})`},
+			count: 1,
+		},
+		{
+			name:  "unclosed flow sequence in a pipeline",
+			yaml:  shopStream + "pipelines:\n  - name: carts\n    source: {stream: SHOP}\n    key: [event.user_id\n    time: event.ts\n",
+			want:  []string{`6:10: invalid YAML: this [ is not closed (did not find expected ',' or ']') (hint: close it on the same line, or, inside {...} or [...], quote an expression that holds , ? : # [ ] { }, such as {n: '(state.n ?? 0) + 1'})`},
+			count: 1,
+		},
+		{
+			name:  "unclosed flow map",
+			yaml:  "nats: {url: x\n",
+			want:  []string{`1:7: invalid YAML: this { is not closed (did not find expected ',' or '}') (hint: close it on the same line, or, inside {...} or [...], quote an expression that holds , ? : # [ ] { }, such as {n: '(state.n ?? 0) + 1'})`},
+			count: 1,
+		},
+		{
+			name:  "bad indentation",
+			yaml:  "nats:\n  url: x\n embedded: y\n",
+			want:  []string{`3:2: invalid YAML: did not find expected key`},
+			count: 1,
+		},
+		{
 			name: "duplicate key",
 			yaml: "nats:\n  url: a\n  url: b\n",
 			want: []string{`3:3: invalid YAML: mapping key "url" already defined at line 2`},

@@ -165,17 +165,63 @@ func (c *Config) yamlErrors(data []byte, err error) []*Error {
 		if m := yamlLineRe.FindStringSubmatch(l); m != nil {
 			line, _ = strconv.Atoi(m[1])
 			l = m[2]
+			if parserError(l) {
+				// The YAML parser's errors give the 0-based line of their mark (its scanner's
+				// are 1-based): one less than the line the problem is on.
+				line++
+			}
 		}
 		e := &Error{
 			Pos: Pos{File: c.File, Line: max(line, 1), Col: firstCol(data, line)},
 			Msg: "invalid YAML: " + l,
 		}
-		if strings.Contains(l, "did not find expected ',' or") {
-			e.Hint = "inside {...} or [...], quote an expression that holds , ? : # [ ] { }, such as {n: '(state.n ?? 0) + 1'}"
+		if open, ok := strings.CutPrefix(l, "did not find expected ',' or "); ok {
+			// The line opens the flow collection that is not closed: point at its bracket.
+			bracket, closing := byte('['), byte(']')
+			if open == "'}'" {
+				bracket, closing = '{', '}'
+			}
+			if at, col := unclosed(data, line, bracket, closing); col > 0 {
+				e.Pos.Line, e.Pos.Col = at, col
+				e.Msg = fmt.Sprintf("invalid YAML: this %c is not closed (%s)", bracket, l)
+			}
+			e.Hint = "close it on the same line, or, inside {...} or [...], quote an expression that holds , ? : # [ ] { }, such as {n: '(state.n ?? 0) + 1'}"
 		}
 		errs = append(errs, e)
 	}
 	return errs
+}
+
+// parserError tells whether msg is an error of the YAML parser (rather than of its scanner),
+// whose line numbers are 0-based.
+func parserError(msg string) bool {
+	what, ok := strings.CutPrefix(msg, "did not find expected ")
+	if !ok {
+		return false
+	}
+	switch what {
+	case "<document start>", "node content", "key", "'-' indicator", "',' or ']'", "',' or '}'":
+		return true
+	}
+	return false
+}
+
+// unclosed finds the flow collection the parser reports not closed near line (1-based): on
+// line itself or the line before (the parser's mark is on one or the other, depending on what
+// follows), the last line that opens more of them than it closes. It returns the line and the
+// 1-based column of the last opening bracket, or 0, 0.
+func unclosed(data []byte, line int, opening, closing byte) (int, int) {
+	lines := bytes.Split(data, []byte("\n"))
+	for _, l := range []int{line, line - 1} {
+		if l < 1 || l > len(lines) {
+			continue
+		}
+		text := lines[l-1]
+		if bytes.Count(text, []byte{opening}) > bytes.Count(text, []byte{closing}) {
+			return l, bytes.LastIndexByte(text, opening) + 1
+		}
+	}
+	return 0, 0
 }
 
 // firstCol returns the 1-based column of the first non-blank character of line (1-based) in
