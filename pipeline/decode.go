@@ -35,7 +35,7 @@ func decodeEvent(kind string, data []byte, header map[string][]string) (map[stri
 		}
 		var env map[string]any
 		if err := json.Unmarshal(data, &env); err != nil {
-			return nil, header, fmt.Errorf("%w: %v", ErrDecode, err)
+			return nil, header, fmt.Errorf("%w: %s", ErrDecode, jsonReason(data, err))
 		}
 		if _, ok := env["specversion"]; !ok {
 			return nil, header, fmt.Errorf("%w: not a CloudEvent (no ce-specversion header, no specversion field)", ErrDecode)
@@ -63,12 +63,46 @@ func decodeEvent(kind string, data []byte, header map[string][]string) (map[stri
 func decodeJSON(data []byte) (map[string]any, error) {
 	var m map[string]any
 	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrDecode, err)
+		return nil, fmt.Errorf("%w: %s", ErrDecode, jsonReason(data, err))
 	}
 	if m == nil {
 		return nil, fmt.Errorf("%w: not a JSON object", ErrDecode)
 	}
 	return m, nil
+}
+
+// jsonReason says why encoding/json refused data as an event, in a user's terms rather than
+// Go's ("json: cannot unmarshal string into Go value of type map[string]interface {}").
+func jsonReason(data []byte, err error) string {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case len(bytes.TrimSpace(data)) == 0:
+		return "empty payload, want a JSON object"
+	case errors.As(err, &te):
+		return "want a JSON object, got " + map[string]string{"string": "a string", "number": "a number",
+			"array": "an array", "bool": "a bool"}[te.Value]
+	case errors.As(err, &se):
+		return fmt.Sprintf("invalid JSON at byte %d: %s", se.Offset, strings.TrimPrefix(se.Error(), "json: "))
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// jsonKind names the JSON kind of a decoded value (or a Go type for anything else).
+func jsonKind(v any) string {
+	switch v.(type) {
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "an array"
+	case bool:
+		return "a bool"
+	case float64, int, int64:
+		return "a number"
+	case string:
+		return "a string"
+	}
+	return fmt.Sprintf("%T", v)
 }
 
 // eventTime converts the value of a `time:` expression: an RFC3339 string (fractions allowed)
@@ -95,7 +129,7 @@ func eventTime(v any) (time.Time, error) {
 	case nil:
 		return time.Time{}, errors.New("event time is nil (missing field?)")
 	default:
-		return time.Time{}, fmt.Errorf("event time: got %T, want RFC3339 text or Unix milliseconds", v)
+		return time.Time{}, fmt.Errorf("event time: got %s, want RFC3339 text or Unix milliseconds", jsonKind(v))
 	}
 }
 

@@ -95,3 +95,28 @@ func TestDecodeState(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeReasons: a payload that is not an event is refused in a user's terms, never in
+// Go's ("Go value of type map[string]interface {}").
+func TestDecodeReasons(t *testing.T) {
+	tests := []struct {
+		payload, want string
+	}{
+		{``, "payload does not decode: empty payload, want a JSON object"},
+		{`  `, "payload does not decode: empty payload, want a JSON object"},
+		{`"text"`, "payload does not decode: want a JSON object, got a string"},
+		{`[1,2]`, "payload does not decode: want a JSON object, got an array"},
+		{`12`, "payload does not decode: want a JSON object, got a number"},
+		{`true`, "payload does not decode: want a JSON object, got a bool"},
+		{`null`, "payload does not decode: not a JSON object"},
+		{`{"a":`, "payload does not decode: invalid JSON at byte 5: unexpected end of JSON input"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.payload, func(t *testing.T) {
+			_, _, err := decodeEvent("json", []byte(tt.payload), nil)
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("decode %q: %v, want %q", tt.payload, err, tt.want)
+			}
+		})
+	}
+}
