@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +26,9 @@ type Options struct {
 	Gatherer  prometheus.Gatherer
 	// Ready reports readiness (NATS connected, pipelines started).
 	Ready func() bool
+	// Connected reports whether NATS is connected: while it is not, /v1 answers 503 at once
+	// instead of waiting for a request that cannot succeed.
+	Connected func() bool
 	// Board, when set, holds the live health of the process's pipelines: a failing pipeline
 	// makes /readyz answer 503, and GET /v1/pipelines reports it.
 	Board *pipeline.Board
@@ -36,10 +41,41 @@ func New(o Options) http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", h.ready)
-	mux.HandleFunc("GET /v1/pipelines", h.pipelines)
-	mux.HandleFunc("GET /v1/projections/{name}/{key...}", h.get)
-	mux.HandleFunc("GET /v1/projections/{name}", h.list)
+	mux.HandleFunc("GET /v1/pipelines", h.connected(h.pipelines))
+	mux.HandleFunc("GET /v1/projections/{name}/{key...}", h.connected(h.projection(h.get)))
+	mux.HandleFunc("GET /v1/projections/{name}", h.connected(h.projection(h.list)))
 	return mux
+}
+
+// connected answers 503 while NATS is disconnected.
+func (h *handler) connected(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if h.o.Connected != nil && !h.o.Connected() {
+			writeErr(w, http.StatusServiceUnavailable, errors.New("NATS is disconnected: the processor is reconnecting"))
+			return
+		}
+		next(w, r)
+	}
+}
+
+// projection answers 404 for a projection no pipeline writes, naming those that exist (when
+// the pipelines are known).
+func (h *handler) projection(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if len(h.o.Pipelines) == 0 {
+			next(w, r)
+			return
+		}
+		var known []string
+		for _, p := range h.o.Pipelines {
+			known = append(known, p.Projections...)
+		}
+		if name := r.PathValue("name"); !slices.Contains(known, name) {
+			writeErr(w, http.StatusNotFound, fmt.Errorf("unknown projection %q; projections: %s", name, strings.Join(known, ", ")))
+			return
+		}
+		next(w, r)
+	}
 }
 
 type handler struct{ o Options }

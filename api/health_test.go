@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,6 +50,48 @@ func TestReadyzFailingPipeline(t *testing.T) {
 			code, body := get()
 			if code != tt.code || !strings.Contains(body, tt.body) {
 				t.Errorf("/readyz = %d %q, want %d with %q", code, body, tt.code, tt.body)
+			}
+		})
+	}
+}
+
+// TestV1Answers: an unknown projection is its own 404, naming the known ones; while NATS is
+// disconnected /v1 answers 503 at once rather than after a request timeout.
+func TestV1Answers(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.Server(t))
+	var connected atomic.Bool
+	connected.Store(true)
+	ps := []*pipeline.Pipeline{{Name: "carts", Projections: []string{"carts"}}}
+	h := httptest.NewServer(api.New(api.Options{JS: js, Gatherer: prometheus.NewRegistry(), Pipelines: ps, Connected: connected.Load}))
+	defer h.Close()
+	tests := []struct {
+		name      string
+		path      string
+		connected bool
+		code      int
+		body      string
+	}{
+		{"unknown projection", "/v1/projections/nope/user-8", true, http.StatusNotFound, `unknown projection \"nope\"; projections: carts`},
+		{"unknown projection listed", "/v1/projections/nope", true, http.StatusNotFound, `projections: carts`},
+		{"known projection, no key", "/v1/projections/carts/user-8", true, http.StatusNotFound, "no state"},
+		{"disconnected", "/v1/projections/carts/user-8", false, http.StatusServiceUnavailable, "NATS is disconnected"},
+		{"disconnected pipelines", "/v1/pipelines", false, http.StatusServiceUnavailable, "NATS is disconnected"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			connected.Store(tt.connected)
+			start := time.Now()
+			resp, err := http.Get(h.URL + tt.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.code || !strings.Contains(string(b), tt.body) {
+				t.Errorf("GET %s = %d %s, want %d with %q", tt.path, resp.StatusCode, b, tt.code, tt.body)
+			}
+			if !tt.connected && time.Since(start) > time.Second {
+				t.Errorf("GET %s took %s while disconnected", tt.path, time.Since(start))
 			}
 		})
 	}

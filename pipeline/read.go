@@ -95,6 +95,9 @@ func (st Status) WithHealth(h Health) Status {
 func ReadStatus(ctx context.Context, js jetstream.JetStream, p *Pipeline) (Status, error) {
 	st := Status{Pipeline: p.Name, Stream: p.Config.Source.Stream, Keys: map[string]uint64{}}
 	stream, err := js.Stream(ctx, st.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return st, nil // not started yet: `run` creates the declared streams
+	}
 	if err != nil {
 		return st, fmt.Errorf("stream %s: %w", st.Stream, err)
 	}

@@ -2,6 +2,8 @@ package streams
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +28,9 @@ var (
 	// ErrStoreInUse is returned when another process runs an embedded server on the same
 	// store directory (nats-server itself does not lock it, and two would corrupt it).
 	ErrStoreInUse = errors.New("store directory in use by another process")
+	// ErrNoStore is returned with [ConnectOptions.NoCreate] when the embedded store directory
+	// does not exist: nothing ever ran there.
+	ErrNoStore = errors.New("no embedded store: not started yet")
 )
 
 // ConnectOptions tunes [Connect].
@@ -39,6 +44,9 @@ type ConnectOptions struct {
 	Reuse bool
 	// NoListen starts the embedded server without a client port (in-process connection only).
 	NoListen bool
+	// NoCreate, for the embedded case, returns [ErrNoStore] instead of creating a store
+	// directory that does not exist (commands that only read).
+	NoCreate bool
 	// WaitForStore, for the embedded case, waits while another process holds the store
 	// directory (a processor started twice on one configuration stands by until the first
 	// exits) instead of failing with [ErrStoreInUse].
@@ -86,7 +94,19 @@ func Connect(ctx context.Context, cfg config.NATS, o ConnectOptions) (*Conn, err
 		if o.Reuse && cfg.Embedded.Listen != "none" {
 			addr := "nats://" + listenAddr(cfg.Embedded)
 			if nc, err := nats.Connect(addr, append(opts, nats.Timeout(time.Second))...); err == nil {
-				return finish(c, nc, addr)
+				// Only a processor of this configuration's store will do: another project's
+				// processor may listen on the same address.
+				if name := nc.ConnectedServerName(); name == EmbeddedName(cfg.Embedded) {
+					return finish(c, nc, addr)
+				}
+				nc.Close()
+				log.Warn("the NATS server on the embedded listen address serves another store directory (another project's processor?): reading this configuration's store directly",
+					"listen", listenAddr(cfg.Embedded), "store_dir", storeDir(cfg.Embedded))
+			}
+		}
+		if o.NoCreate {
+			if _, err := os.Stat(storeDir(cfg.Embedded)); errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("%w (no store directory %s)", ErrNoStore, storeDir(cfg.Embedded))
 			}
 		}
 		emb, err := StartEmbedded(ctx, cfg.Embedded, EmbeddedOptions{NoListen: o.NoListen, Wait: o.WaitForStore, Logger: log})
@@ -199,14 +219,11 @@ func (e *Embedded) Shutdown() {
 // It returns [ErrStoreInUse] when another process holds the store directory (unless o.Wait).
 func StartEmbedded(ctx context.Context, e config.Embedded, o EmbeddedOptions) (*Embedded, error) {
 	opts := &server.Options{
-		ServerName: "jetfold-embedded",
+		ServerName: EmbeddedName(e),
 		JetStream:  true,
-		StoreDir:   e.StoreDir,
+		StoreDir:   storeDir(e),
 		NoLog:      true,
 		NoSigs:     true,
-	}
-	if e.StoreDir == "" {
-		opts.StoreDir = "./data/nats"
 	}
 	if err := os.MkdirAll(opts.StoreDir, 0o750); err != nil {
 		return nil, fmt.Errorf("embedded store dir: %w", err)
@@ -287,6 +304,26 @@ func lockDir(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("%w: %s (is a processor running with nats.embedded.listen: none? reach it through a port, or stop it)", ErrStoreInUse, dir)
 	}
 	return f, nil
+}
+
+// storeDir is the embedded store directory of e (default ./data/nats).
+func storeDir(e config.Embedded) string {
+	if e.StoreDir == "" {
+		return "./data/nats"
+	}
+	return e.StoreDir
+}
+
+// EmbeddedName is the server name of the embedded server of e: "jetfold-" and a digest of the
+// store directory's absolute path, so that a client that reaches a server on the listen
+// address can tell whether it serves this store.
+func EmbeddedName(e config.Embedded) string {
+	dir, err := filepath.Abs(storeDir(e))
+	if err != nil {
+		dir = storeDir(e)
+	}
+	sum := sha256.Sum256([]byte(filepath.Clean(dir)))
+	return "jetfold-" + hex.EncodeToString(sum[:6])
 }
 
 func listenAddr(e config.Embedded) string {

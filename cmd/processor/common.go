@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -43,15 +44,41 @@ func (g *globals) load() (*config.Config, []*pipeline.Pipeline, error) {
 // for an embedded server, it first tries a processor already serving the store dir on the
 // embedded listen address, then starts the server itself without a port.
 func (g *globals) open(ctx context.Context, log *slog.Logger) (*config.Config, []*pipeline.Pipeline, *streams.Conn, error) {
+	return g.connect(ctx, log, false)
+}
+
+// openExisting is open for commands that only read: with an embedded server whose store
+// directory does not exist, it creates nothing and returns an error that says the pipelines
+// were not started yet (streams.ErrNoStore).
+func (g *globals) openExisting(ctx context.Context) (*config.Config, []*pipeline.Pipeline, *streams.Conn, error) {
+	return g.connect(ctx, nil, true)
+}
+
+func (g *globals) connect(ctx context.Context, log *slog.Logger, existing bool) (*config.Config, []*pipeline.Pipeline, *streams.Conn, error) {
 	cfg, ps, err := g.load()
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	conn, err := streams.Connect(ctx, cfg.NATS, streams.ConnectOptions{Name: "jetfold", Logger: log, Reuse: true, NoListen: true})
+	if log == nil { // what the user must know: another project's server on the address
+		log = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	conn, err := streams.Connect(ctx, cfg.NATS, streams.ConnectOptions{Name: "jetfold", Logger: log, Reuse: true, NoListen: true, NoCreate: existing})
+	if errors.Is(err, streams.ErrNoStore) {
+		return nil, nil, nil, fmt.Errorf("%w: start the pipelines with processor run -c %s", err, g.config)
+	}
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("nats: %w", err)
 	}
 	return cfg, ps, conn, nil
+}
+
+// projections returns the projections the pipelines write, in order.
+func projections(ps []*pipeline.Pipeline) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Projections...)
+	}
+	return out
 }
 
 func hostname() string {

@@ -3,10 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/streams"
 )
 
 func getCmd(g *globals) *cobra.Command {
@@ -16,12 +19,26 @@ func getCmd(g *globals) *cobra.Command {
 		Short: "Print the state of a key of a projection as JSON",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, _, conn, err := g.open(cmd.Context(), nil)
+			proj, key := args[0], args[1]
+			_, ps, err := g.load()
+			if err != nil {
+				return err
+			}
+			if known := projections(ps); !slices.Contains(known, proj) {
+				return fmt.Errorf("unknown projection %q: %s has %s", proj, g.config, strings.Join(known, ", "))
+			}
+			if key == "" {
+				return errors.New("the key is empty: a projection holds no state for an empty key")
+			}
+			_, _, conn, err := g.openExisting(cmd.Context())
+			if errors.Is(err, streams.ErrNoStore) {
+				return &exitError{code: 2, err: err}
+			}
 			if err != nil {
 				return err
 			}
 			defer conn.Close()
-			st, err := pipeline.ReadState(cmd.Context(), conn.JS, args[0], args[1])
+			st, err := pipeline.ReadState(cmd.Context(), conn.JS, proj, key)
 			if errors.Is(err, pipeline.ErrNoState) {
 				return &exitError{code: 2, err: fmt.Errorf("%s/%s: no state", args[0], args[1])}
 			}

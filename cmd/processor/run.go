@@ -83,7 +83,7 @@ func runCmd(g *globals) *cobra.Command {
 			metrics := pipeline.NewMetrics(reg)
 			board := pipeline.NewBoard()
 			if stop, err := serveHTTP(cfg.HTTP, api.Options{
-				JS: conn.JS, Pipelines: ps, Gatherer: reg, Ready: connected.Load, Board: board,
+				JS: conn.JS, Pipelines: ps, Gatherer: reg, Ready: connected.Load, Connected: connected.Load, Board: board,
 			}, log); err != nil {
 				return err
 			} else {

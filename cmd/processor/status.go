@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/streams"
 )
 
 func statusCmd(g *globals) *cobra.Command {
@@ -20,7 +22,11 @@ func statusCmd(g *globals) *cobra.Command {
 		Short: "Per pipeline: checkpoint, stream head, lag, keys, last commit",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, ps, conn, err := g.open(cmd.Context(), nil)
+			_, ps, conn, err := g.openExisting(cmd.Context())
+			if errors.Is(err, streams.ErrNoStore) {
+				fmt.Fprintln(g.stdout, "not started yet:", err)
+				return nil
+			}
 			if err != nil {
 				return err
 			}
@@ -47,7 +53,7 @@ func statusCmd(g *globals) *cobra.Command {
 				}
 				state := st.State
 				if state == "" {
-					state = "never run"
+					state = "not started"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%d\t%s\t%s\n", st.Pipeline, st.Stream, st.Checkpoint, st.Head, st.Lag, keys(st.Keys), st.DeadLetters, last, state)
 			}
