@@ -19,6 +19,10 @@ import (
 // LeaseBucket is the KV bucket that holds one lease per pipeline.
 const LeaseBucket = "jetfold_leases"
 
+// ErrHeld is returned by [Leases.AcquireWithin] when another process held the lease for the
+// whole wait.
+var ErrHeld = errors.New("another process holds the lease")
+
 // ErrLeaseLost is the cause of a lease context's cancellation when the lease was lost.
 var ErrLeaseLost = errors.New("lease lost")
 
@@ -84,8 +88,20 @@ type leaseValue struct {
 // context is cancelled, with cause [ErrLeaseLost], when the lease is lost; release gives the
 // lease up (call it when done, to let a standby take over at once).
 func (l *Leases) Acquire(ctx context.Context, name string) (held context.Context, release func(), err error) {
+	return l.AcquireWithin(ctx, name, 0)
+}
+
+// AcquireWithin is [Leases.Acquire] that stands by at most within (0: for ever): then it
+// returns [ErrHeld], naming the holder.
+func (l *Leases) AcquireWithin(ctx context.Context, name string, within time.Duration) (held context.Context, release func(), err error) {
 	subject := "$KV." + LeaseBucket + "." + name
 	waiting := false
+	var deadline <-chan time.Time
+	if within > 0 {
+		t := time.NewTimer(within)
+		defer t.Stop()
+		deadline = t.C
+	}
 	for {
 		rev, holder, err := l.current(ctx, subject)
 		if err == nil && holder == "" {
@@ -100,12 +116,14 @@ func (l *Leases) Acquire(ctx context.Context, name string) (held context.Context
 		case err != nil && !isConflict(err):
 			l.log.Warn("lease: NATS error, retrying", "pipeline", name, "err", err)
 		case !waiting && holder != "":
-			l.log.Info("standing by: another process holds the lease", "pipeline", name, "holder", holder)
+			l.log.Warn("standing by: another process holds the pipeline's lease; this one takes over when it stops", "pipeline", name, "holder", holder)
 			waiting = true
 		}
 		select {
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
+		case <-deadline:
+			return nil, nil, fmt.Errorf("%w: %s holds %s (stood by %s)", ErrHeld, holder, name, within)
 		case <-time.After(l.ttl / 4):
 		}
 	}

@@ -53,6 +53,9 @@ type Options struct {
 	// OutputStreams are the streams derived events may go to (the declared streams); after a
 	// crash they are read back so that nothing is published twice (see recoverPublished).
 	OutputStreams []string
+	// MaxStandby bounds how long Run stands by while another process holds the pipeline's
+	// lease (0: for ever); then Run returns checkpoint.ErrHeld.
+	MaxStandby time.Duration
 	// Board, when set, receives the pipeline's health (running, failing, standby, stopped) for
 	// the HTTP API and readiness.
 	Board *Board
@@ -161,7 +164,10 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 	}
 	for {
 		r.setHealth(StateStandby, nil)
-		held, release, err := r.o.Leases.Acquire(ctx, r.p.Name)
+		held, release, err := r.o.Leases.AcquireWithin(ctx, r.p.Name, r.o.MaxStandby)
+		if errors.Is(err, checkpoint.ErrHeld) {
+			return err
+		}
 		if err != nil {
 			return nil // ctx ended while standing by
 		}

@@ -43,6 +43,7 @@ func setMemoryLimit(log *slog.Logger) {
 
 func runCmd(g *globals) *cobra.Command {
 	var seed, seedSubject string
+	var wait time.Duration
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the pipelines (foreground; SIGINT/SIGTERM commits what is in flight and exits 0)",
@@ -107,7 +108,7 @@ func runCmd(g *globals) *cobra.Command {
 			}
 			runErr := pipeline.RunAll(ctx, ps, pipeline.Options{
 				JS: conn.JS, Logger: log, Metrics: metrics, Instance: instance,
-				OnCommit: progress(log, t), Leases: leases, OutputStreams: outputs, Board: board,
+				OnCommit: progress(log, t), Leases: leases, OutputStreams: outputs, Board: board, MaxStandby: wait,
 			})
 			summarize(g, conn, ps, reg, t)
 			if runErr != nil {
@@ -117,6 +118,7 @@ func runCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&seed, "seed", "", "publish this JSONL file first, when its stream is still empty (a demo's events)")
+	cmd.Flags().DurationVar(&wait, "wait", 0, "stand by at most this long while another process holds a pipeline (0: for ever), then exit 1")
 	cmd.Flags().StringVar(&seedSubject, "seed-subject", "", "with --seed: publish each line as is on this subject (default: lines are envelopes)")
 	return cmd
 }
@@ -144,17 +146,15 @@ func seedOnce(cmd *cobra.Command, conn *streams.Conn, cfg *config.Config, ps []*
 }
 
 // serveHTTP starts the HTTP listener unless it is disabled; stop shuts it down. An address
-// already in use is a warning, not an error.
+// in use is an error: without its listener a processor has no health probes (in Kubernetes, a
+// pod that never becomes ready for no visible reason).
 func serveHTTP(c config.HTTP, o api.Options, log *slog.Logger) (stop func(), err error) {
 	if c.Listen == "" || c.Listen == "none" {
 		return func() {}, nil
 	}
 	ln, err := net.Listen("tcp", c.Listen)
 	if errors.Is(err, syscall.EADDRINUSE) {
-		// A second processor on the same configuration and host (a standby): it runs without
-		// the listener rather than not at all.
-		log.Warn("http listener not started: address in use (another processor on this host? set http.listen)", "addr", c.Listen)
-		return func() {}, nil
+		return nil, fmt.Errorf("http: %s is in use (another processor on this host?): set http.listen to a free address, or to none to run without metrics, probes and the read API", c.Listen)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("http: %w (set http.listen, or none)", err)
