@@ -116,7 +116,7 @@ func (l *Leases) AcquireWithin(ctx context.Context, name string, within time.Dur
 		case err != nil && !isConflict(err):
 			l.log.Warn("lease: NATS error, retrying", "pipeline", name, "err", err)
 		case !waiting && holder != "":
-			l.log.Warn("standing by: another process holds the pipeline's lease; this one takes over when it stops", "pipeline", name, "holder", holder)
+			l.log.Warn("standing by: another process holds the lease of this pipeline; this one takes over when it stops", "pipeline", name, "holder", holder)
 			waiting = true
 		}
 		select {
