@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -137,11 +138,11 @@ func seedOnce(cmd *cobra.Command, conn *streams.Conn, cfg *config.Config, ps []*
 		log.Info("seed skipped: the stream already holds messages", "stream", stream, "messages", n)
 		return nil
 	}
-	n, err := publishFile(cmd, conn, path, streams.PublishOptions{Subject: subject}, false, g)
+	res, err := publishFile(cmd, conn, path, streams.PublishOptions{Subject: subject, MsgIDPrefix: "seed:" + filepath.Base(path) + ":"}, false, g)
 	if err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
-	log.Info("seeded", "file", path, "messages", n)
+	log.Info("seeded", "file", path, "messages", res.Stored)
 	return nil
 }
 
