@@ -61,6 +61,9 @@ func statusCmd(g *globals) *cobra.Command {
 				return err
 			}
 			for _, st := range out {
+				if st.DeadLetters > 0 && st.DeadLetters*2 > st.Checkpoint {
+					fmt.Fprintf(g.stdout, "WARNING: most events of %s were dead-lettered (%d of %d): processor dlq -c %s %s list\n", st.Pipeline, st.DeadLetters, st.Checkpoint, g.config, st.Pipeline)
+				}
 				if st.State == pipeline.StateFailing {
 					fmt.Fprintf(g.stdout, "pipeline %s failing since %s (%s): %s\n", st.Pipeline, st.Since.UTC().Format(time.RFC3339), st.Instance, st.Error)
 				}
