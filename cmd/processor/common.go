@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -48,10 +49,15 @@ func (g *globals) open(ctx context.Context, log *slog.Logger) (*config.Config, [
 }
 
 // openExisting is open for commands that only read: with an embedded server whose store
-// directory does not exist, it creates nothing and returns an error that says the pipelines
-// were not started yet (streams.ErrNoStore).
-func (g *globals) openExisting(ctx context.Context) (*config.Config, []*pipeline.Pipeline, *streams.Conn, error) {
-	return g.connect(ctx, nil, true)
+// directory does not exist, it creates nothing, prints to w that the pipelines were not
+// started yet, and returns a nil connection and a nil error.
+func (g *globals) openExisting(ctx context.Context, w io.Writer) (*config.Config, []*pipeline.Pipeline, *streams.Conn, error) {
+	cfg, ps, conn, err := g.connect(ctx, nil, true)
+	if errors.Is(err, streams.ErrNoStore) {
+		fmt.Fprintln(w, "not started yet:", err)
+		return cfg, ps, nil, nil
+	}
+	return cfg, ps, conn, err
 }
 
 func (g *globals) connect(ctx context.Context, log *slog.Logger, existing bool) (*config.Config, []*pipeline.Pipeline, *streams.Conn, error) {

@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jetfold/jetfold/pipeline"
-	"github.com/jetfold/jetfold/streams"
 )
 
 func getCmd(g *globals) *cobra.Command {
@@ -30,12 +29,12 @@ func getCmd(g *globals) *cobra.Command {
 			if key == "" {
 				return errors.New("the key is empty: a projection holds no state for an empty key")
 			}
-			_, _, conn, err := g.openExisting(cmd.Context())
-			if errors.Is(err, streams.ErrNoStore) {
-				return &exitError{code: 2, err: err}
-			}
+			_, _, conn, err := g.openExisting(cmd.Context(), g.stderr)
 			if err != nil {
 				return err
+			}
+			if conn == nil {
+				return &exitError{code: 2} // nothing ran yet: openExisting said so
 			}
 			defer conn.Close()
 			st, err := pipeline.ReadState(cmd.Context(), conn.JS, proj, key)

@@ -63,10 +63,12 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	setVersion(root) // --version: root.Version and its template, see version.go
 	pf := root.PersistentFlags()
 	pf.StringVarP(&g.config, "config", "c", "jetfold.yaml", "configuration file")
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	pf.BoolVar(&g.logJSON, "log-json", false, "log as JSON lines")
 	root.AddCommand(runCmd(g), validateCmd(g), getCmd(g), statusCmd(g), publishCmd(g), benchCmd(g))
+	root.AddCommand(dlqCmd(g), versionCmd(g))
 	return root
 }

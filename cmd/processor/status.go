@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -12,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jetfold/jetfold/pipeline"
-	"github.com/jetfold/jetfold/streams"
 )
 
 func statusCmd(g *globals) *cobra.Command {
@@ -22,13 +20,9 @@ func statusCmd(g *globals) *cobra.Command {
 		Short: "Per pipeline: checkpoint, stream head, lag, keys, last commit",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, ps, conn, err := g.openExisting(cmd.Context())
-			if errors.Is(err, streams.ErrNoStore) {
-				fmt.Fprintln(g.stdout, "not started yet:", err)
-				return nil
-			}
-			if err != nil {
-				return err
+			_, ps, conn, err := g.openExisting(cmd.Context(), g.stdout)
+			if conn == nil {
+				return err // nil when nothing was started yet: openExisting said so
 			}
 			defer conn.Close()
 			var out []pipeline.Status
