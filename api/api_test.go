@@ -74,10 +74,13 @@ func TestEndpoints(t *testing.T) {
 	}
 	ready.Store(true)
 	resp, err := http.Get(h.URL + "/readyz")
-	if err != nil || resp.StatusCode != 200 {
-		t.Errorf("/readyz when ready: %v %v", resp.StatusCode, err)
+	if err != nil {
+		t.Fatal(err)
 	}
 	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("/readyz when ready = %d, want 200", resp.StatusCode)
+	}
 	resp, err = http.Post(h.URL+"/v1/projections/carts/user-2", "application/json", strings.NewReader(`{}`))
 	if err != nil {
 		t.Fatal(err)

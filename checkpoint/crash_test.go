@@ -29,7 +29,15 @@ import (
 // The crash tests run the real processor binary as a child process and break it, or NATS
 // under it, at random moments, then compare every projection key, the derived events and the
 // dead letters with an oracle computed from the published events. A failure prints its seed;
-// JETFOLD_CRASH_SEED=<seed> replays the same kill times and workload.
+// JETFOLD_CRASH_SEED=<seed> replays the same kill times and workload. JETFOLD_LONG_TESTS=1
+// runs the long form, on 50,000 events instead of 10,000 (see sizes).
+//
+// A wait for a child's work fails when its checkpoint stops advancing for childStall, not
+// after a fixed time, so that a loaded machine only makes the tests longer.
+const (
+	childStall = 60 * time.Second
+	childLimit = 10 * time.Minute
+)
 
 var (
 	buildOnce sync.Once
@@ -104,9 +112,7 @@ func newCrashEnv(t *testing.T, events int, s uint64) *crashEnv {
 	}
 	t.Cleanup(nc.Close)
 	e.nc = nc
-	if e.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
+	e.js = natstest.JetStream(t, nc)
 	e.payload = shoptest.Workload(s, events, 1000)
 	return e
 }
@@ -180,38 +186,35 @@ func (e *crashEnv) logOf(name string) string {
 	return string(b)
 }
 
-// publish publishes payloads[from:to] with ids, retrying while NATS is away.
+// publish publishes payloads[from:to] with ids through a bounded window, retrying while NATS
+// is away: the ids make the stream keep each event once. It fails the test when no event is
+// acknowledged for childStall.
 func (e *crashEnv) publish(from, to int) {
 	e.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for i := from; i < to; {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		var futs []jetstream.PubAckFuture
-		var err error
-		for j := i; j < to && err == nil; j++ {
-			var f jetstream.PubAckFuture
-			f, err = e.js.PublishAsync(shoptest.Subject, e.payload[j], jetstream.WithMsgID("ev-"+strconv.Itoa(j)))
-			futs = append(futs, f)
-		}
-		for _, f := range futs {
-			if err != nil {
-				break
+	acked := time.Now()
+	for {
+		w := streams.NewWindow(e.js, natstest.PublishWindow)
+		w.OnAck = func(int, *jetstream.PubAck) { acked = time.Now() }
+		ctx, cancel := context.WithTimeout(context.Background(), childStall)
+		err := func() error {
+			for j := from; j < to; j++ {
+				m := nats.NewMsg(shoptest.Subject)
+				m.Data = e.payload[j]
+				m.Header.Set(jetstream.MsgIDHeader, "ev-"+strconv.Itoa(j))
+				if err := w.Publish(ctx, m); err != nil {
+					return err
+				}
 			}
-			select {
-			case <-f.Ok():
-			case err = <-f.Err():
-			case <-ctx.Done():
-				err = ctx.Err()
-			}
-		}
+			return w.Flush(ctx)
+		}()
 		cancel()
 		if err == nil {
 			return
 		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("publish %d..%d: %v", from, to, err)
+		if time.Since(acked) > childStall {
+			e.t.Fatalf("publish %d..%d: nothing acknowledged for %s: %v", from, to, childStall, err)
 		}
-		natstest.Eventually(e.t, 30*time.Second, "NATS back", e.nc.IsConnected)
+		natstest.Eventually(e.t, childStall, "NATS back", e.nc.IsConnected)
 	}
 }
 
@@ -233,17 +236,35 @@ func (e *crashEnv) checkpointSeq() uint64 {
 // finish runs the child with stop: end to the end of the stream and compares with the oracle.
 func (e *crashEnv) finish(url string, what string, count int) {
 	e.t.Helper()
-	c := e.start(e.config(url, "end"))
-	select {
-	case err := <-c.done:
-		if err != nil {
-			e.t.Fatalf("final run: %v\n%s", err, e.childLog())
-		}
-	case <-time.After(120 * time.Second):
-		_ = c.cmd.Process.Kill()
-		e.t.Fatalf("final run did not finish\n%s", e.childLog())
-	}
+	e.waitExit(e.start(e.config(url, "end")), "the final run")
 	e.verify(what, count)
+}
+
+// waitExit waits for a child with stop: end to exit at the end of the stream, and fails the
+// test when it fails, or when its checkpoint does not advance for childStall (then it is
+// killed).
+func (e *crashEnv) waitExit(c *child, what string) {
+	e.t.Helper()
+	var err error
+	exited := false
+	defer func() {
+		if !exited { // the wait failed the test
+			_ = c.cmd.Process.Kill()
+			<-c.done
+			e.t.Logf("%s, killed; its log:\n%s", what, e.childLog())
+		}
+	}()
+	natstest.Progress(e.t, what+" to end", childStall, childLimit, e.checkpointSeq, func() bool {
+		select {
+		case err = <-c.done:
+			exited = true
+		default:
+		}
+		return exited
+	})
+	if err != nil {
+		e.t.Fatalf("%s: %v\n%s", what, err, e.childLog())
+	}
 }
 
 // verify compares every key, derived event and dead letter with the oracle. The oracle folds
@@ -269,11 +290,18 @@ func (e *crashEnv) verify(what string, count int) {
 	e.t.Logf("%s survived: %d, events: %d, mismatches: %d", what, count, len(e.payload), len(bad))
 }
 
+// sizes returns how many events a crash test publishes and how many faults it injects at most
+// (each test derives its own count of faults from it): 10,000 events and 20 by default;
+// 50,000 and 20 with JETFOLD_LONG_TESTS=1 (the long form: longer runs between the faults);
+// 10,000 and 6 with -short.
 func sizes(short bool) (events, breaks int) {
-	if short {
+	switch {
+	case natstest.Long():
+		return 50_000, 20
+	case short:
 		return 10_000, 6
 	}
-	return 50_000, 20
+	return 10_000, 20
 }
 
 // TestCrashKill SIGKILLs the processor at random moments while events arrive.
@@ -319,11 +347,77 @@ func TestCrashKill(t *testing.T) {
 		default:
 		}
 	}
+	lastKill := time.Now()
 	t.Logf("checkpoint before the final run: %d; %d of the %d kills at failpoints", e.checkpointSeq(), selfKilled, killed)
 	if b, _ := os.ReadFile(filepath.Join(e.dir, "child.log")); !strings.Contains(string(b), "taking over the lease of a process that is gone") {
 		t.Error("no restart took the lease of its killed predecessor at once")
 	}
+	left, threshold := e.sourceConsumers()
 	e.finish(e.srv.ClientURL(), "kills", killed)
+	e.waitSourceConsumersGone(left, threshold, lastKill)
+}
+
+// Ephemeral source consumers that killed processes leave behind go after their inactivity
+// threshold (pipeline/source.go), plus up to 1 s of the server's jitter: the test allows
+// leftoverSlack more for a loaded machine, and holds the threshold to at most
+// maxLeftoverThreshold, so that what kills leave goes within a bounded time.
+const (
+	leftoverSlack        = 15 * time.Second
+	maxLeftoverThreshold = time.Minute
+)
+
+// sourceConsumers returns the names of the ephemeral consumers of the pipeline on SHOP and
+// the longest inactivity threshold among them.
+func (e *crashEnv) sourceConsumers() ([]string, time.Duration) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), childStall)
+	defer cancel()
+	s, err := e.js.Stream(ctx, "SHOP")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var names []string
+	var threshold time.Duration
+	list := s.ListConsumers(ctx)
+	for info := range list.Info() {
+		if strings.HasPrefix(info.Name, "jetfold_carts_") && info.Config.Durable == "" {
+			names = append(names, info.Name)
+			threshold = max(threshold, info.Config.InactiveThreshold)
+		}
+	}
+	if err := list.Err(); err != nil {
+		e.t.Fatalf("list the consumers of SHOP: %v", err)
+	}
+	return names, threshold
+}
+
+// waitSourceConsumersGone checks that the kills left source consumers behind (those the
+// processes could not delete), with a threshold of at most maxLeftoverThreshold, and waits
+// until every one is gone, failing the test at threshold + leftoverSlack after lastKill.
+func (e *crashEnv) waitSourceConsumersGone(left []string, threshold time.Duration, lastKill time.Time) {
+	e.t.Helper()
+	if len(left) == 0 {
+		e.t.Fatal("the kills left no source consumer behind: nothing shows that they go")
+	}
+	if threshold <= 0 || threshold > maxLeftoverThreshold {
+		e.t.Fatalf("the source consumers have an inactivity threshold of %s, want at most %s", threshold, maxLeftoverThreshold)
+	}
+	deadline := lastKill.Add(threshold + leftoverSlack)
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		now, _ := e.sourceConsumers()
+		if len(now) == 0 {
+			e.t.Logf("%d source consumers left by the kills (inactivity threshold %s): all gone %s after the last kill",
+				len(left), threshold, time.Since(lastKill).Round(100*time.Millisecond))
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%d of the %d source consumers left by the kills still there %s after the last kill (threshold %s): %v",
+				len(now), len(left), time.Since(lastKill).Round(100*time.Millisecond), threshold, now)
+		}
+		<-tick.C
+	}
 }
 
 // TestCrashNATSRestart restarts the NATS server under a running processor.
@@ -403,7 +497,7 @@ func (e *crashEnv) waitCaughtUp(c *child) {
 		e.t.Fatal(err)
 	}
 	head := s.CachedInfo().State.LastSeq
-	natstest.Eventually(e.t, 120*time.Second, "the processor to reach the stream head", func() bool {
+	natstest.Progress(e.t, "the processor to reach the stream head", childStall, childLimit, e.checkpointSeq, func() bool {
 		select {
 		case err := <-c.done:
 			e.t.Fatalf("the processor exited: %v\n%s", err, e.childLog())
@@ -441,7 +535,7 @@ func TestCrashTwoProcessors(t *testing.T) {
 
 	half := events / 2
 	e.publish(0, half)
-	natstest.Eventually(t, 60*time.Second, "proc-a to process the first half", func() bool {
+	natstest.Progress(t, "proc-a to process the first half", childStall, childLimit, e.checkpointSeq, func() bool {
 		return e.checkpointSeq() >= uint64(half)
 	})
 	if strings.Contains(e.logOf("b.log"), "lease acquired") {
@@ -494,9 +588,7 @@ func TestCrashKillEmbedded(t *testing.T) {
 	}
 	t.Cleanup(nc.Close)
 	e.nc = nc
-	if e.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
+	e.js = natstest.JetStream(t, nc)
 	pubDone := make(chan struct{})
 	started := make(chan struct{})
 	go func() {
@@ -533,16 +625,7 @@ func TestCrashKillEmbedded(t *testing.T) {
 		}
 	}
 	// Final run to the end, then read the store with a server of the test's own.
-	c := e.start(cfg("end"))
-	select {
-	case err := <-c.done:
-		if err != nil {
-			t.Fatalf("final run: %v\n%s", err, e.childLog())
-		}
-	case <-time.After(120 * time.Second):
-		_ = c.cmd.Process.Kill()
-		t.Fatalf("final run did not finish\n%s", e.childLog())
-	}
+	e.waitExit(e.start(cfg("end")), "the final run")
 	nc.Close()
 	e.srv = natstest.ServerAt(t, e.store, -1)
 	e.nc, e.js = natstest.Connect(t, e.srv)

@@ -58,7 +58,7 @@ type Event struct {
 	Outputs []Output
 
 	flatHeaders map[string]any // Header as the expression variable `headers`, made once
-	undo        []undo            // in-place state changes, for Rollback
+	undo        []undo         // in-place state changes, for Rollback
 
 	// slots hold the decoded fields in layout's order while Fields is nil; spare is the map
 	// FieldMap fills from them, reused from event to event.

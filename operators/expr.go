@@ -21,15 +21,15 @@ import (
 // Env is the environment every expression is compiled against and runs in. Expressions see
 // `event`, `type`, `key`, `subject`, `headers`, `seq`, `time` and `state`.
 type Env struct {
-	Event   map[string]any    `expr:"event"`
-	Type    string            `expr:"type"`
-	Key     string            `expr:"key"`
-	Subject string            `expr:"subject"`
+	Event   map[string]any `expr:"event"`
+	Type    string         `expr:"type"`
+	Key     string         `expr:"key"`
+	Subject string         `expr:"subject"`
 	// Headers holds each header's first value; a missing header is nil, so that
 	// `headers["x-user"] ?? "anon"` falls back.
 	Headers map[string]any `expr:"headers"`
-	Seq     uint64            `expr:"seq"`
-	Time    time.Time         `expr:"time"`
+	Seq     uint64         `expr:"seq"`
+	Time    time.Time      `expr:"time"`
 	// State is the key's state: a *Record for expressions that only read its fields by name
 	// (through Get), a map for the others. Typed any so that either can be given.
 	State any `expr:"state"`

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,32 +66,72 @@ func (e *env) pipelines(name, yaml string) []*pipeline.Pipeline {
 	return ps
 }
 
+// publish publishes payloads to the workload's subject through a bounded window.
 func (e *env) publish(payloads [][]byte) {
 	e.t.Helper()
-	ctx := context.Background()
-	for i, p := range payloads {
-		if _, err := e.js.PublishAsync(shoptest.Subject, p); err != nil {
-			e.t.Fatalf("publish %d: %v", i, err)
-		}
-	}
-	select {
-	case <-e.js.PublishAsyncComplete():
-	case <-time.After(30 * time.Second):
-		e.t.Fatal("publish did not complete")
-	}
-	_ = ctx
+	natstest.Publish(e.t, e.js, shoptest.Subject, payloads)
 }
 
+// A run of the pipelines fails when no commit happens for runStall (they are stuck, or no
+// longer stop at the end of their streams), or after runLimit in all: its deadline follows the
+// work it has left, which a loaded machine does more slowly, not one fixed figure.
+const (
+	runStall = 30 * time.Second
+	runLimit = 10 * time.Minute
+)
+
+// run runs the pipelines until they stop at the end of their streams (stop: end), and fails
+// the test when they do not (see runStall).
 func (e *env) run(ps []*pipeline.Pipeline, o pipeline.Options) error {
 	e.t.Helper()
+	return e.runCtx(context.Background(), ps, o)
+}
+
+// runCtx runs the pipelines until they stop or ctx ends, and fails the test when no commit
+// happens for runStall or the run lasts runLimit. o.OnCommit, when set, is called as RunAll
+// would.
+func (e *env) runCtx(ctx context.Context, ps []*pipeline.Pipeline, o pipeline.Options) error {
+	e.t.Helper()
 	o.JS = e.js
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	err := pipeline.RunAll(ctx, ps, o)
-	if ctx.Err() != nil { // RunAll returns nil when its context ends: that is not stopping at the end
-		e.t.Fatal("the pipelines did not stop at the end of their streams within 60s")
+	var last atomic.Int64 // when the last commit (or the run) began, in Unix nanoseconds
+	last.Store(time.Now().UnixNano())
+	onCommit := o.OnCommit
+	o.OnCommit = func(c pipeline.CommitInfo) {
+		last.Store(time.Now().UnixNano())
+		if onCommit != nil {
+			onCommit(c)
+		}
 	}
-	return err
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- pipeline.RunAll(rctx, ps, o) }()
+	began := time.Now()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		var stuck string
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			if idle := time.Since(time.Unix(0, last.Load())); idle > runStall {
+				stuck = fmt.Sprintf("no commit for %s: the pipelines are stuck or do not stop at the end of their streams", idle.Round(time.Second))
+			} else if time.Since(began) > runLimit {
+				stuck = fmt.Sprintf("the run still going after %s", runLimit)
+			}
+		}
+		if stuck == "" {
+			continue
+		}
+		cancel()
+		select {
+		case err := <-done:
+			e.t.Fatalf("%s (RunAll: %v)", stuck, err)
+		case <-time.After(runStall):
+			e.t.Fatalf("%s; RunAll did not return within %s of its context ending", stuck, runStall)
+		}
+	}
 }
 
 // check compares the projections, derived events and dead letters with the oracle.
@@ -121,7 +162,7 @@ func TestRestartResumesWithoutDoubleApplying(t *testing.T) {
 	for round := range 3 {
 		ctx, cancel := context.WithCancel(context.Background())
 		commits := 0
-		err := pipeline.RunAll(ctx, ps, pipeline.Options{JS: e.js, OnCommit: func(pipeline.CommitInfo) {
+		err := e.runCtx(ctx, ps, pipeline.Options{OnCommit: func(pipeline.CommitInfo) {
 			if commits++; commits == 3+round {
 				cancel()
 			}

@@ -397,6 +397,18 @@ func (s *source) stop() {
 // metaPipeline is the consumer metadata key naming the pipeline a durable consumer reads for.
 const metaPipeline = "jetfold.pipeline"
 
+// sourceInactiveThreshold is how long the server keeps the ephemeral consumer of a
+// limits-retention source when no pull request waits on it and none came (nor a message went
+// out) for that long: the consumer of a process that could not delete it (SIGKILL, a crash, a
+// connection lost at the end) goes after that, plus up to 1 s. A live source is not idle that
+// long: at the head it always has a pull request waiting (nats.go renews it as it expires),
+// and while it reads it pulls again each time it has taken half of what it asked for. Only a
+// source whose callback waits for room that long, every message it pulled delivered (a commit
+// of that length), can lose its consumer, which it then recreates after the last message
+// taken, as after any deletion. A threshold longer than needed only keeps what killed
+// processes left, in memory, on the server.
+const sourceInactiveThreshold = 30 * time.Second
+
 // openConsumer opens the source from the checkpoint.
 //
 // On a stream with limits retention (the event-sourcing case) it is an ephemeral consumer: no
@@ -443,7 +455,7 @@ func (r *Runner) openConsumer(ctx context.Context, stream jetstream.Stream, cp c
 				AckPolicy:         jetstream.AckNonePolicy,
 				MemoryStorage:     true,
 				Replicas:          1,
-				InactiveThreshold: 5 * time.Minute,
+				InactiveThreshold: sourceInactiveThreshold,
 			}
 			if next > 0 {
 				c.DeliverPolicy, c.OptStartSeq, c.OptStartTime = jetstream.DeliverByStartSequencePolicy, next, nil

@@ -3,6 +3,8 @@ package streams
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,10 +23,12 @@ func TestEmbeddedLocksItsStore(t *testing.T) {
 	if _, err := StartEmbedded(context.Background(), e, EmbeddedOptions{}); !errors.Is(err, ErrStoreInUse) {
 		t.Fatalf("second server on the same store: %v, want ErrStoreInUse", err)
 	}
-	// One that waits for the store gets it when the first server is gone.
+	// One that waits for the store says so, and gets it when the first server is gone.
+	standingBy := &onMessage{msg: "standing by: another process uses the embedded store directory", seen: make(chan struct{})}
+	log := slog.New(standingBy)
 	got := make(chan error, 1)
 	go func() {
-		s2, err := StartEmbedded(context.Background(), e, EmbeddedOptions{Wait: true})
+		s2, err := StartEmbedded(context.Background(), e, EmbeddedOptions{Wait: true, Logger: log})
 		if err == nil {
 			s2.Shutdown()
 		}
@@ -33,7 +37,14 @@ func TestEmbeddedLocksItsStore(t *testing.T) {
 	select {
 	case err := <-got:
 		t.Fatalf("a waiting server started while the store was held: %v", err)
-	case <-time.After(300 * time.Millisecond): // it is still waiting, as it should
+	case <-standingBy.seen: // it found the store held and waits, as it should
+	case <-time.After(30 * time.Second):
+		t.Fatal("the second server neither started nor said it waits for the store")
+	}
+	select {
+	case err := <-got:
+		t.Fatalf("a waiting server started while the store was held: %v", err)
+	default:
 	}
 	s.Shutdown()
 	if err := <-got; err != nil {
@@ -45,3 +56,22 @@ func TestEmbeddedLocksItsStore(t *testing.T) {
 	}
 	c.Close()
 }
+
+// onMessage is a slog handler that closes seen at the first record whose message is msg.
+type onMessage struct {
+	msg  string
+	seen chan struct{}
+	once sync.Once
+}
+
+func (h *onMessage) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *onMessage) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.once.Do(func() { close(h.seen) })
+	}
+	return nil
+}
+
+func (h *onMessage) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *onMessage) WithGroup(string) slog.Handler      { return h }
