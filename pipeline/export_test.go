@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/pipeline/decode"
 )
 
 // ProcessOnly runs messages through a pipeline's processing (decode, expressions, operators,
@@ -26,7 +27,7 @@ func NewProcessOnly(p *Pipeline) *ProcessOnly {
 		r.cache.track(proj) // empty buckets: misses are new keys, no read
 	}
 	r.exec = operators.Exec{Ctx: context.Background(), Store: r}
-	r.dec = newDecoder(p.Config.Decode, p.layout, nil)
+	r.dec = decode.New(p.Config.Decode, p.layout, nil)
 	return &ProcessOnly{r: r, b: &batch{}}
 }
 

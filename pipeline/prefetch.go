@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/pipeline/decode"
 )
 
 // Prefetching. A key that is not in the cache, and may be in its bucket, is read from KV
@@ -23,7 +24,7 @@ const (
 // prefetcher holds the state of prefetching for one runner.
 type prefetcher struct {
 	on      bool
-	dec     *decoder        // decodes only what the type and key expressions read
+	dec     *decode.Decoder // decodes only what the type and key expressions read
 	ev      operators.Event // scratch for computing keys
 	reads   int             // KV reads by Get, counted to turn prefetching on and off
 	before  int             // reads when the burst began
@@ -77,7 +78,7 @@ func (r *Runner) prefetch(msgs []srcMsg) int {
 		ev := &pf.ev
 		ev.Reset()
 		ev.Subject, ev.Header, ev.Data = m.Subject(), m.Headers(), m.Data()
-		if err := pf.dec.decode(ev, ev.Data, ev.Header); err != nil {
+		if err := pf.dec.Decode(ev, ev.Data, ev.Header); err != nil {
 			continue
 		}
 		var err error

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/pipeline/decode"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -176,7 +177,7 @@ func (r *Runner) processOne(ev *operators.Event, m jetstream.Msg, seq uint64, ts
 	if len(ev.Data) == 0 && len(ev.Header[markerReason]) > 0 {
 		return false, nil // a subject-delete marker the server wrote, not an event: filtered
 	}
-	err := r.dec.decode(ev, ev.Data, ev.Header)
+	err := r.dec.Decode(ev, ev.Data, ev.Header)
 	if err != nil {
 		return false, err
 	}
@@ -190,7 +191,7 @@ func (r *Runner) processOne(ev *operators.Event, m jetstream.Msg, seq uint64, ts
 	if r.p.timeExpr != nil {
 		if v, err := x.Eval(r.p.timeExpr, ev); err != nil {
 			ev.TimeErr = fmt.Errorf("time: %w", err)
-		} else if t, err := eventTime(v); err != nil {
+		} else if t, err := decode.Time(v); err != nil {
 			ev.TimeErr = err
 		} else {
 			ev.Time = t

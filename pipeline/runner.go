@@ -12,6 +12,7 @@ import (
 	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/pipeline/decode"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -112,7 +113,7 @@ type Runner struct {
 	publishedMax uint64
 	ev           operators.Event // reused for every event
 	committed    bool            // runOnce committed at least one batch
-	dec          *decoder
+	dec          *decode.Decoder
 	acks         bool   // the consumer is acknowledged (AckAll) after each commit
 	lastDelivery uint64 // delivery sequence of the last message of a durable consumer
 	// ordered holds how to recreate and delete the consumer of an ordered source; zero for
@@ -239,8 +240,8 @@ func (r *Runner) start(ctx context.Context) (jetstream.Consumer, error) {
 	r.ordered = sourceOptions{}
 	r.kvStreams = map[string]jetstream.Stream{}
 	r.exec = operators.Exec{Store: r}
-	r.dec = newDecoder(pc.Decode, r.p.layout, nil)
-	r.pf = prefetcher{dec: newDecoder(pc.Decode, r.p.peekLayout, r.p.peekFields)}
+	r.dec = decode.New(pc.Decode, r.p.layout, nil)
+	r.pf = prefetcher{dec: decode.New(pc.Decode, r.p.peekLayout, r.p.peekFields)}
 	r.done = false
 
 	stream, err := js.Stream(ctx, pc.Source.Stream)

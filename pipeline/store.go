@@ -1,18 +1,17 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/pipeline/decode"
 )
 
 // Headers of a projection value. The value itself is the state as a plain JSON object; what
@@ -82,30 +81,12 @@ func (r *Runner) load(ctx context.Context, e *entry) error {
 	if meta.deleted {
 		return nil
 	}
-	st, err := decodeState(msg.Data)
+	st, err := decode.State(msg.Data)
 	if err != nil {
 		return fmt.Errorf("%w: value of %s/%s is not a JSON object: %v", errInfra, e.proj, e.key, err)
 	}
 	e.State, e.Seq, e.Time, e.Owned, e.Roomy = operators.NewRecord(r.p.shapes[e.proj], st), meta.seq, meta.time, r.p.inPlace, false
 	return nil
-}
-
-// stateDecoders decode loaded states: loads run on several goroutines at once (prefetch).
-var stateDecoders = sync.Pool{New: func() any { return newDecoder("json", nil, nil) }}
-
-// decodeState decodes a projection value, as encoding/json would (null is an empty state),
-// with the events' decoder: several times faster.
-func decodeState(data []byte) (map[string]any, error) {
-	if string(bytes.TrimSpace(data)) == "null" {
-		return map[string]any{}, nil
-	}
-	d := stateDecoders.Get().(*decoder)
-	defer stateDecoders.Put(d)
-	var ev operators.Event
-	if err := d.decode(&ev, data, nil); err != nil {
-		return nil, err
-	}
-	return ev.Fields, nil
 }
 
 // valueMeta is what the headers of a projection value say.

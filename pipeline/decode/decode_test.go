@@ -1,4 +1,4 @@
-package pipeline
+package decode
 
 import (
 	"encoding/json"
@@ -55,7 +55,7 @@ func TestDecodeSlots(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var ev operators.Event
-			if err := newDecoder("json", l, tt.only).decode(&ev, data, nil); err != nil {
+			if err := New("json", l, tt.only).Decode(&ev, data, nil); err != nil {
 				t.Fatal(err)
 			}
 			if ev.Fields != nil {
@@ -84,7 +84,7 @@ func equalJSON(a, b any) bool {
 // (null: an empty state), and anything but an object is an error.
 func TestDecodeState(t *testing.T) {
 	for _, data := range []string{`{"a":1,"b":"x","c":{"d":[1,null]}}`, `{}`, `null`, ` null `, `[]`, `"x"`, `1`, `{"a":`, "{\"a\":\"\xff\"}", `{"a":1e400}`} {
-		got, err := decodeState([]byte(data))
+		got, err := State([]byte(data))
 		var want map[string]any
 		werr := json.Unmarshal([]byte(data), &want)
 		if werr == nil && want == nil {
@@ -113,7 +113,7 @@ func TestDecodeReasons(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.payload, func(t *testing.T) {
-			_, _, err := decodeEvent("json", []byte(tt.payload), nil)
+			_, _, err := Payload("json", []byte(tt.payload), nil)
 			if err == nil || err.Error() != tt.want {
 				t.Errorf("decode %q: %v, want %q", tt.payload, err, tt.want)
 			}

@@ -1,4 +1,4 @@
-package pipeline
+package decode
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -20,11 +21,11 @@ import (
 // ErrDecode wraps every payload that does not decode.
 var ErrDecode = errors.New("payload does not decode")
 
-// decodeEvent turns a payload into the `event` variable. json wants a JSON object; raw gives
+// Payload turns a payload into the `event` variable. json wants a JSON object; raw gives
 // {"data": payload as text}; cloudevents takes the data of a structured-mode envelope, or the
 // body of a binary-mode message (its attributes are in the ce-* headers), and fills header
 // with the envelope's attributes as ce-* headers.
-func decodeEvent(kind string, data []byte, header map[string][]string) (map[string]any, map[string][]string, error) {
+func Payload(kind string, data []byte, header map[string][]string) (map[string]any, map[string][]string, error) {
 	switch kind {
 	case "raw":
 		return map[string]any{"data": string(data)}, header, nil
@@ -105,9 +106,9 @@ func jsonKind(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-// eventTime converts the value of a `time:` expression: an RFC3339 string (fractions allowed)
+// Time converts the value of a `time:` expression: an RFC3339 string (fractions allowed)
 // or a number of Unix milliseconds.
-func eventTime(v any) (time.Time, error) {
+func Time(v any) (time.Time, error) {
 	switch t := v.(type) {
 	case string:
 		ts, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(t))
@@ -133,12 +134,12 @@ func eventTime(v any) (time.Time, error) {
 	}
 }
 
-// decoder decodes payloads for one pipeline. For `decode: json` it validates the payload
+// Decoder decodes payloads for one pipeline. For `decode: json` it validates the payload
 // strictly while it walks its top-level members (see [members]), without building a tree,
 // and converts only the fields that some expression reads, into the event's slots (see
 // [operators.Layout]); when an expression uses the event as a whole, every field, into a map.
 // A malformed payload is a dead letter all the same. A decoder is used by one goroutine.
-type decoder struct {
+type Decoder struct {
 	kind string
 	// layout is the slot order of the fields to decode; nil: every field, into a map.
 	layout *operators.Layout
@@ -155,10 +156,10 @@ type decoder struct {
 	err   error  // the first conversion error of the payload being decoded
 }
 
-// newDecoder returns a decoder of kind. With a layout it converts the fields of the layout
+// New returns a decoder of kind. With a layout it converts the fields of the layout
 // named in only (all of them when only is nil) into slots; without one, every field into a map.
-func newDecoder(kind string, layout *operators.Layout, only []string) *decoder {
-	d := &decoder{kind: kind, layout: layout}
+func New(kind string, layout *operators.Layout, only []string) *Decoder {
+	d := &Decoder{kind: kind, layout: layout}
 	if layout != nil {
 		n := len(layout.Names())
 		d.want, d.slots, d.strs = make([]bool, n), make([]operators.Slot, n), make([]interner, n)
@@ -169,10 +170,10 @@ func newDecoder(kind string, layout *operators.Layout, only []string) *decoder {
 	return d
 }
 
-// decode decodes data into ev's fields (slots or map) and sets ev.Header.
-func (d *decoder) decode(ev *operators.Event, data []byte, header map[string][]string) error {
+// Decode decodes data into ev's fields (slots or map) and sets ev.Header.
+func (d *Decoder) Decode(ev *operators.Event, data []byte, header map[string][]string) error {
 	if d.kind != "json" && d.kind != "" {
-		m, h, err := decodeEvent(d.kind, data, header)
+		m, h, err := Payload(d.kind, data, header)
 		ev.Fields, ev.Header = m, h
 		return err
 	}
@@ -212,7 +213,7 @@ func (d *decoder) decode(ev *operators.Event, data []byte, header map[string][]s
 		// Not a JSON object, or one that encoding/json takes differently from the walk's
 		// conversions (invalid UTF-8, escaped surrogates, deep nesting): encoding/json
 		// decides, and words the error, so both paths give the same events.
-		m, _, err := decodeEvent("json", data, header)
+		m, _, err := Payload("json", data, header)
 		if err == nil && d.layout != nil {
 			d.fromMap(ev, m)
 			return nil
@@ -227,7 +228,7 @@ func (d *decoder) decode(ev *operators.Event, data []byte, header map[string][]s
 }
 
 // fromMap puts the fields of m that the decoder wants into ev's slots.
-func (d *decoder) fromMap(ev *operators.Event, m map[string]any) {
+func (d *Decoder) fromMap(ev *operators.Event, m map[string]any) {
 	clear(d.slots)
 	for i, name := range d.layout.Names() {
 		if d.want[i] {
@@ -240,7 +241,7 @@ func (d *decoder) fromMap(ev *operators.Event, m map[string]any) {
 // slot returns the slot of the value v of field i. Strings of fields with few values are
 // interned; other plain strings and numbers are left to convert when they are read (a number
 // the walk let through converts without error: it refuses those beyond the float64 range).
-func (d *decoder) slot(i int, v []byte) operators.Slot {
+func (d *Decoder) slot(i int, v []byte) operators.Slot {
 	switch c := v[0]; {
 	case c == '"':
 		s := v[1 : len(v)-1]
@@ -259,7 +260,7 @@ func (d *decoder) slot(i int, v []byte) operators.Slot {
 
 // convert converts the text of a valid JSON value; with key set, v is the inside of a
 // member's key (without its quotes).
-func (d *decoder) convert(v []byte, key bool) any {
+func (d *Decoder) convert(v []byte, key bool) any {
 	if key {
 		q := make([]byte, 0, len(v)+2)
 		q = append(append(append(q, '"'), v...), '"')
@@ -344,7 +345,7 @@ func (t *interner) text(b []byte) string { return t.get(b).(string) }
 // value converts a fastjson value to what encoding/json would give: float64, string, bool,
 // nil, map[string]any, []any. A number out of the float64 range sets d.err (see parseFloat),
 // refuses it.
-func (d *decoder) value(v *fastjson.Value) any {
+func (d *Decoder) value(v *fastjson.Value) any {
 	switch v.Type() {
 	case fastjson.TypeString:
 		return string(v.GetStringBytes())
@@ -373,7 +374,7 @@ func (d *decoder) value(v *fastjson.Value) any {
 
 // float parses a number as encoding/json does (strconv, correctly rounded); fastjson's own
 // parser can be off in the last digit for some exponents.
-func (d *decoder) float(v *fastjson.Value) float64 {
+func (d *Decoder) float(v *fastjson.Value) float64 {
 	d.num = v.MarshalTo(d.num[:0])
 	return d.parseFloat(d.num)
 }
@@ -381,11 +382,29 @@ func (d *decoder) float(v *fastjson.Value) float64 {
 // parseFloat parses the text of a valid JSON number. The walk refuses numbers beyond the
 // float64 range, so this does not fail on text it let through; if it did, d.err is set rather
 // than an infinity passed on.
-func (d *decoder) parseFloat(num []byte) float64 {
+func (d *Decoder) parseFloat(num []byte) float64 {
 	// The string does not outlive the call: the error message is built from a copy.
 	f, err := strconv.ParseFloat(unsafe.String(unsafe.SliceData(num), len(num)), 64)
 	if err != nil && d.err == nil {
 		d.err = fmt.Errorf("number %s out of range", string(num))
 	}
 	return f
+}
+
+// states decode loaded states: loads run on several goroutines at once (read-ahead).
+var states = sync.Pool{New: func() any { return New("json", nil, nil) }}
+
+// State decodes a projection value, as encoding/json would (null is an empty state), with the
+// events' decoder in map mode: several times faster than encoding/json.
+func State(data []byte) (map[string]any, error) {
+	if string(bytes.TrimSpace(data)) == "null" {
+		return map[string]any{}, nil
+	}
+	d := states.Get().(*Decoder)
+	defer states.Put(d)
+	var ev operators.Event
+	if err := d.Decode(&ev, data, nil); err != nil {
+		return nil, err
+	}
+	return ev.Fields, nil
 }

@@ -1,4 +1,4 @@
-package pipeline
+package decode
 
 import (
 	"bytes"
@@ -35,7 +35,7 @@ func FuzzDecodeEvent(f *testing.F) {
 	f.Add([]byte("anything"), "raw")
 	f.Fuzz(func(t *testing.T, data []byte, kind string) {
 		checkFastAgrees(t, data)
-		fields, _, err := decodeEvent(kind, data, nil)
+		fields, _, err := Payload(kind, data, nil)
 		if err != nil {
 			if kind != "raw" && !errors.Is(err, ErrDecode) {
 				t.Fatalf("error %v does not wrap ErrDecode", err)
@@ -49,7 +49,7 @@ func FuzzDecodeEvent(f *testing.F) {
 			t.Fatalf("decoded event does not encode: %v", err)
 		}
 		for _, v := range fields {
-			_, _ = eventTime(v)
+			_, _ = Time(v)
 		}
 	})
 }
@@ -58,9 +58,9 @@ func FuzzDecodeEvent(f *testing.F) {
 // event (compared as JSON).
 func checkFastAgrees(t *testing.T, data []byte) {
 	t.Helper()
-	want, _, werr := decodeEvent("json", data, nil)
+	want, _, werr := Payload("json", data, nil)
 	var ev operators.Event
-	gerr := newDecoder("json", nil, nil).decode(&ev, data, nil)
+	gerr := New("json", nil, nil).Decode(&ev, data, nil)
 	got := ev.FieldMap()
 	if (werr == nil) != (gerr == nil) {
 		t.Fatalf("encoding/json err %v, decoder err %v for %q", werr, gerr, data)
@@ -68,7 +68,7 @@ func checkFastAgrees(t *testing.T, data []byte) {
 	// Decoding a few fields into slots accepts and refuses the same payloads.
 	for _, names := range [][]string{{"a"}, {"zz"}} {
 		var ev operators.Event
-		err := newDecoder("json", operators.NewLayout(names), nil).decode(&ev, data, nil)
+		err := New("json", operators.NewLayout(names), nil).Decode(&ev, data, nil)
 		if (werr == nil) != (err == nil) {
 			t.Fatalf("encoding/json err %v, decoder of fields %v err %v for %q", werr, names, err, data)
 		}
@@ -96,7 +96,7 @@ func checkFastAgrees(t *testing.T, data []byte) {
 	layout := operators.NewLayout([]string{"a", "b"})
 	for _, only := range [][]string{nil, {"a"}} {
 		var sub operators.Event
-		if err := newDecoder("json", layout, only).decode(&sub, data, nil); err != nil {
+		if err := New("json", layout, only).Decode(&sub, data, nil); err != nil {
 			t.Fatalf("decoding fields %v failed where the whole event decodes: %v", only, err)
 		}
 		m := sub.FieldMap()
