@@ -13,10 +13,19 @@ type arith struct {
 	a, b operand
 }
 
+// operandKind says what an operand reads.
+type operandKind uint8
+
+const (
+	literal    operandKind = iota // a number
+	eventField                    // event.x
+	stateField                    // state.x
+)
+
 // operand is one side of an arith: a member read or a number.
 type operand struct {
 	root, field string // event or state, and the member name; "" for a number
-	kind        byte   // of root: 0 a number, 'e' event, 's' state
+	kind        operandKind
 	slot        int    // the field's slot (see BindLayout and bindState), -1 for none
 	shape       *Shape // a state field's slot is in this shape
 	num         float64
@@ -24,14 +33,14 @@ type operand struct {
 
 // bind sets the slot of an event field in l.
 func (o *operand) bind(l *Layout) {
-	if o.kind == 'e' {
+	if o.kind == eventField {
 		o.slot = slotOf(l, o.field)
 	}
 }
 
 // bindShape sets the slot of a state field in s.
 func (o *operand) bindShape(s *Shape) {
-	if o.kind == 's' {
+	if o.kind == stateField {
 		if i, ok := s.slot(o.field); ok {
 			o.slot, o.shape = i, s
 		}
@@ -69,7 +78,11 @@ func operandOf(n ast.Node) (operand, bool) {
 		if root != "event" && root != "state" {
 			return operand{}, false
 		}
-		return operand{root: root, field: field, kind: root[0], slot: -1}, true
+		kind := eventField
+		if root == "state" {
+			kind = stateField
+		}
+		return operand{root: root, field: field, kind: kind, slot: -1}, true
 	}
 	return operand{}, false
 }
@@ -77,9 +90,9 @@ func operandOf(n ast.Node) (operand, bool) {
 // value returns the operand's number, false when it is not a float64.
 func (o *operand) value(ev *Event) (float64, bool) {
 	switch o.kind {
-	case 0:
+	case literal:
 		return o.num, true
-	case 'e':
+	case eventField:
 		return ev.number(o.slot, o.field)
 	}
 	if o.shape != nil {

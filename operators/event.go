@@ -6,7 +6,7 @@ import (
 	"unsafe"
 )
 
-// Mode says why an event is being processed (DESIGN.md section 4).
+// Mode says why an event is being processed: live, or hydrated (replayed on purpose).
 type Mode uint8
 
 const (
@@ -116,46 +116,56 @@ type Slot struct {
 	v    any
 	raw  []byte
 	num  float64
-	lazy byte // 0: v is the value; 's': raw is a string's text; 'n': raw is a number's; 'f': num is the number
+	lazy slotState
 }
+
+// slotState says where a slot's value is.
+type slotState uint8
+
+const (
+	converted slotState = iota // v is the value
+	rawText                    // raw is a string's text (no escapes)
+	rawNumber                  // raw is a number's text
+	unboxed                    // num is the number
+)
 
 // ValueSlot returns a slot holding v.
 func ValueSlot(v any) Slot { return Slot{v: v} }
 
 // TextSlot returns a slot for the JSON string whose text between the quotes is raw, which
 // must hold no escape. raw must stay unchanged while the slot is in use.
-func TextSlot(raw []byte) Slot { return Slot{raw: raw, lazy: 's'} }
+func TextSlot(raw []byte) Slot { return Slot{raw: raw, lazy: rawText} }
 
 // NumberSlot returns a slot for the JSON number raw, which must convert to a float64 without
 // error (within the float64 range). raw must stay unchanged while the slot is in use.
-func NumberSlot(raw []byte) Slot { return Slot{raw: raw, lazy: 'n'} }
+func NumberSlot(raw []byte) Slot { return Slot{raw: raw, lazy: rawNumber} }
 
 // value returns the slot's value, converting it on the first read.
 func (s *Slot) value() any {
 	switch s.lazy {
-	case 0:
+	case converted:
 		return s.v
-	case 's':
+	case rawText:
 		s.v = string(s.raw)
-	case 'n':
+	case rawNumber:
 		s.v, _ = strconv.ParseFloat(unsafe.String(unsafe.SliceData(s.raw), len(s.raw)), 64)
-	default:
+	case unboxed:
 		s.v = s.num
 	}
-	s.raw, s.lazy = nil, 0
+	s.raw, s.lazy = nil, converted
 	return s.v
 }
 
 // number returns the slot's number without boxing it; false when it holds no number.
 func (s *Slot) number() (float64, bool) {
 	switch s.lazy {
-	case 'n':
+	case rawNumber:
 		s.num, _ = strconv.ParseFloat(unsafe.String(unsafe.SliceData(s.raw), len(s.raw)), 64)
-		s.raw, s.lazy = nil, 'f'
+		s.raw, s.lazy = nil, unboxed
 		return s.num, true
-	case 'f':
+	case unboxed:
 		return s.num, true
-	case 0:
+	case converted:
 		f, ok := s.v.(float64)
 		return f, ok
 	}

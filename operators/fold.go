@@ -8,7 +8,8 @@ import (
 	"reflect"
 )
 
-// Handler says which events a fold or an emit reacts to (DESIGN.md section 4).
+// Handler says which events a fold or an emit reacts to: once, on or all (see the README's
+// "Projections, derived events, dead letters").
 type Handler string
 
 // Handlers.

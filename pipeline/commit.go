@@ -18,9 +18,7 @@ import (
 // seal takes the batch's dirty keys out of the cache into b.writes, so that the next batch
 // can be processed (and change the same keys) while b is committed.
 func (r *Runner) seal(b *batch) {
-	r.cache.seal(func(e *entry) {
-		b.writes = append(b.writes, pendingWrite{e: e, state: e.State, seq: e.Seq, time: e.Time})
-	})
+	b.writes = r.store.Seal(b.writes)
 }
 
 // commit makes the effects of b durable, in the order documented in package checkpoint:
@@ -60,24 +58,12 @@ func (r *Runner) commit(ctx context.Context, b *batch) error {
 	//    else since then fails the write (fencing).
 	writer := r.o.Instance + "@" + strconv.FormatInt(time.Now().UnixNano(), 10)
 	w := streams.NewWindow(r.pub, streams.DefaultWindow)
-	w.OnAck = func(i int, a *jetstream.PubAck) { b.writes[i].e.rev = a.Sequence }
+	w.OnAck = func(i int, a *jetstream.PubAck) { b.writes[i].Written(a.Sequence) }
 	err = publishAll(ctx, w, len(b.writes), func(i int) (*nats.Msg, error) {
 		if i == len(b.writes)/2 && i > 0 {
 			failpoint("mid-keys", func() { _ = js.Conn().Flush() }) // half the keys sent
 		}
-		pw := b.writes[i]
-		data, err := pw.state.AppendJSON(nil)
-		if err != nil {
-			return nil, fmt.Errorf("encode %s/%s: %w", pw.e.proj, pw.e.key, err)
-		}
-		h := nats.Header{}
-		h[jetstream.ExpectedLastSubjSeqHeader] = []string{strconv.FormatUint(pw.e.rev, 10)}
-		h[HeaderSeq] = []string{strconv.FormatUint(pw.seq, 10)}
-		if !pw.time.IsZero() {
-			h[HeaderTime] = []string{pw.time.UTC().Format(time.RFC3339Nano)}
-		}
-		h[HeaderWriter] = []string{writer}
-		return &nats.Msg{Subject: pw.e.subject(), Data: data, Header: h}, nil
+		return b.writes[i].Msg(writer)
 	})
 	if err != nil {
 		if checkpoint.IsWrongLastSequence(err) {
@@ -117,7 +103,7 @@ func (r *Runner) report(b *batch, d time.Duration, outputs, refused int) {
 	r.m.Emitted.WithLabelValues(name).Add(float64(b.emitted))
 	for i, n := range b.counts {
 		if n > 0 {
-			r.m.Events.WithLabelValues(name, results[i]).Add(float64(n))
+			r.m.Events.WithLabelValues(name, result(i).String()).Add(float64(n))
 		}
 	}
 	if !b.oldest.IsZero() {

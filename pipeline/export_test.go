@@ -9,6 +9,8 @@ import (
 
 	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/pipeline/decode"
+	"github.com/jetfold/jetfold/pipeline/source"
+	"github.com/jetfold/jetfold/pipeline/state"
 )
 
 // ProcessOnly runs messages through a pipeline's processing (decode, expressions, operators,
@@ -22,24 +24,24 @@ type ProcessOnly struct {
 // NewProcessOnly returns a ProcessOnly for p.
 func NewProcessOnly(p *Pipeline) *ProcessOnly {
 	r := NewRunner(p, Options{})
-	r.cache = newCache(p.Config.Cache.MaxKeys)
+	r.store = state.New(state.Options{MaxKeys: p.Config.Cache.MaxKeys, Shapes: p.shapes, InPlace: p.inPlace})
 	for _, proj := range p.Projections {
-		r.cache.track(proj) // empty buckets: misses are new keys, no read
+		r.store.Track(proj) // empty buckets: misses are new keys, no read
 	}
-	r.exec = operators.Exec{Ctx: context.Background(), Store: r}
+	r.exec = operators.Exec{Ctx: context.Background(), Store: r.store}
 	r.dec = decode.New(p.Config.Decode, p.layout, nil)
 	return &ProcessOnly{r: r, b: &batch{}}
 }
 
 // Process processes one message.
 func (p *ProcessOnly) Process(m jetstream.Msg) error {
-	md, err := metaOf(m)
-	if err := p.r.processMsg(p.b, srcMsg{m: m, md: md, err: err}); err != nil {
+	md, err := source.MetaOf(m)
+	if err := p.r.processMsg(p.b, source.Msg{Msg: m, Meta: md, Err: err}); err != nil {
 		return err
 	}
 	if p.b.n == 50_000 {
 		p.r.seal(p.b)
-		p.r.cache.committed(p.b.writes)
+		p.r.store.Committed(p.b.writes)
 		p.b.reset()
 	}
 	return nil

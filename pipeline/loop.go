@@ -50,22 +50,19 @@ const burstLen = 256
 // batches). At most one commit is in flight; a full batch waits for it (backpressure). When
 // ctx ends, what is processed is committed before runOnce returns.
 func (r *Runner) runOnce(ctx context.Context) error {
-	cons, err := r.start(ctx)
+	src, err := r.start(ctx)
 	if err != nil {
 		return err
 	}
-	so := r.ordered
-	so.conn, so.cfg, so.log = r.o.JS.Conn(), r.p.Config.Batch, r.log
-	src := newSource(cons, so)
 	if r.done {
-		src.discard()
+		src.Discard()
 		return errCaughtUp
 	}
-	if err := src.start(); err != nil {
-		src.discard()
+	if err := src.Start(); err != nil {
+		src.Discard()
 		return err
 	}
-	defer src.stop()
+	defer src.Stop()
 	// Loads of state go on while ctx ends (the batch in hand is finished and committed).
 	r.exec.Ctx = context.WithoutCancel(ctx)
 
@@ -87,7 +84,7 @@ func (r *Runner) runOnce(ctx context.Context) error {
 	// (and so cannot be evicted before a commit).
 	full := func() bool {
 		return cur.n >= lim.size || cur.stopErr != nil ||
-			len(cur.outputs) >= follow.size || (cur.n > 0 && r.cache.over())
+			len(cur.outputs) >= follow.size || (cur.n > 0 && r.store.Over())
 	}
 	// regime sets the bounds by how far behind the last event was. A batch that started
 	// while catching up and reaches the tail follows from then on: it ends when it runs dry
@@ -112,8 +109,8 @@ func (r *Runner) runOnce(ctx context.Context) error {
 		<-inflight.done
 		j := inflight
 		inflight = nil
-		r.cache.committed(j.b.writes)
-		r.m.StateKeys.WithLabelValues(r.p.Name).Set(float64(r.cache.len()))
+		r.store.Committed(j.b.writes)
+		r.m.StateKeys.WithLabelValues(r.p.Name).Set(float64(r.store.Len()))
 		spare = j.b
 		if j.err != nil {
 			return j.err
@@ -166,7 +163,7 @@ func (r *Runner) runOnce(ctx context.Context) error {
 		defer r.readsDone()
 		n := 0
 		for n < burstLen && !full() {
-			m, ok := src.next()
+			m, ok := src.Next()
 			if !ok {
 				break
 			}
@@ -208,7 +205,7 @@ func (r *Runner) runOnce(ctx context.Context) error {
 			_ = wait()
 			return err
 		}
-		ready := src.ready
+		ready := src.Ready()
 		switch {
 		case n > 0:
 			ready = closed // events keep coming: look at the rest without waiting
@@ -220,7 +217,7 @@ func (r *Runner) runOnce(ctx context.Context) error {
 		case <-timerC:
 			timerC, due = nil, true
 		case <-idleC:
-			if src.empty() && (!lim.tail || cur.pending == 0) { // dry
+			if src.Empty() && (!lim.tail || cur.pending == 0) { // dry
 				idleC, due = nil, true
 			} else {
 				idle.Reset(linger)
@@ -235,7 +232,7 @@ func (r *Runner) runOnce(ctx context.Context) error {
 				}
 				return errCaughtUp
 			}
-		case err := <-src.errs:
+		case err := <-src.Errs():
 			_ = wait()
 			return err
 		case <-ctx.Done():

@@ -11,6 +11,8 @@ import (
 
 	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/pipeline/decode"
+	"github.com/jetfold/jetfold/pipeline/source"
+	"github.com/jetfold/jetfold/pipeline/state"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -24,7 +26,7 @@ type batch struct {
 	// outputs are derived events and dead letters, in source order.
 	outputs []*nats.Msg
 	// writes are the projection keys to write, sealed when the commit starts.
-	writes []pendingWrite
+	writes []state.Write
 	// ackMsg is the message whose acknowledgement (AckAll) covers the batch.
 	ackMsg  jetstream.Msg
 	lastSeq uint64
@@ -32,19 +34,10 @@ type batch struct {
 	emitted int
 	// stopErr is set when an event failed under on_error: stop; the batch ends before it.
 	stopErr error
-	counts  [6]int // by result, see results
+	counts  [numResults]int // by result
 	oldest  time.Time
 	// began is when the batch took its first event.
 	began time.Time
-}
-
-// pendingWrite is a key's state as sealed for a commit. The entry's fields may change while
-// the commit runs (the next batch is processed meanwhile); the commit writes these values.
-type pendingWrite struct {
-	e     *entry
-	state *operators.Record
-	seq   uint64
-	time  time.Time
 }
 
 func (b *batch) reset() {
@@ -54,7 +47,7 @@ func (b *batch) reset() {
 	clear(b.writes)
 	b.writes = b.writes[:0]
 	b.ackMsg, b.lastSeq, b.pending, b.emitted, b.stopErr = nil, 0, 0, 0, nil
-	b.counts = [6]int{}
+	b.counts = [numResults]int{}
 	b.oldest, b.began = time.Time{}, time.Time{}
 }
 
@@ -66,34 +59,41 @@ func (b *batch) events() int {
 	return n
 }
 
-var results = [6]string{ResultOK, ResultFiltered, ResultDeadLetter, ResultSkipped, ResultOutdated, ResultDuplicate}
+// result is what became of a source event; its String is the `result` label of
+// jetfold_events_total.
+type result uint8
 
 const (
-	iOK = iota
-	iFiltered
-	iDeadLetter
-	iSkipped
-	iOutdated
-	iDuplicate
+	resultOK result = iota
+	resultFiltered
+	resultDeadLetter
+	resultSkipped
+	resultOutdated
+	resultDuplicate
+	numResults
 )
+
+func (r result) String() string {
+	return [numResults]string{ResultOK, ResultFiltered, ResultDeadLetter, ResultSkipped, ResultOutdated, ResultDuplicate}[r]
+}
 
 // processMsg runs one message through the pipeline and adds its effects to b. An error is
 // returned only for failures of NATS itself (errInfra), which restart the pipeline; a bad
 // event follows on_error (dead letter, skip, or b.stopErr for stop).
-func (r *Runner) processMsg(b *batch, sm srcMsg) error {
-	m, md := sm.m, sm.md
-	if sm.err != nil {
-		return fmt.Errorf("message metadata: %w", sm.err)
+func (r *Runner) processMsg(b *batch, sm source.Msg) error {
+	m, md := sm.Msg, sm.Meta
+	if sm.Err != nil {
+		return fmt.Errorf("message metadata: %w", sm.Err)
 	}
-	seq := md.seq
+	seq := md.Seq
 	if r.acks {
 		// A durable consumer, new at every start: a delivery sequence that does not follow
 		// the last one (from 1) means messages were lost in transit (a reconnect), which the
 		// next AckAll would acknowledge unread.
-		if md.delivery != r.lastDelivery+1 {
-			return fmt.Errorf("delivery %d after %d: messages lost in transit", md.delivery, r.lastDelivery)
+		if md.Delivery != r.lastDelivery+1 {
+			return fmt.Errorf("delivery %d after %d: messages lost in transit", md.Delivery, r.lastDelivery)
 		}
-		r.lastDelivery = md.delivery
+		r.lastDelivery = md.Delivery
 		if seq <= r.lastSeq {
 			return nil // redelivered after the ack wait: already in this or an earlier batch
 		}
@@ -103,11 +103,11 @@ func (r *Runner) processMsg(b *batch, sm srcMsg) error {
 		return fmt.Errorf("stream sequence %d delivered after %d", seq, r.lastSeq)
 	}
 	if b.oldest.IsZero() {
-		b.oldest = md.time
+		b.oldest = md.Time
 	}
 	ev := &r.ev
 	ev.Reset()
-	kept, err := r.processOne(ev, m, seq, md.time)
+	kept, err := r.processOne(ev, m, seq, md.Time)
 	if err != nil || !kept {
 		ev.Rollback() // its effects are dropped
 	}
@@ -117,25 +117,25 @@ func (r *Runner) processMsg(b *batch, sm srcMsg) error {
 		}
 		switch r.p.Config.OnError {
 		case "skip":
-			b.counts[iSkipped]++
+			b.counts[resultSkipped]++
 			r.log.Warn("event skipped", "seq", seq, "err", err)
 		case "stop":
 			b.stopErr = fmt.Errorf("%w: seq %d: %v", ErrStopped, seq, err)
 			return nil // not taken into the batch: the checkpoint stays before it
 		default:
 			b.outputs = append(b.outputs, r.deadLetter(m, seq, err))
-			b.counts[iDeadLetter]++
+			b.counts[resultDeadLetter]++
 			r.logFirst(err, seq, m.Subject())
 		}
 	} else if !kept {
-		b.counts[iFiltered]++
+		b.counts[resultFiltered]++
 	} else {
 		r.apply(ev, b)
 	}
-	r.cache.shrink()
+	r.store.Shrink()
 	r.lastSeq = seq
 	b.n++
-	b.lastSeq, b.pending = seq, md.pending
+	b.lastSeq, b.pending = seq, md.Pending
 	if r.acks {
 		b.ackMsg = m
 	}
@@ -164,7 +164,7 @@ var ErrEmptyKey = errors.New("empty key: a projection key must not be empty")
 
 // errInfra marks errors of NATS itself (reading state), which restart the pipeline instead of
 // dead-lettering the event.
-var errInfra = errors.New("infrastructure")
+var errInfra = state.ErrUnavailable
 
 // processOne decodes one message and runs the operators on it. Its effects stay staged on ev.
 // It returns false when an operator dropped the event.
@@ -220,7 +220,7 @@ func (r *Runner) processOne(ev *operators.Event, m jetstream.Msg, seq uint64, ts
 		if w.Roomy {
 			continue // the fold knows the size estimate did not change
 		}
-		roomy, err := checkSize(w.State, r.valueLimit)
+		roomy, err := state.CheckSize(w.State, r.valueLimit)
 		if err != nil {
 			r.m.Oversize.WithLabelValues(r.p.Name).Inc()
 			return false, fmt.Errorf("%s/%s: %w", w.Projection, w.Key, err)
@@ -234,24 +234,14 @@ func (r *Runner) processOne(ev *operators.Event, m jetstream.Msg, seq uint64, ts
 func (r *Runner) apply(ev *operators.Event, b *batch) {
 	switch {
 	case ev.Duplicate:
-		b.counts[iDuplicate]++
+		b.counts[resultDuplicate]++
 	case ev.Outdated:
-		b.counts[iOutdated]++
+		b.counts[resultOutdated]++
 	default:
-		b.counts[iOK]++
+		b.counts[resultOK]++
 	}
 	for _, w := range ev.Writes {
-		// The fold read the key through Get, which hands out the cache entry itself.
-		var e *entry
-		if w.Entry != nil {
-			e, _ = w.Entry.Handle.(*entry)
-		}
-		if e == nil {
-			panic(fmt.Sprintf("pipeline: write to %s/%s without its cache entry", w.Projection, w.Key))
-		}
-		// The fold made the state a copy of the entry's own, or changed the entry's own.
-		e.State, e.Seq, e.Time, e.Owned, e.Roomy = w.State, w.Seq, w.Time, r.p.inPlace, w.Roomy
-		r.cache.markDirty(e)
+		r.store.Apply(w)
 	}
 	for n, o := range ev.Outputs {
 		b.outputs = append(b.outputs, derived(r.p.Name, ev, n, o))

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetfold/jetfold/checkpoint"
+	"github.com/jetfold/jetfold/pipeline/state"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -43,13 +44,13 @@ func ReadState(ctx context.Context, js jetstream.JetStream, projection, key stri
 	if err != nil {
 		return State{}, fmt.Errorf("read %s/%s: %w", projection, key, err)
 	}
-	meta := readMeta(msg.Header)
-	if meta.deleted {
+	meta := state.ReadMeta(msg.Header)
+	if meta.Deleted {
 		return State{}, fmt.Errorf("%s/%s: %w", projection, key, ErrNoState)
 	}
-	st := State{Projection: projection, Key: key, Value: msg.Data, Revision: msg.Sequence, Seq: meta.seq}
-	if !meta.time.IsZero() {
-		st.Time = &meta.time
+	st := State{Projection: projection, Key: key, Value: msg.Data, Revision: msg.Sequence, Seq: meta.Seq}
+	if !meta.Time.IsZero() {
+		st.Time = &meta.Time
 	}
 	return st, nil
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/pipeline/decode"
+	"github.com/jetfold/jetfold/pipeline/source"
+	"github.com/jetfold/jetfold/pipeline/state"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -90,8 +92,7 @@ type Runner struct {
 	m   *Metrics
 
 	// set up by start, reset by every restart
-	cache      *cache
-	kvStreams  map[string]jetstream.Stream
+	store      *state.Store
 	cps        *checkpoint.Store
 	checkpoint checkpoint.Checkpoint
 	exec       operators.Exec
@@ -116,10 +117,7 @@ type Runner struct {
 	dec          *decode.Decoder
 	acks         bool   // the consumer is acknowledged (AckAll) after each commit
 	lastDelivery uint64 // delivery sequence of the last message of a durable consumer
-	// ordered holds how to recreate and delete the consumer of an ordered source; zero for
-	// a durable one.
-	ordered sourceOptions
-	pf      prefetcher
+	pf           prefetcher
 }
 
 // NewRunner returns a runner for p.
@@ -232,14 +230,12 @@ func (r *Runner) run(ctx context.Context) error {
 
 // start loads the checkpoint, opens buckets and (re)creates the durable consumer positioned
 // right after the checkpoint.
-func (r *Runner) start(ctx context.Context) (jetstream.Consumer, error) {
+func (r *Runner) start(ctx context.Context) (*source.Source, error) {
 	js := r.o.JS
 	pc := r.p.Config
-	r.cache = newCache(pc.Cache.MaxKeys)
+	r.store = state.New(state.Options{MaxKeys: pc.Cache.MaxKeys, Shapes: r.p.shapes, InPlace: r.p.inPlace})
 	r.lastDelivery = 0
-	r.ordered = sourceOptions{}
-	r.kvStreams = map[string]jetstream.Stream{}
-	r.exec = operators.Exec{Store: r}
+	r.exec = operators.Exec{Store: r.store}
 	r.dec = decode.New(pc.Decode, r.p.layout, nil)
 	r.pf = prefetcher{dec: decode.New(pc.Decode, r.p.peekLayout, r.p.peekFields)}
 	r.done = false
@@ -249,16 +245,8 @@ func (r *Runner) start(ctx context.Context) (jetstream.Consumer, error) {
 		return nil, fmt.Errorf("source stream %s: %w", pc.Source.Stream, err)
 	}
 	for _, proj := range r.p.Projections {
-		if _, err := streams.EnsureBucket(ctx, js, proj); err != nil {
+		if err := r.store.Open(ctx, js, proj); err != nil {
 			return nil, err
-		}
-		s, err := js.Stream(ctx, streams.KVStream(proj))
-		if err != nil {
-			return nil, fmt.Errorf("projection %s: %w", proj, err)
-		}
-		r.kvStreams[proj] = s
-		if s.CachedInfo().State.Msgs == 0 {
-			r.cache.track(proj)
 		}
 	}
 	cpkv, err := streams.EnsureBucket(ctx, js, streams.CheckpointBucket)
@@ -269,14 +257,7 @@ func (r *Runner) start(ctx context.Context) (jetstream.Consumer, error) {
 		return nil, err
 	}
 	r.maxPayload = int(js.Conn().MaxPayload())
-	r.valueLimit = r.maxPayload - 1024
-	for _, s := range r.kvStreams {
-		// A bucket's own value limit (max_value_size) is below the server's: a state over it
-		// is a dead letter like one over the server's, not a commit JetStream refuses forever.
-		if limit := int(s.CachedInfo().Config.MaxMsgSize); limit > 0 {
-			r.valueLimit = min(r.valueLimit, limit-min(1024, limit/2))
-		}
-	}
+	r.valueLimit = r.store.ValueLimit(r.maxPayload)
 	r.cps = checkpoint.NewStore(cpkv)
 	cp, err := r.cps.Load(ctx, r.p.Name)
 	if errors.Is(err, checkpoint.ErrNotFound) {
@@ -303,15 +284,22 @@ func (r *Runner) start(ctx context.Context) (jetstream.Consumer, error) {
 		return nil, err
 	}
 
-	cons, err := r.openConsumer(ctx, stream, cp)
+	src, err := source.Open(ctx, stream, source.Options{
+		Pipeline: r.p.Name, Subjects: pc.Source.Subjects, After: cp.Seq, Initial: cp.Initial,
+		Start: r.p.Start, Batch: pc.Batch, Conn: js.Conn(), Logger: r.log,
+	})
+	if errors.Is(err, source.ErrWorkQueue) {
+		return nil, fmt.Errorf("%w: %w", ErrStopped, err)
+	}
 	if err != nil {
 		return nil, err
 	}
-	info := cons.CachedInfo()
-	r.m.Pending.WithLabelValues(r.p.Name).Set(float64(info.NumPending))
-	if pc.Source.Stop == "end" && info.NumPending == 0 {
+	r.acks = src.Acks()
+	pending := src.Pending()
+	r.m.Pending.WithLabelValues(r.p.Name).Set(float64(pending))
+	if pc.Source.Stop == "end" && pending == 0 {
 		r.done = true
 	}
-	r.log.Info("pipeline started", "stream", pc.Source.Stream, "checkpoint", cp.Seq, "resumed", !cp.Initial, "pending", info.NumPending)
-	return cons, nil
+	r.log.Info("pipeline started", "stream", pc.Source.Stream, "checkpoint", cp.Seq, "resumed", !cp.Initial, "pending", pending)
+	return src, nil
 }

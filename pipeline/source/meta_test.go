@@ -1,4 +1,4 @@
-package pipeline
+package source
 
 import (
 	"context"
@@ -13,24 +13,24 @@ import (
 func TestParseAckSubject(t *testing.T) {
 	tests := []struct {
 		subject string
-		want    msgMeta
+		want    Meta
 		ok      bool
 	}{
-		{"$JS.ACK.S.C.1.42.7.1700000000000000000.3", msgMeta{42, 7, 3, time.Unix(0, 1700000000000000000)}, true},
-		{"$JS.ACK.dom.hash.S.C.2.43.8.1700000000000000001.0", msgMeta{43, 8, 0, time.Unix(0, 1700000000000000001)}, true},
-		{"$JS.ACK._.hash.S.C.2.44.9.1700000000000000002.5.rand", msgMeta{44, 9, 5, time.Unix(0, 1700000000000000002)}, true},
-		{"$JS.ACK._.hash.S.C.2.44.9.1700000000000000002.5.rand.more", msgMeta{44, 9, 5, time.Unix(0, 1700000000000000002)}, true},
-		{"$JS.ACK.S.C.1.42.7.1700000000000000000", msgMeta{}, false},     // 6 tokens
-		{"$JS.ACK.d.h.S.C.1.42.7.1700000000000000000", msgMeta{}, false}, // 8 tokens
-		{"$JS.ACK.S.C.1.x.7.1.3", msgMeta{}, false},                      // not a number
-		{"$JS.ACK.S.C.1.42.7.1.", msgMeta{}, false},                      // empty number
-		{"$JS.ACK.S.C.1.42.7.1.99999999999999999999", msgMeta{}, false},  // 20 digits
-		{"_INBOX.abc", msgMeta{}, false},
-		{"", msgMeta{}, false},
+		{"$JS.ACK.S.C.1.42.7.1700000000000000000.3", Meta{42, 7, 3, time.Unix(0, 1700000000000000000)}, true},
+		{"$JS.ACK.dom.hash.S.C.2.43.8.1700000000000000001.0", Meta{43, 8, 0, time.Unix(0, 1700000000000000001)}, true},
+		{"$JS.ACK._.hash.S.C.2.44.9.1700000000000000002.5.rand", Meta{44, 9, 5, time.Unix(0, 1700000000000000002)}, true},
+		{"$JS.ACK._.hash.S.C.2.44.9.1700000000000000002.5.rand.more", Meta{44, 9, 5, time.Unix(0, 1700000000000000002)}, true},
+		{"$JS.ACK.S.C.1.42.7.1700000000000000000", Meta{}, false},     // 6 tokens
+		{"$JS.ACK.d.h.S.C.1.42.7.1700000000000000000", Meta{}, false}, // 8 tokens
+		{"$JS.ACK.S.C.1.x.7.1.3", Meta{}, false},                      // not a number
+		{"$JS.ACK.S.C.1.42.7.1.", Meta{}, false},                      // empty number
+		{"$JS.ACK.S.C.1.42.7.1.99999999999999999999", Meta{}, false},  // 20 digits
+		{"_INBOX.abc", Meta{}, false},
+		{"", Meta{}, false},
 	}
 	for _, tt := range tests {
 		got, ok := parseAckSubject(tt.subject)
-		if ok != tt.ok || got.seq != tt.want.seq || got.delivery != tt.want.delivery || got.pending != tt.want.pending || !got.time.Equal(tt.want.time) {
+		if ok != tt.ok || got.Seq != tt.want.Seq || got.Delivery != tt.want.Delivery || got.Pending != tt.want.Pending || !got.Time.Equal(tt.want.Time) {
 			t.Errorf("parseAckSubject(%q) = %+v, %v; want %+v, %v", tt.subject, got, ok, tt.want, tt.ok)
 		}
 	}
@@ -65,7 +65,7 @@ func TestMetaOfMatchesJetStream(t *testing.T) {
 			t.Fatal(err)
 		}
 		got, ok := parseAckSubject(m.Reply())
-		if !ok || got.seq != want.Sequence.Stream || got.delivery != want.Sequence.Consumer || got.pending != want.NumPending || !got.time.Equal(want.Timestamp) {
+		if !ok || got.Seq != want.Sequence.Stream || got.Delivery != want.Sequence.Consumer || got.Pending != want.NumPending || !got.Time.Equal(want.Timestamp) {
 			t.Errorf("%s: got %+v, %v; want seq %d, delivery %d, pending %d, time %s", m.Reply(), got, ok, want.Sequence.Stream, want.Sequence.Consumer, want.NumPending, want.Timestamp)
 		}
 	}

@@ -1,4 +1,4 @@
-package pipeline
+package source
 
 import (
 	"context"
@@ -25,20 +25,20 @@ func (m ackMsg) Reply() string {
 
 // orderedSource returns a source that keeps its consumer ordered, without one: the tests
 // below push messages themselves, and read the requests to recreate it from s.resets.
-func orderedSource(size int) *source {
+func orderedSource(size int) *Source {
 	reopen := func(context.Context, int, uint64) (jetstream.Consumer, error) { return nil, nil }
-	return newSource(nil, sourceOptions{cfg: config.Batch{Size: size}, log: slog.New(slog.DiscardHandler), reopen: reopen})
+	return newSource(nil, options{cfg: config.Batch{Size: size}, log: slog.New(slog.DiscardHandler), reopen: reopen})
 }
 
 // taken returns the stream sequences of the messages at hand.
-func taken(s *source) []uint64 {
+func taken(s *Source) []uint64 {
 	var seqs []uint64
 	for {
-		m, ok := s.next()
+		m, ok := s.Next()
 		if !ok {
 			return seqs
 		}
-		seqs = append(seqs, m.md.seq)
+		seqs = append(seqs, m.Meta.Seq)
 	}
 }
 

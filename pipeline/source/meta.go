@@ -1,4 +1,4 @@
-package pipeline
+package source
 
 import (
 	"strings"
@@ -7,27 +7,27 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// msgMeta is what the runtime reads of a source message's JetStream metadata.
-type msgMeta struct {
-	seq      uint64    // stream sequence
-	delivery uint64    // consumer (delivery) sequence
-	pending  uint64    // messages left for the consumer after this one
-	time     time.Time // when the stream stored it
+// Meta is what the runtime reads of a source message's JetStream metadata.
+type Meta struct {
+	Seq      uint64    // stream sequence
+	Delivery uint64    // consumer (delivery) sequence
+	Pending  uint64    // messages left for the consumer after this one
+	Time     time.Time // when the stream stored it
 }
 
-// metaOf returns m's metadata. It reads the acknowledgement subject in place, which the
+// MetaOf returns m's metadata. It reads the acknowledgement subject in place, which the
 // profile of `processor bench` showed worth it: jetstream's Metadata allocates and parses the
 // whole subject for every event (about 5% of jetfold's CPU). A subject of a form it does not
 // know goes to Metadata.
-func metaOf(m jetstream.Msg) (msgMeta, error) {
+func MetaOf(m jetstream.Msg) (Meta, error) {
 	if md, ok := parseAckSubject(m.Reply()); ok {
 		return md, nil
 	}
 	md, err := m.Metadata()
 	if err != nil {
-		return msgMeta{}, err
+		return Meta{}, err
 	}
-	return msgMeta{seq: md.Sequence.Stream, delivery: md.Sequence.Consumer, pending: md.NumPending, time: md.Timestamp}, nil
+	return Meta{Seq: md.Sequence.Stream, Delivery: md.Sequence.Consumer, Pending: md.NumPending, Time: md.Timestamp}, nil
 }
 
 // parseAckSubject reads the stream and delivery sequences, the time and the pending count
@@ -35,10 +35,10 @@ func metaOf(m jetstream.Msg) (msgMeta, error) {
 //
 //	$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>
 //	$JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>[.<token>...]
-func parseAckSubject(s string) (msgMeta, bool) {
+func parseAckSubject(s string) (Meta, bool) {
 	rest, ok := strings.CutPrefix(s, "$JS.ACK.")
 	if !ok {
-		return msgMeta{}, false
+		return Meta{}, false
 	}
 	// the 7 (first form) or at least 9 tokens after the prefix
 	var tok [9]string
@@ -60,23 +60,23 @@ func parseAckSubject(s string) (msgMeta, bool) {
 	case n == 9:
 		seq, dseq, ts, pending = tok[5], tok[6], tok[7], tok[8]
 	default:
-		return msgMeta{}, false
+		return Meta{}, false
 	}
-	md := msgMeta{}
+	md := Meta{}
 	var t uint64
-	if md.seq, ok = parseUint(seq); !ok {
-		return msgMeta{}, false
+	if md.Seq, ok = parseUint(seq); !ok {
+		return Meta{}, false
 	}
-	if md.delivery, ok = parseUint(dseq); !ok {
-		return msgMeta{}, false
+	if md.Delivery, ok = parseUint(dseq); !ok {
+		return Meta{}, false
 	}
 	if t, ok = parseUint(ts); !ok {
-		return msgMeta{}, false
+		return Meta{}, false
 	}
-	if md.pending, ok = parseUint(pending); !ok {
-		return msgMeta{}, false
+	if md.Pending, ok = parseUint(pending); !ok {
+		return Meta{}, false
 	}
-	md.time = time.Unix(0, int64(t))
+	md.Time = time.Unix(0, int64(t))
 	return md, true
 }
 

@@ -1,4 +1,4 @@
-package pipeline
+package state
 
 import (
 	"errors"
@@ -11,11 +11,11 @@ import (
 // that produced it is dead-lettered and the key keeps its last good value.
 var ErrStateTooLarge = errors.New("state over the KV value limit")
 
-// checkSize returns ErrStateTooLarge when the JSON of state is longer than limit. It measures
+// CheckSize returns ErrStateTooLarge when the JSON of state is longer than limit. It measures
 // exactly only when a cheap estimate (at most 6 times short: JSON escapes a byte in up to 6)
 // says the state could be that long, so small states cost a walk and no allocation. roomy
 // reports that the estimate alone settled it.
-func checkSize(state *operators.Record, limit int) (roomy bool, err error) {
+func CheckSize(state *operators.Record, limit int) (roomy bool, err error) {
 	if limit <= 0 || 6*state.EstimateJSON() <= limit {
 		return true, nil
 	}

@@ -1,4 +1,4 @@
-package pipeline
+package source
 
 import (
 	"context"
@@ -13,11 +13,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
-	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/config"
 )
 
-// source hands a consumer's messages to the processing loop, with their metadata read once.
+// Source hands a consumer's messages to the processing loop, with their metadata read once.
 // The consume callback appends them to a shared buffer; the loop takes the whole buffer at
 // once when it has used up what it took before, so a message costs an append under a lock
 // instead of a channel send and receive. The buffer holds at most the batch size: when it is
@@ -29,14 +28,14 @@ import (
 // (a gap in delivery sequences, a missed heartbeat, the consumer gone, a reconnect), it
 // recreates the consumer at the stream sequence after the last message it took. Messages of
 // the subscription it replaced are dropped (each subscription has a serial).
-type source struct {
-	sourceOptions
+type Source struct {
+	options
 	errs   chan error
 	status chan nats.Status // reconnects
 
 	mu      sync.Mutex
 	room    sync.Cond // broadcast when buf has room again or the serial changes
-	buf     []srcMsg
+	buf     []Msg
 	max     int
 	waiting int // pushes waiting for room
 	closed  bool
@@ -53,19 +52,21 @@ type source struct {
 	ctx      context.Context
 	cancel   context.CancelFunc // called by stop
 
-	local []srcMsg // taken from buf, read by the loop only
+	local []Msg // taken from buf, read by the loop only
 	at    int
+	// pending is what the consumer had left to deliver when it was opened.
+	pending uint64
 }
 
-// srcMsg is a message with its metadata (or the error of reading it).
-type srcMsg struct {
-	m   jetstream.Msg
-	md  msgMeta
-	err error
+// Msg is a message with its metadata (or the error of reading it).
+type Msg struct {
+	Msg  jetstream.Msg
+	Meta Meta
+	Err  error
 }
 
-// sourceOptions configures a source.
-type sourceOptions struct {
+// options configures a source.
+type options struct {
 	// reopen, set for an ordered source (limits retention), creates its consumer for the
 	// subscription serial (one name per serial, so that a retry finds what a lost reply
 	// created): at stream sequence next, or at the pipeline's start position when next is 0.
@@ -83,21 +84,26 @@ type sourceOptions struct {
 // errReconnected ends the run of a durable consumer after a lost connection.
 var errReconnected = errors.New("the connection was lost: the pipeline restarts from its checkpoint")
 
-func newSource(cons jetstream.Consumer, o sourceOptions) *source {
-	s := &source{
-		sourceOptions: o, cons: cons,
+func newSource(cons jetstream.Consumer, o options) *Source {
+	s := &Source{
+		options: o, cons: cons,
 		errs:    make(chan error, 1),
 		max:     o.cfg.Size,
 		ready:   make(chan struct{}, 1),
 		resets:  make(chan struct{}, 1),
 		stopped: make(chan struct{}),
 	}
+	if cons != nil {
+		s.pending = cons.CachedInfo().NumPending
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.room.L = &s.mu
 	return s
 }
 
-func (s *source) start() error {
+// Start starts consuming. Messages are then at hand through [Source.Next], and [Source.Ready]
+// has a token when the buffer goes from empty to not empty.
+func (s *Source) Start() error {
 	// Reconnects are watched from before the first pull: one in between could lose
 	// messages in transit with nothing to show it.
 	if s.conn != nil {
@@ -136,7 +142,7 @@ const pullBytes = 16 << 20
 const orderedHeartbeat = 5 * time.Second
 
 // consume starts a subscription of cons whose messages carry serial.
-func (s *source) consume(cons jetstream.Consumer, serial int) (jetstream.ConsumeContext, error) {
+func (s *Source) consume(cons jetstream.Consumer, serial int) (jetstream.ConsumeContext, error) {
 	limit := pullBytes
 	if s.conn != nil {
 		limit = max(limit, 2*int(s.conn.MaxPayload()))
@@ -167,7 +173,7 @@ func (s *source) consume(cons jetstream.Consumer, serial int) (jetstream.Consume
 // watch follows the connection's status until stop removes the listener: a durable source's
 // run ends at a lost connection; an ordered one recreates its consumer once reconnected, as
 // messages in transit may be lost with none after them to show the gap.
-func (s *source) watch(ch chan nats.Status) {
+func (s *Source) watch(ch chan nats.Status) {
 	for range ch {
 		if s.reopen == nil {
 			s.fail(errReconnected)
@@ -180,7 +186,7 @@ func (s *source) watch(ch chan nats.Status) {
 }
 
 // fail ends the run with err (the first one counts).
-func (s *source) fail(err error) {
+func (s *Source) fail(err error) {
 	select {
 	case s.errs <- err:
 	default:
@@ -188,7 +194,7 @@ func (s *source) fail(err error) {
 }
 
 // terminal tells whether a consume error ends the run (it restarts from the checkpoint).
-func (s *source) terminal(err error) bool {
+func (s *Source) terminal(err error) bool {
 	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, jetstream.ErrStreamNotFound) {
 		return true
 	}
@@ -203,8 +209,8 @@ func broken(err error) bool {
 }
 
 // push is the consume callback of subscription serial.
-func (s *source) push(serial int, m jetstream.Msg) {
-	md, err := metaOf(m)
+func (s *Source) push(serial int, m jetstream.Msg) {
+	md, err := MetaOf(m)
 	s.mu.Lock()
 	for !s.closed && serial == s.serial && len(s.buf) >= s.max {
 		s.waiting++
@@ -216,14 +222,14 @@ func (s *source) push(serial int, m jetstream.Msg) {
 		return // replaced: its successor starts after the last message taken
 	}
 	if s.reopen != nil && err == nil {
-		if md.delivery != s.dseq+1 {
+		if md.Delivery != s.dseq+1 {
 			s.resetLocked() // lost in transit: read again from the last one taken
 			s.mu.Unlock()
 			return
 		}
-		s.dseq, s.after = md.delivery, md.seq+1
+		s.dseq, s.after = md.Delivery, md.Seq+1
 	}
-	s.buf = append(s.buf, srcMsg{m: m, md: md, err: err})
+	s.buf = append(s.buf, Msg{Msg: m, Meta: md, Err: err})
 	first := len(s.buf) == 1
 	s.mu.Unlock()
 	if first {
@@ -236,7 +242,7 @@ func (s *source) push(serial int, m jetstream.Msg) {
 
 // resetLocked drops the current subscription's messages from now on and asks for the
 // consumer to be recreated. s.mu is held.
-func (s *source) resetLocked() {
+func (s *Source) resetLocked() {
 	s.serial++
 	s.dseq = 0
 	s.room.Broadcast() // a push of the old serial waiting for room returns
@@ -248,7 +254,7 @@ func (s *source) resetLocked() {
 
 // resetter recreates the consumer of an ordered source when asked, until stop. A failure is
 // retried with backoff: the connection may be down.
-func (s *source) resetter() {
+func (s *Source) resetter() {
 	for {
 		select {
 		case <-s.stopped:
@@ -286,7 +292,7 @@ func (s *source) resetter() {
 }
 
 // reopenOnce creates the consumer again after the last message taken, and consumes it.
-func (s *source) reopenOnce() error {
+func (s *Source) reopenOnce() error {
 	s.mu.Lock()
 	serial, next := s.serial, s.after
 	s.mu.Unlock()
@@ -314,7 +320,8 @@ func (s *source) reopenOnce() error {
 }
 
 // discard deletes the consumer of an ordered source that is not started, or failed to.
-func (s *source) discard() {
+// Discard releases a source that was not started, or failed to start: its consumer is deleted.
+func (s *Source) Discard() {
 	if s.reopen != nil {
 		s.deleteConsumer(s.cons)
 	}
@@ -322,7 +329,7 @@ func (s *source) discard() {
 
 // deleteConsumer removes a consumer an ordered source no longer reads; one left behind (the
 // connection is down) goes after its inactivity threshold.
-func (s *source) deleteConsumer(cons jetstream.Consumer) {
+func (s *Source) deleteConsumer(cons jetstream.Consumer) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := s.drop(ctx, cons.CachedInfo().Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -330,18 +337,18 @@ func (s *source) deleteConsumer(cons jetstream.Consumer) {
 	}
 }
 
-// next returns the next message at hand, false when there is none: then wait on s.ready.
-func (s *source) next() (srcMsg, bool) {
+// Next returns the next message at hand, false when there is none: then wait on [Source.Ready].
+func (s *Source) Next() (Msg, bool) {
 	if !s.refill() {
-		return srcMsg{}, false
+		return Msg{}, false
 	}
 	m := s.local[s.at]
 	s.at++
 	return m, true
 }
 
-// atHand returns up to n of the next messages at hand without taking them.
-func (s *source) atHand(n int) []srcMsg {
+// AtHand returns up to n of the next messages at hand without taking them.
+func (s *Source) AtHand(n int) []Msg {
 	if !s.refill() {
 		return nil
 	}
@@ -350,7 +357,7 @@ func (s *source) atHand(n int) []srcMsg {
 
 // refill takes the shared buffer when what was taken before is used up; false when there is
 // nothing at hand.
-func (s *source) refill() bool {
+func (s *Source) refill() bool {
 	if s.at < len(s.local) {
 		return true
 	}
@@ -367,8 +374,8 @@ func (s *source) refill() bool {
 	return true
 }
 
-// empty tells whether no message is at hand.
-func (s *source) empty() bool {
+// Empty tells whether no message is at hand.
+func (s *Source) Empty() bool {
 	if s.at < len(s.local) {
 		return false
 	}
@@ -377,7 +384,9 @@ func (s *source) empty() bool {
 	return len(s.buf) == 0
 }
 
-func (s *source) stop() {
+// Stop stops consuming and deletes an ordered source's consumer (synchronously, before the
+// process may exit).
+func (s *Source) Stop() {
 	s.mu.Lock()
 	s.closed = true
 	s.room.Broadcast()
@@ -409,48 +418,77 @@ const metaPipeline = "jetfold.pipeline"
 // processes left, in memory, on the server.
 const sourceInactiveThreshold = 30 * time.Second
 
-// openConsumer opens the source from the checkpoint.
+// ErrWorkQueue is returned by [Open] for a source stream with work-queue retention, which
+// deletes what is acknowledged, while a pipeline replays its source.
+var ErrWorkQueue = errors.New("source stream has work-queue retention")
+
+// Options configures [Open].
+type Options struct {
+	// Pipeline names the pipeline (in consumer names and descriptions).
+	Pipeline string
+	// Subjects filter the stream (all when empty).
+	Subjects []string
+	// After is the checkpoint: the source starts at the sequence after it, unless Initial.
+	After uint64
+	// Initial marks a pipeline that never committed: the source starts at Start.
+	Initial bool
+	// Start is where a pipeline that never committed starts (config.StartPos).
+	Start config.StartPos
+	// Batch bounds what the source holds at hand (Size) and, for a durable consumer, the
+	// unacknowledged messages.
+	Batch config.Batch
+	// Conn is watched for reconnects.
+	Conn *nats.Conn
+	// Logger receives the source's log lines.
+	Logger *slog.Logger
+}
+
+// Open opens the source of a pipeline on stream from its checkpoint; [Source.Start] starts
+// it, and [Source.Discard] releases one that is not started.
 //
 // On a stream with limits retention (the event-sourcing case) it is an ephemeral consumer: no
-// acknowledgements, its state in memory, kept ordered by the source (see [source]). The
+// acknowledgements, its state in memory, kept ordered by the source (see [Source]). The
 // checkpoint is the only position that counts, so acknowledgements would only cost the server
 // work for every message.
 //
 // On interest retention, where acknowledgements are what let the server remove messages, it
 // is a durable AckAll consumer, acknowledged after each commit. A new one is created at the
 // checkpoint before the previous run's is deleted: the stream never loses interest in what is
-// not committed. Work-queue retention is refused: it deletes what is acknowledged, and a
-// pipeline replays.
-func (r *Runner) openConsumer(ctx context.Context, stream jetstream.Stream, cp checkpoint.Checkpoint) (jetstream.Consumer, error) {
-	pc := r.p.Config
-	prefix := "jetfold_" + r.p.Name
+// not committed. Work-queue retention is refused ([ErrWorkQueue]): it deletes what is
+// acknowledged, and a pipeline replays.
+func Open(ctx context.Context, stream jetstream.Stream, o Options) (*Source, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	prefix := "jetfold_" + o.Pipeline
 	policy, seq, t := jetstream.DeliverAllPolicy, uint64(0), (*time.Time)(nil)
 	switch {
-	case !cp.Initial:
-		policy, seq = jetstream.DeliverByStartSequencePolicy, cp.Seq+1
-	case r.p.Start.Kind == "seq":
-		policy, seq = jetstream.DeliverByStartSequencePolicy, max(r.p.Start.Seq, 1)
-	case r.p.Start.Kind == "time":
-		start := r.p.Start.Time
+	case !o.Initial:
+		policy, seq = jetstream.DeliverByStartSequencePolicy, o.After+1
+	case o.Start.Kind == config.StartSeq:
+		policy, seq = jetstream.DeliverByStartSequencePolicy, max(o.Start.Seq, 1)
+	case o.Start.Kind == config.StartTime:
+		start := o.Start.Time
 		policy, t = jetstream.DeliverByStartTimePolicy, &start
 	}
+	name := stream.CachedInfo().Config.Name
+	opts := options{conn: o.Conn, cfg: o.Batch, log: log}
 	switch stream.CachedInfo().Config.Retention {
 	case jetstream.WorkQueuePolicy:
-		return nil, fmt.Errorf("%w: source stream %s has work-queue retention, which deletes what is acknowledged; a pipeline replays its source: use limits or interest retention",
-			ErrStopped, pc.Source.Stream)
+		return nil, fmt.Errorf("%w: %s deletes what is acknowledged; a pipeline replays its source: use limits or interest retention", ErrWorkQueue, name)
 	case jetstream.LimitsPolicy:
-		r.acks = false
 		// A durable of an earlier version (named after the pipeline) is no longer used.
 		if err := stream.DeleteConsumer(ctx, prefix); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return nil, fmt.Errorf("delete consumer %s: %w", prefix, err)
 		}
-		// Ephemeral and unacknowledged, ordered by the source (see source), which creates it
+		// Ephemeral and unacknowledged, ordered by the source (see Source), which creates it
 		// again after the last message taken when delivery breaks.
-		name := prefix + "_" + nuid.Next()
+		cname := prefix + "_" + nuid.Next()
 		consumerAt := func(serial int, next uint64) jetstream.ConsumerConfig {
 			c := jetstream.ConsumerConfig{
-				Name:          name + "_" + strconv.Itoa(serial),
-				Description:   "jetfold pipeline " + r.p.Name,
+				Name:          cname + "_" + strconv.Itoa(serial),
+				Description:   "jetfold pipeline " + o.Pipeline,
 				DeliverPolicy: policy, OptStartSeq: seq, OptStartTime: t,
 				AckPolicy:         jetstream.AckNonePolicy,
 				MemoryStorage:     true,
@@ -460,34 +498,31 @@ func (r *Runner) openConsumer(ctx context.Context, stream jetstream.Stream, cp c
 			if next > 0 {
 				c.DeliverPolicy, c.OptStartSeq, c.OptStartTime = jetstream.DeliverByStartSequencePolicy, next, nil
 			}
-			setFilter(&c, pc.Source.Subjects)
+			setFilter(&c, o.Subjects)
 			return c
 		}
-		r.ordered = sourceOptions{
-			reopen: func(ctx context.Context, serial int, next uint64) (jetstream.Consumer, error) {
-				return stream.CreateConsumer(ctx, consumerAt(serial, next))
-			},
-			drop: stream.DeleteConsumer,
+		opts.reopen = func(ctx context.Context, serial int, next uint64) (jetstream.Consumer, error) {
+			return stream.CreateConsumer(ctx, consumerAt(serial, next))
 		}
+		opts.drop = stream.DeleteConsumer
 		cons, err := stream.CreateConsumer(ctx, consumerAt(0, 0))
 		if err != nil {
-			return nil, fmt.Errorf("create consumer on %s: %w", pc.Source.Stream, err)
+			return nil, fmt.Errorf("create consumer on %s: %w", name, err)
 		}
-		return cons, nil
+		return newSource(cons, opts), nil
 	}
-	r.acks = true
 	cc := jetstream.ConsumerConfig{
 		Durable:       prefix + "_" + nuid.Next(),
-		Description:   "jetfold pipeline " + r.p.Name,
-		Metadata:      map[string]string{metaPipeline: r.p.Name},
+		Description:   "jetfold pipeline " + o.Pipeline,
+		Metadata:      map[string]string{metaPipeline: o.Pipeline},
 		DeliverPolicy: policy, OptStartSeq: seq, OptStartTime: t,
 		AckPolicy: jetstream.AckAllPolicy,
 		AckWait:   2 * time.Minute,
 		// Unacknowledged messages are a batch in hand plus the one committing.
-		MaxAckPending: 2*max(pc.Batch.CatchUp.Size, pc.Batch.Size) + 1000,
+		MaxAckPending: 2*max(o.Batch.CatchUp.Size, o.Batch.Size) + 1000,
 		MaxDeliver:    -1,
 	}
-	setFilter(&cc, pc.Source.Subjects)
+	setFilter(&cc, o.Subjects)
 	cons, err := stream.CreateConsumer(ctx, cc)
 	if err != nil {
 		return nil, fmt.Errorf("create consumer %s: %w", cc.Durable, err)
@@ -497,20 +532,20 @@ func (r *Runner) openConsumer(ctx context.Context, stream jetstream.Stream, cp c
 	old := []string{prefix}
 	list := stream.ListConsumers(ctx)
 	for info := range list.Info() {
-		if info.Config.Metadata[metaPipeline] == r.p.Name && info.Name != cc.Durable {
+		if info.Config.Metadata[metaPipeline] == o.Pipeline && info.Name != cc.Durable {
 			old = append(old, info.Name)
 		}
 	}
 	if err := list.Err(); err != nil {
-		r.log.Warn("could not list the earlier consumers; the next start deletes them", "stream", pc.Source.Stream, "err", err)
-		return cons, nil
+		log.Warn("could not list the earlier consumers; the next start deletes them", "stream", name, "err", err)
+		return newSource(cons, opts), nil
 	}
-	for _, name := range old {
-		if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			r.log.Warn("could not delete an earlier consumer; the next start does", "consumer", name, "err", err)
+	for _, n := range old {
+		if err := stream.DeleteConsumer(ctx, n); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			log.Warn("could not delete an earlier consumer; the next start does", "consumer", n, "err", err)
 		}
 	}
-	return cons, nil
+	return newSource(cons, opts), nil
 }
 
 // setFilter sets the subjects c reads (all when none).
@@ -523,3 +558,17 @@ func setFilter(c *jetstream.ConsumerConfig, subjects []string) {
 		c.FilterSubjects = subjects
 	}
 }
+
+// Ready has a token when messages are at hand after none were.
+func (s *Source) Ready() <-chan struct{} { return s.ready }
+
+// Errs delivers the error that ends the run: a consumer that cannot be recreated, a lost
+// connection of a durable consumer.
+func (s *Source) Errs() <-chan error { return s.errs }
+
+// Acks tells whether the source must be acknowledged after each commit (a durable consumer
+// of an interest-retention stream; AckAll on the last message of a batch).
+func (s *Source) Acks() bool { return s.reopen == nil }
+
+// Pending is the number of messages the consumer had left to deliver when it was opened.
+func (s *Source) Pending() uint64 { return s.pending }

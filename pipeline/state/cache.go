@@ -1,4 +1,4 @@
-package pipeline
+package state
 
 import (
 	"hash/maphash"
@@ -30,8 +30,8 @@ type entry struct {
 // cache is a bounded LRU of per-key state for one pipeline, over all its projections.
 // Dirty entries, and entries whose commit is in flight, are never evicted: they are out of
 // the LRU list until their commit ends. When they alone fill the cache, the batch in hand is
-// committed, and the next one waits for that commit before it takes a second event (see
-// runOnce), so the cache stays within its bound plus the keys of one event.
+// committed, and the next one waits for that commit before it takes a second event (the
+// pipeline's loop), so the cache stays within its bound plus the keys of one event.
 type cache struct {
 	max    int
 	byProj map[string]map[string]*entry // projection -> key -> entry
@@ -121,7 +121,7 @@ func (c *cache) seal(fn func(e *entry)) {
 
 // committed is called, on the processing goroutine, when the commit of writes has ended:
 // their entries become evictable again, unless the next batch changed them meanwhile.
-func (c *cache) committed(writes []pendingWrite) {
+func (c *cache) committed(writes []Write) {
 	for _, w := range writes {
 		e := w.e
 		if e.committing--; e.committing == 0 && !e.dirty {
@@ -156,9 +156,6 @@ func newEntry(proj, key string) *entry {
 	e.Handle = e
 	return e
 }
-
-// subject returns the KV subject of e.
-func (e *entry) subject() string { return e.subj }
 
 func (c *cache) touch(e *entry) {
 	if c.head.next != e {

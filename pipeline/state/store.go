@@ -1,0 +1,326 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/pipeline/decode"
+	"github.com/jetfold/jetfold/streams"
+)
+
+// Headers of a projection value. The value itself is the state as a plain JSON object; what
+// jetfold needs to stay exactly-once travels in these headers.
+const (
+	// HeaderSeq is the last source sequence applied to the key.
+	HeaderSeq = "Jetfold-Seq"
+	// HeaderTime is the newest event time applied to the key (RFC3339Nano).
+	HeaderTime = "Jetfold-Time"
+	// HeaderWriter names the process that wrote the value.
+	HeaderWriter = "Jetfold-Writer"
+)
+
+// ErrUnavailable wraps the failures to read state from NATS: they restart the pipeline from
+// its checkpoint rather than dead-letter the event that needed the state.
+var ErrUnavailable = errors.New("state unavailable")
+
+// Options configures [New].
+type Options struct {
+	// MaxKeys bounds the cache (see [Store]).
+	MaxKeys int
+	// Shapes are the record shapes of the projections' states.
+	Shapes map[string]*operators.Shape
+	// InPlace lets folds change a key's state in place (see operators.Entry.Owned).
+	InPlace bool
+}
+
+// Store is the state of one pipeline's projections: a bounded LRU cache of per-key states
+// over their KV buckets. A miss reads the key's last value from its bucket (a direct get),
+// unless the store knows the bucket holds no such key. Keys a batch changed stay in the cache
+// until their commit ends (see [Store.Seal] and [Store.Committed]). A Store is used by the
+// pipeline's processing goroutine only.
+type Store struct {
+	o       Options
+	cache   *cache
+	buckets map[string]jetstream.Stream
+	reads   int // reads on demand (by Get)
+
+	miss []*entry // scratch of ReadAhead
+	seen map[[2]string]struct{}
+}
+
+// New returns an empty store; [Store.Open] opens its projections.
+func New(o Options) *Store {
+	return &Store{o: o, cache: newCache(o.MaxKeys), buckets: map[string]jetstream.Stream{}}
+}
+
+// Open opens (creating when missing) the bucket of projection proj. The store learns whether
+// the bucket is empty: then it knows every key that exists is one it wrote, and a miss of
+// another key needs no read.
+func (s *Store) Open(ctx context.Context, js jetstream.JetStream, proj string) error {
+	if _, err := streams.EnsureBucket(ctx, js, proj); err != nil {
+		return err
+	}
+	st, err := js.Stream(ctx, streams.KVStream(proj))
+	if err != nil {
+		return fmt.Errorf("projection %s: %w", proj, err)
+	}
+	s.buckets[proj] = st
+	if st.CachedInfo().State.Msgs == 0 {
+		s.Track(proj)
+	}
+	return nil
+}
+
+// Track tells the store that the bucket of proj is empty: the keys that exist are those it
+// writes (tests and benchmarks use it without a bucket).
+func (s *Store) Track(proj string) { s.cache.track(proj) }
+
+// ValueLimit returns the largest state the projections' buckets accept from a server whose
+// payload limit is maxPayload: 1 KiB less for the headers, and no more than a bucket's own
+// max_value_size allows (a state over it is a dead letter, not a write refused at every
+// commit).
+func (s *Store) ValueLimit(maxPayload int) int {
+	limit := maxPayload - 1024
+	for _, st := range s.buckets {
+		if m := int(st.CachedInfo().Config.MaxMsgSize); m > 0 {
+			limit = min(limit, m-min(1024, m/2))
+		}
+	}
+	return limit
+}
+
+// Get implements [operators.Store] over the cache.
+func (s *Store) Get(ctx context.Context, proj, key string) (*operators.Entry, error) {
+	if e, ok := s.cache.get(proj, key); ok {
+		return &e.Entry, nil
+	}
+	e := newEntry(proj, key)
+	if !s.cache.absent(proj, key) {
+		s.reads++
+		if err := s.load(ctx, e); err != nil {
+			return nil, err
+		}
+	}
+	s.cache.put(e)
+	return &e.Entry, nil
+}
+
+// Reads returns how many keys Get has read from KV so far.
+func (s *Store) Reads() int { return s.reads }
+
+// Apply moves a write an operator staged into the cache: the key's entry takes the new state
+// and is dirty until the batch is sealed.
+func (s *Store) Apply(w operators.Write) {
+	// The fold read the key through Get, which handed out the entry's own operators.Entry.
+	var e *entry
+	if w.Entry != nil {
+		e, _ = w.Entry.Handle.(*entry)
+	}
+	if e == nil {
+		panic(fmt.Sprintf("state: a write to %s/%s of an entry this store did not hand out", w.Projection, w.Key))
+	}
+	// The fold made the state a copy of the entry's own, or changed the entry's own.
+	e.State, e.Seq, e.Time, e.Owned, e.Roomy = w.State, w.Seq, w.Time, s.o.InPlace, w.Roomy
+	s.cache.markDirty(e)
+}
+
+// Write is a key's state as sealed for a commit. The entry may change while the commit runs
+// (the next batch is processed meanwhile); the commit writes these values.
+type Write struct {
+	e     *entry
+	State *operators.Record
+	Seq   uint64
+	Time  time.Time
+}
+
+// Projection returns the projection w writes.
+func (w Write) Projection() string { return w.e.proj }
+
+// Key returns the key w writes.
+func (w Write) Key() string { return w.e.key }
+
+// Msg returns the KV message of w: the state as JSON with its headers, and the revision the
+// key was read or last written at as the expected last subject sequence, so that a value
+// written by anyone else since makes the write fail (fencing). writer names the commit.
+func (w Write) Msg(writer string) (*nats.Msg, error) {
+	data, err := w.State.AppendJSON(nil)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s/%s: %w", w.e.proj, w.e.key, err)
+	}
+	h := nats.Header{}
+	h[jetstream.ExpectedLastSubjSeqHeader] = []string{strconv.FormatUint(w.e.rev, 10)}
+	h[HeaderSeq] = []string{strconv.FormatUint(w.Seq, 10)}
+	if !w.Time.IsZero() {
+		h[HeaderTime] = []string{w.Time.UTC().Format(time.RFC3339Nano)}
+	}
+	h[HeaderWriter] = []string{writer}
+	return &nats.Msg{Subject: w.e.subj, Data: data, Header: h}, nil
+}
+
+// Written records the revision the key was written at, for the next write's fencing. It runs
+// on the committing goroutine, while the processing goroutine does not touch the revision.
+func (w Write) Written(rev uint64) { w.e.rev = rev }
+
+// Seal appends the keys changed since the last seal to ws, as writes for a commit, so that
+// the next batch can be processed (and change the same keys) while they are committed. Their
+// entries stay in the cache until [Store.Committed].
+func (s *Store) Seal(ws []Write) []Write {
+	s.cache.seal(func(e *entry) {
+		ws = append(ws, Write{e: e, State: e.State, Seq: e.Seq, Time: e.Time})
+	})
+	return ws
+}
+
+// Committed is called, on the processing goroutine, when the commit of ws has ended: their
+// entries become evictable again, unless the next batch changed them meanwhile.
+func (s *Store) Committed(ws []Write) { s.cache.committed(ws) }
+
+// Shrink evicts the least recently used evictable keys until the cache is within its bound. It
+// runs between events, never while an event holds entries.
+func (s *Store) Shrink() { s.cache.shrink() }
+
+// Over tells whether the cache is over its bound with nothing left to evict: only a commit
+// can make room.
+func (s *Store) Over() bool { return s.cache.over() }
+
+// Len returns the number of keys cached.
+func (s *Store) Len() int { return s.cache.len() }
+
+// MaxKeys returns the cache's bound.
+func (s *Store) MaxKeys() int { return s.cache.max }
+
+// Key is a key of a projection.
+type Key struct{ Projection, Key string }
+
+// readAheadWorkers is how many reads ahead are in flight at once.
+const readAheadWorkers = 32
+
+// ReadAhead reads the committed state of those of keys that the cache lacks and whose bucket
+// may hold them, many at once, and puts them in the cache; at most room of them. A failed
+// read is left to Get, which retries it. It returns the number of keys read.
+func (s *Store) ReadAhead(ctx context.Context, keys []Key, room int) int {
+	s.miss = s.miss[:0]
+	if s.seen == nil {
+		s.seen = map[[2]string]struct{}{}
+	}
+	clear(s.seen)
+	for _, k := range keys {
+		if len(s.miss) >= room {
+			break
+		}
+		pk := [2]string{k.Projection, k.Key}
+		if _, dup := s.seen[pk]; dup || s.cache.has(k.Projection, k.Key) || s.cache.absent(k.Projection, k.Key) {
+			continue
+		}
+		s.seen[pk] = struct{}{}
+		s.miss = append(s.miss, newEntry(k.Projection, k.Key))
+	}
+	if len(s.miss) == 0 {
+		return 0
+	}
+	loaded := make([]bool, len(s.miss))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(len(s.miss), readAheadWorkers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(s.miss) {
+					return
+				}
+				loaded[i] = s.load(ctx, s.miss[i]) == nil
+			}
+		}()
+	}
+	wg.Wait()
+	n := 0
+	for i, e := range s.miss {
+		if loaded[i] && !s.cache.has(e.proj, e.key) {
+			s.cache.put(e)
+			n++
+		}
+	}
+	clear(s.miss)
+	s.cache.shrink() // between events: no entry is in use
+	return n
+}
+
+// readRetryFor is about how long a KV read is retried while the connection is down.
+const readRetryFor = 5 * time.Second
+
+// disconnected tells whether err is the client's connection being down (reconnecting).
+func disconnected(err error) bool {
+	return errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionReconnecting)
+}
+
+// load reads e's committed value.
+func (s *Store) load(ctx context.Context, e *entry) error {
+	st, ok := s.buckets[e.proj]
+	if !ok {
+		return fmt.Errorf("%w: projection %s not opened", ErrUnavailable, e.proj)
+	}
+	msg, err := st.GetLastMsgForSubject(ctx, e.subj)
+	for wait := 10 * time.Millisecond; disconnected(err) && wait < readRetryFor; wait *= 2 {
+		// A read is safe to repeat: wait for the client to reconnect rather than restart
+		// the pipeline and lose the batch in hand.
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: read %s/%s: %v", ErrUnavailable, e.proj, e.key, err)
+		case <-time.After(wait):
+		}
+		msg, err = st.GetLastMsgForSubject(ctx, e.subj)
+	}
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: read %s/%s: %v", ErrUnavailable, e.proj, e.key, err)
+	}
+	e.rev = msg.Sequence
+	meta := ReadMeta(msg.Header)
+	if meta.Deleted {
+		return nil
+	}
+	m, err := decode.State(msg.Data)
+	if err != nil {
+		return fmt.Errorf("%w: value of %s/%s is not a JSON object: %v", ErrUnavailable, e.proj, e.key, err)
+	}
+	e.State, e.Seq, e.Time, e.Owned, e.Roomy = operators.NewRecord(s.o.Shapes[e.proj], m), meta.Seq, meta.Time, s.o.InPlace, false
+	return nil
+}
+
+// Meta is what the headers of a projection value say.
+type Meta struct {
+	// Deleted is set for a KV delete or purge marker.
+	Deleted bool
+	// Seq is Jetfold-Seq (0 for a value jetfold did not write).
+	Seq uint64
+	// Time is Jetfold-Time (zero when absent).
+	Time time.Time
+}
+
+// ReadMeta reads the metadata of a projection value from its headers.
+func ReadMeta(h nats.Header) Meta {
+	var m Meta
+	if op := h.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+		m.Deleted = true
+	}
+	if v := h.Get(HeaderSeq); v != "" {
+		m.Seq, _ = strconv.ParseUint(v, 10, 64)
+	}
+	if v := h.Get(HeaderTime); v != "" {
+		m.Time, _ = time.Parse(time.RFC3339Nano, v)
+	}
+	return m
+}
