@@ -16,6 +16,7 @@ import (
 	"github.com/jetfold/jetfold/api"
 	"github.com/jetfold/jetfold/internal/natstest"
 	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/pipeline/state"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -29,7 +30,7 @@ func TestEndpoints(t *testing.T) {
 	}
 	m := nats.NewMsg(streams.KVSubject("carts", streams.EncodeKey("user 1")))
 	m.Data = []byte(`{"items":2}`)
-	m.Header.Set(pipeline.HeaderSeq, "7")
+	m.Header.Set(state.HeaderSeq, "7")
 	if _, err := js.PublishMsg(ctx, m); err != nil {
 		t.Fatal(err)
 	}

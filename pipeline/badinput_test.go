@@ -13,6 +13,7 @@ import (
 
 	"github.com/jetfold/jetfold/internal/natstest"
 	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/pipeline/commit"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -84,7 +85,7 @@ func TestBadInput(t *testing.T) {
 	dl := natstest.ReadAll(t, js, streams.DLQStream, "")
 	bySeq := map[string]string{}
 	for _, m := range dl {
-		bySeq[m.Headers().Get(pipeline.HeaderSourceSeq)] = m.Headers().Get(pipeline.HeaderError)
+		bySeq[m.Headers().Get(commit.HeaderSourceSeq)] = m.Headers().Get(commit.HeaderError)
 	}
 	for i, r := range rows {
 		seq := fmt.Sprint(i + 1)

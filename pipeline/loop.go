@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jetfold/jetfold/checkpoint"
+	"github.com/jetfold/jetfold/pipeline/commit"
 )
 
 // job is a commit running on its own goroutine.
@@ -263,10 +264,37 @@ func (r *Runner) startCommit(ctx context.Context, b *batch) *job {
 		}
 	})
 	go func() {
+		began := time.Now()
 		defer close(j.done)
 		defer cancel()
 		defer stop()
-		j.err = r.commit(wctx, b)
+		res, err := r.committer.Commit(wctx, commit.Batch{Outputs: b.outputs, Writes: b.writes, LastSeq: b.lastSeq, Ack: b.ackMsg})
+		if j.err = err; err == nil && b.lastSeq > 0 {
+			r.report(b, time.Since(began), res)
+		}
 	}()
 	return j
+}
+
+// report updates the metrics and calls OnCommit after a commit.
+func (r *Runner) report(b *batch, d time.Duration, res commit.Result) {
+	name := r.p.Name
+	r.m.Refused.WithLabelValues(name).Add(float64(res.Refused))
+	r.m.CommitDuration.WithLabelValues(name).Observe(d.Seconds())
+	r.m.Checkpoint.WithLabelValues(name).Set(float64(b.lastSeq))
+	r.m.Pending.WithLabelValues(name).Set(float64(b.pending))
+	r.m.Emitted.WithLabelValues(name).Add(float64(b.emitted))
+	for i, n := range b.counts {
+		if n > 0 {
+			r.m.Events.WithLabelValues(name, result(i).String()).Add(float64(n))
+		}
+	}
+	if !b.oldest.IsZero() {
+		r.m.Latency.WithLabelValues(name).Observe(time.Since(b.oldest).Seconds())
+	}
+	r.total += b.events()
+	if r.o.OnCommit != nil {
+		r.o.OnCommit(CommitInfo{Pipeline: name, Seq: b.lastSeq, Events: b.events(), Total: r.total,
+			Pending: b.pending, Keys: len(b.writes), Outputs: res.Outputs, Duration: d})
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/internal/natstest"
 	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/pipeline/commit"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -227,7 +228,7 @@ func TestOnError(t *testing.T) {
 		}
 		for i, wantSeq := range []string{"2", "4"} {
 			h := dl[i].Headers()
-			if h.Get(pipeline.HeaderSourceSeq) != wantSeq || h.Get(pipeline.HeaderError) == "" || dl[i].Subject() != "_jetfold.dlq.counter" {
+			if h.Get(commit.HeaderSourceSeq) != wantSeq || h.Get(commit.HeaderError) == "" || dl[i].Subject() != "_jetfold.dlq.counter" {
 				t.Errorf("dead letter %d: subject %s headers %v", i, dl[i].Subject(), h)
 			}
 		}

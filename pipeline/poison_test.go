@@ -19,6 +19,7 @@ import (
 
 	"github.com/jetfold/jetfold/internal/natstest"
 	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/pipeline/commit"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -239,14 +240,14 @@ func TestPoisonCorpus(t *testing.T) {
 		if size := len(m.Data()) + headerBytes(h); size > poisonPayload {
 			t.Errorf("dead letter %s: %d bytes, over the payload limit", h.Get("Nats-Msg-Id"), size)
 		}
-		if h.Get(pipeline.HeaderError) == "" {
-			t.Errorf("dead letter %s without %s", h.Get("Nats-Msg-Id"), pipeline.HeaderError)
+		if h.Get(commit.HeaderError) == "" {
+			t.Errorf("dead letter %s without %s", h.Get("Nats-Msg-Id"), commit.HeaderError)
 		}
-		seq, _ := strconv.ParseUint(h.Get(pipeline.HeaderSourceSeq), 10, 64)
+		seq, _ := strconv.ParseUint(h.Get(commit.HeaderSourceSeq), 10, 64)
 		switch {
 		case m.Subject() == streams.DLQSubject("counter"):
 			counterDead = append(counterDead, m)
-		case h.Get(pipeline.HeaderEmitSubject) != "":
+		case h.Get(commit.HeaderEmitSubject) != "":
 			refused[seq] = append(refused[seq], m)
 		default:
 			dead[seq] = append(dead[seq], m)
@@ -262,7 +263,7 @@ func TestPoisonCorpus(t *testing.T) {
 		d := dead[seq]
 		var got []string
 		for _, m := range d {
-			got = append(got, m.Headers().Get(pipeline.HeaderError))
+			got = append(got, m.Headers().Get(commit.HeaderError))
 		}
 		switch r.want {
 		case deadLetter:
@@ -278,23 +279,23 @@ func TestPoisonCorpus(t *testing.T) {
 			}
 			h := d[0].Headers()
 			if headerBytes(src.Header) > 32*1024 {
-				if h.Get(pipeline.HeaderDropped) == "" || h.Get("X-Big") != "" {
-					t.Errorf("%s: headers over the bound kept, or %s missing", r.name, pipeline.HeaderDropped)
+				if h.Get(commit.HeaderDropped) == "" || h.Get("X-Big") != "" {
+					t.Errorf("%s: headers over the bound kept, or %s missing", r.name, commit.HeaderDropped)
 				}
 				src.Header = nil
 			}
 			for k, v := range src.Header {
 				name := k
 				if strings.HasPrefix(strings.ToLower(k), "nats-") {
-					name = pipeline.HeaderPrefix + k
+					name = commit.HeaderPrefix + k
 				}
 				if h.Get(name) != v[0] {
 					t.Errorf("%s: dead letter header %s = %q, want %q", r.name, name, h.Get(name), v[0])
 				}
 			}
 			switch {
-			case r.truncated && h.Get(pipeline.HeaderTruncated) != strconv.Itoa(len(r.data)):
-				t.Errorf("%s: %s = %q, want %d", r.name, pipeline.HeaderTruncated, h.Get(pipeline.HeaderTruncated), len(r.data))
+			case r.truncated && h.Get(commit.HeaderTruncated) != strconv.Itoa(len(r.data)):
+				t.Errorf("%s: %s = %q, want %d", r.name, commit.HeaderTruncated, h.Get(commit.HeaderTruncated), len(r.data))
 			case r.truncated && !strings.HasPrefix(r.data, string(d[0].Data())):
 				t.Errorf("%s: truncated payload is not a prefix of the event's", r.name)
 			case !r.truncated && string(d[0].Data()) != r.data:

@@ -3,13 +3,14 @@ package pipeline
 import (
 	"errors"
 	"fmt"
-	"strconv"
+	"regexp"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/pipeline/commit"
 	"github.com/jetfold/jetfold/pipeline/decode"
 	"github.com/jetfold/jetfold/pipeline/source"
 	"github.com/jetfold/jetfold/pipeline/state"
@@ -123,7 +124,7 @@ func (r *Runner) processMsg(b *batch, sm source.Msg) error {
 			b.stopErr = fmt.Errorf("%w: seq %d: %v", ErrStopped, seq, err)
 			return nil // not taken into the batch: the checkpoint stays before it
 		default:
-			b.outputs = append(b.outputs, r.deadLetter(m, seq, err))
+			b.outputs = append(b.outputs, commit.DeadLetter(r.p.Name, m, seq, err, r.maxPayload))
 			b.counts[resultDeadLetter]++
 			r.logFirst(err, seq, m.Subject())
 		}
@@ -205,8 +206,8 @@ func (r *Runner) processOne(ev *operators.Event, m jetstream.Msg, seq uint64, ts
 	}
 	for _, o := range ev.Outputs {
 		// The headers of derived: ids, the key, the type, fixed names and values.
-		if n := len(o.Data) + 2*len(r.p.Name) + len(ev.Key) + len(o.Type) + 320; n > r.maxPayload-headerSlack {
-			return false, fmt.Errorf("derived event for %s: %d bytes with its headers, limit %d: %w", o.Subject, n, r.maxPayload-headerSlack, ErrTooLarge)
+		if n := len(o.Data) + 2*len(r.p.Name) + len(ev.Key) + len(o.Type) + 320; n > r.maxPayload-commit.HeaderSlack {
+			return false, fmt.Errorf("derived event for %s: %d bytes with its headers, limit %d: %w", o.Subject, n, r.maxPayload-commit.HeaderSlack, ErrTooLarge)
 		}
 	}
 	for i := range ev.Writes {
@@ -230,6 +231,10 @@ func (r *Runner) processOne(ev *operators.Event, m jetstream.Msg, seq uint64, ts
 	return true, nil
 }
 
+// seal takes the batch's dirty keys out of the cache into b.writes, so that the next batch
+// can be processed (and change the same keys) while b is committed.
+func (r *Runner) seal(b *batch) { b.writes = r.store.Seal(b.writes) }
+
 // apply moves an event's staged effects into the cache and the batch.
 func (r *Runner) apply(ev *operators.Event, b *batch) {
 	switch {
@@ -244,28 +249,32 @@ func (r *Runner) apply(ev *operators.Event, b *batch) {
 		r.store.Apply(w)
 	}
 	for n, o := range ev.Outputs {
-		b.outputs = append(b.outputs, derived(r.p.Name, ev, n, o))
+		b.outputs = append(b.outputs, commit.Derived(r.p.Name, ev, n, o))
 		b.emitted++
 	}
 }
 
-// MsgID returns the deterministic Nats-Msg-Id of the n-th derived event of source sequence seq.
-func MsgID(pipeline string, seq uint64, n int) string {
-	return pipeline + ":" + strconv.FormatUint(seq, 10) + ":" + strconv.Itoa(n)
-}
+// maxReasonKinds bounds the kinds of dead-letter reasons a runner remembers to log once each.
+const maxReasonKinds = 64
 
-// derived builds the message of a derived event: CloudEvents binary mode.
-func derived(pipeline string, ev *operators.Event, n int, o operators.Output) *nats.Msg {
-	id := MsgID(pipeline, ev.Seq, n)
-	h := nats.Header{}
-	h.Set(jetstream.MsgIDHeader, id)
-	h.Set("ce-specversion", "1.0")
-	h.Set("ce-id", id)
-	h.Set("ce-type", o.Type)
-	h.Set("ce-source", "jetfold/"+pipeline)
-	h.Set("ce-subject", ev.Key)
-	h.Set("ce-time", ev.Time.UTC().Format(time.RFC3339Nano))
-	h.Set("content-type", "application/json")
-	h.Set("Jetfold-Source-Seq", strconv.FormatUint(ev.Seq, 10))
-	return &nats.Msg{Subject: o.Subject, Data: o.Data, Header: h}
+// variable matches what differs between two reasons of one kind: quoted values and numbers.
+var variable = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|\d+`)
+
+// logFirst logs the first dead letter of each kind of reason (its reason with quoted values
+// and numbers left out), with its source sequence and subject, so that a pipeline that
+// dead-letters every event says why once, not per event.
+func (r *Runner) logFirst(cause error, seq uint64, subject string) {
+	kind := variable.ReplaceAllString(cause.Error(), "_")
+	if _, seen := r.reasons[kind]; seen || len(r.reasons) > maxReasonKinds {
+		return
+	}
+	if r.reasons == nil {
+		r.reasons = map[string]struct{}{}
+	}
+	r.reasons[kind] = struct{}{}
+	if len(r.reasons) > maxReasonKinds {
+		r.log.Warn("more kinds of dead letters than are logged: see processor dlq list", "logged", maxReasonKinds)
+		return
+	}
+	r.log.Warn("dead letter (the first of this reason; later ones are not logged)", "reason", cause.Error(), "seq", seq, "subject", subject)
 }

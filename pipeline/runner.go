@@ -12,6 +12,7 @@ import (
 	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/pipeline/commit"
 	"github.com/jetfold/jetfold/pipeline/decode"
 	"github.com/jetfold/jetfold/pipeline/source"
 	"github.com/jetfold/jetfold/pipeline/state"
@@ -54,7 +55,7 @@ type Options struct {
 	// other processes stand by and take over when the holder dies.
 	Leases *checkpoint.Leases
 	// OutputStreams are the streams derived events may go to (the declared streams); after a
-	// crash they are read back so that nothing is published twice (see recoverPublished).
+	// crash they are read back so that nothing is published twice (see commit.Committer.Recover).
 	OutputStreams []string
 	// MaxStandby bounds how long Run stands by while another process holds the pipeline's
 	// lease (0: for ever); then Run returns checkpoint.ErrHeld.
@@ -94,7 +95,7 @@ type Runner struct {
 	// set up by start, reset by every restart
 	store      *state.Store
 	cps        *checkpoint.Store
-	checkpoint checkpoint.Checkpoint
+	committer  *commit.Committer
 	exec       operators.Exec
 	lastSeq    uint64 // highest source sequence taken into a batch
 	total      int
@@ -107,11 +108,7 @@ type Runner struct {
 	pub    jetstream.JetStream
 	health Health
 	// reasons are the kinds of dead-letter reasons logged so far (see logFirst).
-	reasons map[string]struct{}
-	// published holds the ids of the messages published after the checkpoint by an earlier
-	// run that did not commit; publishedMax is the highest source sequence among them.
-	published    map[string]struct{}
-	publishedMax uint64
+	reasons      map[string]struct{}
 	ev           operators.Event // reused for every event
 	committed    bool            // runOnce committed at least one batch
 	dec          *decode.Decoder
@@ -193,7 +190,7 @@ func (r *Runner) run(ctx context.Context) error {
 		}
 		switch {
 		case errors.Is(err, errCaughtUp):
-			r.log.Info("caught up with the end of the stream", "checkpoint", r.checkpoint.Seq)
+			r.log.Info("caught up with the end of the stream", "checkpoint", r.committer.Checkpoint().Seq)
 			return nil
 		case err == nil || ctx.Err() != nil:
 			return nil
@@ -277,10 +274,14 @@ func (r *Runner) start(ctx context.Context) (*source.Source, error) {
 		return nil, fmt.Errorf("%w: the checkpoint of %s is a position in stream %s, the pipeline now reads %s (rename the pipeline to start over)",
 			ErrStopped, r.p.Name, cp.Stream, pc.Source.Stream)
 	}
-	r.checkpoint = cp
 	r.lastSeq = cp.Seq
 	r.m.Checkpoint.WithLabelValues(r.p.Name).Set(float64(cp.Seq))
-	if err := r.recoverPublished(ctx, cp); err != nil {
+	r.committer = commit.New(commit.Options{
+		Pipeline: r.p.Name, Stream: pc.Source.Stream, JS: js, Pub: r.pub, Checkpoints: r.cps,
+		Instance: r.o.Instance, MaxPayload: r.maxPayload, DLQStream: r.dlqStream,
+		OutputStreams: r.o.OutputStreams, Logger: r.log,
+	}, cp)
+	if err := r.committer.Recover(ctx); err != nil {
 		return nil, err
 	}
 

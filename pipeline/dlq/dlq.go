@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/pipeline/commit"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -69,14 +69,14 @@ func (l Letter) Derived() bool { return l.EmitSubject != "" }
 func (l Letter) AppHeader() nats.Header {
 	h := nats.Header{}
 	for k, vs := range l.Header {
-		if hasPrefixFold(k, pipeline.HeaderPrefix) || hasPrefixFold(k, "Nats-") {
+		if hasPrefixFold(k, commit.HeaderPrefix) || hasPrefixFold(k, "Nats-") {
 			continue
 		}
 		h[k] = append([]string(nil), vs...)
 	}
 	if l.Derived() {
-		if v := l.Header.Get(pipeline.HeaderSourceSeq); v != "" {
-			h.Set(pipeline.HeaderSourceSeq, v)
+		if v := l.Header.Get(commit.HeaderSourceSeq); v != "" {
+			h.Set(commit.HeaderSourceSeq, v)
 		}
 	}
 	return h
@@ -106,16 +106,16 @@ func newLetter(stream string, seq uint64, t time.Time, h nats.Header, data []byt
 	}
 	l := Letter{
 		Stream: stream, Seq: seq, Time: t, Header: h, Data: data,
-		Reason:        h.Get(pipeline.HeaderError),
-		SourceSubject: h.Get(pipeline.HeaderSourceSubject),
-		EmitSubject:   h.Get(pipeline.HeaderEmitSubject),
+		Reason:        h.Get(commit.HeaderError),
+		SourceSubject: h.Get(commit.HeaderSourceSubject),
+		EmitSubject:   h.Get(commit.HeaderEmitSubject),
 	}
-	l.SourceSeq, _ = strconv.ParseUint(h.Get(pipeline.HeaderSourceSeq), 10, 64)
-	if v := h.Values(pipeline.HeaderTruncated); len(v) > 0 {
+	l.SourceSeq, _ = strconv.ParseUint(h.Get(commit.HeaderSourceSeq), 10, 64)
+	if v := h.Values(commit.HeaderTruncated); len(v) > 0 {
 		l.Truncated = true
 		l.OriginalSize, _ = strconv.Atoi(v[0])
 	}
-	l.HeadersDropped, _ = strconv.Atoi(h.Get(pipeline.HeaderDropped))
+	l.HeadersDropped, _ = strconv.Atoi(h.Get(commit.HeaderDropped))
 	return l
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/jetfold/jetfold/internal/natstest"
 	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/pipeline/commit"
 	"github.com/jetfold/jetfold/pipeline/dlq"
 	"github.com/jetfold/jetfold/streams"
 )
@@ -343,7 +344,7 @@ func TestDeadLetterStory(t *testing.T) {
 	}
 	out := natstest.ReadAll(t, js, "OUT", "")
 	if len(out) != 1 || out[0].Subject() != "out.d" || out[0].Headers().Get("ce-type") != "out.d" ||
-		out[0].Headers().Get(pipeline.HeaderSourceSeq) != fmt.Sprint(seqDerived) {
+		out[0].Headers().Get(commit.HeaderSourceSeq) != fmt.Sprint(seqDerived) {
 		t.Errorf("derived events in OUT: %d, want the one refused, with its CloudEvents headers", len(out))
 	}
 
@@ -399,10 +400,10 @@ func TestRedriveRefused(t *testing.T) {
 	}
 	letter := func(subject string) *nats.Msg {
 		return &nats.Msg{Subject: streams.DLQSubject("p"), Data: []byte(`{}`), Header: nats.Header{
-			pipeline.HeaderError: {"boom"}, pipeline.HeaderSourceSeq: {"1"}, pipeline.HeaderSourceSubject: {subject},
+			commit.HeaderError: {"boom"}, commit.HeaderSourceSeq: {"1"}, commit.HeaderSourceSubject: {subject},
 		}}
 	}
-	for _, m := range []*nats.Msg{letter("nowhere.x"), letter("ev.x"), {Subject: streams.DLQSubject("p"), Header: nats.Header{pipeline.HeaderError: {"no subject"}}}} {
+	for _, m := range []*nats.Msg{letter("nowhere.x"), letter("ev.x"), {Subject: streams.DLQSubject("p"), Header: nats.Header{commit.HeaderError: {"no subject"}}}} {
 		if _, err := js.PublishMsg(ctx, m); err != nil {
 			t.Fatal(err)
 		}

@@ -4,7 +4,7 @@
 // ([streams.DLQSubject]) in whichever stream captures that subject: by default
 // [streams.DLQStream], which the pipeline creates when no declared stream does. Each one
 // holds the original payload and application headers, plus the headers the pipeline adds
-// (see pipeline.HeaderError and its siblings). [List] reads them in order with an
+// (see commit.HeaderError and its siblings). [List] reads them in order with an
 // ordered consumer filtered on that subject, [Get] reads one by its sequence in that stream,
 // and [Redrive] publishes their payloads back to their original subjects and deletes them
 // once JetStream has acknowledged the republished event.

@@ -1,4 +1,4 @@
-package pipeline
+package commit
 
 import (
 	"context"
@@ -9,34 +9,33 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/jetfold/jetfold/checkpoint"
 )
 
 // clockSlack widens the time-based read-back of output streams, for clocks that differ
 // between this process and the NATS server.
 const clockSlack = 10 * time.Second
 
-// recoverPublished reads back, from every stream this pipeline may have published to since
-// its checkpoint, the ids of the messages it published, so that processing the events after
-// the checkpoint again does not publish them twice. Streams named in the checkpoint are read
+// Recover reads back, from every stream the pipeline may have published to since its
+// checkpoint, the ids of the messages an earlier run published, so that processing the events
+// after the checkpoint again does not publish them twice. Streams named in the checkpoint are read
 // from the sequence it recorded; the dead-letter stream and the declared output streams that
 // it does not name, from the checkpoint's time.
-func (r *Runner) recoverPublished(ctx context.Context, cp checkpoint.Checkpoint) error {
-	r.published = map[string]struct{}{}
-	r.publishedMax = 0
+func (c *Committer) Recover(ctx context.Context) error {
+	cp := c.checkpoint
+	c.published = map[string]struct{}{}
+	c.publishedMax = 0
 	candidates := map[string]bool{}
 	for s := range cp.Outputs {
 		candidates[s] = true
 	}
-	for _, s := range append([]string{r.dlqStream}, r.o.OutputStreams...) {
-		if s != "" && s != r.p.Config.Source.Stream {
+	for _, s := range append([]string{c.o.DLQStream}, c.o.OutputStreams...) {
+		if s != "" && s != c.o.Stream {
 			candidates[s] = true
 		}
 	}
-	prefix := r.p.Name + ":"
+	prefix := c.o.Pipeline + ":"
 	for name := range candidates {
-		s, err := r.o.JS.Stream(ctx, name)
+		s, err := c.o.JS.Stream(ctx, name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			continue
 		}
@@ -57,16 +56,16 @@ func (r *Runner) recoverPublished(ctx context.Context, cp checkpoint.Checkpoint)
 			cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
 		}
 		n, err := readIDs(ctx, s, cfg, prefix, func(id string) {
-			r.published[id] = struct{}{}
-			if seq := idSeq(id, prefix); seq > r.publishedMax {
-				r.publishedMax = seq
+			c.published[id] = struct{}{}
+			if seq := idSeq(id, prefix); seq > c.publishedMax {
+				c.publishedMax = seq
 			}
 		})
 		if err != nil {
 			return fmt.Errorf("read back %s: %w", name, err)
 		}
 		if n > 0 {
-			r.log.Info("read back messages published after the checkpoint", "stream", name, "ids", n)
+			c.o.Logger.Info("read back messages published after the checkpoint", "stream", name, "ids", n)
 		}
 	}
 	return nil

@@ -1,6 +1,6 @@
 //go:build failpoints
 
-package pipeline
+package commit
 
 import (
 	"math/rand/v2"

@@ -1,6 +1,6 @@
 //go:build !failpoints
 
-package pipeline
+package commit
 
 // failpoint is a no-op without -tags failpoints; see failpoint.go.
 func failpoint(string, ...func()) {}

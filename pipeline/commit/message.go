@@ -1,13 +1,14 @@
-package pipeline
+package commit
 
 import (
-	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -40,17 +41,40 @@ const (
 	// maxAppHeaders bounds the source headers a dead letter keeps (JetStream refuses headers
 	// over 64 KiB, error 10097).
 	maxAppHeaders = 32 * 1024
-	// headerSlack is room left under the payload limit for what the client adds.
-	headerSlack = 256
+	// HeaderSlack is room left under the payload limit for what the client adds.
+	HeaderSlack = 256
 )
 
-// deadLetter builds the dead letter of a source message: its payload and headers, plus the
-// reason, with a deterministic message id so a re-sent one is dropped. See [newDeadLetter].
-func (r *Runner) deadLetter(m jetstream.Msg, seq uint64, cause error) *nats.Msg {
+// MsgID returns the deterministic Nats-Msg-Id of the n-th derived event of source sequence seq.
+func MsgID(pipeline string, seq uint64, n int) string {
+	return pipeline + ":" + strconv.FormatUint(seq, 10) + ":" + strconv.Itoa(n)
+}
+
+// Derived builds the message of the n-th derived event of ev: CloudEvents binary mode, with
+// the deterministic id [MsgID] as Nats-Msg-Id and ce-id.
+func Derived(pipeline string, ev *operators.Event, n int, o operators.Output) *nats.Msg {
+	id := MsgID(pipeline, ev.Seq, n)
+	h := nats.Header{}
+	h.Set(jetstream.MsgIDHeader, id)
+	h.Set("ce-specversion", "1.0")
+	h.Set("ce-id", id)
+	h.Set("ce-type", o.Type)
+	h.Set("ce-source", "jetfold/"+pipeline)
+	h.Set("ce-subject", ev.Key)
+	h.Set("ce-time", ev.Time.UTC().Format(time.RFC3339Nano))
+	h.Set("content-type", "application/json")
+	h.Set(HeaderSourceSeq, strconv.FormatUint(ev.Seq, 10))
+	return &nats.Msg{Subject: o.Subject, Data: o.Data, Header: h}
+}
+
+// DeadLetter builds the dead letter of source message m (stream sequence seq): its payload
+// and headers plus the reason, with the deterministic id "<pipeline>:<seq>:dlq" so that a
+// re-sent one is dropped, within limit (the server's payload limit). See [newDeadLetter].
+func DeadLetter(pipeline string, m jetstream.Msg, seq uint64, cause error, limit int) *nats.Msg {
 	return newDeadLetter(deadLetterOf{
-		pipeline: r.p.Name, seq: seq, subject: m.Subject(), data: m.Data(), header: m.Headers(),
-		reason: cause.Error(), id: r.p.Name + ":" + strconv.FormatUint(seq, 10) + ":dlq",
-		limit: r.maxPayload,
+		pipeline: pipeline, seq: seq, subject: m.Subject(), data: m.Data(), header: m.Headers(),
+		reason: cause.Error(), id: pipeline + ":" + strconv.FormatUint(seq, 10) + ":dlq",
+		limit: limit,
 	})
 }
 
@@ -106,7 +130,7 @@ func newDeadLetter(d deadLetterOf) *nats.Msg {
 	h.Set(jetstream.MsgIDHeader, d.id)
 	data := d.data
 	subject := streams.DLQSubject(d.pipeline)
-	if room := d.limit - headerSize(h) - len(subject) - headerSlack; len(data) > room {
+	if room := d.limit - headerSize(h) - len(subject) - HeaderSlack; len(data) > room {
 		h.Set(HeaderTruncated, strconv.Itoa(len(data)))
 		data = data[:max(room-len(HeaderTruncated)-16, 0)]
 	}
@@ -155,29 +179,4 @@ func oneLine(s string) string {
 		return s
 	}
 	return strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(s)
-}
-
-// maxReasonKinds bounds the kinds of dead-letter reasons a runner remembers to log once each.
-const maxReasonKinds = 64
-
-// variable matches what differs between two reasons of one kind: quoted values and numbers.
-var variable = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|\d+`)
-
-// logFirst logs the first dead letter of each kind of reason (its reason with quoted values
-// and numbers left out), with its source sequence and subject, so that a pipeline that
-// dead-letters every event says why once, not per event.
-func (r *Runner) logFirst(cause error, seq uint64, subject string) {
-	kind := variable.ReplaceAllString(cause.Error(), "_")
-	if _, seen := r.reasons[kind]; seen || len(r.reasons) > maxReasonKinds {
-		return
-	}
-	if r.reasons == nil {
-		r.reasons = map[string]struct{}{}
-	}
-	r.reasons[kind] = struct{}{}
-	if len(r.reasons) > maxReasonKinds {
-		r.log.Warn("more kinds of dead letters than are logged: see processor dlq list", "logged", maxReasonKinds)
-		return
-	}
-	r.log.Warn("dead letter (the first of this reason; later ones are not logged)", "reason", cause.Error(), "seq", seq, "subject", subject)
 }
