@@ -26,6 +26,7 @@ import (
 	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/streams"
+	"github.com/jetfold/jetfold/streams/embedded"
 )
 
 // Options configures [Run].
@@ -260,7 +261,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("bench pipeline: %w", err)
 	}
-	conn, err := streams.Connect(ctx, cfg.NATS, streams.ConnectOptions{Name: "jetfold-bench", NoListen: true})
+	conn, err := embedded.Connect(ctx, cfg.NATS, embedded.ConnectOptions{
+		ConnectOptions: streams.ConnectOptions{Name: "jetfold-bench"}, NoListen: true,
+	})
 	if err != nil {
 		return Result{}, err
 	}

@@ -35,6 +35,9 @@ type Checkpoint struct {
 	// sequences are the only ones a restart may publish again, so they are read back and
 	// not published twice, even past the streams' duplicate windows.
 	Outputs map[string]uint64 `json:"outputs,omitempty"`
+	// Watermark is the pipeline's watermark at the checkpoint: the greatest event time read
+	// up to it (see operators.Clock).
+	Watermark time.Time `json:"watermark,omitzero"`
 	// Revision is the KV revision the checkpoint was read at or written as (not stored).
 	Revision uint64 `json:"-"`
 }

@@ -266,6 +266,19 @@ type Write struct {
 	// roomy state by values of the same kinds, which leaves the estimate unchanged. The
 	// Store measures the other writes.
 	Roomy bool
+	// Delete removes the key (State is ignored): it has no state from then on.
+	Delete bool
+	// TTL, when set, makes the server remove the key that long after the write, unless it
+	// is written again (the projection's bucket must allow per-key TTLs; see
+	// [TTLProjector]).
+	TTL time.Duration
+}
+
+// TTLProjector is implemented by operators whose writes may carry a TTL: the pipeline lets
+// the buckets of their projections hold per-key TTLs.
+type TTLProjector interface {
+	Projector
+	UsesTTL() bool
 }
 
 // Output is a staged derived event.
@@ -275,6 +288,11 @@ type Output struct {
 	Type string
 	// Data is the JSON body.
 	Data []byte
+	// ID, when set, is the derived event's own deterministic id (the pipeline prefixes it
+	// with its name): for events fired by time, whose source event may differ between runs.
+	// It must not start with a digit (ids made of a source sequence do). Otherwise the id is
+	// made of the source sequence and the output's index.
+	ID string
 }
 
 // Require returns the error of the type, key or time expression, if any.

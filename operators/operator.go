@@ -19,11 +19,37 @@ type Operator interface {
 	Process(x *Exec, ev *Event) (keep bool, err error)
 }
 
-// Store reads per-key state. The pipeline implements it with its state cache.
+// Store reads per-key state. The pipeline implements it with its state cache. Writes are not
+// made through it: an operator stages them on the event ([Write]), and the pipeline applies
+// them when the event is kept, or drops them with the event.
 type Store interface {
-	// Get returns the committed-or-cached state of key in projection. A key without state
-	// yet is a nil *Entry or an Entry with a nil State.
+	// Get returns the committed-or-cached state of key in projection, one the pipeline
+	// writes. A key without state yet is a nil *Entry or an Entry with a nil State.
 	Get(ctx context.Context, projection, key string) (*Entry, error)
+	// Lookup returns the committed state of key in a projection the pipeline only reads
+	// (another pipeline's, for a join), nil when the key has none. It is read when asked,
+	// so it is current.
+	Lookup(ctx context.Context, projection, key string) (map[string]any, error)
+	// Scan calls fn, in key order, with every key of projection (one the pipeline writes)
+	// that starts with prefix and has state, as committed or as changed by the events before,
+	// until fn returns false.
+	Scan(ctx context.Context, projection, prefix string, fn func(key string, e *Entry) bool) error
+}
+
+// Clock is implemented by operators that act on the passing of event time. The pipeline's
+// watermark is the greatest event time of the events it has read (those whose time does not
+// decode excepted), kept with the checkpoint. After each event that moves it, the pipeline
+// calls Advance with the watermark before (from) and after (to) and a tick: an event of its
+// own, with the moving event's sequence, subject and mode and the new watermark as its time,
+// on which Advance stages writes and derived events. from and to make the call stateless: an
+// operator finds what came due between them (a window end, a timer) without remembering
+// anything, so a restart from the checkpoint, which replays the same moves, closes the same
+// windows. A tick's effects are applied whether or not the event that moved the
+// watermark was kept, and are committed, or dropped after a failure, with it. A derived event
+// fired by time should set [Output.ID]: the event that moves the watermark past a point may
+// differ between two runs (a rebuild from another position), the point does not.
+type Clock interface {
+	Advance(x *Exec, tick *Event, from, to time.Time) error
 }
 
 // Entry is the state of one key as a [Store] sees it.
@@ -51,6 +77,8 @@ type Entry struct {
 type Exec struct {
 	Ctx   context.Context
 	Store Store
+	// Watermark is the pipeline's watermark, the event in hand included (see [Clock]).
+	Watermark time.Time
 
 	vm  vm.VM
 	env Env

@@ -21,6 +21,12 @@ func (m memStore) Get(_ context.Context, proj, key string) (*operators.Entry, er
 	return m[proj+"/"+key], nil
 }
 
+func (m memStore) Lookup(context.Context, string, string) (map[string]any, error) { return nil, nil }
+
+func (m memStore) Scan(context.Context, string, string, func(string, *operators.Entry) bool) error {
+	return nil
+}
+
 func build(t *testing.T, name string, raw any) operators.Operator {
 	t.Helper()
 	spec, ok := operators.Builtin().Lookup(name)

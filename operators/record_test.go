@@ -89,6 +89,10 @@ type oneEntry struct{ e *Entry }
 
 func (o oneEntry) Get(_ context.Context, _, _ string) (*Entry, error) { return o.e, nil }
 
+func (o oneEntry) Lookup(context.Context, string, string) (map[string]any, error) { return nil, nil }
+
+func (o oneEntry) Scan(context.Context, string, string, func(string, *Entry) bool) error { return nil }
+
 // TestFoldsShareShape: two folds of one projection given one shape, as a pipeline does, each
 // change in place the record the other made (the entry's own); records of another shape are
 // copied into the fold's.

@@ -45,6 +45,10 @@ type Pipeline struct {
 	// operator is one of ours, so nothing holds a record while a fold changes it (an
 	// expression that uses `state` whole gets a copy).
 	inPlace bool
+	// clocks are the operators that act on event time; ttl marks the projections whose
+	// writes may carry a TTL.
+	clocks []operators.Clock
+	ttl    map[string]bool
 }
 
 // Build compiles every pipeline of cfg with the operators of reg. It reports every problem at
@@ -56,7 +60,7 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 	writers := map[string]string{} // projection -> pipeline
 	for i, pc := range cfg.Pipelines {
 		base := fmt.Sprintf("pipelines.%d", i)
-		p := &Pipeline{Name: pc.Name, Config: pc, shapes: map[string]*operators.Shape{}}
+		p := &Pipeline{Name: pc.Name, Config: pc, shapes: map[string]*operators.Shape{}, ttl: map[string]bool{}}
 		p.Start, _ = pc.Source.StartPosition() // config.Validate reports a bad one
 		compile := func(field, src string, kind int) *operators.Expr {
 			e, err := operators.Compile(src, kind)
@@ -117,6 +121,12 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 			}
 			p.ops = append(p.ops, op)
 			opPaths = append(opPaths, opPath+"."+name)
+			if c, ok := op.(operators.Clock); ok {
+				p.clocks = append(p.clocks, c)
+			}
+			if t, ok := op.(operators.TTLProjector); ok && t.UsesTTL() {
+				p.ttl[t.Projection()] = true
+			}
 		}
 		p.shareShapes()
 		for _, err := range p.checkState(opPaths) {

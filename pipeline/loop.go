@@ -268,7 +268,7 @@ func (r *Runner) startCommit(ctx context.Context, b *batch) *job {
 		defer close(j.done)
 		defer cancel()
 		defer stop()
-		res, err := r.committer.Commit(wctx, commit.Batch{Outputs: b.outputs, Writes: b.writes, LastSeq: b.lastSeq, Ack: b.ackMsg})
+		res, err := r.committer.Commit(wctx, commit.Batch{Outputs: b.outputs, Writes: b.writes, LastSeq: b.lastSeq, Ack: b.ackMsg, Watermark: b.watermark})
 		if j.err = err; err == nil && b.lastSeq > 0 {
 			r.report(b, time.Since(began), res)
 		}

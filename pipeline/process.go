@@ -39,6 +39,8 @@ type batch struct {
 	oldest  time.Time
 	// began is when the batch took its first event.
 	began time.Time
+	// watermark is the pipeline's watermark after the batch (zero: it did not move).
+	watermark time.Time
 }
 
 func (b *batch) reset() {
@@ -49,7 +51,7 @@ func (b *batch) reset() {
 	b.writes = b.writes[:0]
 	b.ackMsg, b.lastSeq, b.pending, b.emitted, b.stopErr = nil, 0, 0, 0, nil
 	b.counts = [numResults]int{}
-	b.oldest, b.began = time.Time{}, time.Time{}
+	b.oldest, b.began, b.watermark = time.Time{}, time.Time{}, time.Time{}
 }
 
 func (b *batch) events() int {
@@ -133,6 +135,11 @@ func (r *Runner) processMsg(b *batch, sm source.Msg) error {
 	} else {
 		r.apply(ev, b)
 	}
+	if r.timed && ev.Time.After(r.watermark) {
+		if err := r.advance(ev, b); err != nil {
+			return err
+		}
+	}
 	r.store.Shrink()
 	r.lastSeq = seq
 	b.n++
@@ -170,6 +177,7 @@ var errInfra = state.ErrUnavailable
 // processOne decodes one message and runs the operators on it. Its effects stay staged on ev.
 // It returns false when an operator dropped the event.
 func (r *Runner) processOne(ev *operators.Event, m jetstream.Msg, seq uint64, ts time.Time) (bool, error) {
+	r.timed = false
 	ev.Seq, ev.Subject, ev.Time, ev.Data = seq, m.Subject(), ts, m.Data()
 	if seq <= r.o.HydrateUntil {
 		ev.Mode = operators.Hydrated
@@ -196,6 +204,13 @@ func (r *Runner) processOne(ev *operators.Event, m jetstream.Msg, seq uint64, ts
 			ev.TimeErr = err
 		} else {
 			ev.Time = t
+		}
+	}
+	if ev.TimeErr == nil {
+		r.timed = true
+		x.Watermark = r.watermark
+		if ev.Time.After(x.Watermark) {
+			x.Watermark = ev.Time
 		}
 	}
 	for _, op := range r.p.ops {
@@ -235,6 +250,30 @@ func (r *Runner) processOne(ev *operators.Event, m jetstream.Msg, seq uint64, ts
 // can be processed (and change the same keys) while b is committed.
 func (r *Runner) seal(b *batch) { b.writes = r.store.Seal(b.writes) }
 
+// advance moves the watermark to ev's time and lets the operators that act on event time
+// (operators.Clock) stage what is due on a tick, applied whatever became of ev. An error of
+// theirs restarts the pipeline from its checkpoint.
+func (r *Runner) advance(ev *operators.Event, b *batch) error {
+	from := r.watermark
+	r.watermark = ev.Time
+	b.watermark = ev.Time
+	if len(r.p.clocks) == 0 {
+		return nil
+	}
+	t := &r.tick
+	t.Reset()
+	t.Seq, t.Time, t.Mode, t.Subject = ev.Seq, ev.Time, ev.Mode, ev.Subject
+	r.exec.Watermark = ev.Time
+	for _, c := range r.p.clocks {
+		if err := c.Advance(&r.exec, t, from, ev.Time); err != nil {
+			t.Rollback()
+			return fmt.Errorf("advance the watermark to %s: %w", ev.Time.Format(time.RFC3339Nano), err)
+		}
+	}
+	r.applyEffects(t, b)
+	return nil
+}
+
 // apply moves an event's staged effects into the cache and the batch.
 func (r *Runner) apply(ev *operators.Event, b *batch) {
 	switch {
@@ -245,6 +284,11 @@ func (r *Runner) apply(ev *operators.Event, b *batch) {
 	default:
 		b.counts[resultOK]++
 	}
+	r.applyEffects(ev, b)
+}
+
+// applyEffects moves the writes and derived events staged on ev into the cache and the batch.
+func (r *Runner) applyEffects(ev *operators.Event, b *batch) {
 	for _, w := range ev.Writes {
 		r.store.Apply(w)
 	}

@@ -108,7 +108,12 @@ type Runner struct {
 	pub    jetstream.JetStream
 	health Health
 	// reasons are the kinds of dead-letter reasons logged so far (see logFirst).
-	reasons      map[string]struct{}
+	reasons map[string]struct{}
+	// watermark is the greatest event time read (see operators.Clock); timed tells that the
+	// event in hand has a valid time.
+	watermark    time.Time
+	timed        bool
+	tick         operators.Event // reused for every advance of the watermark
 	ev           operators.Event // reused for every event
 	committed    bool            // runOnce committed at least one batch
 	dec          *decode.Decoder
@@ -242,7 +247,7 @@ func (r *Runner) start(ctx context.Context) (*source.Source, error) {
 		return nil, fmt.Errorf("source stream %s: %w", pc.Source.Stream, err)
 	}
 	for _, proj := range r.p.Projections {
-		if err := r.store.Open(ctx, js, proj); err != nil {
+		if err := r.store.Open(ctx, js, proj, r.p.ttl[proj]); err != nil {
 			return nil, err
 		}
 	}
@@ -275,6 +280,7 @@ func (r *Runner) start(ctx context.Context) (*source.Source, error) {
 			ErrStopped, r.p.Name, cp.Stream, pc.Source.Stream)
 	}
 	r.lastSeq = cp.Seq
+	r.watermark = cp.Watermark
 	r.m.Checkpoint.WithLabelValues(r.p.Name).Set(float64(cp.Seq))
 	r.committer = commit.New(commit.Options{
 		Pipeline: r.p.Name, Stream: pc.Source.Stream, JS: js, Pub: r.pub, Checkpoints: r.cps,

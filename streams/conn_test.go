@@ -1,77 +1,79 @@
-package streams
+package streams_test
 
 import (
 	"context"
 	"errors"
-	"log/slog"
-	"sync"
+	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/jetfold/jetfold/config"
+	"github.com/jetfold/jetfold/internal/natstest"
+	"github.com/jetfold/jetfold/streams"
 )
 
-// TestEmbeddedLocksItsStore: a second embedded server on the same store directory is refused
-// (nats-server does not lock it itself), and the lock goes with the server.
-func TestEmbeddedLocksItsStore(t *testing.T) {
-	dir := t.TempDir()
-	e := config.Embedded{StoreDir: dir, Listen: "none"}
-	s, err := StartEmbedded(context.Background(), e, EmbeddedOptions{})
-	if err != nil {
-		t.Fatal(err)
+// TestConnect: a connection goes to the configured URL or through an in-process server, which
+// it owns from then on (Close, or a failed Connect, shuts it down), and neither is an error.
+func TestConnect(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name      string
+		url       bool   // connect to the test server's URL
+		inProcess bool   // connect through the test server in-process
+		nkeyFile  string // a client option that fails
+		wantURL   string // "" for the server's client URL
+		wantErr   error  // errors.Is; nil: any error with nkeyFile
+	}{
+		{name: "url", url: true},
+		{name: "in-process", inProcess: true, wantURL: "embedded"},
+		{name: "in-process wins over the url", url: true, inProcess: true, wantURL: "embedded"},
+		{name: "neither", wantErr: streams.ErrNoURL},
+		{name: "failed in-process", inProcess: true, nkeyFile: filepath.Join(t.TempDir(), "missing.nk")},
 	}
-	if _, err := StartEmbedded(context.Background(), e, EmbeddedOptions{}); !errors.Is(err, ErrStoreInUse) {
-		t.Fatalf("second server on the same store: %v, want ErrStoreInUse", err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := natstest.Server(t)
+			cfg := config.NATS{NKeyFile: tt.nkeyFile}
+			if tt.url {
+				cfg.URL = s.ClientURL()
+			}
+			var o streams.ConnectOptions
+			if tt.inProcess {
+				o.Server = s
+			}
+			c, err := streams.Connect(ctx, cfg, o)
+			switch {
+			case tt.wantErr != nil || tt.nkeyFile != "":
+				if err == nil {
+					c.Close()
+					t.Fatal("connected, want an error")
+				}
+				if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+					t.Fatalf("err %v, want %v", err, tt.wantErr)
+				}
+				if tt.inProcess && s.Running() {
+					t.Fatal("a failed Connect left the in-process server running")
+				}
+				return
+			case err != nil:
+				t.Fatal(err)
+			}
+			want := tt.wantURL
+			if want == "" {
+				want = s.ClientURL()
+			}
+			if c.URL != want {
+				t.Errorf("URL %q, want %q", c.URL, want)
+			}
+			if (c.Server != nil) != tt.inProcess {
+				t.Errorf("Server %v, want in-process %v", c.Server, tt.inProcess)
+			}
+			if _, err := c.JS.AccountInfo(ctx); err != nil {
+				t.Fatalf("JetStream: %v", err)
+			}
+			c.Close()
+			if running := s.Running(); running == tt.inProcess {
+				t.Errorf("after Close the server is running: %v, want %v", running, !tt.inProcess)
+			}
+		})
 	}
-	// One that waits for the store says so, and gets it when the first server is gone.
-	standingBy := &onMessage{msg: "standing by: another process uses the embedded store directory", seen: make(chan struct{})}
-	log := slog.New(standingBy)
-	got := make(chan error, 1)
-	go func() {
-		s2, err := StartEmbedded(context.Background(), e, EmbeddedOptions{Wait: true, Logger: log})
-		if err == nil {
-			s2.Shutdown()
-		}
-		got <- err
-	}()
-	select {
-	case err := <-got:
-		t.Fatalf("a waiting server started while the store was held: %v", err)
-	case <-standingBy.seen: // it found the store held and waits, as it should
-	case <-time.After(30 * time.Second):
-		t.Fatal("the second server neither started nor said it waits for the store")
-	}
-	select {
-	case err := <-got:
-		t.Fatalf("a waiting server started while the store was held: %v", err)
-	default:
-	}
-	s.Shutdown()
-	if err := <-got; err != nil {
-		t.Fatalf("the waiting server: %v", err)
-	}
-	c, err := Connect(context.Background(), config.NATS{Embedded: e}, ConnectOptions{NoListen: true})
-	if err != nil {
-		t.Fatalf("after shutdown the store is free again: %v", err)
-	}
-	c.Close()
 }
-
-// onMessage is a slog handler that closes seen at the first record whose message is msg.
-type onMessage struct {
-	msg  string
-	seen chan struct{}
-	once sync.Once
-}
-
-func (h *onMessage) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *onMessage) Handle(_ context.Context, r slog.Record) error {
-	if r.Message == h.msg {
-		h.once.Do(func() { close(h.seen) })
-	}
-	return nil
-}
-
-func (h *onMessage) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *onMessage) WithGroup(string) slog.Handler      { return h }

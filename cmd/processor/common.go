@@ -13,6 +13,7 @@ import (
 	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/streams"
+	"github.com/jetfold/jetfold/streams/embedded"
 )
 
 func (g *globals) logger() *slog.Logger {
@@ -53,7 +54,7 @@ func (g *globals) open(ctx context.Context, log *slog.Logger) (*config.Config, [
 // started yet, and returns a nil connection and a nil error.
 func (g *globals) openExisting(ctx context.Context, w io.Writer) (*config.Config, []*pipeline.Pipeline, *streams.Conn, error) {
 	cfg, ps, conn, err := g.connect(ctx, nil, true)
-	if errors.Is(err, streams.ErrNoStore) {
+	if errors.Is(err, embedded.ErrNoStore) {
 		fmt.Fprintln(w, "not started yet:", err)
 		return cfg, ps, nil, nil
 	}
@@ -68,8 +69,13 @@ func (g *globals) connect(ctx context.Context, log *slog.Logger, existing bool) 
 	if log == nil { // what the user must know: another project's server on the address
 		log = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	conn, err := streams.Connect(ctx, cfg.NATS, streams.ConnectOptions{Name: "jetfold", Logger: log, Reuse: true, NoListen: true, NoCreate: existing})
-	if errors.Is(err, streams.ErrNoStore) {
+	conn, err := embedded.Connect(ctx, cfg.NATS, embedded.ConnectOptions{
+		ConnectOptions: streams.ConnectOptions{Name: "jetfold", Logger: log},
+		Reuse:          true,
+		NoListen:       true,
+		NoCreate:       existing,
+	})
+	if errors.Is(err, embedded.ErrNoStore) {
 		return nil, nil, nil, fmt.Errorf("%w: start the pipelines with processor run -c %s", err, g.config)
 	}
 	if err != nil {

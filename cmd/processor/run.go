@@ -26,6 +26,7 @@ import (
 	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/streams"
+	"github.com/jetfold/jetfold/streams/embedded"
 )
 
 // setMemoryLimit keeps the heap within a container's memory limit: unless GOMEMLIMIT is set,
@@ -58,10 +59,13 @@ func runCmd(g *globals) *cobra.Command {
 			log := g.logger()
 			setMemoryLimit(log)
 			var connected atomic.Bool
-			conn, err := streams.Connect(ctx, cfg.NATS, streams.ConnectOptions{
-				Name: "jetfold " + hostname(), Logger: log, WaitForStore: true,
-				OnDisconnect: func() { connected.Store(false) },
-				OnReconnect:  func() { connected.Store(true) },
+			conn, err := embedded.Connect(ctx, cfg.NATS, embedded.ConnectOptions{
+				ConnectOptions: streams.ConnectOptions{
+					Name: "jetfold " + hostname(), Logger: log,
+					OnDisconnect: func() { connected.Store(false) },
+					OnReconnect:  func() { connected.Store(true) },
+				},
+				WaitForStore: true,
 			})
 			if err != nil {
 				if ctx.Err() != nil {

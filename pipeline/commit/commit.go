@@ -72,6 +72,9 @@ type Batch struct {
 	LastSeq uint64
 	// Ack, when set, is the message whose acknowledgement (AckAll) covers the batch.
 	Ack jetstream.Msg
+	// Watermark is the pipeline's watermark after the batch, kept with the checkpoint (zero:
+	// unchanged).
+	Watermark time.Time
 }
 
 // Result says what a commit published.
@@ -132,7 +135,11 @@ func (c *Committer) Commit(ctx context.Context, b Batch) (Result, error) {
 	failpoint("after-keys")
 
 	// 3. The checkpoint, compare-and-set on its revision.
-	cp, err := c.o.Checkpoints.Commit(ctx, c.o.Pipeline, checkpoint.Checkpoint{Seq: b.LastSeq, Stream: c.o.Stream, Outputs: outSeqs})
+	wm := c.checkpoint.Watermark
+	if b.Watermark.After(wm) {
+		wm = b.Watermark
+	}
+	cp, err := c.o.Checkpoints.Commit(ctx, c.o.Pipeline, checkpoint.Checkpoint{Seq: b.LastSeq, Stream: c.o.Stream, Outputs: outSeqs, Watermark: wm})
 	if err != nil {
 		return Result{}, err
 	}

@@ -51,9 +51,13 @@ func MsgID(pipeline string, seq uint64, n int) string {
 }
 
 // Derived builds the message of the n-th derived event of ev: CloudEvents binary mode, with
-// the deterministic id [MsgID] as Nats-Msg-Id and ce-id.
+// the deterministic id [MsgID] (or "<pipeline>:" + o.ID when the operator gave one) as
+// Nats-Msg-Id and ce-id.
 func Derived(pipeline string, ev *operators.Event, n int, o operators.Output) *nats.Msg {
 	id := MsgID(pipeline, ev.Seq, n)
+	if o.ID != "" {
+		id = pipeline + ":" + o.ID // fired by time: an id of the operator's own
+	}
 	h := nats.Header{}
 	h.Set(jetstream.MsgIDHeader, id)
 	h.Set("ce-specversion", "1.0")

@@ -55,9 +55,9 @@ func (c *Committer) Recover(ctx context.Context) error {
 			t := cp.Committed.Add(-clockSlack)
 			cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
 		}
-		n, err := readIDs(ctx, s, cfg, prefix, func(id string) {
+		n, err := readIDs(ctx, s, cfg, prefix, func(id string, seq uint64) {
 			c.published[id] = struct{}{}
-			if seq := idSeq(id, prefix); seq > c.publishedMax {
+			if seq > c.publishedMax {
 				c.publishedMax = seq
 			}
 		})
@@ -71,9 +71,10 @@ func (c *Committer) Recover(ctx context.Context) error {
 	return nil
 }
 
-// readIDs calls fn with every message id that starts with prefix, from cfg's start to the
+// readIDs calls fn with every message id that starts with prefix, and the source sequence
+// that produced the message (see [sourceSeq]), from cfg's start to the
 // stream's end, and returns how many it found.
-func readIDs(ctx context.Context, s jetstream.Stream, cfg jetstream.OrderedConsumerConfig, prefix string, fn func(string)) (int, error) {
+func readIDs(ctx context.Context, s jetstream.Stream, cfg jetstream.OrderedConsumerConfig, prefix string, fn func(id string, seq uint64)) (int, error) {
 	c, err := s.OrderedConsumer(ctx, cfg)
 	if err != nil {
 		return 0, err
@@ -88,7 +89,7 @@ func readIDs(ctx context.Context, s jetstream.Stream, cfg jetstream.OrderedConsu
 		for m := range b.Messages() {
 			n++
 			if id := m.Headers().Get(jetstream.MsgIDHeader); strings.HasPrefix(id, prefix) {
-				fn(id)
+				fn(id, sourceSeq(id, prefix, m.Headers()))
 				found++
 			}
 			if md, err := m.Metadata(); err == nil && md.NumPending == 0 {
@@ -102,6 +103,19 @@ func readIDs(ctx context.Context, s jetstream.Stream, cfg jetstream.OrderedConsu
 			return found, nil // nothing after the start position
 		}
 	}
+}
+
+// sourceSeq returns the source sequence of a message: the one in its id "<pipeline>:<seq>:<n>",
+// or, for an id of an operator's own (a derived event fired by time), its Jetfold-Source-Seq.
+func sourceSeq(id, prefix string, h map[string][]string) uint64 {
+	if seq := idSeq(id, prefix); seq > 0 {
+		return seq
+	}
+	if v := h[HeaderSourceSeq]; len(v) > 0 {
+		seq, _ := strconv.ParseUint(v[0], 10, 64)
+		return seq
+	}
+	return 0
 }
 
 // idSeq returns the source sequence of a message id "<pipeline>:<seq>:<n>".

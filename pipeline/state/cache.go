@@ -2,6 +2,7 @@ package state
 
 import (
 	"hash/maphash"
+	"time"
 	"unsafe"
 
 	"github.com/jetfold/jetfold/operators"
@@ -18,7 +19,8 @@ type entry struct {
 	// committing counts the commits in flight that write this entry; it is not evicted
 	// before they end. Changed by the processing goroutine only.
 	committing int
-	subj       string // KV subject, computed once
+	subj       string        // KV subject, computed once
+	ttl        time.Duration // of the last write
 
 	prev, next *entry // LRU list of evictable entries, most recent at the front; nil when out
 

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +31,9 @@ const (
 	HeaderWriter = "Jetfold-Writer"
 )
 
+// kvOperation is the header of KV delete and purge markers.
+const kvOperation = "KV-Operation"
+
 // ErrUnavailable wraps the failures to read state from NATS: they restart the pipeline from
 // its checkpoint rather than dead-letter the event that needed the state.
 var ErrUnavailable = errors.New("state unavailable")
@@ -50,8 +56,10 @@ type Options struct {
 type Store struct {
 	o       Options
 	cache   *cache
-	buckets map[string]jetstream.Stream
-	reads   int // reads on demand (by Get)
+	js      jetstream.JetStream
+	buckets map[string]jetstream.Stream // the projections the pipeline writes
+	lookups map[string]jetstream.Stream // those it only reads
+	reads   int                         // reads on demand (by Get)
 
 	miss []*entry // scratch of ReadAhead
 	seen map[[2]string]struct{}
@@ -59,19 +67,27 @@ type Store struct {
 
 // New returns an empty store; [Store.Open] opens its projections.
 func New(o Options) *Store {
-	return &Store{o: o, cache: newCache(o.MaxKeys), buckets: map[string]jetstream.Stream{}}
+	return &Store{o: o, cache: newCache(o.MaxKeys), buckets: map[string]jetstream.Stream{}, lookups: map[string]jetstream.Stream{}}
 }
 
 // Open opens (creating when missing) the bucket of projection proj. The store learns whether
 // the bucket is empty: then it knows every key that exists is one it wrote, and a miss of
 // another key needs no read.
-func (s *Store) Open(ctx context.Context, js jetstream.JetStream, proj string) error {
+func (s *Store) Open(ctx context.Context, js jetstream.JetStream, proj string, ttl bool) error {
+	s.js = js
 	if _, err := streams.EnsureBucket(ctx, js, proj); err != nil {
 		return err
 	}
 	st, err := js.Stream(ctx, streams.KVStream(proj))
 	if err != nil {
 		return fmt.Errorf("projection %s: %w", proj, err)
+	}
+	if cfg := st.CachedInfo().Config; ttl && !cfg.AllowMsgTTL {
+		// Writes with a TTL carry Nats-TTL, which the bucket's stream must allow.
+		cfg.AllowMsgTTL = true
+		if st, err = js.UpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("projection %s: allow per-key TTLs: %w", proj, err)
+		}
 	}
 	s.buckets[proj] = st
 	if st.CachedInfo().State.Msgs == 0 {
@@ -114,6 +130,75 @@ func (s *Store) Get(ctx context.Context, proj, key string) (*operators.Entry, er
 	return &e.Entry, nil
 }
 
+// Lookup implements [operators.Store]: the committed state of key in a projection the pipeline
+// does not write, read from its bucket (nil when none).
+func (s *Store) Lookup(ctx context.Context, proj, key string) (map[string]any, error) {
+	st, ok := s.lookups[proj]
+	if !ok {
+		if s.js == nil {
+			return nil, fmt.Errorf("%w: lookup %s: not connected", ErrUnavailable, proj)
+		}
+		var err error
+		st, err = s.js.Stream(ctx, streams.KVStream(proj))
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, nil // nothing written there yet
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: lookup %s: %v", ErrUnavailable, proj, err)
+		}
+		s.lookups[proj] = st
+	}
+	msg, err := st.GetLastMsgForSubject(ctx, streams.KVSubject(proj, streams.EncodeKey(key)))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: lookup %s/%s: %v", ErrUnavailable, proj, key, err)
+	}
+	if ReadMeta(msg.Header).Deleted {
+		return nil, nil
+	}
+	m, err := decode.State(msg.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: value of %s/%s is not a JSON object: %v", ErrUnavailable, proj, key, err)
+	}
+	return m, nil
+}
+
+// Scan implements [operators.Store]. It lists the keys of the bucket (every subject of the
+// projection's stream: a cost that grows with the bucket), overlays the cached entries, and
+// reads each matching key through the cache.
+func (s *Store) Scan(ctx context.Context, proj, prefix string, fn func(key string, e *operators.Entry) bool) error {
+	keys := map[string]struct{}{}
+	if st, ok := s.buckets[proj]; ok {
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter(streams.KVSubject(proj, ">")))
+		if err != nil {
+			return fmt.Errorf("%w: scan %s: %v", ErrUnavailable, proj, err)
+		}
+		for subj := range info.State.Subjects {
+			k, err := streams.DecodeKey(subj[len(streams.KVSubject(proj, "")):])
+			if err == nil && strings.HasPrefix(k, prefix) {
+				keys[k] = struct{}{}
+			}
+		}
+	}
+	for k := range s.cache.byProj[proj] {
+		if strings.HasPrefix(k, prefix) {
+			keys[k] = struct{}{}
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		e, err := s.Get(ctx, proj, k)
+		if err != nil {
+			return err
+		}
+		if e != nil && e.State != nil && !fn(k, e) {
+			return nil
+		}
+	}
+	return nil
+}
+
 // Reads returns how many keys Get has read from KV so far.
 func (s *Store) Reads() int { return s.reads }
 
@@ -130,16 +215,23 @@ func (s *Store) Apply(w operators.Write) {
 	}
 	// The fold made the state a copy of the entry's own, or changed the entry's own.
 	e.State, e.Seq, e.Time, e.Owned, e.Roomy = w.State, w.Seq, w.Time, s.o.InPlace, w.Roomy
+	e.ttl = w.TTL
+	if w.Delete {
+		e.State, e.Owned, e.Roomy = nil, false, false
+	}
 	s.cache.markDirty(e)
 }
 
 // Write is a key's state as sealed for a commit. The entry may change while the commit runs
 // (the next batch is processed meanwhile); the commit writes these values.
 type Write struct {
-	e     *entry
+	e *entry
+	// State is the key's new state; nil deletes the key.
 	State *operators.Record
 	Seq   uint64
 	Time  time.Time
+	// TTL, when set, makes the server remove the key that long after the write.
+	TTL time.Duration
 }
 
 // Projection returns the projection w writes.
@@ -152,11 +244,19 @@ func (w Write) Key() string { return w.e.key }
 // key was read or last written at as the expected last subject sequence, so that a value
 // written by anyone else since makes the write fail (fencing). writer names the commit.
 func (w Write) Msg(writer string) (*nats.Msg, error) {
-	data, err := w.State.AppendJSON(nil)
-	if err != nil {
-		return nil, fmt.Errorf("encode %s/%s: %w", w.e.proj, w.e.key, err)
-	}
 	h := nats.Header{}
+	var data []byte
+	if w.State == nil {
+		h[kvOperation] = []string{"DEL"} // as jetstream.KeyValue.Delete writes it
+	} else {
+		var err error
+		if data, err = w.State.AppendJSON(nil); err != nil {
+			return nil, fmt.Errorf("encode %s/%s: %w", w.e.proj, w.e.key, err)
+		}
+	}
+	if w.TTL > 0 {
+		h[jetstream.MsgTTLHeader] = []string{strconv.FormatInt(int64(max(w.TTL.Round(time.Second), time.Second)/time.Second), 10)}
+	}
 	h[jetstream.ExpectedLastSubjSeqHeader] = []string{strconv.FormatUint(w.e.rev, 10)}
 	h[HeaderSeq] = []string{strconv.FormatUint(w.Seq, 10)}
 	if !w.Time.IsZero() {
@@ -175,7 +275,7 @@ func (w Write) Written(rev uint64) { w.e.rev = rev }
 // entries stay in the cache until [Store.Committed].
 func (s *Store) Seal(ws []Write) []Write {
 	s.cache.seal(func(e *entry) {
-		ws = append(ws, Write{e: e, State: e.State, Seq: e.Seq, Time: e.Time})
+		ws = append(ws, Write{e: e, State: e.State, Seq: e.Seq, Time: e.Time, TTL: e.ttl})
 	})
 	return ws
 }
@@ -313,7 +413,7 @@ type Meta struct {
 // ReadMeta reads the metadata of a projection value from its headers.
 func ReadMeta(h nats.Header) Meta {
 	var m Meta
-	if op := h.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+	if op := h.Get(kvOperation); op == "DEL" || op == "PURGE" {
 		m.Deleted = true
 	}
 	if v := h.Get(HeaderSeq); v != "" {

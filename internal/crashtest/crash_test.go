@@ -1,4 +1,4 @@
-package checkpoint_test
+package crashtest
 
 import (
 	"context"
@@ -358,7 +358,7 @@ func TestCrashKill(t *testing.T) {
 }
 
 // Ephemeral source consumers that killed processes leave behind go after their inactivity
-// threshold (pipeline/source.go), plus up to 1 s of the server's jitter: the test allows
+// threshold (pipeline/source), plus up to 1 s of the server's jitter: the test allows
 // leftoverSlack more for a loaded machine, and holds the threshold to at most
 // maxLeftoverThreshold, so that what kills leave goes within a bounded time.
 const (
