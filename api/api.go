@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/pipeline/state"
+	"github.com/jetfold/jetfold/pipeline/status"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -31,7 +33,7 @@ type Options struct {
 	Connected func() bool
 	// Board, when set, holds the live health of the process's pipelines: a failing pipeline
 	// makes /readyz answer 503, and GET /v1/pipelines reports it.
-	Board *pipeline.Board
+	Board *status.Board
 }
 
 // New returns the handler of every endpoint.
@@ -97,7 +99,7 @@ func (h *handler) ready(w http.ResponseWriter, _ *http.Request) {
 func (h *handler) pipelines(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	out := make([]pipeline.Status, 0, len(h.o.Pipelines))
+	out := make([]status.Status, 0, len(h.o.Pipelines))
 	for _, p := range h.o.Pipelines {
 		st, err := pipeline.ReadStatus(ctx, h.o.JS, p)
 		if err != nil {
@@ -117,9 +119,9 @@ func (h *handler) pipelines(w http.ResponseWriter, r *http.Request) {
 func (h *handler) get(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	st, err := pipeline.ReadState(ctx, h.o.JS, r.PathValue("name"), r.PathValue("key"))
+	st, err := state.Read(ctx, h.o.JS, r.PathValue("name"), r.PathValue("key"))
 	switch {
-	case errors.Is(err, pipeline.ErrNoState):
+	case errors.Is(err, state.ErrNoState):
 		writeErr(w, http.StatusNotFound, err)
 	case err != nil:
 		writeErr(w, http.StatusBadGateway, err)

@@ -90,7 +90,7 @@ func TestEndpoints(t *testing.T) {
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST = %d, want 405: the API has no writes", resp.StatusCode)
 	}
-	var st pipeline.State
+	var st state.Value
 	r2, err := http.Get(h.URL + "/v1/projections/carts/user-2")
 	if err != nil {
 		t.Fatal(err)

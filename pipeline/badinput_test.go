@@ -14,6 +14,7 @@ import (
 	"github.com/jetfold/jetfold/internal/natstest"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/pipeline/commit"
+	"github.com/jetfold/jetfold/pipeline/state"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -118,7 +119,7 @@ func TestBadInput(t *testing.T) {
 
 func readJSON(t *testing.T, js jetstream.JetStream, projection, key string, v any) {
 	t.Helper()
-	st, err := pipeline.ReadState(context.Background(), js, projection, key)
+	st, err := state.Read(context.Background(), js, projection, key)
 	if err != nil {
 		t.Fatalf("%s/%s: %v", projection, key, err)
 	}

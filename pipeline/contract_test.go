@@ -17,6 +17,7 @@ import (
 	"github.com/jetfold/jetfold/internal/natstest"
 	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/pipeline/state"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -225,7 +226,7 @@ func TestOperatorContract(t *testing.T) {
 		t.Errorf("closed windows %v, want %v", got, want)
 	}
 	for k := range want {
-		if _, err := pipeline.ReadState(ctx, e.js, "win", k); !errors.Is(err, pipeline.ErrNoState) {
+		if _, err := state.Read(ctx, e.js, "win", k); !errors.Is(err, state.ErrNoState) {
 			t.Errorf("closed window %s: %v, want it deleted", k, err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/pipeline/commit"
+	"github.com/jetfold/jetfold/pipeline/status"
 )
 
 // job is a commit running on its own goroutine.
@@ -117,8 +118,8 @@ func (r *Runner) runOnce(ctx context.Context) error {
 			return j.err
 		}
 		r.committed = true
-		if r.health.State != StateRunning {
-			r.setHealth(StateRunning, nil)
+		if r.health.State != status.Running {
+			r.setHealth(status.Running, nil)
 		}
 		if j.b.stopErr != nil {
 			r.log.Error("stopping on error (on_error: stop)", "err", j.b.stopErr)

@@ -16,6 +16,7 @@ import (
 	"github.com/jetfold/jetfold/internal/natstest"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/pipeline/commit"
+	"github.com/jetfold/jetfold/pipeline/state"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -299,7 +300,7 @@ func TestCloudEventsAndKeyEncoding(t *testing.T) {
 	if got["user 1/ä*"] != 2 || got["_b64.abc"] != 1 || len(got) != 2 {
 		t.Errorf("counts = %v", got)
 	}
-	st, err := pipeline.ReadState(context.Background(), e.js, "counts", "user 1/ä*")
+	st, err := state.Read(context.Background(), e.js, "counts", "user 1/ä*")
 	if err != nil || st.Seq != 2 {
 		t.Errorf("ReadState = %+v, %v", st, err)
 	}

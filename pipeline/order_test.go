@@ -10,6 +10,7 @@ import (
 
 	"github.com/jetfold/jetfold/internal/natstest"
 	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/pipeline/state"
 )
 
 // timeYAML folds with event time and emits with each handler kind.
@@ -84,7 +85,7 @@ func TestEventTimeAndHandlers(t *testing.T) {
 			t.Errorf("%s emitted for %v, want %v", kind, got, want)
 		}
 	}
-	st2, err := pipeline.ReadState(context.Background(), e.js, "timed", "a")
+	st2, err := state.Read(context.Background(), e.js, "timed", "a")
 	if err != nil || st2.Time == nil || st2.Time.UTC().Format("15:04:05") != "00:00:04" {
 		t.Errorf("stored event time = %v, %v; want 00:00:04", st2.Time, err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/jetfold/jetfold/internal/natstest"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/pipeline/commit"
+	"github.com/jetfold/jetfold/pipeline/status"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -422,7 +423,7 @@ func TestFailingPipeline(t *testing.T) {
 			var logs syncBuffer
 			log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			metrics := pipeline.NewMetrics(nil)
-			board := pipeline.NewBoard()
+			board := status.NewBoard()
 			runCtx, cancel := context.WithCancel(ctx)
 			defer cancel()
 			done := make(chan error, 1)
@@ -441,7 +442,7 @@ func TestFailingPipeline(t *testing.T) {
 			}
 			natstest.Eventually(t, time.Minute, "the pipeline reported failing", func() bool {
 				h, _ := board.Get("counter")
-				return h.State == pipeline.StateFailing && testutil.ToFloat64(metrics.Failing.WithLabelValues("counter")) == 1
+				return h.State == status.Failing && testutil.ToFloat64(metrics.Failing.WithLabelValues("counter")) == 1
 			})
 			h, _ := board.Get("counter")
 			if !strings.Contains(h.Error, "maximum messages exceeded") {
@@ -451,7 +452,7 @@ func TestFailingPipeline(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if st.State != pipeline.StateFailing || !strings.Contains(st.Error, "maximum messages exceeded") {
+			if st.State != status.Failing || !strings.Contains(st.Error, "maximum messages exceeded") {
 				t.Errorf("status: state %q, error %q", st.State, st.Error)
 			}
 			if stop == "end" {
@@ -471,7 +472,7 @@ func TestFailingPipeline(t *testing.T) {
 			}
 			natstest.Eventually(t, time.Minute, "the pipeline running again", func() bool {
 				h, _ := board.Get("counter")
-				return h.State == pipeline.StateRunning && testutil.ToFloat64(metrics.Failing.WithLabelValues("counter")) == 0
+				return h.State == status.Running && testutil.ToFloat64(metrics.Failing.WithLabelValues("counter")) == 0
 			})
 			natstest.Eventually(t, time.Minute, "the events folded", func() bool { return e.counts()["a"] == 2 })
 			cancel()

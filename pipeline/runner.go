@@ -16,6 +16,7 @@ import (
 	"github.com/jetfold/jetfold/pipeline/decode"
 	"github.com/jetfold/jetfold/pipeline/source"
 	"github.com/jetfold/jetfold/pipeline/state"
+	"github.com/jetfold/jetfold/pipeline/status"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -62,7 +63,7 @@ type Options struct {
 	MaxStandby time.Duration
 	// Board, when set, receives the pipeline's health (running, failing, standby, stopped) for
 	// the HTTP API and readiness.
-	Board *Board
+	Board *status.Board
 	// HydrateUntil marks the events up to this source sequence as hydrated (a replay on
 	// purpose): they rebuild state but fire no `once` emit.
 	HydrateUntil uint64
@@ -106,7 +107,7 @@ type Runner struct {
 	// pub is the JetStream context the commits publish through: one per runner, so that the
 	// windows of several pipelines never fill one async limit together.
 	pub    jetstream.JetStream
-	health Health
+	health status.Health
 	// reasons are the kinds of dead-letter reasons logged so far (see logFirst).
 	reasons map[string]struct{}
 	// watermark is the greatest event time read (see operators.Clock); timed tells that the
@@ -156,15 +157,15 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 	defer pub.CleanupPublisher()
 	defer func() {
 		if !errors.Is(err, ErrFailing) { // a failing `stop: end` pipeline stays failing
-			r.setHealth(StateStopped, nil)
+			r.setHealth(status.Stopped, nil)
 		}
 	}()
 	if r.o.Leases == nil {
-		r.setHealth(StateRunning, nil)
+		r.setHealth(status.Running, nil)
 		return r.run(ctx)
 	}
 	for {
-		r.setHealth(StateStandby, nil)
+		r.setHealth(status.Standby, nil)
 		held, release, err := r.o.Leases.AcquireWithin(ctx, r.p.Name, r.o.MaxStandby)
 		if errors.Is(err, checkpoint.ErrHeld) {
 			return err
@@ -172,7 +173,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		if err != nil {
 			return nil // ctx ended while standing by
 		}
-		r.setHealth(StateRunning, nil)
+		r.setHealth(status.Running, nil)
 		err = r.run(held)
 		release()
 		if ctx.Err() == nil && errors.Is(context.Cause(held), checkpoint.ErrLeaseLost) {
@@ -214,7 +215,7 @@ func (r *Runner) run(ctx context.Context) error {
 			failed++
 		}
 		if failed >= failAfter {
-			r.setHealth(StateFailing, err)
+			r.setHealth(status.Failing, err)
 			if r.p.Config.Source.Stop == "end" {
 				return fmt.Errorf("%w: %d restarts without progress: %w", ErrFailing, failed, err)
 			}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/pipeline/state"
 )
 
 func getCmd(g *globals) *cobra.Command {
@@ -37,8 +37,8 @@ func getCmd(g *globals) *cobra.Command {
 				return &exitError{code: 2} // nothing ran yet: openExisting said so
 			}
 			defer conn.Close()
-			st, err := pipeline.ReadState(cmd.Context(), conn.JS, proj, key)
-			if errors.Is(err, pipeline.ErrNoState) {
+			st, err := state.Read(cmd.Context(), conn.JS, proj, key)
+			if errors.Is(err, state.ErrNoState) {
 				return &exitError{code: 2, err: fmt.Errorf("%s/%s: no state", args[0], args[1])}
 			}
 			if err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/pipeline/status"
 	"github.com/jetfold/jetfold/streams"
 	"github.com/jetfold/jetfold/streams/embedded"
 )
@@ -87,7 +88,7 @@ func runCmd(g *globals) *cobra.Command {
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			metrics := pipeline.NewMetrics(reg)
-			board := pipeline.NewBoard()
+			board := status.NewBoard()
 			if stop, err := serveHTTP(cfg.HTTP, api.Options{
 				JS: conn.JS, Pipelines: ps, Gatherer: reg, Ready: connected.Load, Connected: connected.Load, Board: board,
 			}, log); err != nil {
@@ -228,7 +229,7 @@ func summarize(g *globals, conn *streams.Conn, ps []*pipeline.Pipeline, reg prom
 			continue
 		}
 		fmt.Fprintf(g.stdout, "pipeline %s: checkpoint %d of %d (lag %d), keys %s, dead letters %d\n", p.Name, st.Checkpoint, st.Head, st.Lag, keys(st.Keys), st.DeadLetters)
-		if st.State == pipeline.StateFailing {
+		if st.State == status.Failing {
 			fmt.Fprintf(g.stdout, "pipeline %s: failing: %s\n", p.Name, st.Error)
 		}
 		c := counts[p.Name]

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/pipeline/status"
 )
 
 func statusCmd(g *globals) *cobra.Command {
@@ -25,7 +26,7 @@ func statusCmd(g *globals) *cobra.Command {
 				return err // nil when nothing was started yet: openExisting said so
 			}
 			defer conn.Close()
-			var out []pipeline.Status
+			var out []status.Status
 			for _, p := range ps {
 				st, err := pipeline.ReadStatus(cmd.Context(), conn.JS, p)
 				if err != nil {
@@ -58,7 +59,7 @@ func statusCmd(g *globals) *cobra.Command {
 				if st.DeadLetters > 0 && st.DeadLetters*2 > st.Checkpoint {
 					fmt.Fprintf(g.stdout, "WARNING: most events of %s were dead-lettered (%d of %d): processor dlq -c %s %s list\n", st.Pipeline, st.DeadLetters, st.Checkpoint, g.config, st.Pipeline)
 				}
-				if st.State == pipeline.StateFailing {
+				if st.State == status.Failing {
 					fmt.Fprintf(g.stdout, "pipeline %s failing since %s (%s): %s\n", st.Pipeline, st.Since.UTC().Format(time.RFC3339), st.Instance, st.Error)
 				}
 			}

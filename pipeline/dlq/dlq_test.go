@@ -21,6 +21,7 @@ import (
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/pipeline/commit"
 	"github.com/jetfold/jetfold/pipeline/dlq"
+	"github.com/jetfold/jetfold/pipeline/state"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -120,7 +121,7 @@ func (e *env) list(f dlq.Filter) []dlq.Letter {
 
 func (e *env) state(key string) map[string]any {
 	e.t.Helper()
-	st, err := pipeline.ReadState(context.Background(), e.js, "totals", key)
+	st, err := state.Read(context.Background(), e.js, "totals", key)
 	if err != nil {
 		e.t.Fatalf("totals/%s: %v", key, err)
 	}

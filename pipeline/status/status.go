@@ -1,0 +1,130 @@
+package status
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetfold/jetfold/checkpoint"
+	"github.com/jetfold/jetfold/streams"
+)
+
+// Status is what `processor status` and GET /v1/pipelines report of a pipeline.
+type Status struct {
+	Pipeline string `json:"pipeline"`
+	Stream   string `json:"stream"`
+	// Checkpoint is the last committed source sequence (0: never committed).
+	Checkpoint uint64 `json:"checkpoint"`
+	// Head is the stream's last sequence.
+	Head uint64 `json:"head"`
+	// Lag is the number of source events after the checkpoint that the pipeline will read.
+	Lag uint64 `json:"lag"`
+	// Keys is the number of keys per projection.
+	Keys map[string]uint64 `json:"keys"`
+	// DeadLetters is the number of dead letters on the pipeline's dead-letter subject.
+	DeadLetters uint64 `json:"dead_letters"`
+	// LastCommit is the wall time of the last commit.
+	LastCommit *time.Time `json:"last_commit,omitempty"`
+	// State is the pipeline's state as the process running it last reported it (see
+	// [Health]): running, failing, standby, stopped, or empty when no process ever ran it.
+	State string `json:"state,omitempty"`
+	// Error is the error that repeats while the pipeline is failing.
+	Error string `json:"error,omitempty"`
+	// Since is when the pipeline entered State.
+	Since *time.Time `json:"since,omitempty"`
+	// Instance is the process that reported State.
+	Instance string `json:"instance,omitempty"`
+}
+
+// WithHealth returns st with the state, error, since and instance of h.
+func (st Status) WithHealth(h Health) Status {
+	st.State, st.Error, st.Instance = h.State, h.Error, h.Instance
+	if !h.Since.IsZero() {
+		t := h.Since
+		st.Since = &t
+	}
+	return st
+}
+
+// Of names what [Read] reports on.
+type Of struct {
+	// Pipeline is the pipeline's name, Stream its source stream.
+	Pipeline, Stream string
+	// Subjects filter the source (all when empty); Projections are those it writes.
+	Subjects, Projections []string
+}
+
+// Read reads the status of pipeline p from NATS; it does not need p to be running. A source
+// stream that does not exist yet is a pipeline not started.
+func Read(ctx context.Context, js jetstream.JetStream, p Of) (Status, error) {
+	st := Status{Pipeline: p.Pipeline, Stream: p.Stream, Keys: map[string]uint64{}}
+	stream, err := js.Stream(ctx, st.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return st, nil // not started yet: `run` creates the declared streams
+	}
+	if err != nil {
+		return st, fmt.Errorf("stream %s: %w", st.Stream, err)
+	}
+	st.Head = stream.CachedInfo().State.LastSeq
+	if kv, err := js.KeyValue(ctx, streams.CheckpointBucket); err == nil {
+		if cp, err := checkpoint.NewStore(kv).Load(ctx, p.Pipeline); err == nil {
+			st.Checkpoint = cp.Seq
+			t := cp.Committed
+			st.LastCommit = &t
+		} else if !errors.Is(err, checkpoint.ErrNotFound) {
+			return st, err
+		}
+	}
+	st.Lag = st.Head - min(st.Checkpoint, st.Head)
+	if len(p.Subjects) > 0 && st.Checkpoint < st.Head {
+		// Only events that match the filter count.
+		n, err := countAfter(ctx, stream, p.Subjects, st.Checkpoint)
+		if err != nil {
+			return st, err
+		}
+		st.Lag = n
+	}
+	if name, err := js.StreamNameBySubject(ctx, streams.DLQSubject(p.Pipeline)); err == nil {
+		if s, err := js.Stream(ctx, name); err == nil {
+			if st.DeadLetters, err = countAfter(ctx, s, []string{streams.DLQSubject(p.Pipeline)}, 0); err != nil {
+				return st, err
+			}
+		}
+	}
+	if h, ok, err := readHealth(ctx, js, p.Pipeline); err != nil {
+		return st, fmt.Errorf("health: %w", err)
+	} else if ok {
+		st = st.WithHealth(h)
+	}
+	for _, proj := range p.Projections {
+		s, err := js.Stream(ctx, streams.KVStream(proj))
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			st.Keys[proj] = 0
+			continue
+		}
+		if err != nil {
+			return st, fmt.Errorf("projection %s: %w", proj, err)
+		}
+		st.Keys[proj] = s.CachedInfo().State.Msgs
+	}
+	return st, nil
+}
+
+// countAfter counts the messages on subjects after seq with a short-lived ordered consumer's
+// pending count.
+func countAfter(ctx context.Context, s jetstream.Stream, subjects []string, seq uint64) (uint64, error) {
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq + 1,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count pending: %w", err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("count pending: %w", err)
+	}
+	return info.NumPending, nil
+}
