@@ -30,7 +30,7 @@ type prefetcher struct {
 
 // readAhead starts a burst of events: while prefetching is on, it reads ahead the keys of the
 // events src has at hand.
-func (r *Runner) readAhead(src *source.Source) {
+func (r *Runner) readAhead(src feed) {
 	pf := &r.pf
 	pf.before, pf.fetched = r.store.Reads(), 0
 	if pf.on && len(r.p.prefetch) > 0 {

@@ -116,7 +116,7 @@ type Runner struct {
 	timed        bool
 	tick         operators.Event // reused for every advance of the watermark
 	ev           operators.Event // reused for every event
-	committed    bool            // runOnce committed at least one batch
+	progressed   bool            // runOnce committed at least one batch
 	dec          *decode.Decoder
 	acks         bool   // the consumer is acknowledged (AckAll) after each commit
 	lastDelivery uint64 // delivery sequence of the last message of a durable consumer
@@ -189,9 +189,9 @@ func (r *Runner) run(ctx context.Context) error {
 	wait := firstBackoff
 	fenced, failed := 0, 0
 	for {
-		r.committed = false
+		r.progressed = false
 		err := r.runOnce(ctx)
-		if r.committed { // the trouble is not lasting: start counting and backing off anew
+		if r.progressed { // the trouble is not lasting: start counting and backing off anew
 			fenced, failed, wait = 0, 0, firstBackoff
 		}
 		switch {
