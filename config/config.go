@@ -16,12 +16,13 @@ type Config struct {
 	// Pipelines are the pipelines to run.
 	Pipelines []Pipeline `koanf:"pipelines"`
 
-	// File is the path the configuration was loaded from ("" when built in code).
-	File string `koanf:"-"`
+	// File is the path the configuration was loaded from ("" when built in code). No file
+	// sets it: decoding leaves the fields without a koanf tag alone.
+	File string
 	// IgnoredEnv lists, sorted, the names of the JETFOLD_ environment variables that [Load]
 	// found but that name no field (each is also one of Load's errors, as an unknown field in
 	// the file is). Values are left out: they may be secrets.
-	IgnoredEnv []string `koanf:"-"`
+	IgnoredEnv []string
 
 	// pos maps a field path (see [Config.Pos]) to the place of its value in File.
 	pos map[string]Pos

@@ -271,6 +271,29 @@ func TestLoadErrors(t *testing.T) {
 				`(hint: use "always" or a positive duration such as 1m)`},
 		},
 		{
+			name:  "a key named -",
+			yaml:  "-: x\n" + shopStream,
+			want:  []string{`1:1: unknown field "-" at the top level (hint: valid fields: nats, http, processor, streams, pipelines)`},
+			count: 1,
+		},
+		{
+			name: "empty operator item",
+			yaml: shopStream + "pipelines:\n" + carts + "    operators:\n      -\n      - [{filter: x}]\n",
+			want: []string{
+				`8:8: invalid operator at pipelines[0].operators[0]: expected a map with one key, ` +
+					`the operator name, got an empty value (hint: write "- name: config", such as "- filter: event.amount > 0")`,
+				`9:9: invalid operator at pipelines[0].operators[1]: expected a map with one key, ` +
+					`the operator name, got a list (hint: write "- name: config", such as "- filter: event.amount > 0")`,
+			},
+			count: 2,
+		},
+		{
+			name:  "streams not a list",
+			yaml:  "streams: {name: SHOP, subjects: [x]}\n",
+			want:  []string{`1:10: invalid value for streams: expected a list, got a map`},
+			count: 1,
+		},
+		{
 			name: "three problems reported together",
 			yaml: shopStream + "pipelines:\n" +
 				"  - name: carts\n    source: {stream: NOPE, start: seq:x}\n    key: k\n    bach: {}\n",
@@ -511,6 +534,30 @@ func TestLoadEnvErrors(t *testing.T) {
 	}
 	if got := errorLines(err); !slices.Equal(got, want) {
 		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestLoadOperatorKeys: keys inside operators are kept as written, dots and case included
+// (koanf splits keys on its delimiter only when told to), and a variable reaches them.
+func TestLoadOperatorKeys(t *testing.T) {
+	yaml := shopStream + "pipelines:\n" + carts + "    operators:\n" +
+		"      - set: {userId: a, userid: b}\n" +
+		"      - fold: {projection: p, on: {shop.order.placed: {n: 1}}}\n"
+	c, _, err := load(t, yaml, "JETFOLD_PIPELINES_0_OPERATORS_0_SET_USERID=c")
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	ops := c.Pipelines[0].Operators
+	if set := ops[0]["set"].(map[string]any); set["userId"] != "c" || set["userid"] != "c" {
+		t.Errorf("set = %v, want both keys set from the variable", set)
+	}
+	on := ops[1]["fold"].(map[string]any)["on"].(map[string]any)
+	if _, ok := on["shop.order.placed"]; !ok || len(on) != 1 {
+		t.Errorf("on = %v, want the key shop.order.placed", on)
+	}
+	if want := "c (from JETFOLD_PIPELINES_0_OPERATORS_0_SET_USERID)"; !strings.HasSuffix(
+		c.Errorf("pipelines.0.operators.0.set.userId", "c").Error(), want) {
+		t.Errorf("an error at the value does not name the variable")
 	}
 }
 

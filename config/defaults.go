@@ -38,6 +38,10 @@ func (c *Config) SetDefaults() {
 // the field at a path; where the zero value has a meaning of its own (an explicit "" HTTP
 // listen address, an explicit 0 batch size that validation rejects) only absent fields get
 // their default.
+//
+// The defaults are not a koanf layer under the file's: most apply to each item of a list, which
+// koanf merges whole; several also replace an explicit ""; and [Config.SetDefaults] needs them
+// on the structs for a configuration built in code.
 func (c *Config) setDefaults(present func(path string) bool) {
 	e := &c.NATS.Embedded
 	setString(&e.StoreDir, DefaultStoreDir)

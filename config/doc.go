@@ -1,8 +1,8 @@
 // Package config loads, checks and describes jetfold's YAML configuration file.
 //
-// [Load] reads one file with a fresh koanf instance, applies JETFOLD_ environment overrides,
-// decodes it strictly (unknown fields, wrong types and bad durations are errors), applies the
-// defaults documented on each field and runs [Config.Validate]. Every problem found is reported
+// [Load] reads one file into a fresh koanf instance, layers the JETFOLD_ environment overrides
+// over it, decodes it strictly (unknown fields, wrong types and bad durations are errors),
+// applies the defaults documented on each field and runs [Config.Validate]. Every problem found is reported
 // at once, joined with [errors.Join], each as an [*Error] that prints as
 //
 //	file:line:col: message (hint: ...)

@@ -5,6 +5,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/v2"
 )
 
 // EnvName returns the environment variable that overrides the field at path:
@@ -17,43 +20,58 @@ func EnvName(path string) string {
 // failpoints of the crash tests, and the tests' own knobs.
 var OtherEnv = []string{"JETFOLD_FAILPOINTS", "JETFOLD_FAILPOINT_P", "JETFOLD_CRASH_SEED", "JETFOLD_CRASH_DIR", "JETFOLD_LONG_TESTS"}
 
-// applyEnv sets the values of the JETFOLD_ variables of environ in the decoded tree raw, and
-// returns the names of those that match no field path (and are not in [OtherEnv]), sorted,
-// with the names that would. When a name appears twice in environ the last one wins.
-func (c *Config) applyEnv(raw map[string]any, environ []string) (ignored, known []string) {
-	vars := map[string]string{}
-	for _, kv := range environ {
-		name, val, ok := strings.Cut(kv, "=")
-		if ok && strings.HasPrefix(name, EnvPrefix) && !slices.Contains(OtherEnv, name) {
-			vars[name] = val
-		}
-	}
-	if len(vars) == 0 {
-		return nil, nil
-	}
+// loadEnv loads the JETFOLD_ variables of environ into k, as koanf's env provider layer over
+// the file's, sets c.env and c.IgnoredEnv (the names that set no field, sorted), and returns
+// the names that would when there are such.
+//
+// A name cannot be split on "_" into a path: field names hold underscores (store_dir), and
+// operators' maps hold any key. So the provider's callback looks the name up among the paths
+// an environment variable may set (see envPaths), computed from the Go types and the file's
+// tree. When a name appears twice in environ the last one wins.
+func (c *Config) loadEnv(k *koanf.Koanf, environ []string) (known []string, err error) {
 	paths := map[string][]string{}
-	envPaths(configType, raw, "", func(p string) {
-		n := EnvName(p)
-		if !slices.Contains(paths[n], p) {
-			paths[n] = append(paths[n], p)
-		}
+	envPaths(configType, k.Raw(), "", func(p string) { paths[EnvName(p)] = append(paths[EnvName(p)], p) })
+	ignored := map[string]bool{}
+	provider := env.Provider("", env.Opt{ // "": the paths are split by setRaw, not koanf
+		Prefix:      EnvPrefix,
+		EnvironFunc: func() []string { return environ },
+		TransformFunc: func(name, val string) (string, any) {
+			if slices.Contains(OtherEnv, name) {
+				return "", nil
+			}
+			if len(paths[name]) == 0 {
+				ignored[name] = true
+				return "", nil
+			}
+			return paths[name][0], val
+		},
 	})
-	for _, name := range sortedKeys(vars) {
-		applied := false
-		for _, p := range paths[name] {
-			if setRaw(raw, p, vars[name]) {
-				c.env[p] = name
-				applied = true
+	// koanf's own merge would replace a list by a map with keys "0", "1"...: this one sets each
+	// value at its path, into list items by index. A name that two paths share (keys of an
+	// operator's map that differ in case, or in "_" against ".") sets both.
+	merge := func(src, dest map[string]any) error {
+		for _, p := range sortedKeys(src) {
+			name, set := EnvName(p), false
+			for _, q := range paths[name] {
+				if setRaw(dest, q, src[p]) {
+					c.env[q] = name
+					set = true
+				}
+			}
+			if !set { // the file has a scalar where the path goes on
+				ignored[name] = true
 			}
 		}
-		if !applied {
-			ignored = append(ignored, name)
-		}
+		return nil
 	}
-	if len(ignored) > 0 {
-		known = sortedKeys(paths)
+	if err := k.Load(provider, nil, koanf.WithMergeFunc(merge)); err != nil {
+		return nil, err
 	}
-	return ignored, known
+	if len(ignored) == 0 {
+		return nil, nil
+	}
+	c.IgnoredEnv = sortedKeys(ignored)
+	return sortedKeys(paths), nil
 }
 
 // envPaths calls add with every field path that an environment variable may set: every field
@@ -106,7 +124,7 @@ func leafPaths(v any, path string, add func(string)) {
 
 // setRaw sets the value at path in the decoded tree root, creating the maps that are missing
 // on the way. It reports false when the path goes through a scalar or past the end of a list.
-func setRaw(root map[string]any, path, val string) bool {
+func setRaw(root map[string]any, path string, val any) bool {
 	segs := strings.Split(path, ".")
 	var cur any = root
 	for _, seg := range segs[:len(segs)-1] {

@@ -13,8 +13,7 @@ import (
 	"strings"
 
 	"github.com/go-viper/mapstructure/v2"
-	kyaml "github.com/knadh/koanf/parsers/yaml"
-	"github.com/knadh/koanf/providers/rawbytes"
+	"github.com/knadh/koanf/providers/confmap"
 	"github.com/knadh/koanf/v2"
 	"go.yaml.in/yaml/v3"
 )
@@ -51,28 +50,37 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 		env:    map[string]string{},
 		loaded: true,
 	}
-	doc, errs := c.parseNodes(data)
+	// The bytes are read and parsed once, into a yaml.Node: it gives the positions, which koanf
+	// does not keep, and its values are koanf's file layer, so both come from the same content.
+	root, errs := c.parseNodes(data)
 	if len(errs) > 0 {
 		return nil, joinErrors(errs)
 	}
-	c.indexPositions(doc, "")
-
-	// The bytes are read once, above, and handed to koanf as they are, so that the values and
-	// the positions come from the same content even if the file changes meanwhile.
-	k := koanf.New(".")
-	if err := k.Load(rawbytes.Provider(data), kyaml.Parser()); err != nil {
-		return nil, joinErrors(c.yamlErrors(data, err))
+	c.indexPositions(root, "")
+	file := map[string]any{}
+	if root != nil && !isNull(root) {
+		if err := root.Decode(&file); err != nil {
+			return nil, joinErrors(c.yamlErrors(data, err))
+		}
 	}
-	raw := k.Raw()
 
+	// Layers, in koanf: the file, then the JETFOLD_ variables. Defaults come last, on the
+	// decoded structs (see setDefaults).
+	k := koanf.New(".")
+	if err := k.Load(confmap.Provider(file, ""), nil); err != nil {
+		return nil, joinErrors([]*Error{c.Errorf("", "cannot load the configuration: %v", err)})
+	}
 	environ := opts.Environ
 	if environ == nil {
 		environ = os.Environ()
 	}
-	var known []string
-	c.IgnoredEnv, known = c.applyEnv(raw, environ)
-
-	errs = c.checkFields(configType, raw, "")
+	known, err := c.loadEnv(k, environ)
+	if err != nil {
+		return nil, joinErrors([]*Error{c.Errorf("", "cannot load the environment: %v", err)})
+	}
+	raw := k.Raw()
+	unknown, invalid := c.decode(k, raw) // reported at one place in this order, with the variables
+	errs = append(errs, unknown...)
 	for _, name := range c.IgnoredEnv {
 		// Like an unknown field in the file: a misspelt variable would otherwise be silently
 		// without effect.
@@ -80,7 +88,7 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 			Msg:  fmt.Sprintf("environment variable %s sets no field of the configuration", name),
 			Hint: envHint(name, known)})
 	}
-	errs = append(errs, c.decode(raw)...)
+	errs = append(errs, invalid...)
 	c.setDefaults(func(p string) bool {
 		v, ok := rawAt(raw, p)
 		return ok && v != nil
@@ -100,8 +108,8 @@ func envHint(name string, known []string) string {
 	return "a variable is JETFOLD_ and a field's path in upper case with _ between the parts, such as JETFOLD_NATS_URL or JETFOLD_PIPELINES_0_BATCH_SIZE"
 }
 
-// parseNodes parses data into a yaml.Node for positions and reports syntax errors, a second
-// document, and a top level that is not a map.
+// parseNodes parses data into a yaml.Node and returns its top level: a map, a null or nil (an
+// empty file). It reports syntax errors, a second document, and a top level that is not a map.
 func (c *Config) parseNodes(data []byte) (*yaml.Node, []*Error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
@@ -128,7 +136,7 @@ func (c *Config) parseNodes(data []byte) (*yaml.Node, []*Error) {
 		return nil, []*Error{{Pos: c.nodePos(root), Msg: "the configuration must be a map, got " + got,
 			Hint: "start with a section such as nats:, streams: or pipelines:"}}
 	}
-	return &doc, nil
+	return root, nil
 }
 
 // docRoot returns the content of a document node.
@@ -247,62 +255,6 @@ func firstCol(data []byte, line int) int {
 	return n + 1
 }
 
-// checkFields reports unknown fields in the decoded tree v of Go type t at path, and removes
-// them so that decoding reports nothing twice; it also reports operator items that are not
-// maps, replacing them with nil. Nothing inside an operator is checked.
-func (c *Config) checkFields(t reflect.Type, v any, path string) []*Error {
-	var errs []*Error
-	switch {
-	case t == durationType || t == operatorType:
-	case t.Kind() == reflect.Struct:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil
-		}
-		for _, k := range sortedKeys(m) {
-			p := joinPath(path, k)
-			f, ok := lookupField(t, k)
-			if !ok {
-				e := c.errorAt(c.KeyPos(p), p, fmt.Sprintf("unknown field %q in %s", k, displayPath(path)))
-				if path == "" {
-					e.Msg = fmt.Sprintf("unknown field %q at the top level", k)
-				}
-				e.Hint = HintFor(k, fieldNames(t), "valid fields")
-				errs = append(errs, e)
-				delete(m, k)
-				continue
-			}
-			if _, isList := m[k].([]any); !isList && m[k] != nil && f.typ.Kind() == reflect.Slice &&
-				(f.typ.Elem() == operatorType || f.typ.Elem().Kind() == reflect.Struct) {
-				// Weak decoding would wrap a lone map or scalar into a list of one; only lists of
-				// strings get that convenience.
-				errs = append(errs, c.Errorf(p, "invalid value for %s: expected a list, got %s",
-					displayPath(p), describe(m[k])))
-				delete(m, k)
-				continue
-			}
-			errs = append(errs, c.checkFields(f.typ, m[k], p)...)
-		}
-	case t.Kind() == reflect.Slice:
-		list, ok := v.([]any)
-		if !ok {
-			return nil
-		}
-		for i, item := range list {
-			p := joinPath(path, strconv.Itoa(i))
-			if t.Elem() != operatorType {
-				errs = append(errs, c.checkFields(t.Elem(), item, p)...)
-				continue
-			}
-			if _, ok := item.(map[string]any); !ok {
-				errs = append(errs, c.operatorShapeError(p, item))
-				list[i] = nil
-			}
-		}
-	}
-	return errs
-}
-
 // operatorShapeError reports an operator item that is not a map.
 func (c *Config) operatorShapeError(path string, v any) *Error {
 	e := c.Errorf(path, "invalid operator at %s: expected %s, got %s",
@@ -314,13 +266,15 @@ func (c *Config) operatorShapeError(path string, v any) *Error {
 // durationHint says how to write a duration.
 const durationHint = "use a number with a unit (ns, us, ms, s, m, h), such as 200ms, 30s or 1h30m"
 
-// errNeedsUnit is returned by strictNumberHook for a duration written as a bare number.
+// errNeedsUnit is returned by strictHook for a duration written as a bare number.
 var errNeedsUnit = errors.New("a duration needs a unit")
 
-// strictNumberHook rejects what weak decoding would otherwise accept by surprise: a non-zero
-// bare number or a boolean as a duration (200 would mean 200ns) and a fractional number as an
-// integer.
-func strictNumberHook(from, to reflect.Type, data any) (any, error) {
+// strictHook rejects what weak decoding would otherwise accept by surprise: a non-zero bare
+// number or a boolean as a duration (200 would mean 200ns), a fractional number as an integer,
+// a lone map or scalar as a list of structs or operators (it would become a list of one: only
+// lists of strings get that convenience, for JETFOLD_STREAMS_0_SUBJECTS=a,b), and an operator
+// item that is not a map (a list of maps would be merged into one).
+func strictHook(from, to reflect.Type, data any) (any, error) {
 	switch {
 	case to == durationType:
 		switch from.Kind() {
@@ -336,42 +290,46 @@ func strictNumberHook(from, to reflect.Type, data any) (any, error) {
 		if f, ok := data.(float64); ok && f != float64(int64(f)) {
 			return nil, fmt.Errorf("%v is not an integer", f)
 		}
+	case to.Kind() == reflect.Slice && from.Kind() != reflect.Slice &&
+		(to.Elem() == operatorType || to.Elem().Kind() == reflect.Struct),
+		to == operatorType && from.Kind() != reflect.Map:
+		return nil, fmt.Errorf("expected %s", wantName(to))
 	}
 	return data, nil
 }
 
-// decode decodes the tree into c, weakly typed so that environment strings decode, and turns
-// decoding errors into *Errors at the offending values.
-func (c *Config) decode(raw map[string]any) []*Error {
-	d, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+// decode unmarshals k into c with koanf, strictly (an unknown field is an error), weakly typed
+// so that environment strings decode, and turns decoding errors into *Errors at the offending
+// keys and values of raw, k's tree: the unknown fields, and the values that do not decode.
+func (c *Config) decode(k *koanf.Koanf, raw map[string]any) (unknown, invalid []*Error) {
+	err := k.UnmarshalWithConf("", c, koanf.UnmarshalConf{DecoderConfig: &mapstructure.DecoderConfig{
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
-			strictNumberHook,
+			strictHook,
 			mapstructure.StringToTimeDurationHookFunc(),
 			mapstructure.StringToSliceHookFunc(","),
 		),
 		WeaklyTypedInput: true,
 		ErrorUnused:      true,
 		TagName:          "koanf",
-		MatchName:        func(key, field string) bool { return key == field },
-		Result:           c,
-	})
-	if err != nil {
-		return []*Error{c.Errorf("", "cannot decode the configuration: %v", err)}
-	}
-	err = d.Decode(raw)
+		// File and IgnoredEnv have no tag: tagged koanf:"-", they would take a key "-".
+		IgnoreUntaggedFields: true,
+		MatchName:            func(key, field string) bool { return key == field },
+	}})
 	if err == nil {
-		return nil
+		return nil, nil
 	}
-	var errs []*Error
 	for _, e := range leafErrors(err) {
 		var de *mapstructure.DecodeError
-		if !errors.As(e, &de) {
-			errs = append(errs, c.Errorf("", "cannot decode the configuration: %v", e))
-			continue
+		switch {
+		case !errors.As(e, &de):
+			invalid = append(invalid, c.Errorf("", "cannot decode the configuration: %v", e))
+		case strings.HasPrefix(de.Unwrap().Error(), "has invalid keys: "):
+			unknown = append(unknown, c.unknownFields(raw, de)...)
+		default:
+			invalid = append(invalid, c.decodeError(raw, de))
 		}
-		errs = append(errs, c.decodeError(raw, de)...)
 	}
-	return errs
+	return unknown, invalid
 }
 
 // leafErrors flattens the tree of joined and wrapped errors that mapstructure returns into
@@ -397,25 +355,48 @@ func leafErrors(err error) []error {
 // indexRe matches the list indices of mapstructure field names: pipelines[0].
 var indexRe = regexp.MustCompile(`\[([^\]]*)\]`)
 
-// decodeError turns a mapstructure error into *Errors at the offending value.
-func (c *Config) decodeError(raw map[string]any, de *mapstructure.DecodeError) []*Error {
+// fieldPath turns the name of a mapstructure error, such as pipelines[0].batch (config.Config
+// for the top level), into a field path.
+func fieldPath(de *mapstructure.DecodeError) string {
 	path := strings.TrimPrefix(indexRe.ReplaceAllString(de.Name(), ".$1"), ".")
 	if path == configType.String() {
-		path = ""
+		return ""
 	}
-	inner := de.Unwrap()
+	return path
+}
+
+// unknownFields reports, for mapstructure's ErrorUnused error de, each key of the map that
+// names no field, at the key, with the field it may have meant. The keys are taken from the
+// tree rather than from the error, whose message joins them with ", ".
+func (c *Config) unknownFields(raw map[string]any, de *mapstructure.DecodeError) []*Error {
+	path := fieldPath(de)
+	v, _ := rawAt(raw, path)
+	m, ok := v.(map[string]any)
 	t := typeAt(path)
-	if keys, ok := strings.CutPrefix(inner.Error(), "has invalid keys: "); ok && t != nil {
-		// Unknown fields are found by checkFields first; this is a safety net.
-		var errs []*Error
-		for _, k := range strings.Split(keys, ", ") {
+	if !ok || t == nil || t.Kind() != reflect.Struct {
+		return []*Error{c.Errorf(path, "invalid value for %s: %v", displayPath(path), de.Unwrap())}
+	}
+	where := "in " + displayPath(path)
+	if path == "" {
+		where = "at the top level"
+	}
+	var errs []*Error
+	for _, k := range sortedKeys(m) {
+		if _, ok := lookupField(t, k); !ok {
 			p := joinPath(path, k)
-			e := c.errorAt(c.KeyPos(p), p, fmt.Sprintf("unknown field %q in %s", k, displayPath(path)))
+			e := c.errorAt(c.KeyPos(p), p, fmt.Sprintf("unknown field %q %s", k, where))
 			e.Hint = HintFor(k, fieldNames(t), "valid fields")
 			errs = append(errs, e)
 		}
-		return errs
 	}
+	return errs
+}
+
+// decodeError turns a mapstructure error into an *Error at the offending value.
+func (c *Config) decodeError(raw map[string]any, de *mapstructure.DecodeError) *Error {
+	path := fieldPath(de)
+	inner := de.Unwrap()
+	t := typeAt(path)
 	v, _ := rawAt(raw, path)
 	where := displayPath(path)
 	var e *Error
@@ -433,7 +414,7 @@ func (c *Config) decodeError(raw map[string]any, de *mapstructure.DecodeError) [
 	default:
 		e = c.Errorf(path, "invalid value for %s: expected %s, got %s", where, wantName(t), describe(v))
 	}
-	return []*Error{e}
+	return e
 }
 
 // dropCovered drops the errors in errs at or under a path that already has an error in

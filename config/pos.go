@@ -90,13 +90,6 @@ func (c *Config) indexPositions(n *yaml.Node, path string) {
 	if n == nil {
 		return
 	}
-	switch n.Kind {
-	case yaml.DocumentNode:
-		if len(n.Content) > 0 {
-			c.indexPositions(n.Content[0], path)
-		}
-		return
-	}
 	c.pos[path] = c.nodePos(n)
 	switch n.Kind {
 	case yaml.MappingNode:

@@ -148,9 +148,11 @@ func (c *Config) validate() []*Error {
 		}
 		for j, op := range p.Operators {
 			opPath := base + ".operators." + strconv.Itoa(j)
-			switch len(op) {
-			case 1:
-			case 0:
+			switch {
+			case op == nil: // a list item with nothing, not even {}
+				v.errs = append(v.errs, c.operatorShapeError(opPath, nil))
+			case len(op) == 1:
+			case len(op) == 0:
 				v.add(opPath, `write "- name: config", such as "- filter: event.amount > 0"`,
 					"%s is empty: an operator is a map with one key, the operator name", displayPath(opPath))
 			default:
