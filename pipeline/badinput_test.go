@@ -18,7 +18,7 @@ import (
 	"github.com/jetfold/jetfold/streams"
 )
 
-// badYAML folds text blobs per key, with an event time, to exercise DESIGN.md section 9.
+// badYAML folds text blobs per key, with an event time, to exercise the README's bad-input rules.
 const badYAML = `
 nats: {url: %q}
 streams:
@@ -39,7 +39,7 @@ pipelines:
             div: {r: event.a / event.b}
 `
 
-// TestBadInput has a row per row of DESIGN.md section 9 that concerns events: each bad event
+// TestBadInput has a row per bad-input rule of the README that concerns events: each bad event
 // is a dead letter whose Jetfold-Error names the reason, and the pipeline goes on.
 func TestBadInput(t *testing.T) {
 	// A server whose largest message is 64 KiB, so that state can outgrow it.

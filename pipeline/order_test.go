@@ -56,7 +56,7 @@ func emitted(t *testing.T, e *env, kind string) []float64 {
 }
 
 // TestEventTimeAndHandlers: outdated events never change state; `once` fires for live in-order
-// events only, `on` for live and hydrated ones, `all` for every event (DESIGN.md section 4).
+// events only, `on` for live and hydrated ones, `all` for every event (the README's handlers).
 func TestEventTimeAndHandlers(t *testing.T) {
 	e := newEnv(t)
 	ps := buildTimed(t, e, 100)
