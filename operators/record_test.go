@@ -175,3 +175,22 @@ func TestMapCopiesState(t *testing.T) {
 		t.Errorf("the state changed to %s", b)
 	}
 }
+
+// BenchmarkAppendJSONNested writes a state that is not flat (a nested map and list, a string
+// with characters JSON escapes), which AppendJSON leaves to its general encoder.
+func BenchmarkAppendJSONNested(b *testing.B) {
+	s := NewShape("items", "last_order", "orders", "revenue", "tags", "city")
+	r := NewRecord(s, map[string]any{
+		"items": 3.0, "orders": 12.0, "revenue": 1234.5, "last_order": "o-991",
+		"tags": []any{"vip", "eu"}, "city": "Zürich",
+		"address": map[string]any{"street": "Bahnhofstrasse 1", "zip": "8001", "geo": []any{47.37, 8.54}},
+	})
+	var dst []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if dst, err = r.AppendJSON(dst[:0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,7 +1,6 @@
 package source
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"testing"
@@ -23,11 +22,9 @@ func (m ackMsg) Reply() string {
 	return fmt.Sprintf("$JS.ACK.S.C.1.%d.%d.1700000000000000000.0", m.seq, m.delivery)
 }
 
-// orderedSource returns a source that keeps its consumer ordered, without one: the tests
-// below push messages themselves, and read the requests to recreate it from s.resets.
-func orderedSource(size int) *Source {
-	reopen := func(context.Context, int, uint64) (jetstream.Consumer, error) { return nil, nil }
-	return newSource(nil, options{cfg: config.Batch{Size: size}, log: slog.New(slog.DiscardHandler), reopen: reopen})
+// bufferSource returns a source without a consumer: the tests below push messages themselves.
+func bufferSource(size int) *Source {
+	return newSource(nil, options{cfg: config.Batch{Size: size}, log: slog.New(slog.DiscardHandler)})
 }
 
 // taken returns the stream sequences of the messages at hand.
@@ -42,57 +39,54 @@ func taken(s *Source) []uint64 {
 	}
 }
 
-// TestSourceGapRecreatesConsumer: a gap in delivery sequences drops the message, asks for the
-// consumer to be recreated after the last message taken, and drops what the old subscription
-// still delivers; the new one's messages are taken from delivery 1.
-func TestSourceGapRecreatesConsumer(t *testing.T) {
-	s := orderedSource(100)
-	s.push(0, ackMsg{seq: 10, delivery: 1})
-	s.push(0, ackMsg{seq: 12, delivery: 2}) // a filtered stream skips sequences: fine
-	s.push(0, ackMsg{seq: 13, delivery: 4}) // delivery 3 was lost
-	select {
-	case <-s.resets:
-	default:
-		t.Fatal("a gap in delivery sequences did not ask for the consumer to be recreated")
+// waitingPushes waits until n pushes wait for room or their turn.
+func waitingPushes(t *testing.T, s *Source, n int) {
+	t.Helper()
+	natstest.Eventually(t, 10*time.Second, fmt.Sprintf("%d pushes to wait", n), func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.waiting == n
+	})
+}
+
+// TestSourcePushesInTurn: pushes that wait for room append in the order they came, as after a
+// reset of the ordered consumer, when the callback of its new subscription arrives while the
+// old one still waits with the message before.
+func TestSourcePushesInTurn(t *testing.T) {
+	s := bufferSource(1)
+	s.push(ackMsg{seq: 1, delivery: 1})
+	for i, seq := range []uint64{2, 3, 4} {
+		go s.push(ackMsg{seq: seq, delivery: 1}) // each from a subscription of its own
+		waitingPushes(t, s, i+1)
 	}
-	if s.serial != 1 || s.after != 13 {
-		t.Fatalf("serial %d, next sequence %d: want 1 and 13", s.serial, s.after)
-	}
-	s.push(0, ackMsg{seq: 14, delivery: 5}) // the old subscription, still delivering
-	s.push(1, ackMsg{seq: 13, delivery: 1}) // the new one, from the last message taken
-	if got := taken(s); fmt.Sprint(got) != "[10 12 13]" {
-		t.Errorf("took %v, want [10 12 13]", got)
+	var got []uint64
+	natstest.Eventually(t, 10*time.Second, "every message taken", func() bool {
+		got = append(got, taken(s)...)
+		return len(got) == 4
+	})
+	if fmt.Sprint(got) != "[1 2 3 4]" {
+		t.Errorf("took %v, want [1 2 3 4]", got)
 	}
 }
 
-// TestSourceWaitingPushOfReplacedSubscription: a push waiting for room when its subscription
-// is replaced returns without appending, and does not hold up the new subscription.
-func TestSourceWaitingPushOfReplacedSubscription(t *testing.T) {
-	s := orderedSource(1)
-	s.push(0, ackMsg{seq: 1, delivery: 1})
+// TestSourceStopReleasesWaitingPush: a push waiting for room returns at Stop, without
+// appending.
+func TestSourceStopReleasesWaitingPush(t *testing.T) {
+	s := bufferSource(1)
+	s.push(ackMsg{seq: 1, delivery: 1})
 	done := make(chan struct{})
 	go func() {
-		s.push(0, ackMsg{seq: 2, delivery: 2}) // waits: the buffer is full
+		s.push(ackMsg{seq: 2, delivery: 2}) // waits: the buffer is full
 		close(done)
 	}()
-	natstest.Eventually(t, 10*time.Second, "the push to wait", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.waiting == 1
-	})
-	s.mu.Lock()
-	s.resetLocked()
-	s.mu.Unlock()
+	waitingPushes(t, s, 1)
+	s.Stop()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
-		t.Fatal("the push of the replaced subscription still waits")
+		t.Fatal("the push still waits after Stop")
 	}
 	if got := taken(s); fmt.Sprint(got) != "[1]" {
-		t.Fatalf("took %v, want [1]", got)
-	}
-	s.push(1, ackMsg{seq: 2, delivery: 1})
-	if got := taken(s); fmt.Sprint(got) != "[2]" {
-		t.Errorf("took %v from the new subscription, want [2]", got)
+		t.Errorf("took %v, want [1]", got)
 	}
 }
