@@ -64,7 +64,9 @@ func Derived(pipeline string, ev *operators.Event, n int, o operators.Output) *n
 	h.Set("ce-id", id)
 	h.Set("ce-type", o.Type)
 	h.Set("ce-source", "jetfold/"+pipeline)
-	h.Set("ce-subject", ev.Key)
+	if ev.Key != "" { // a tick (operators.Clock) has no key
+		h.Set("ce-subject", ev.Key)
+	}
 	h.Set("ce-time", ev.Time.UTC().Format(time.RFC3339Nano))
 	h.Set("content-type", "application/json")
 	h.Set(HeaderSourceSeq, strconv.FormatUint(ev.Seq, 10))

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/jetfold/jetfold/operators"
 )
 
 // TestNewDeadLetter: a dead letter keeps the application headers, renames every header NATS
@@ -55,6 +57,32 @@ func TestNewDeadLetter(t *testing.T) {
 			}
 			if got := m.Header.Get(HeaderDropped); (got != "") != tt.dropped {
 				t.Errorf("%s = %q", HeaderDropped, got)
+			}
+		})
+	}
+}
+
+// TestDerivedIDs: a derived event's id is made of its source sequence and index, or is the
+// operator's own; a tick's (no key) has no ce-subject.
+func TestDerivedIDs(t *testing.T) {
+	tests := []struct {
+		name, key, id, wantID string
+	}{
+		{"of an event", "user-1", "", "p:7:2"},
+		{"of a tick, with the operator's id", "", "win:a/0", "p:win:a/0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev := &operators.Event{Seq: 7, Key: tt.key}
+			m := Derived("p", ev, 2, operators.Output{Subject: "out.x", Type: "t", Data: []byte("{}"), ID: tt.id})
+			if got := m.Header.Get("Nats-Msg-Id"); got != tt.wantID || m.Header.Get("ce-id") != tt.wantID {
+				t.Errorf("ids %q, %q; want %q", got, m.Header.Get("ce-id"), tt.wantID)
+			}
+			if _, has := m.Header["ce-subject"]; has != (tt.key != "") {
+				t.Errorf("ce-subject %v with key %q", m.Header["ce-subject"], tt.key)
+			}
+			if m.Header.Get(HeaderSourceSeq) != "7" {
+				t.Errorf("%s = %q", HeaderSourceSeq, m.Header.Get(HeaderSourceSeq))
 			}
 		})
 	}
