@@ -3,7 +3,6 @@ package api_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -62,14 +61,9 @@ func TestEndpoints(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
-			resp, err := http.Get(h.URL + tt.path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, _ := io.ReadAll(resp.Body)
-			if resp.StatusCode != tt.code || !strings.Contains(string(body), tt.contains) {
-				t.Errorf("GET %s = %d %s, want %d containing %s", tt.path, resp.StatusCode, body, tt.code, tt.contains)
+			code, body := getBody(t, h.URL+tt.path)
+			if code != tt.code || !strings.Contains(body, tt.contains) {
+				t.Errorf("GET %s = %d %s, want %d containing %s", tt.path, code, body, tt.code, tt.contains)
 			}
 		})
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,8 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/internal/natstest"
+	"github.com/jetfold/jetfold/internal/pipetest"
 	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/pipeline/state"
@@ -144,21 +143,7 @@ func TestOperatorContract(t *testing.T) {
 	if err := reg.Register(tumbleSpec()); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(e.dir, "tumble.yaml")
-	if err := os.WriteFile(path, fmt.Appendf(nil, tumbleYAML, e.srv.ClientURL()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path, config.LoadOptions{Environ: []string{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps, err := pipeline.Build(cfg, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := streams.EnsureStreams(ctx, e.js, cfg.Streams, nil); err != nil {
-		t.Fatal(err)
-	}
+	ps := pipetest.Build(t, e.js, filepath.Join(e.dir, "tumble.yaml"), fmt.Sprintf(tumbleYAML, e.srv.ClientURL()), reg)
 	// The projection another pipeline writes, that the operator looks up.
 	labels, err := streams.EnsureBucket(ctx, e.js, "labels")
 	if err != nil {

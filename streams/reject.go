@@ -19,12 +19,13 @@ const asyncTimeout = 10 * time.Second
 // timeouts and a stream that is unavailable for a while are not rejections: another try can
 // succeed.
 //
-// The client itself refuses a message over the payload limit or with an invalid subject.
+// The client itself refuses a message over the payload limit, with an invalid subject, or with
+// a header name it cannot send (a source message's, copied into a dead letter).
 // JetStream answers a refusal of the message with code 400 (bad request), and a stream at its
 // limits with error 10077 ("maximum messages exceeded", "maximum bytes exceeded", "maximum
 // messages per subject exceeded"), which it also uses for storage failures that may pass.
 func Rejected(err error) bool {
-	if errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject) {
+	if errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject) || errors.Is(err, nats.ErrBadHeaderMsg) {
 		return true // refused by the client before sending
 	}
 	var api *jetstream.APIError

@@ -27,6 +27,7 @@ func TestRejected(t *testing.T) {
 		{"stream offline", &jetstream.APIError{Code: 500, ErrorCode: 10118}, false},
 		{"over the payload limit", nats.ErrMaxPayload, true},
 		{"bad subject", nats.ErrBadSubject, true},
+		{"bad header name", nats.ErrBadHeaderMsg, true},
 		{"timeout", context.DeadlineExceeded, false},
 		{"no responders", nats.ErrNoResponders, false},
 		{"connection closed", nats.ErrConnectionClosed, false},

@@ -18,16 +18,7 @@ func BenchmarkDecodeNested(b *testing.B) {
 			`"address":{"city":"Z\u00fcrich","zip":"80%02d"},"gift":false,"coupon":null},`+
 			`"note":"line one\nline \"two\"","ts":"2026-01-01T00:00:00Z"}`, i, i, i, i%7, i)
 	}
-	d := New("json", l, nil)
-	var ev operators.Event
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		if err := d.Decode(&ev, payloads[i%len(payloads)], nil); err != nil {
-			b.Fatal(err)
-		}
-		i++
-	}
+	benchDecode(b, l, payloads)
 }
 
 // BenchmarkDecodeFlat decodes the flat events of `processor bench` (no nested value): the
@@ -38,6 +29,11 @@ func BenchmarkDecodeFlat(b *testing.B) {
 	for i := range payloads {
 		payloads[i] = fmt.Appendf(nil, `{"type":"order-placed","user_id":"u%d","amount":%d.5,"order_id":"o-%d","ts":"2026-01-01T00:00:00Z"}`, i, i, i)
 	}
+	benchDecode(b, l, payloads)
+}
+
+// benchDecode decodes payloads in turn into the fields of layout l.
+func benchDecode(b *testing.B, l *operators.Layout, payloads [][]byte) {
 	d := New("json", l, nil)
 	var ev operators.Event
 	b.ReportAllocs()

@@ -5,19 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/internal/natstest"
-	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/internal/pipetest"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/pipeline/commit"
 	"github.com/jetfold/jetfold/pipeline/dlq"
@@ -69,28 +66,9 @@ type env struct {
 // runs it to the end of its source.
 func (e *env) run(sub string) {
 	e.t.Helper()
-	path := filepath.Join(e.dir, "p.yaml")
-	if err := os.WriteFile(path, fmt.Appendf(nil, totalsYAML, e.url, sub), 0o600); err != nil {
+	ps := pipetest.Build(e.t, e.js, filepath.Join(e.dir, "p.yaml"), fmt.Sprintf(totalsYAML, e.url, sub), nil)
+	if err := pipetest.Run(context.Background(), e.t, e.js, ps, pipeline.Options{}); err != nil {
 		e.t.Fatal(err)
-	}
-	cfg, err := config.Load(path, config.LoadOptions{Environ: []string{}})
-	if err != nil {
-		e.t.Fatalf("load: %v", err)
-	}
-	ps, err := pipeline.Build(cfg, operators.Builtin())
-	if err != nil {
-		e.t.Fatalf("build: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := streams.EnsureStreams(ctx, e.js, cfg.Streams, nil); err != nil {
-		e.t.Fatal(err)
-	}
-	if err := pipeline.RunAll(ctx, ps, pipeline.Options{JS: e.js}); err != nil {
-		e.t.Fatal(err)
-	}
-	if ctx.Err() != nil {
-		e.t.Fatal("the pipeline did not stop at the end of its stream")
 	}
 }
 
