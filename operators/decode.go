@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+
+	"github.com/jetfold/jetfold/operators/expr"
 )
 
 // exprString reads a raw YAML value that must be an expression. A YAML number or bool is
@@ -14,7 +16,7 @@ func exprString(raw any) (string, error) {
 	case string:
 		return t, nil
 	case bool, int, int64, uint64, float64:
-		return Text(t)
+		return expr.Text(t)
 	case nil:
 		return "", errors.New("missing expression (inside {...} a comma ends a value: quote an expression that holds a comma)")
 	default:
@@ -45,7 +47,7 @@ func compileFields(raw any) ([]assign, error) {
 			errs = append(errs, fieldErr(name, err))
 			continue
 		}
-		e, err := Compile(src, AnyResult)
+		e, err := expr.Compile(src, expr.AnyResult)
 		if err != nil {
 			errs = append(errs, fieldErr(name, err))
 			continue
@@ -75,7 +77,7 @@ func checkKeys(m map[string]any, allowed ...string) error {
 
 type assign struct {
 	field string
-	expr  *Expr
+	expr  *expr.Expr
 	slot  int // the field's slot in the fold's shape
 }
 
@@ -103,10 +105,10 @@ func yamlKind(v any) string {
 }
 
 // singleExpr builds the operators whose whole value is one expression (filter, map, key).
-func singleExpr(raw any, kind int) (*Expr, error) {
+func singleExpr(raw any, kind int) (*expr.Expr, error) {
 	src, err := exprString(raw)
 	if err != nil {
 		return nil, fieldErr("", err)
 	}
-	return Compile(src, kind)
+	return expr.Compile(src, kind)
 }

@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/jetfold/jetfold/operators/event"
+	"github.com/jetfold/jetfold/operators/expr"
 )
 
 // emitOp stages a derived event when its condition holds.
 type emitOp struct {
-	when    *Expr
-	subject *Expr
-	fields  []assign // data as a map of field -> expression
-	data    *Expr    // or data as one expression
+	when    *expr.Expr
+	subject *expr.Expr
+	fields  []assign   // data as a map of field -> expression
+	data    *expr.Expr // or data as one expression
 	handler Handler
 	typ     string
 }
@@ -34,11 +37,11 @@ func buildEmit(_ BuildContext, raw any) (Operator, error) {
 	errs = append(errs, checkKeys(m, "when", "subject", "data", "handler", "type"))
 	e := &emitOp{}
 	if w, ok := m["when"]; ok {
-		if e.when, err = singleExpr(w, BoolResult); err != nil {
+		if e.when, err = singleExpr(w, expr.BoolResult); err != nil {
 			errs = append(errs, fieldErr("when", err))
 		}
 	}
-	if e.subject, err = singleExpr(m["subject"], StringResult); err != nil {
+	if e.subject, err = singleExpr(m["subject"], expr.StringResult); err != nil {
 		errs = append(errs, fieldErr("subject", err))
 	}
 	switch d := m["data"].(type) {
@@ -47,11 +50,11 @@ func buildEmit(_ BuildContext, raw any) (Operator, error) {
 			errs = append(errs, prefixFieldErrs("data", err))
 		}
 	case string:
-		if e.data, err = Compile(d, AnyResult); err != nil {
+		if e.data, err = expr.Compile(d, expr.AnyResult); err != nil {
 			errs = append(errs, fieldErr("data", err))
 		}
 	case nil:
-		e.data = MustCompile("event", AnyResult)
+		e.data = expr.MustCompile("event", expr.AnyResult)
 	default:
 		errs = append(errs, fieldErr("data", fmt.Errorf("want a map of field -> expression or one expression, got %s", yamlKind(d))))
 	}
@@ -70,7 +73,7 @@ func buildEmit(_ BuildContext, raw any) (Operator, error) {
 }
 
 // Process implements [Operator].
-func (e *emitOp) Process(x *Exec, ev *Event) (bool, error) {
+func (e *emitOp) Process(x *Exec, ev *event.Event) (bool, error) {
 	if err := ev.Require(); err != nil {
 		return false, err
 	}
@@ -88,7 +91,7 @@ func (e *emitOp) Process(x *Exec, ev *Event) (bool, error) {
 		return false, err
 	}
 	if !validSubject(subject) {
-		return false, fmt.Errorf("%w: %s: %q is not a valid subject to publish on", ErrEval, e.subject.Source, subject)
+		return false, fmt.Errorf("%w: %s: %q is not a valid subject to publish on", expr.ErrEval, e.subject.Source, subject)
 	}
 	var body any
 	if e.data != nil {
@@ -108,24 +111,24 @@ func (e *emitOp) Process(x *Exec, ev *Event) (bool, error) {
 	}
 	b, err := json.Marshal(body)
 	if err != nil {
-		return false, fmt.Errorf("%w: emit data: %v", ErrEval, err)
+		return false, fmt.Errorf("%w: emit data: %v", expr.ErrEval, err)
 	}
 	typ := e.typ
 	if typ == "" {
 		typ = subject
 	}
-	ev.Outputs = append(ev.Outputs, Output{Subject: subject, Type: typ, Data: b})
+	ev.Outputs = append(ev.Outputs, event.Output{Subject: subject, Type: typ, Data: b})
 	return true, nil
 }
 
 // fires tells whether the handler lets this event emit.
-func (e *emitOp) fires(ev *Event) bool {
+func (e *emitOp) fires(ev *event.Event) bool {
 	if ev.Duplicate {
 		return false // committed before a restart, with its derived events
 	}
 	switch e.handler {
 	case Once:
-		return ev.Mode == Live && !ev.Outdated
+		return ev.Mode == event.Live && !ev.Outdated
 	case On:
 		return !ev.Outdated
 	default:
@@ -144,19 +147,19 @@ func validSubject(s string) bool {
 }
 
 // CheckState implements [StateChecker].
-func (e *emitOp) CheckState(st *StateType) error {
+func (e *emitOp) CheckState(st *expr.StateType) error {
 	errs := []error{}
-	if err := st.check(e.when, BoolResult, nil); err != nil {
+	if err := st.Check(e.when, expr.BoolResult, nil); err != nil {
 		errs = append(errs, fieldErr("when", err))
 	}
-	if err := st.check(e.subject, StringResult, nil); err != nil {
+	if err := st.Check(e.subject, expr.StringResult, nil); err != nil {
 		errs = append(errs, fieldErr("subject", err))
 	}
-	if err := st.check(e.data, AnyResult, nil); err != nil {
+	if err := st.Check(e.data, expr.AnyResult, nil); err != nil {
 		errs = append(errs, fieldErr("data", err))
 	}
 	for _, a := range e.fields {
-		if err := st.check(a.expr, AnyResult, nil); err != nil {
+		if err := st.Check(a.expr, expr.AnyResult, nil); err != nil {
 			errs = append(errs, fieldErr("data."+a.field, err))
 		}
 	}

@@ -2,7 +2,8 @@ package operators
 
 import (
 	"errors"
-	"fmt"
+
+	"github.com/jetfold/jetfold/operators/expr"
 )
 
 var (
@@ -10,34 +11,13 @@ var (
 	ErrDuplicateOperator = errors.New("operator already registered")
 	// ErrInvalidSpec is returned by [Registry.Register] for a spec without name or constructor.
 	ErrInvalidSpec = errors.New("invalid operator spec")
-	// ErrEval wraps every error of an expression at run time.
-	ErrEval = errors.New("expression failed")
 )
 
-// FieldError is a configuration problem at a field of an operator's configuration. Field is a
-// dot path relative to the operator's value ("" for the value itself, "on.order-placed.items").
-type FieldError struct {
-	Field string
-	// Column is the column inside the expression where the problem is, 0 when unknown.
-	Column int
-	Err    error
-}
-
-// Error implements error.
-func (e *FieldError) Error() string {
-	if e.Field == "" {
-		return e.Err.Error()
-	}
-	return fmt.Sprintf("%s: %v", e.Field, e.Err)
-}
-
-// Unwrap returns the underlying error.
-func (e *FieldError) Unwrap() error { return e.Err }
-
+// fieldErr places err at field, keeping the column of an expression's error.
 func fieldErr(field string, err error) error {
-	var fe *FieldError
+	var fe *expr.FieldError
 	if errors.As(err, &fe) && fe.Field == "" {
-		return &FieldError{Field: field, Column: fe.Column, Err: fe.Err}
+		return &expr.FieldError{Field: field, Column: fe.Column, Err: fe.Err}
 	}
-	return &FieldError{Field: field, Err: err}
+	return &expr.FieldError{Field: field, Err: err}
 }

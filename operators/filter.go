@@ -1,14 +1,19 @@
 package operators
 
+import (
+	"github.com/jetfold/jetfold/operators/event"
+	"github.com/jetfold/jetfold/operators/expr"
+)
+
 // filterOp drops events for which its expression is false.
-type filterOp struct{ cond *Expr }
+type filterOp struct{ cond *expr.Expr }
 
 func filterSpec() Spec {
 	return Spec{
 		Name:    "filter",
 		Summary: "filter: EXPR drops events for which EXPR is false",
 		Build: func(_ BuildContext, raw any) (Operator, error) {
-			e, err := singleExpr(raw, BoolResult)
+			e, err := singleExpr(raw, expr.BoolResult)
 			if err != nil {
 				return nil, err
 			}
@@ -18,6 +23,6 @@ func filterSpec() Spec {
 }
 
 // Process implements [Operator].
-func (f *filterOp) Process(x *Exec, ev *Event) (bool, error) {
+func (f *filterOp) Process(x *Exec, ev *event.Event) (bool, error) {
 	return x.EvalBool(f.cond, ev)
 }

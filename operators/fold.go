@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"reflect"
+
+	"github.com/jetfold/jetfold/operators/event"
+	"github.com/jetfold/jetfold/operators/expr"
 )
 
 // Handler says which events a fold or an emit reacts to: once, on or all (see the README's
@@ -44,9 +46,9 @@ const AnyType = "*"
 type foldOp struct {
 	projection string
 	fields     []string // the state fields it names: initial, assigned, read as state.x
-	shape      *Shape
+	shape      *event.Shape
 	initialMap map[string]any
-	initial    *Record
+	initial    *event.Record
 	on         map[string][]assign
 	handler    Handler
 }
@@ -57,32 +59,19 @@ func (f *foldOp) Projection() string { return f.projection }
 // StateFields implements [Projector].
 func (f *foldOp) StateFields() []string { return f.fields }
 
-// Shape implements [Projector].
-func (f *foldOp) Shape() *Shape { return f.shape }
+// event.Shape implements [Projector].
+func (f *foldOp) Shape() *event.Shape { return f.shape }
 
 // UseShape implements [Projector].
-func (f *foldOp) UseShape(s *Shape) {
+func (f *foldOp) UseShape(s *event.Shape) {
 	f.shape = s
-	f.initial = NewRecord(s, f.initialMap)
+	f.initial = event.NewRecord(s, f.initialMap)
 	for _, as := range f.on {
 		for i := range as {
-			as[i].slot, _ = s.slot(as[i].field)
+			as[i].slot, _ = s.Slot(as[i].field)
 		}
 	}
-	bindState(s, f.Exprs()...)
-}
-
-// Projector is implemented by operators that write a projection.
-type Projector interface {
-	Projection() string
-	// StateFields returns the state fields the operator names.
-	StateFields() []string
-	// Shape returns the shape of the records the operator makes.
-	Shape() *Shape
-	// UseShape makes the operator hold states in records of shape s, which has every field
-	// of StateFields. A pipeline gives all the operators of one projection one shape, so that
-	// each can change the records the others made in place.
-	UseShape(s *Shape)
+	expr.BindShape(s, f.Exprs()...)
 }
 
 func foldSpec() Spec {
@@ -146,21 +135,21 @@ func (f *foldOp) bindShape(initial map[string]any) {
 			names = append(names, a.field)
 		}
 	}
-	read, _ := identFields("state", f.Exprs())
-	f.UseShape(NewShape(append(names, read...)...))
+	read, _ := expr.Fields("state", f.Exprs()...)
+	f.UseShape(event.NewShape(append(names, read...)...))
 	f.fields = f.shape.Names()
 }
 
 // Process implements [Operator]: it stages the key's next state on ev.
-func (f *foldOp) Process(x *Exec, ev *Event) (bool, error) {
+func (f *foldOp) Process(x *Exec, ev *event.Event) (bool, error) {
 	if err := ev.Require(); err != nil {
 		return false, err
 	}
-	var cur *Record
-	var last Entry
-	var from *Entry
+	var cur *event.Record
+	var last event.Entry
+	var from *event.Entry
 	owned := false // cur may be changed in place
-	w, staged := ev.staged(f.projection, ev.Key)
+	w, staged := ev.Staged(f.projection, ev.Key)
 	if staged {
 		// an earlier fold of this event made it: a fresh copy, or the entry's own record
 		cur, last.Time, from = w.State, w.Time, w.Entry
@@ -199,10 +188,10 @@ func (f *foldOp) Process(x *Exec, ev *Event) (bool, error) {
 		}
 	}
 	// Every value is computed from the state before the event, then assigned.
-	var small [8]value
+	var small [8]event.Value
 	vals := small[:0]
 	for _, a := range handlers {
-		v, err := x.evalValue(a.expr, ev)
+		v, err := x.EvalValue(a.expr, ev)
 		if err != nil {
 			return false, err
 		}
@@ -210,55 +199,34 @@ func (f *foldOp) Process(x *Exec, ev *Event) (bool, error) {
 	}
 	// In place when the record is the entry's own and only scalars are written, so that no
 	// value can be (or hold) a state: the change is undone if the event's effects are dropped.
-	inPlace := owned && cur.shape == f.shape && scalars(vals)
+	inPlace := owned && cur.Shape() == f.shape && scalars(vals)
 	next := cur
 	if !inPlace {
-		next = cur.clone(f.shape)
+		next = cur.Clone(f.shape)
 	}
 	roomy := inPlace && !staged && from != nil && from.Roomy
 	for i, a := range handlers {
-		old := &next.vals[a.slot]
+		old := next.At(a.slot)
+		roomy = roomy && !old.Absent() && old.SameSize(vals[i])
 		if inPlace {
-			ev.undo = append(ev.undo, undo{r: next, slot: a.slot, old: *old})
+			ev.SetInPlace(next, a.slot, vals[i])
+		} else {
+			next.Set(a.slot, vals[i])
 		}
-		roomy = roomy && old.kind != absent && old.sameSize(vals[i])
-		*old = vals[i]
 	}
 	t := last.Time
 	if ev.Time.After(t) {
 		t = ev.Time
 	}
-	ev.Writes = append(ev.Writes, Write{Projection: f.projection, Key: ev.Key, State: next, Seq: ev.Seq, Time: t, Entry: from, Roomy: roomy})
+	ev.Writes = append(ev.Writes, event.Write{Projection: f.projection, Key: ev.Key, State: next, Seq: ev.Seq, Time: t, Entry: from, Roomy: roomy})
 	ev.State = next
 	return true, nil
 }
 
-// evalValue runs e on ev for a state field: its value as it reads back from JSON (see
-// [Normalize]), numbers unboxed.
-func (x *Exec) evalValue(e *Expr, ev *Event) (value, error) {
-	if e.arith != nil {
-		if f, ok := e.arith.num(ev); ok {
-			if math.IsNaN(f) || math.IsInf(f, 0) {
-				return value{}, fmt.Errorf("%w: %s: %w: %v", ErrEval, e.Source, ErrNotJSON, f)
-			}
-			return value{num: f, kind: number}, nil
-		}
-	}
-	v, err := x.Eval(e, ev)
-	if err != nil {
-		return value{}, err
-	}
-	n, err := Normalize(v)
-	if err != nil {
-		return value{}, fmt.Errorf("%w: %s: %v", ErrEval, e.Source, err)
-	}
-	return valueOf(n), nil
-}
-
 // scalars tells whether every value is a JSON scalar (no map, no slice).
-func scalars(vals []value) bool {
+func scalars(vals []event.Value) bool {
 	for i := range vals {
-		if vals[i].kind == other && !vals[i].scalar() {
+		if !vals[i].Scalar() {
 			return false
 		}
 	}
@@ -284,15 +252,15 @@ func prefixFieldErrs(prefix string, err error) error {
 		}
 		return errors.Join(errs...)
 	}
-	var fe *FieldError
+	var fe *expr.FieldError
 	if errors.As(err, &fe) {
 		f := prefix
 		if fe.Field != "" {
 			f += "." + fe.Field
 		}
-		return &FieldError{Field: f, Column: fe.Column, Err: fe.Err}
+		return &expr.FieldError{Field: f, Column: fe.Column, Err: fe.Err}
 	}
-	return &FieldError{Field: prefix, Err: err}
+	return &expr.FieldError{Field: prefix, Err: err}
 }
 
 func validBucket(s string) bool {
@@ -311,7 +279,7 @@ func validBucket(s string) bool {
 func (f *foldOp) InitialTypes() map[string]reflect.Type {
 	out := make(map[string]reflect.Type, len(f.initialMap))
 	for k, v := range f.initialMap {
-		out[k] = TypeOf(v)
+		out[k] = expr.TypeOf(v)
 	}
 	return out
 }
@@ -329,11 +297,11 @@ func (f *foldOp) Assigned() []string {
 
 // CheckState implements [StateChecker]: every handler against the state, its value against
 // the type its field has in initial.
-func (f *foldOp) CheckState(st *StateType) error {
+func (f *foldOp) CheckState(st *expr.StateType) error {
 	var errs []error
 	for _, typ := range sortedKeys(f.on) {
 		for _, a := range f.on[typ] {
-			if err := st.check(a.expr, AnyResult, st.fields[a.field]); err != nil {
+			if err := st.Check(a.expr, expr.AnyResult, st.Type(a.field)); err != nil {
 				errs = append(errs, fieldErr("on."+typ+"."+a.field, err))
 			}
 		}

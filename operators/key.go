@@ -1,14 +1,19 @@
 package operators
 
+import (
+	"github.com/jetfold/jetfold/operators/event"
+	"github.com/jetfold/jetfold/operators/expr"
+)
+
 // keyOp re-keys the events that follow it.
-type keyOp struct{ expr *Expr }
+type keyOp struct{ expr *expr.Expr }
 
 func keySpec() Spec {
 	return Spec{
 		Name:    "key",
 		Summary: "key: EXPR re-keys the events that follow",
 		Build: func(_ BuildContext, raw any) (Operator, error) {
-			e, err := singleExpr(raw, AnyResult)
+			e, err := singleExpr(raw, expr.AnyResult)
 			if err != nil {
 				return nil, err
 			}
@@ -18,7 +23,7 @@ func keySpec() Spec {
 }
 
 // Process implements [Operator].
-func (k *keyOp) Process(x *Exec, ev *Event) (bool, error) {
+func (k *keyOp) Process(x *Exec, ev *event.Event) (bool, error) {
 	key, err := x.EvalString(k.expr, ev)
 	if err != nil {
 		return false, err

@@ -3,10 +3,12 @@ package operators
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sort"
 	"time"
 
-	"github.com/expr-lang/expr/vm"
+	"github.com/jetfold/jetfold/operators/event"
+	"github.com/jetfold/jetfold/operators/expr"
 )
 
 // Operator is one step of a pipeline.
@@ -16,7 +18,7 @@ import (
 // (dead letter by default); the effects staged on the event are then discarded.
 // Operators never acknowledge messages and never write to NATS.
 type Operator interface {
-	Process(x *Exec, ev *Event) (keep bool, err error)
+	Process(x *Exec, ev *event.Event) (keep bool, err error)
 }
 
 // Store reads per-key state. The pipeline implements it with its state cache. Writes are not
@@ -24,8 +26,8 @@ type Operator interface {
 // them when the event is kept, or drops them with the event.
 type Store interface {
 	// Get returns the committed-or-cached state of key in projection, one the pipeline
-	// writes. A key without state yet is a nil *Entry or an Entry with a nil State.
-	Get(ctx context.Context, projection, key string) (*Entry, error)
+	// writes. A key without state yet is a nil *event.Entry or an Entry with a nil State.
+	Get(ctx context.Context, projection, key string) (*event.Entry, error)
 	// Lookup returns the committed state of key in a projection the pipeline only reads
 	// (another pipeline's, for a join), nil when the key has none. It is read when asked,
 	// so it is current.
@@ -33,7 +35,7 @@ type Store interface {
 	// Scan calls fn, in key order, with every key of projection (one the pipeline writes)
 	// that starts with prefix and has state, as committed or as changed by the events before,
 	// until fn returns false.
-	Scan(ctx context.Context, projection, prefix string, fn func(key string, e *Entry) bool) error
+	Scan(ctx context.Context, projection, prefix string, fn func(key string, e *event.Entry) bool) error
 }
 
 // Clock is implemented by operators that act on the passing of event time. The pipeline's
@@ -46,29 +48,10 @@ type Store interface {
 // anything, so a restart from the checkpoint, which replays the same moves, closes the same
 // windows. A tick's effects are applied whether or not the event that moved the
 // watermark was kept, and are committed, or dropped after a failure, with it. A derived event
-// fired by time should set [Output.ID]: the event that moves the watermark past a point may
+// fired by time should set [event.Output.ID]: the event that moves the watermark past a point may
 // differ between two runs (a rebuild from another position), the point does not.
 type Clock interface {
-	Advance(x *Exec, tick *Event, from, to time.Time) error
-}
-
-// Entry is the state of one key as a [Store] sees it.
-type Entry struct {
-	State *Record
-	// Seq is the last source sequence applied to the key.
-	Seq uint64
-	// Time is the newest event time applied to the key.
-	Time time.Time
-	// Handle is the Store's own reference to the entry; a fold passes it back in
-	// [Write.Entry] so that applying the write needs no second lookup.
-	Handle any
-	// Owned tells that State is the entry's own record, which nothing else references (no
-	// commit in flight holds it): a fold may change it in place, recording how to undo it
-	// on the event (see [Event.Rollback]). The Store sets it.
-	Owned bool
-	// Roomy tells that the estimated JSON size of State is far below the Store's value
-	// limit (see [Write.Roomy]). The Store sets it.
-	Roomy bool
+	Advance(x *Exec, tick *event.Event, from, to time.Time) error
 }
 
 // Exec is what an operator needs to run besides the event: the context of the batch, the
@@ -80,8 +63,50 @@ type Exec struct {
 	// Watermark is the pipeline's watermark, the event in hand included (see [Clock]).
 	Watermark time.Time
 
-	vm  vm.VM
-	env Env
+	// Runner evaluates expressions with a VM the pipeline's goroutine reuses.
+	expr.Runner
+}
+
+// Projector is implemented by operators that write a projection.
+type Projector interface {
+	Projection() string
+	// StateFields returns the state fields the operator names.
+	StateFields() []string
+	// Shape returns the shape of the records the operator makes.
+	Shape() *event.Shape
+	// UseShape makes the operator hold states in records of shape s, which has every field
+	// of StateFields. A pipeline gives all the operators of one projection one shape, so that
+	// each can change the records the others made in place.
+	UseShape(s *event.Shape)
+}
+
+// TTLProjector is implemented by operators whose writes may carry a TTL: the pipeline lets
+// the buckets of their projections hold per-key TTLs.
+type TTLProjector interface {
+	Projector
+	UsesTTL() bool
+}
+
+// Expressioner is implemented by operators that evaluate expressions; the pipeline reads them
+// to decode only the event fields that some expression uses.
+type Expressioner interface {
+	Exprs() []*expr.Expr
+}
+
+// StateChecker is implemented by operators whose expressions read `state`.
+type StateChecker interface {
+	// CheckState type-checks the operator's expressions that read `state` against st, the
+	// state they see; it returns every problem as a *[expr.FieldError].
+	CheckState(st *expr.StateType) error
+}
+
+// StateFieldsAssigned is implemented by operators that assign state fields (folds).
+type StateFieldsAssigned interface {
+	Projector
+	// InitialTypes returns the type of each field of `initial` (see [expr.TypeOf]).
+	InitialTypes() map[string]reflect.Type
+	// Assigned returns the fields the operator's handlers assign.
+	Assigned() []string
 }
 
 // Spec describes an operator kind: its name in YAML, its documentation and its constructor.

@@ -1,6 +1,11 @@
 package operators
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/jetfold/jetfold/operators/event"
+	"github.com/jetfold/jetfold/operators/expr"
+)
 
 // setOp adds or replaces event fields.
 type setOp struct{ fields []assign }
@@ -21,7 +26,7 @@ func setSpec() Spec {
 
 // Process implements [Operator]. Every expression sees the event as it was before the set,
 // then all fields are assigned.
-func (s *setOp) Process(x *Exec, ev *Event) (bool, error) {
+func (s *setOp) Process(x *Exec, ev *event.Event) (bool, error) {
 	var small [8]any
 	vals := small[:0]
 	for _, a := range s.fields {
@@ -29,9 +34,9 @@ func (s *setOp) Process(x *Exec, ev *Event) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		n, err := Normalize(v)
+		n, err := expr.Normalize(v)
 		if err != nil {
-			return false, fmt.Errorf("%w: %s: %v", ErrEval, a.expr.Source, err)
+			return false, fmt.Errorf("%w: %s: %v", expr.ErrEval, a.expr.Source, err)
 		}
 		vals = append(vals, n)
 	}

@@ -10,6 +10,8 @@ import (
 	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/operators/event"
+	"github.com/jetfold/jetfold/operators/expr"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -25,23 +27,23 @@ type Pipeline struct {
 	// Projections are the projections the pipeline's folds write, in order.
 	Projections []string
 
-	typeExpr, keyExpr, timeExpr *operators.Expr
+	typeExpr, keyExpr, timeExpr *expr.Expr
 	ops                         []operators.Operator
 	// layout is the slot order of the event fields that the expressions read, all bound to
 	// it; nil when one uses the event as a whole (or an operator is opaque): the event is then
 	// decoded whole, into a map.
-	layout *operators.Layout
+	layout *event.Layout
 	// prefetch are the projections whose folds use the pipeline's key (those before any
 	// `key` operator): their keys can be computed, and read ahead, before processing.
 	prefetch []string
 	// peekLayout and peekFields are what prefetch decodes to run the type and key
 	// expressions: the fields they read, in layout's slots (or in a layout of their own when
 	// the pipeline has none; peekLayout nil: every field).
-	peekLayout *operators.Layout
+	peekLayout *event.Layout
 	peekFields []string
 	// shapes are the shapes of the projections' records, those of their first folds.
-	shapes map[string]*operators.Shape
-	// inPlace lets folds change a key's state in place (see operators.Entry.Owned): every
+	shapes map[string]*event.Shape
+	// inPlace lets folds change a key's state in place (see event.Entry.Owned): every
 	// operator is one of ours, so nothing holds a record while a fold changes it (an
 	// expression that uses `state` whole gets a copy).
 	inPlace bool
@@ -60,10 +62,10 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 	writers := map[string]string{} // projection -> pipeline
 	for i, pc := range cfg.Pipelines {
 		base := fmt.Sprintf("pipelines.%d", i)
-		p := &Pipeline{Name: pc.Name, Config: pc, shapes: map[string]*operators.Shape{}, ttl: map[string]bool{}}
+		p := &Pipeline{Name: pc.Name, Config: pc, shapes: map[string]*event.Shape{}, ttl: map[string]bool{}}
 		p.Start, _ = pc.Source.StartPosition() // config.Validate reports a bad one
-		compile := func(field, src string, kind int) *operators.Expr {
-			e, err := operators.Compile(src, kind)
+		compile := func(field, src string, kind int) *expr.Expr {
+			e, err := expr.Compile(src, kind)
 			if err != nil {
 				errs = append(errs, cfg.Errorf(base+"."+field, "%v", unwrapField(err)))
 			}
@@ -73,10 +75,10 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 		if pc.Decode == "cloudevents" && typeSrc == config.DefaultType {
 			typeSrc = `headers["ce-type"]` // a CloudEvent's type is an attribute, not a data field
 		}
-		p.typeExpr = compile("type", typeSrc, operators.AnyResult)
-		p.keyExpr = compile("key", pc.Key, operators.AnyResult)
+		p.typeExpr = compile("type", typeSrc, expr.AnyResult)
+		p.keyExpr = compile("key", pc.Key, expr.AnyResult)
 		if pc.Time != "" {
-			p.timeExpr = compile("time", pc.Time, operators.AnyResult)
+			p.timeExpr = compile("time", pc.Time, expr.AnyResult)
 		}
 		rekeyed := false     // a key operator came before
 		var opPaths []string // of p.ops
@@ -132,7 +134,7 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 		for _, err := range p.checkState(opPaths) {
 			errs = append(errs, fieldErrors(cfg, err.path, err.err)...)
 		}
-		exprs := []*operators.Expr{p.typeExpr, p.keyExpr, p.timeExpr}
+		exprs := []*expr.Expr{p.typeExpr, p.keyExpr, p.timeExpr}
 		opaque := false // an operator we cannot see into
 		for _, op := range p.ops {
 			if ex, ok := op.(operators.Expressioner); ok {
@@ -141,18 +143,18 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 				opaque = true
 			}
 		}
-		if fields, all := operators.EventFields(exprs...); !all && !opaque {
-			p.layout = operators.NewLayout(fields)
-			operators.BindLayout(p.layout, exprs...)
+		if fields, all := expr.EventFields(exprs...); !all && !opaque {
+			p.layout = event.NewLayout(fields)
+			expr.BindLayout(p.layout, exprs...)
 		}
-		peek, peekAll := operators.EventFields(p.typeExpr, p.keyExpr)
+		peek, peekAll := expr.EventFields(p.typeExpr, p.keyExpr)
 		switch {
 		case p.layout != nil:
 			// Not nil, which would convert every field: the key may read none.
 			p.peekLayout, p.peekFields = p.layout, append([]string{}, peek...)
 		case !peekAll:
 			// Unbound expressions find their fields by name in the slots.
-			p.peekLayout = operators.NewLayout(peek)
+			p.peekLayout = event.NewLayout(peek)
 		}
 		p.inPlace = !opaque
 		out = append(out, p)
@@ -174,7 +176,7 @@ func (p *Pipeline) shareShapes() {
 		}
 	}
 	for proj, names := range fields {
-		p.shapes[proj] = operators.NewShape(names...)
+		p.shapes[proj] = event.NewShape(names...)
 	}
 	for _, op := range p.ops {
 		if pr, ok := op.(operators.Projector); ok {
@@ -216,12 +218,12 @@ func (p *Pipeline) checkState(paths []string) []stateErr {
 			}
 		}
 	}
-	types := map[string]*operators.StateType{}
+	types := map[string]*expr.StateType{}
 	for proj, f := range fields {
-		types[proj] = operators.NewStateType(proj, f)
+		types[proj] = expr.NewStateType(proj, f)
 	}
 	var out []stateErr
-	var cur *operators.StateType
+	var cur *expr.StateType
 	for j, op := range p.ops {
 		if pr, ok := op.(operators.Projector); ok {
 			cur = types[pr.Projection()]
@@ -237,7 +239,7 @@ func (p *Pipeline) checkState(paths []string) []stateErr {
 	return out
 }
 
-// fieldErrors maps an operator's *operators.FieldError values to config errors.
+// fieldErrors maps an operator's *expr.FieldError values to config errors.
 func fieldErrors(cfg *config.Config, base string, err error) []error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		var out []error
@@ -246,14 +248,14 @@ func fieldErrors(cfg *config.Config, base string, err error) []error {
 		}
 		return out
 	}
-	var fe *operators.FieldError
+	var fe *expr.FieldError
 	if errors.As(err, &fe) {
 		path := base
 		if fe.Field != "" {
 			path += "." + fe.Field
 		}
 		e := cfg.Errorf(path, "%v", fe.Err)
-		var uf *operators.UnknownStateFieldError
+		var uf *expr.UnknownStateFieldError
 		if errors.As(fe.Err, &uf) {
 			e.Hint = config.HintFor(uf.Field, uf.Fields, "state's fields (initial, and what the handlers assign)")
 		}
@@ -263,7 +265,7 @@ func fieldErrors(cfg *config.Config, base string, err error) []error {
 }
 
 func unwrapField(err error) error {
-	var fe *operators.FieldError
+	var fe *expr.FieldError
 	if errors.As(err, &fe) {
 		return fe.Err
 	}

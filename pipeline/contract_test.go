@@ -10,14 +10,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/jetfold/jetfold/internal/natstest"
 	"github.com/jetfold/jetfold/internal/pipetest"
 	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/operators/event"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/pipeline/state"
 	"github.com/jetfold/jetfold/streams"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // tumbleOp is written against the operator contract only, to show that it carries the
@@ -31,21 +31,21 @@ type tumbleOp struct {
 	proj   string
 	labels string // a projection of another pipeline, looked up for each closed window
 	size   time.Duration
-	shape  *operators.Shape
+	shape  *event.Shape
 }
 
-func (t *tumbleOp) Projection() string          { return t.proj }
-func (t *tumbleOp) StateFields() []string       { return []string{"key", "start", "n"} }
-func (t *tumbleOp) Shape() *operators.Shape     { return t.shape }
-func (t *tumbleOp) UseShape(s *operators.Shape) { t.shape = s }
-func (t *tumbleOp) UsesTTL() bool               { return true }
+func (t *tumbleOp) Projection() string      { return t.proj }
+func (t *tumbleOp) StateFields() []string   { return []string{"key", "start", "n"} }
+func (t *tumbleOp) Shape() *event.Shape     { return t.shape }
+func (t *tumbleOp) UseShape(s *event.Shape) { t.shape = s }
+func (t *tumbleOp) UsesTTL() bool           { return true }
 func (t *tumbleOp) windowKey(key string, start time.Time) string {
 	return key + "/" + start.UTC().Format(time.RFC3339)
 }
 
 // Process counts the event in its window; an event whose window the watermark has passed is
 // late and dropped, and one applied before a restart is skipped.
-func (t *tumbleOp) Process(x *operators.Exec, ev *operators.Event) (bool, error) {
+func (t *tumbleOp) Process(x *operators.Exec, ev *event.Event) (bool, error) {
 	if err := ev.Require(); err != nil {
 		return false, err
 	}
@@ -65,23 +65,23 @@ func (t *tumbleOp) Process(x *operators.Exec, ev *operators.Event) (bool, error)
 		}
 		n = e.State.Map()["n"].(float64)
 	}
-	state := operators.NewRecord(t.shape, map[string]any{"key": ev.Key, "start": start.UTC().Format(time.RFC3339), "n": n + 1})
-	ev.Writes = append(ev.Writes, operators.Write{Projection: t.proj, Key: k, State: state, Seq: ev.Seq, Time: ev.Time, Entry: e, TTL: time.Hour})
+	state := event.NewRecord(t.shape, map[string]any{"key": ev.Key, "start": start.UTC().Format(time.RFC3339), "n": n + 1})
+	ev.Writes = append(ev.Writes, event.Write{Projection: t.proj, Key: k, State: state, Seq: ev.Seq, Time: ev.Time, Entry: e, TTL: time.Hour})
 	return true, nil
 }
 
 // Advance closes the windows whose end the watermark passed between from and to: only when it
 // crossed a window boundary, found with a scan.
-func (t *tumbleOp) Advance(x *operators.Exec, tick *operators.Event, from, to time.Time) error {
+func (t *tumbleOp) Advance(x *operators.Exec, tick *event.Event, from, to time.Time) error {
 	if !to.Truncate(t.size).After(from.Truncate(t.size)) {
 		return nil
 	}
 	type due struct {
 		key string
-		e   *operators.Entry
+		e   *event.Entry
 	}
 	var closing []due
-	err := x.Store.Scan(x.Ctx, t.proj, "", func(k string, e *operators.Entry) bool {
+	err := x.Store.Scan(x.Ctx, t.proj, "", func(k string, e *event.Entry) bool {
 		start, err := time.Parse(time.RFC3339, e.State.Map()["start"].(string))
 		if err == nil && !start.Add(t.size).After(to) {
 			closing = append(closing, due{k, e})
@@ -101,8 +101,8 @@ func (t *tumbleOp) Advance(x *operators.Exec, tick *operators.Event, from, to ti
 		if err != nil {
 			return err
 		}
-		tick.Outputs = append(tick.Outputs, operators.Output{Subject: "win." + st["key"].(string), Type: "window-closed", Data: data, ID: "tumble:" + d.key})
-		tick.Writes = append(tick.Writes, operators.Write{Projection: t.proj, Key: d.key, Delete: true, Seq: tick.Seq, Time: tick.Time, Entry: d.e})
+		tick.Outputs = append(tick.Outputs, event.Output{Subject: "win." + st["key"].(string), Type: "window-closed", Data: data, ID: "tumble:" + d.key})
+		tick.Writes = append(tick.Writes, event.Write{Projection: t.proj, Key: d.key, Delete: true, Seq: tick.Seq, Time: tick.Time, Entry: d.e})
 	}
 	return nil
 }
@@ -111,7 +111,7 @@ func tumbleSpec() operators.Spec {
 	return operators.Spec{Name: "tumble", Summary: "test only", Build: func(_ operators.BuildContext, raw any) (operators.Operator, error) {
 		m, _ := raw.(map[string]any)
 		proj, _ := m["projection"].(string)
-		return &tumbleOp{proj: proj, labels: "labels", size: time.Minute, shape: operators.NewShape("key", "start", "n")}, nil
+		return &tumbleOp{proj: proj, labels: "labels", size: time.Minute, shape: event.NewShape("key", "start", "n")}, nil
 	}}
 }
 

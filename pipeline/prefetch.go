@@ -1,7 +1,7 @@
 package pipeline
 
 import (
-	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/operators/event"
 	"github.com/jetfold/jetfold/pipeline/decode"
 	"github.com/jetfold/jetfold/pipeline/source"
 	"github.com/jetfold/jetfold/pipeline/state"
@@ -22,7 +22,7 @@ const (
 type prefetcher struct {
 	on      bool
 	dec     *decode.Decoder // decodes only what the type and key expressions read
-	ev      operators.Event // scratch for computing keys
+	ev      event.Event     // scratch for computing keys
 	before  int             // the store's reads when the burst began
 	fetched int             // keys read ahead for the burst
 	keys    []state.Key     // scratch: the keys of the events at hand

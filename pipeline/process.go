@@ -6,15 +6,14 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/operators/event"
 	"github.com/jetfold/jetfold/pipeline/commit"
 	"github.com/jetfold/jetfold/pipeline/decode"
 	"github.com/jetfold/jetfold/pipeline/source"
 	"github.com/jetfold/jetfold/pipeline/state"
 	"github.com/jetfold/jetfold/streams"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // batch is the unit of commit: the messages processed since the previous commit started,
@@ -132,8 +131,8 @@ func (r *Runner) processMsg(b *batch, sm source.Msg) error {
 		}
 	} else if !kept {
 		b.counts[resultFiltered]++
-	} else {
-		r.apply(ev, b)
+	} else if err := r.apply(ev, b); err != nil {
+		return err
 	}
 	if r.timed && ev.Time.After(r.watermark) {
 		if err := r.advance(ev, b); err != nil {
@@ -176,11 +175,11 @@ var errInfra = state.ErrUnavailable
 
 // processOne decodes one message and runs the operators on it. Its effects stay staged on ev.
 // It returns false when an operator dropped the event.
-func (r *Runner) processOne(ev *operators.Event, m jetstream.Msg, seq uint64, ts time.Time) (bool, error) {
+func (r *Runner) processOne(ev *event.Event, m jetstream.Msg, seq uint64, ts time.Time) (bool, error) {
 	r.timed = false
 	ev.Seq, ev.Subject, ev.Time, ev.Data = seq, m.Subject(), ts, m.Data()
 	if seq <= r.o.HydrateUntil {
-		ev.Mode = operators.Hydrated
+		ev.Mode = event.Hydrated
 	}
 	ev.Header = m.Headers()
 	if len(ev.Data) == 0 && len(ev.Header[markerReason]) > 0 {
@@ -253,7 +252,7 @@ func (r *Runner) seal(b *batch) { b.writes = r.store.Seal(b.writes) }
 // advance moves the watermark to ev's time and lets the operators that act on event time
 // (operators.Clock) stage what is due on a tick, applied whatever became of ev. An error of
 // theirs restarts the pipeline from its checkpoint.
-func (r *Runner) advance(ev *operators.Event, b *batch) error {
+func (r *Runner) advance(ev *event.Event, b *batch) error {
 	from := r.watermark
 	r.watermark = ev.Time
 	b.watermark = ev.Time
@@ -270,12 +269,11 @@ func (r *Runner) advance(ev *operators.Event, b *batch) error {
 			return fmt.Errorf("advance the watermark to %s: %w", ev.Time.Format(time.RFC3339Nano), err)
 		}
 	}
-	r.applyEffects(t, b)
-	return nil
+	return r.applyEffects(t, b)
 }
 
 // apply moves an event's staged effects into the cache and the batch.
-func (r *Runner) apply(ev *operators.Event, b *batch) {
+func (r *Runner) apply(ev *event.Event, b *batch) error {
 	switch {
 	case ev.Duplicate:
 		b.counts[resultDuplicate]++
@@ -284,18 +282,21 @@ func (r *Runner) apply(ev *operators.Event, b *batch) {
 	default:
 		b.counts[resultOK]++
 	}
-	r.applyEffects(ev, b)
+	return r.applyEffects(ev, b)
 }
 
 // applyEffects moves the writes and derived events staged on ev into the cache and the batch.
-func (r *Runner) applyEffects(ev *operators.Event, b *batch) {
+func (r *Runner) applyEffects(ev *event.Event, b *batch) error {
 	for _, w := range ev.Writes {
-		r.store.Apply(w)
+		if err := r.store.Apply(w); err != nil {
+			return err
+		}
 	}
 	for n, o := range ev.Outputs {
 		b.outputs = append(b.outputs, commit.Derived(r.p.Name, ev, n, o))
 		b.emitted++
 	}
+	return nil
 }
 
 // maxReasonKinds bounds the kinds of dead-letter reasons a runner remembers to log once each.

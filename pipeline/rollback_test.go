@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/operators/event"
 	"github.com/jetfold/jetfold/pipeline"
 )
 
@@ -43,7 +44,7 @@ pipelines:
 // tests rely on.
 func sharedShape(t *testing.T, p *pipeline.Pipeline, proj string, fields ...string) {
 	t.Helper()
-	var shape *operators.Shape
+	var shape *event.Shape
 	for _, op := range pipeline.Operators(p) {
 		pr, ok := op.(operators.Projector)
 		if !ok || pr.Projection() != proj {

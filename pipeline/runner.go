@@ -7,17 +7,17 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/operators/event"
 	"github.com/jetfold/jetfold/pipeline/commit"
 	"github.com/jetfold/jetfold/pipeline/decode"
 	"github.com/jetfold/jetfold/pipeline/source"
 	"github.com/jetfold/jetfold/pipeline/state"
 	"github.com/jetfold/jetfold/pipeline/status"
 	"github.com/jetfold/jetfold/streams"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 var (
@@ -114,9 +114,9 @@ type Runner struct {
 	// event in hand has a valid time.
 	watermark    time.Time
 	timed        bool
-	tick         operators.Event // reused for every advance of the watermark
-	ev           operators.Event // reused for every event
-	progressed   bool            // runOnce committed at least one batch
+	tick         event.Event // reused for every advance of the watermark
+	ev           event.Event // reused for every event
+	progressed   bool        // runOnce committed at least one batch
 	dec          *decode.Decoder
 	acks         bool   // the consumer is acknowledged (AckAll) after each commit
 	lastDelivery uint64 // delivery sequence of the last message of a durable consumer

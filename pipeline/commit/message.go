@@ -5,11 +5,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jetfold/jetfold/operators/event"
+	"github.com/jetfold/jetfold/streams"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/jetfold/jetfold/operators"
-	"github.com/jetfold/jetfold/streams"
 )
 
 // Dead-letter headers.
@@ -53,7 +52,7 @@ func MsgID(pipeline string, seq uint64, n int) string {
 // Derived builds the message of the n-th derived event of ev: CloudEvents binary mode, with
 // the deterministic id [MsgID] (or "<pipeline>:" + o.ID when the operator gave one) as
 // Nats-Msg-Id and ce-id.
-func Derived(pipeline string, ev *operators.Event, n int, o operators.Output) *nats.Msg {
+func Derived(pipeline string, ev *event.Event, n int, o event.Output) *nats.Msg {
 	id := MsgID(pipeline, ev.Seq, n)
 	if o.ID != "" {
 		id = pipeline + ":" + o.ID // fired by time: an id of the operator's own

@@ -6,9 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jetfold/jetfold/operators/event"
 	"github.com/nats-io/nats.go"
-
-	"github.com/jetfold/jetfold/operators"
 )
 
 // TestNewDeadLetter: a dead letter keeps the application headers, renames every header NATS
@@ -73,8 +72,8 @@ func TestDerivedIDs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ev := &operators.Event{Seq: 7, Key: tt.key}
-			m := Derived("p", ev, 2, operators.Output{Subject: "out.x", Type: "t", Data: []byte("{}"), ID: tt.id})
+			ev := &event.Event{Seq: 7, Key: tt.key}
+			m := Derived("p", ev, 2, event.Output{Subject: "out.x", Type: "t", Data: []byte("{}"), ID: tt.id})
 			if got := m.Header.Get("Nats-Msg-Id"); got != tt.wantID || m.Header.Get("ce-id") != tt.wantID {
 				t.Errorf("ids %q, %q; want %q", got, m.Header.Get("ce-id"), tt.wantID)
 			}

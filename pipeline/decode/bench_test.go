@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/operators/event"
 )
 
 // BenchmarkDecodeNested decodes events whose fields read by the pipeline hold nested objects
 // and arrays (converted whole into the field's slot) and a string with escapes.
 func BenchmarkDecodeNested(b *testing.B) {
-	l := operators.NewLayout([]string{"amount", "note", "order", "type", "user_id"})
+	l := event.NewLayout([]string{"amount", "note", "order", "type", "user_id"})
 	payloads := make([][]byte, 64)
 	for i := range payloads {
 		payloads[i] = fmt.Appendf(nil, `{"type":"order-placed","user_id":"u%d","amount":%d.5,`+
@@ -24,7 +24,7 @@ func BenchmarkDecodeNested(b *testing.B) {
 // BenchmarkDecodeFlat decodes the flat events of `processor bench` (no nested value): the
 // common case, for comparison.
 func BenchmarkDecodeFlat(b *testing.B) {
-	l := operators.NewLayout([]string{"amount", "type", "user_id"})
+	l := event.NewLayout([]string{"amount", "type", "user_id"})
 	payloads := make([][]byte, 64)
 	for i := range payloads {
 		payloads[i] = fmt.Appendf(nil, `{"type":"order-placed","user_id":"u%d","amount":%d.5,"order_id":"o-%d","ts":"2026-01-01T00:00:00Z"}`, i, i, i)
@@ -33,9 +33,9 @@ func BenchmarkDecodeFlat(b *testing.B) {
 }
 
 // benchDecode decodes payloads in turn into the fields of layout l.
-func benchDecode(b *testing.B, l *operators.Layout, payloads [][]byte) {
+func benchDecode(b *testing.B, l *event.Layout, payloads [][]byte) {
 	d := New("json", l, nil)
-	var ev operators.Event
+	var ev event.Event
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {

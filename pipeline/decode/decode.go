@@ -13,9 +13,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/jetfold/jetfold/operators/event"
 	"github.com/valyala/fastjson"
-
-	"github.com/jetfold/jetfold/operators"
 )
 
 // ErrDecode wraps every payload that does not decode.
@@ -137,16 +136,16 @@ func Time(v any) (time.Time, error) {
 // Decoder decodes payloads for one pipeline. For `decode: json` it validates the payload
 // strictly while it walks its top-level members (see [members]), without building a tree,
 // and converts only the fields that some expression reads, into the event's slots (see
-// [operators.Layout]); when an expression uses the event as a whole, every field, into a map.
+// [event.Layout]); when an expression uses the event as a whole, every field, into a map.
 // A malformed payload is a dead letter all the same. A decoder is used by one goroutine.
 type Decoder struct {
 	kind string
 	// layout is the slot order of the fields to decode; nil: every field, into a map.
-	layout *operators.Layout
+	layout *event.Layout
 	// want tells, by slot, whether to convert the field (prefetch converts only those its
 	// expressions read).
 	want  []bool
-	slots []operators.Slot // the fields of the last event; reused
+	slots []event.Slot // the fields of the last event; reused
 	// strs intern the text values of each slot, names the field names of map mode.
 	strs  []interner
 	names interner
@@ -158,11 +157,11 @@ type Decoder struct {
 
 // New returns a decoder of kind. With a layout it converts the fields of the layout
 // named in only (all of them when only is nil) into slots; without one, every field into a map.
-func New(kind string, layout *operators.Layout, only []string) *Decoder {
+func New(kind string, layout *event.Layout, only []string) *Decoder {
 	d := &Decoder{kind: kind, layout: layout}
 	if layout != nil {
 		n := len(layout.Names())
-		d.want, d.slots, d.strs = make([]bool, n), make([]operators.Slot, n), make([]interner, n)
+		d.want, d.slots, d.strs = make([]bool, n), make([]event.Slot, n), make([]interner, n)
 		for i, name := range layout.Names() {
 			d.want[i] = only == nil || slices.Contains(only, name)
 		}
@@ -171,7 +170,7 @@ func New(kind string, layout *operators.Layout, only []string) *Decoder {
 }
 
 // Decode decodes data into ev's fields (slots or map) and sets ev.Header.
-func (d *Decoder) Decode(ev *operators.Event, data []byte, header map[string][]string) error {
+func (d *Decoder) Decode(ev *event.Event, data []byte, header map[string][]string) error {
 	if d.kind != "json" && d.kind != "" {
 		m, h, err := Payload(d.kind, data, header)
 		ev.Fields, ev.Header = m, h
@@ -228,11 +227,11 @@ func (d *Decoder) Decode(ev *operators.Event, data []byte, header map[string][]s
 }
 
 // fromMap puts the fields of m that the decoder wants into ev's slots.
-func (d *Decoder) fromMap(ev *operators.Event, m map[string]any) {
+func (d *Decoder) fromMap(ev *event.Event, m map[string]any) {
 	clear(d.slots)
 	for i, name := range d.layout.Names() {
 		if d.want[i] {
-			d.slots[i] = operators.ValueSlot(m[name])
+			d.slots[i] = event.ValueSlot(m[name])
 		}
 	}
 	ev.SetSlots(d.layout, d.slots)
@@ -241,7 +240,7 @@ func (d *Decoder) fromMap(ev *operators.Event, m map[string]any) {
 // slot returns the slot of the value v of field i. Strings of fields with few values are
 // interned; other plain strings and numbers are left to convert when they are read (a number
 // the walk let through converts without error: it refuses those beyond the float64 range).
-func (d *Decoder) slot(i int, v []byte) operators.Slot {
+func (d *Decoder) slot(i int, v []byte) event.Slot {
 	switch c := v[0]; {
 	case c == '"':
 		s := v[1 : len(v)-1]
@@ -249,13 +248,13 @@ func (d *Decoder) slot(i int, v []byte) operators.Slot {
 			break
 		}
 		if t := &d.strs[i]; !t.off && len(s) <= internLen {
-			return operators.ValueSlot(t.get(s))
+			return event.ValueSlot(t.get(s))
 		}
-		return operators.TextSlot(s)
+		return event.TextSlot(s)
 	case c == '-' || c >= '0' && c <= '9':
-		return operators.NumberSlot(v)
+		return event.NumberSlot(v)
 	}
-	return operators.ValueSlot(d.convert(v, false))
+	return event.ValueSlot(d.convert(v, false))
 }
 
 // convert converts the text of a valid JSON value; with key set, v is the inside of a
@@ -404,7 +403,7 @@ func State(data []byte) (map[string]any, error) {
 	}
 	d := states.Get().(*Decoder)
 	defer states.Put(d)
-	var ev operators.Event
+	var ev event.Event
 	if err := d.Decode(&ev, data, nil); err != nil {
 		return nil, err
 	}

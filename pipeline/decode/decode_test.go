@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/operators/event"
 )
 
 // TestInterner: the values of a field with few of them come from the table without an
@@ -42,7 +42,7 @@ func TestInterner(t *testing.T) {
 // converted on reading as encoding/json converts them; prefetch's decoder converts only the
 // fields it is given.
 func TestDecodeSlots(t *testing.T) {
-	l := operators.NewLayout([]string{"amount", "key", "missing", "nested", "type"})
+	l := event.NewLayout([]string{"amount", "key", "missing", "nested", "type"})
 	data := []byte(`{"type":"t1","key":"k\"1","amount":-12.50,"big":1e300,"nested":{"a":[1,"}"]},"note":"xx"}`)
 	tests := []struct {
 		name string
@@ -54,7 +54,7 @@ func TestDecodeSlots(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var ev operators.Event
+			var ev event.Event
 			if err := New("json", l, tt.only).Decode(&ev, data, nil); err != nil {
 				t.Fatal(err)
 			}

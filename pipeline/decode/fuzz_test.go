@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	gojson "github.com/goccy/go-json"
+	"github.com/jetfold/jetfold/operators/event"
 
-	"github.com/jetfold/jetfold/operators"
+	gojson "github.com/goccy/go-json"
 )
 
 // FuzzDecodeEvent: any payload either decodes into an object that survives a JSON round trip,
@@ -59,7 +59,7 @@ func FuzzDecodeEvent(f *testing.F) {
 func checkFastAgrees(t *testing.T, data []byte) {
 	t.Helper()
 	want, _, werr := Payload("json", data, nil)
-	var ev operators.Event
+	var ev event.Event
 	gerr := New("json", nil, nil).Decode(&ev, data, nil)
 	got := ev.FieldMap()
 	if (werr == nil) != (gerr == nil) {
@@ -67,8 +67,8 @@ func checkFastAgrees(t *testing.T, data []byte) {
 	}
 	// Decoding a few fields into slots accepts and refuses the same payloads.
 	for _, names := range [][]string{{"a"}, {"zz"}} {
-		var ev operators.Event
-		err := New("json", operators.NewLayout(names), nil).Decode(&ev, data, nil)
+		var ev event.Event
+		err := New("json", event.NewLayout(names), nil).Decode(&ev, data, nil)
 		if (werr == nil) != (err == nil) {
 			t.Fatalf("encoding/json err %v, decoder of fields %v err %v for %q", werr, names, err, data)
 		}
@@ -86,16 +86,16 @@ func checkFastAgrees(t *testing.T, data []byte) {
 	if gj, err := gojson.Marshal(got); err != nil || !bytes.Equal(gj, g) {
 		t.Fatalf("go-json wrote %s (%v), encoding/json %s", gj, err, g)
 	}
-	for _, shape := range []*operators.Shape{nil, operators.NewShape("a", "b")} {
-		if rj, err := operators.NewRecord(shape, got).AppendJSON(nil); err != nil || !bytes.Equal(rj, g) {
+	for _, shape := range []*event.Shape{nil, event.NewShape("a", "b")} {
+		if rj, err := event.NewRecord(shape, got).AppendJSON(nil); err != nil || !bytes.Equal(rj, g) {
 			t.Fatalf("the record wrote %s (%v), encoding/json %s", rj, err, g)
 		}
 	}
 	checkWalk(t, data)
 	// Into slots: the fields a and b, and a alone of the same layout (as prefetch does).
-	layout := operators.NewLayout([]string{"a", "b"})
+	layout := event.NewLayout([]string{"a", "b"})
 	for _, only := range [][]string{nil, {"a"}} {
-		var sub operators.Event
+		var sub event.Event
 		if err := New("json", layout, only).Decode(&sub, data, nil); err != nil {
 			t.Fatalf("decoding fields %v failed where the whole event decodes: %v", only, err)
 		}

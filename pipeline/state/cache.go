@@ -5,13 +5,13 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/operators/event"
 	"github.com/jetfold/jetfold/streams"
 )
 
 // entry is the cached state of one key of one projection.
 type entry struct {
-	operators.Entry // State, Seq (last source sequence applied), Time (newest event time)
+	event.Entry // State, Seq (last source sequence applied), Time (newest event time)
 
 	proj, key string
 	rev       uint64 // KV revision (last subject sequence) of the committed value; 0: none

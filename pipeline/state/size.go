@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/operators/event"
 )
 
 // ErrStateTooLarge is returned for a state whose JSON is over the KV value limit. The event
@@ -15,7 +15,7 @@ var ErrStateTooLarge = errors.New("state over the KV value limit")
 // exactly only when a cheap estimate (at most 6 times short: JSON escapes a byte in up to 6)
 // says the state could be that long, so small states cost a walk and no allocation. roomy
 // reports that the estimate alone settled it.
-func CheckSize(state *operators.Record, limit int) (roomy bool, err error) {
+func CheckSize(state *event.Record, limit int) (roomy bool, err error) {
 	if limit <= 0 || 6*state.EstimateJSON() <= limit {
 		return true, nil
 	}

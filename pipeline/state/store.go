@@ -12,12 +12,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/operators/event"
 	"github.com/jetfold/jetfold/pipeline/decode"
 	"github.com/jetfold/jetfold/streams"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Headers of a projection value. The value itself is the state as a plain JSON object; what
@@ -43,8 +42,8 @@ type Options struct {
 	// MaxKeys bounds the cache (see [Store]).
 	MaxKeys int
 	// Shapes are the record shapes of the projections' states.
-	Shapes map[string]*operators.Shape
-	// InPlace lets folds change a key's state in place (see operators.Entry.Owned).
+	Shapes map[string]*event.Shape
+	// InPlace lets folds change a key's state in place (see event.Entry.Owned).
 	InPlace bool
 }
 
@@ -115,7 +114,7 @@ func (s *Store) ValueLimit(maxPayload int) int {
 }
 
 // Get implements [operators.Store] over the cache.
-func (s *Store) Get(ctx context.Context, proj, key string) (*operators.Entry, error) {
+func (s *Store) Get(ctx context.Context, proj, key string) (*event.Entry, error) {
 	if e, ok := s.cache.get(proj, key); ok {
 		return &e.Entry, nil
 	}
@@ -168,7 +167,7 @@ func (s *Store) Lookup(ctx context.Context, proj, key string) (map[string]any, e
 // Scan implements [operators.Store]. It lists the keys of the bucket (every subject of the
 // projection's stream: a cost that grows with the bucket), overlays the cached entries, and
 // reads each matching key through the cache.
-func (s *Store) Scan(ctx context.Context, proj, prefix string, fn func(key string, e *operators.Entry) bool) error {
+func (s *Store) Scan(ctx context.Context, proj, prefix string, fn func(key string, e *event.Entry) bool) error {
 	keys := map[string]struct{}{}
 	if st, ok := s.buckets[proj]; ok {
 		info, err := st.Info(ctx, jetstream.WithSubjectFilter(streams.KVSubject(proj, ">")))
@@ -203,15 +202,19 @@ func (s *Store) Scan(ctx context.Context, proj, prefix string, fn func(key strin
 func (s *Store) Reads() int { return s.reads }
 
 // Apply moves a write an operator staged into the cache: the key's entry takes the new state
-// and is dirty until the batch is sealed.
-func (s *Store) Apply(w operators.Write) {
-	// The fold read the key through Get, which handed out the entry's own operators.Entry.
+// and is dirty until the batch is sealed. The key must have been read through Get for this
+// event (its entry is then cached, and w.Entry is what Get returned, or nil); a write of a
+// key never read is [ErrUnread], an operator's bug, which fails the batch.
+func (s *Store) Apply(w event.Write) error {
 	var e *entry
 	if w.Entry != nil {
-		e, _ = w.Entry.Handle.(*entry)
+		e, _ = w.Entry.Handle.(*entry) // the entry Get handed out: no second lookup
 	}
 	if e == nil {
-		panic(fmt.Sprintf("state: a write to %s/%s of an entry this store did not hand out", w.Projection, w.Key))
+		var ok bool
+		if e, ok = s.cache.get(w.Projection, w.Key); !ok {
+			return fmt.Errorf("write %s/%s: %w", w.Projection, w.Key, ErrUnread)
+		}
 	}
 	// The fold made the state a copy of the entry's own, or changed the entry's own.
 	e.State, e.Seq, e.Time, e.Owned, e.Roomy = w.State, w.Seq, w.Time, s.o.InPlace, w.Roomy
@@ -220,14 +223,19 @@ func (s *Store) Apply(w operators.Write) {
 		e.State, e.Owned, e.Roomy = nil, false, false
 	}
 	s.cache.markDirty(e)
+	return nil
 }
+
+// ErrUnread is returned by [Store.Apply] for a write of a key that was not read first: the
+// store cannot know the revision its commit must expect.
+var ErrUnread = errors.New("write of a key not read through Store.Get first")
 
 // Write is a key's state as sealed for a commit. The entry may change while the commit runs
 // (the next batch is processed meanwhile); the commit writes these values.
 type Write struct {
 	e *entry
 	// State is the key's new state; nil deletes the key.
-	State *operators.Record
+	State *event.Record
 	Seq   uint64
 	Time  time.Time
 	// TTL, when set, makes the server remove the key that long after the write.
@@ -396,7 +404,7 @@ func (s *Store) load(ctx context.Context, e *entry) error {
 	if err != nil {
 		return fmt.Errorf("%w: value of %s/%s is not a JSON object: %v", ErrUnavailable, e.proj, e.key, err)
 	}
-	e.State, e.Seq, e.Time, e.Owned, e.Roomy = operators.NewRecord(s.o.Shapes[e.proj], m), meta.Seq, meta.Time, s.o.InPlace, false
+	e.State, e.Seq, e.Time, e.Owned, e.Roomy = event.NewRecord(s.o.Shapes[e.proj], m), meta.Seq, meta.Time, s.o.InPlace, false
 	return nil
 }
 

@@ -2,20 +2,21 @@ package state
 
 import (
 	"context"
+	"errors"
 	"testing"
 
-	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/operators/event"
 )
 
 // TestCacheBounds: the store holds at most MaxKeys keys, evicting the least recently used;
 // keys a batch changed stay until their commit ends; a tracked (empty) bucket needs no read
 // for a key it never wrote.
 func TestCacheBounds(t *testing.T) {
-	shape := operators.NewShape("n")
-	s := New(Options{MaxKeys: 2, Shapes: map[string]*operators.Shape{"p": shape}, InPlace: true})
+	shape := event.NewShape("n")
+	s := New(Options{MaxKeys: 2, Shapes: map[string]*event.Shape{"p": shape}, InPlace: true})
 	s.Track("p")
 	ctx := context.Background()
-	get := func(key string) *operators.Entry {
+	get := func(key string) *event.Entry {
 		t.Helper()
 		e, err := s.Get(ctx, "p", key)
 		if err != nil {
@@ -25,7 +26,9 @@ func TestCacheBounds(t *testing.T) {
 	}
 	write := func(key string, seq uint64) {
 		e := get(key)
-		s.Apply(operators.Write{Projection: "p", Key: key, State: operators.NewRecord(shape, map[string]any{"n": float64(seq)}), Seq: seq, Entry: e})
+		if err := s.Apply(event.Write{Projection: "p", Key: key, State: event.NewRecord(shape, map[string]any{"n": float64(seq)}), Seq: seq, Entry: e}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	write("a", 1)
 	write("b", 2)
@@ -60,5 +63,39 @@ func TestCacheBounds(t *testing.T) {
 	}
 	if s.Reads() != 0 {
 		t.Errorf("%d reads from KV, want none: the bucket was empty", s.Reads())
+	}
+}
+
+// TestApplyFindsEntry: a write carrying the entry Get handed out, or none (a key an earlier
+// operator of the event read), reaches the key; a write of a key never read is ErrUnread.
+func TestApplyFindsEntry(t *testing.T) {
+	shape := event.NewShape("n")
+	s := New(Options{MaxKeys: 10, Shapes: map[string]*event.Shape{"p": shape}})
+	s.Track("p")
+	ctx := context.Background()
+	e, err := s.Get(ctx, "p", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		key   string
+		entry *event.Entry
+		err   error
+	}{
+		{"with its entry", "a", e, nil},
+		{"without, read before", "a", nil, nil},
+		{"a foreign entry", "a", &event.Entry{}, nil},
+		{"never read", "b", nil, ErrUnread},
+	}
+	for i, tt := range tests {
+		err := s.Apply(event.Write{Projection: "p", Key: tt.key, State: event.NewRecord(shape, map[string]any{"n": float64(i)}), Seq: uint64(i + 1), Entry: tt.entry})
+		if !errors.Is(err, tt.err) {
+			t.Errorf("%s: err %v, want %v", tt.name, err, tt.err)
+			continue
+		}
+		if got, _ := s.Get(ctx, "p", tt.key); err == nil && got.Seq != uint64(i+1) {
+			t.Errorf("%s: the key has seq %d, want %d", tt.name, got.Seq, i+1)
+		}
 	}
 }

@@ -2,55 +2,11 @@ package operators
 
 import (
 	"context"
-	"encoding/json"
-	"math"
-	"math/rand/v2"
 	"testing"
+
+	"github.com/jetfold/jetfold/operators/event"
+	"github.com/jetfold/jetfold/operators/expr"
 )
-
-// TestRecordJSON: a record writes what encoding/json writes for its map, flat or not, in a
-// shape or not.
-func TestRecordJSON(t *testing.T) {
-	tests := []map[string]any{
-		{},
-		{"a": 1.0, "b": math.Copysign(0, -1), "c": 1e21, "d": 1e-7, "e": 123456.789, "f": 1e20, "g": 5e-324, "h": -1.5e-9},
-		{"s": "plain", "t": "<tag> & \"q\" \\ \n\t\u00e9\u2028", "n": nil, "y": true, "z": false},
-		{"nested": map[string]any{"k": []any{1.0, "x", nil}}, "a": 2.0},
-		{"é": 1.0, "<k>": "v", "": 0.0},
-		{"bad utf8": "a\xffb"},
-	}
-	shapes := []*Shape{nil, NewShape("a", "b", "c", "s", "t", "nested", "<k>", "", "bad utf8"), NewShape("a")}
-	for _, m := range tests {
-		want, err := json.Marshal(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range shapes {
-			got, err := NewRecord(s, m).AppendJSON(nil)
-			if err != nil || string(got) != string(want) {
-				t.Errorf("record of %v in shape %v wrote %s (%v), want %s", m, s.Names(), got, err, want)
-			}
-		}
-	}
-	if _, err := NewRecord(NewShape("a"), map[string]any{"a": math.Inf(1)}).AppendJSON(nil); err == nil {
-		t.Error("an infinite number was encoded")
-	}
-}
-
-// TestAppendFloat: numbers are written as encoding/json writes them, over many magnitudes.
-func TestAppendFloat(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	for range 100000 {
-		f := math.Float64frombits(rng.Uint64())
-		if math.IsNaN(f) || math.IsInf(f, 0) {
-			continue
-		}
-		want, _ := json.Marshal(f)
-		if got := appendFloat(nil, f); string(got) != string(want) {
-			t.Fatalf("appendFloat(%v) = %s, want %s", f, got, want)
-		}
-	}
-}
 
 // TestRecordInPlaceRollback: a fold that changes its entry's own record in place leaves it as
 // it was when the event is rolled back, and a record it does not own untouched.
@@ -65,9 +21,9 @@ func TestRecordInPlaceRollback(t *testing.T) {
 	}
 	fold := f.(*foldOp)
 	for _, owned := range []bool{true, false} {
-		stored := &Entry{State: NewRecord(fold.shape, map[string]any{"n": 5.0}), Seq: 1, Owned: owned}
+		stored := &event.Entry{State: event.NewRecord(fold.shape, map[string]any{"n": 5.0}), Seq: 1, Owned: owned}
 		x := &Exec{Store: oneEntry{stored}}
-		ev := &Event{Seq: 2, Type: "t", Key: "k", Fields: map[string]any{"id": "e2"}}
+		ev := &event.Event{Seq: 2, Type: "t", Key: "k", Fields: map[string]any{"id": "e2"}}
 		if _, err := fold.Process(x, ev); err != nil {
 			t.Fatal(err)
 		}
@@ -85,13 +41,15 @@ func TestRecordInPlaceRollback(t *testing.T) {
 }
 
 // oneEntry is a Store holding one entry for every key.
-type oneEntry struct{ e *Entry }
+type oneEntry struct{ e *event.Entry }
 
-func (o oneEntry) Get(_ context.Context, _, _ string) (*Entry, error) { return o.e, nil }
+func (o oneEntry) Get(_ context.Context, _, _ string) (*event.Entry, error) { return o.e, nil }
 
 func (o oneEntry) Lookup(context.Context, string, string) (map[string]any, error) { return nil, nil }
 
-func (o oneEntry) Scan(context.Context, string, string, func(string, *Entry) bool) error { return nil }
+func (o oneEntry) Scan(context.Context, string, string, func(string, *event.Entry) bool) error {
+	return nil
+}
 
 // TestFoldsShareShape: two folds of one projection given one shape, as a pipeline does, each
 // change in place the record the other made (the entry's own); records of another shape are
@@ -114,12 +72,12 @@ func TestFoldsShareShape(t *testing.T) {
 	if folds[0].Shape() == folds[1].Shape() {
 		t.Fatal("two folds built apart share a shape")
 	}
-	shape := NewShape(names...)
+	shape := event.NewShape(names...)
 	for _, f := range folds {
 		f.UseShape(shape)
 	}
-	stored := &Entry{State: NewRecord(shape, map[string]any{"n": 1.0}), Seq: 1, Owned: true}
-	ev := &Event{Seq: 2, Type: "t", Key: "k"}
+	stored := &event.Entry{State: event.NewRecord(shape, map[string]any{"n": 1.0}), Seq: 1, Owned: true}
+	ev := &event.Event{Seq: 2, Type: "t", Key: "k"}
 	for _, f := range folds {
 		if _, err := f.Process(&Exec{Store: oneEntry{stored}}, ev); err != nil {
 			t.Fatal(err)
@@ -143,11 +101,11 @@ func TestFoldsShareShape(t *testing.T) {
 // method is the whole state, a map, as it was before states were records.
 func TestStateMethodsHidden(t *testing.T) {
 	for _, src := range []string{"state.Len()", "state.Map()", "state.EstimateJSON()"} {
-		e := MustCompile(src, AnyResult)
-		if fields, _ := identFields("state", []*Expr{e}); len(fields) > 0 {
+		e := expr.MustCompile(src, expr.AnyResult)
+		if fields, _ := expr.Fields("state", e); len(fields) > 0 {
 			t.Errorf("%s names state fields %v", src, fields)
 		}
-		ev := &Event{State: NewRecord(NewShape("n"), map[string]any{"n": 1.0})}
+		ev := &event.Event{State: event.NewRecord(event.NewShape("n"), map[string]any{"n": 1.0})}
 		if v, err := (&Exec{}).Eval(e, ev); err == nil {
 			t.Errorf("%s = %v, want an error", src, v)
 		}
@@ -164,8 +122,8 @@ func TestMapCopiesState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := NewRecord(NewShape("items"), map[string]any{"items": map[string]any{"a": 1.0}})
-	ev := &Event{State: st, Fields: map[string]any{}}
+	st := event.NewRecord(event.NewShape("items"), map[string]any{"items": map[string]any{"a": 1.0}})
+	ev := &event.Event{State: st, Fields: map[string]any{}}
 	for _, op := range []Operator{m, s} {
 		if _, err := op.Process(&Exec{}, ev); err != nil {
 			t.Fatal(err)
@@ -173,24 +131,5 @@ func TestMapCopiesState(t *testing.T) {
 	}
 	if b, _ := st.AppendJSON(nil); string(b) != `{"items":{"a":1}}` {
 		t.Errorf("the state changed to %s", b)
-	}
-}
-
-// BenchmarkAppendJSONNested writes a state that is not flat (a nested map and list, a string
-// with characters JSON escapes), which AppendJSON leaves to its general encoder.
-func BenchmarkAppendJSONNested(b *testing.B) {
-	s := NewShape("items", "last_order", "orders", "revenue", "tags", "city")
-	r := NewRecord(s, map[string]any{
-		"items": 3.0, "orders": 12.0, "revenue": 1234.5, "last_order": "o-991",
-		"tags": []any{"vip", "eu"}, "city": "Zürich",
-		"address": map[string]any{"street": "Bahnhofstrasse 1", "zip": "8001", "geo": []any{47.37, 8.54}},
-	})
-	var dst []byte
-	b.ReportAllocs()
-	for b.Loop() {
-		var err error
-		if dst, err = r.AppendJSON(dst[:0]); err != nil {
-			b.Fatal(err)
-		}
 	}
 }

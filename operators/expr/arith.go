@@ -1,6 +1,10 @@
-package operators
+package expr
 
-import "github.com/expr-lang/expr/ast"
+import (
+	"github.com/expr-lang/expr/ast"
+
+	"github.com/jetfold/jetfold/operators/event"
+)
 
 // arith is the fast path of the most common fold expression, `A op B` with op one of +, - and
 // *, and A and B each a member read (`state.count`, `event.amount`) or a number literal, as in
@@ -26,22 +30,22 @@ const (
 type operand struct {
 	root, field string // event or state, and the member name; "" for a number
 	kind        operandKind
-	slot        int    // the field's slot (see BindLayout and bindState), -1 for none
-	shape       *Shape // a state field's slot is in this shape
+	slot        int          // the field's slot (see BindLayout and BindShape), -1 for none
+	shape       *event.Shape // a state field's slot is in this shape
 	num         float64
 }
 
 // bind sets the slot of an event field in l.
-func (o *operand) bind(l *Layout) {
+func (o *operand) bind(l *event.Layout) {
 	if o.kind == eventField {
 		o.slot = slotOf(l, o.field)
 	}
 }
 
 // bindShape sets the slot of a state field in s.
-func (o *operand) bindShape(s *Shape) {
+func (o *operand) bindShape(s *event.Shape) {
 	if o.kind == stateField {
-		if i, ok := s.slot(o.field); ok {
+		if i, ok := s.Slot(o.field); ok {
 			o.slot, o.shape = i, s
 		}
 	}
@@ -88,22 +92,22 @@ func operandOf(n ast.Node) (operand, bool) {
 }
 
 // value returns the operand's number, false when it is not a float64.
-func (o *operand) value(ev *Event) (float64, bool) {
+func (o *operand) value(ev *event.Event) (float64, bool) {
 	switch o.kind {
 	case literal:
 		return o.num, true
 	case eventField:
-		return ev.number(o.slot, o.field)
+		return ev.Number(o.slot, o.field)
 	}
 	if o.shape != nil {
-		return ev.State.numAt(o.shape, o.slot, o.field)
+		return ev.State.NumAt(o.shape, o.slot, o.field)
 	}
-	f, ok := ev.State.get(o.field).(float64)
+	f, ok := ev.State.Get(o.field).(float64)
 	return f, ok
 }
 
 // num computes a on ev; false when an operand is not a number (the VM decides then).
-func (a *arith) num(ev *Event) (float64, bool) {
+func (a *arith) num(ev *event.Event) (float64, bool) {
 	x, ok := a.a.value(ev)
 	if !ok {
 		return 0, false

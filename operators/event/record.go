@@ -1,4 +1,4 @@
-package operators
+package event
 
 import (
 	"maps"
@@ -40,8 +40,8 @@ func (s *Shape) Names() []string {
 	return s.layout.names
 }
 
-// slot returns the index of name, false when the shape does not hold it.
-func (s *Shape) slot(name string) (int, bool) {
+// Slot returns the index of name, false when the shape does not hold it.
+func (s *Shape) Slot(name string) (int, bool) {
 	if s == nil {
 		return 0, false
 	}
@@ -55,11 +55,11 @@ func (s *Shape) len() int { return len(s.Names()) }
 // *Record is a key without state.
 type Record struct {
 	shape *Shape
-	vals  []value
+	vals  []Value
 	rest  map[string]any
 	// inline holds vals for shapes of up to 4 fields: in the record's own memory, a read
 	// of the state costs one cache miss less.
-	inline [4]value
+	inline [4]Value
 }
 
 // newRecord returns an empty record of shape s.
@@ -68,13 +68,14 @@ func newRecord(s *Shape) *Record {
 	if n := s.len(); n <= len(r.inline) {
 		r.vals = r.inline[:n:n]
 	} else {
-		r.vals = make([]value, n)
+		r.vals = make([]Value, n)
 	}
 	return r
 }
 
-// value is one field of a record: absent, a number held unboxed, or any other JSON value.
-type value struct {
+// Value is one field of a record: absent (the zero Value), a number held unboxed, or any
+// other JSON value.
+type Value struct {
 	num  float64
 	v    any
 	kind uint8
@@ -87,24 +88,34 @@ const (
 	other
 )
 
-// valueOf returns v (a JSON value, see [Normalize]) as a record field.
-func valueOf(v any) value {
+// ValueOf returns v (a JSON value, as it reads back from JSON: numbers are float64) as a
+// record field.
+func ValueOf(v any) Value {
 	if f, ok := v.(float64); ok {
-		return value{num: f, kind: number}
+		return Value{num: f, kind: number}
 	}
-	return value{v: v, kind: other}
+	return Value{v: v, kind: other}
 }
 
-// get returns the field's value; nil for an absent field.
-func (v *value) get() any {
+// NumberValue returns the number f as a record field, without boxing it.
+func NumberValue(f float64) Value { return Value{num: f, kind: number} }
+
+// Absent tells whether the field is not set.
+func (v *Value) Absent() bool { return v.kind == absent }
+
+// Get returns the field's value; nil for an absent field.
+func (v *Value) Get() any {
 	if v.kind == number {
 		return v.num
 	}
 	return v.v
 }
 
-// scalar tells whether v holds no map or slice, so that it cannot be (or hold) a state.
-func (v *value) scalar() bool {
+// Scalar tells whether v holds no map or slice, so that it cannot be (or hold) a state.
+func (v *Value) Scalar() bool {
+	if v.kind != other {
+		return true
+	}
 	switch v.v.(type) {
 	case nil, bool, string:
 		return true
@@ -112,9 +123,9 @@ func (v *value) scalar() bool {
 	return false
 }
 
-// sameSize tells whether replacing v by w leaves the estimated JSON size of a record as it
+// SameSize tells whether replacing v by w leaves the estimated JSON size of a record as it
 // is: numbers, bools and nulls are estimated by kind, not by value.
-func (v *value) sameSize(w value) bool {
+func (v *Value) SameSize(w Value) bool {
 	if v.kind != w.kind {
 		return false
 	}
@@ -136,8 +147,8 @@ func (v *value) sameSize(w value) bool {
 func NewRecord(s *Shape, m map[string]any) *Record {
 	r := newRecord(s)
 	for k, v := range m {
-		if i, ok := s.slot(k); ok {
-			r.vals[i] = valueOf(v)
+		if i, ok := s.Slot(k); ok {
+			r.vals[i] = ValueOf(v)
 			continue
 		}
 		if r.rest == nil {
@@ -153,23 +164,23 @@ func (r *Record) Field(name string) (any, bool) {
 	if r == nil {
 		return nil, false
 	}
-	if i, ok := r.shape.slot(name); ok {
+	if i, ok := r.shape.Slot(name); ok {
 		v := &r.vals[i]
-		return v.get(), v.kind != absent
+		return v.Get(), v.kind != absent
 	}
 	v, ok := r.rest[name]
 	return v, ok
 }
 
-// get returns the field name, nil when absent.
-func (r *Record) get(name string) any {
+// Get returns the field name, nil when absent.
+func (r *Record) Get(name string) any {
 	v, _ := r.Field(name)
 	return v
 }
 
-// numAt returns the number at slot i of a record known to have shape s; false when it holds
+// NumAt returns the number at slot i of a record known to have shape s; false when it holds
 // no number. A record of another shape finds the field by name.
-func (r *Record) numAt(s *Shape, i int, name string) (float64, bool) {
+func (r *Record) NumAt(s *Shape, i int, name string) (float64, bool) {
 	if r == nil {
 		return 0, false
 	}
@@ -177,7 +188,7 @@ func (r *Record) numAt(s *Shape, i int, name string) (float64, bool) {
 		v := &r.vals[i]
 		return v.num, v.kind == number
 	}
-	f, ok := r.get(name).(float64)
+	f, ok := r.Get(name).(float64)
 	return f, ok
 }
 
@@ -205,14 +216,25 @@ func (r *Record) Map() map[string]any {
 	maps.Copy(m, r.rest)
 	for i := range r.vals {
 		if v := &r.vals[i]; v.kind != absent {
-			m[r.shape.layout.names[i]] = v.get()
+			m[r.shape.layout.names[i]] = v.Get()
 		}
 	}
 	return m
 }
 
-// clone returns a copy of r in shape s, which the caller may change.
-func (r *Record) clone(s *Shape) *Record {
+// Shape returns the record's shape.
+func (r *Record) Shape() *Shape { return r.shape }
+
+// At returns the field at slot i of the record's shape.
+func (r *Record) At(i int) Value { return r.vals[i] }
+
+// Set sets the field at slot i of the record's shape to v. Only the record's owner (the
+// operator that made it, for an event whose effects are not yet applied) may change it; to
+// change a record the Store owns, use [Event.SetInPlace].
+func (r *Record) Set(i int, v Value) { r.vals[i] = v }
+
+// Clone returns a copy of r in shape s, which the caller may change.
+func (r *Record) Clone(s *Shape) *Record {
 	if r.shape == s {
 		c := newRecord(s)
 		copy(c.vals, r.vals)

@@ -1,7 +1,8 @@
-package operators
+package event
 
 import (
 	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 )
@@ -57,8 +58,8 @@ type Event struct {
 	// Outputs are the derived events staged by emits.
 	Outputs []Output
 
-	flatHeaders map[string]any // Header as the expression variable `headers`, made once
-	undo        []undo         // in-place state changes, for Rollback
+	headerMap map[string]any // Header as the expression variable `headers`, made once
+	undo      []undo         // in-place state changes, for Rollback
 
 	// slots hold the decoded fields in layout's order while Fields is nil; spare is the map
 	// FieldMap fills from them, reused from event to event.
@@ -69,7 +70,7 @@ type Event struct {
 
 // Layout is the order of the event fields that a pipeline's expressions read by name. A
 // decoder that knows it hands the event its fields as slots in this order ([Event.SetSlots]),
-// and expressions bound to it ([BindLayout]) read them by index, without a map.
+// and expressions bound to it (expr.BindLayout) read them by index, without a map.
 type Layout struct {
 	names []string
 	index map[string]int
@@ -192,8 +193,9 @@ func (e *Event) FieldMap() map[string]any {
 	return e.Fields
 }
 
-// field reads the field name, at slot in the event's layout (-1 for none).
-func (e *Event) field(slot int, name string) any {
+// Field reads the field name, at slot in the event's layout (-1 for none, or when the
+// caller does not know it).
+func (e *Event) Field(slot int, name string) any {
 	if e.slots == nil {
 		return e.Fields[name]
 	}
@@ -206,9 +208,9 @@ func (e *Event) field(slot int, name string) any {
 	return e.slots[slot].value()
 }
 
-// number reads the field name as [Event.field] does, without boxing a number; false when
+// Number reads the field name as [Event.Field] does, without boxing a number; false when
 // the field holds no number.
-func (e *Event) number(slot int, name string) (float64, bool) {
+func (e *Event) Number(slot int, name string) (float64, bool) {
 	if e.slots == nil {
 		f, ok := e.Fields[name].(float64)
 		return f, ok
@@ -226,7 +228,7 @@ func (e *Event) number(slot int, name string) (float64, bool) {
 type undo struct {
 	r    *Record
 	slot int
-	old  value
+	old  Value
 }
 
 // Reset clears e for reuse, keeping its slices' capacity.
@@ -234,6 +236,13 @@ func (e *Event) Reset() {
 	clear(e.undo)
 	w, o, u := e.Writes[:0], e.Outputs[:0], e.undo[:0]
 	*e = Event{Writes: w, Outputs: o, undo: u, spare: e.spare}
+}
+
+// SetInPlace sets the field at slot of r, a record the Store owns (see [Entry.Owned]), to v,
+// recording how to undo it: [Event.Rollback] restores the old value.
+func (e *Event) SetInPlace(r *Record, slot int, v Value) {
+	e.undo = append(e.undo, undo{r: r, slot: slot, old: r.vals[slot]})
+	r.vals[slot] = v
 }
 
 // Rollback undoes the changes folds made in place to states the Store owns. It must be
@@ -269,16 +278,9 @@ type Write struct {
 	// Delete removes the key (State is ignored): it has no state from then on.
 	Delete bool
 	// TTL, when set, makes the server remove the key that long after the write, unless it
-	// is written again (the projection's bucket must allow per-key TTLs; see
-	// [TTLProjector]).
+	// is written again (the projection's bucket must allow per-key TTLs: the operator
+	// says so, see operators.TTLProjector).
 	TTL time.Duration
-}
-
-// TTLProjector is implemented by operators whose writes may carry a TTL: the pipeline lets
-// the buckets of their projections hold per-key TTLs.
-type TTLProjector interface {
-	Projector
-	UsesTTL() bool
 }
 
 // Output is a staged derived event.
@@ -307,12 +309,54 @@ func (e *Event) Require() error {
 	}
 }
 
-// staged returns the state staged for projection/key by an earlier fold of this event.
-func (e *Event) staged(projection, key string) (*Write, bool) {
+// Staged returns the write staged for projection/key by an earlier operator of this event.
+func (e *Event) Staged(projection, key string) (*Write, bool) {
 	for i := len(e.Writes) - 1; i >= 0; i-- {
 		if e.Writes[i].Projection == projection && e.Writes[i].Key == key {
 			return &e.Writes[i], true
 		}
 	}
 	return nil, false
+}
+
+// HeaderMap returns the headers as the expression variable `headers`: each header's first
+// value under its name as sent and, so that `headers["ce-type"]` finds "Ce-Type" too, under
+// its lower-case name. It is made once per event; nil when the event has no headers.
+func (e *Event) HeaderMap() map[string]any {
+	if e.Header == nil {
+		return nil
+	}
+	if e.headerMap == nil {
+		e.headerMap = make(map[string]any, 2*len(e.Header))
+		for k, v := range e.Header {
+			if len(v) > 0 {
+				e.headerMap[k] = v[0]
+				if lk := strings.ToLower(k); lk != k {
+					if _, ok := e.headerMap[lk]; !ok {
+						e.headerMap[lk] = v[0]
+					}
+				}
+			}
+		}
+	}
+	return e.headerMap
+}
+
+// Entry is the state of one key as a Store of the operators package sees it.
+type Entry struct {
+	State *Record
+	// Seq is the last source sequence applied to the key.
+	Seq uint64
+	// Time is the newest event time applied to the key.
+	Time time.Time
+	// Handle is the Store's own reference to the entry; a fold passes it back in
+	// [Write.Entry] so that applying the write needs no second lookup.
+	Handle any
+	// Owned tells that State is the entry's own record, which nothing else references (no
+	// commit in flight holds it): a fold may change it in place, recording how to undo it
+	// on the event (see [Event.SetInPlace]). The Store sets it.
+	Owned bool
+	// Roomy tells that the estimated JSON size of State is far below the Store's value
+	// limit (see [Write.Roomy]). The Store sets it.
+	Roomy bool
 }

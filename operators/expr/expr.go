@@ -1,4 +1,4 @@
-package operators
+package expr
 
 import (
 	"encoding/json"
@@ -16,6 +16,8 @@ import (
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
+
+	"github.com/jetfold/jetfold/operators/event"
 )
 
 // Env is the environment every expression is compiled against and runs in. Expressions see
@@ -101,7 +103,7 @@ func Compile(src string, kind int) (*Expr, error) {
 	ast.Walk(&node, identFinder{name: "$env", found: &e.event})
 	ast.Walk(&node, identFinder{name: "state", found: &e.state})
 	ast.Walk(&node, identFinder{name: "$env", found: &e.state})
-	_, e.wholeState = identFields("state", []*Expr{e})
+	_, e.wholeState = Fields("state", e)
 	switch n := p.Node().(type) {
 	case *ast.CallNode:
 		e.root, e.field = memberRead(n)
@@ -113,7 +115,7 @@ func Compile(src string, kind int) (*Expr, error) {
 
 // BindLayout makes exprs read the event fields of l by slot. The pipeline binds all the
 // expressions it runs to the layout its decoder fills.
-func BindLayout(l *Layout, exprs ...*Expr) {
+func BindLayout(l *event.Layout, exprs ...*Expr) {
 	for _, e := range exprs {
 		if e == nil {
 			continue
@@ -128,9 +130,9 @@ func BindLayout(l *Layout, exprs ...*Expr) {
 	}
 }
 
-// bindState makes the fast paths of exprs read the state fields of s by slot, from records
+// BindShape makes the fast paths of exprs read the state fields of s by slot, from records
 // of that shape.
-func bindState(s *Shape, exprs ...*Expr) {
+func BindShape(s *event.Shape, exprs ...*Expr) {
 	for _, e := range exprs {
 		if a := e.arith; a != nil {
 			a.a.bindShape(s)
@@ -139,7 +141,7 @@ func bindState(s *Shape, exprs ...*Expr) {
 	}
 }
 
-func slotOf(l *Layout, name string) int {
+func slotOf(l *event.Layout, name string) int {
 	if i, ok := l.Slot(name); ok {
 		return i
 	}
@@ -173,8 +175,8 @@ func getMember(m, k any) any {
 	switch t := m.(type) {
 	case map[string]any:
 		return t[s]
-	case *Record:
-		return t.get(s)
+	case *event.Record:
+		return t.Get(s)
 	}
 	return nil
 }
@@ -209,13 +211,20 @@ func MustCompile(src string, kind int) *Expr {
 	return e
 }
 
-// Eval runs e on ev with the VM of x. Errors wrap [ErrEval] and name the expression.
-func (x *Exec) Eval(e *Expr, ev *Event) (any, error) {
+// Runner runs expressions with a VM it reuses. The zero Runner is ready; a Runner is used by
+// one goroutine at a time.
+type Runner struct {
+	vm  vm.VM
+	env Env
+}
+
+// Eval runs e on ev. Errors wrap [ErrEval] and name the expression.
+func (x *Runner) Eval(e *Expr, ev *event.Event) (any, error) {
 	switch e.root {
 	case "event":
-		return ev.field(e.slot, e.field), nil
+		return ev.Field(e.slot, e.field), nil
 	case "state":
-		return ev.State.get(e.field), nil
+		return ev.State.Get(e.field), nil
 	}
 	if e.arith != nil {
 		if v, ok := e.arith.num(ev); ok {
@@ -238,10 +247,7 @@ func (x *Exec) Eval(e *Expr, ev *Event) (any, error) {
 		x.env.State = ev.State
 	}
 	if ev.Header != nil && e.headers {
-		if ev.flatHeaders == nil {
-			ev.flatHeaders = flatHeaders(ev.Header) // once per event, for all its expressions
-		}
-		x.env.Headers = ev.flatHeaders
+		x.env.Headers = ev.HeaderMap()
 	}
 	v, err := x.vm.Run(e.program, &x.env)
 	if err != nil {
@@ -251,7 +257,7 @@ func (x *Exec) Eval(e *Expr, ev *Event) (any, error) {
 }
 
 // EvalBool runs a boolean expression.
-func (x *Exec) EvalBool(e *Expr, ev *Event) (bool, error) {
+func (x *Runner) EvalBool(e *Expr, ev *event.Event) (bool, error) {
 	v, err := x.Eval(e, ev)
 	if err != nil {
 		return false, err
@@ -266,7 +272,7 @@ func (x *Exec) EvalBool(e *Expr, ev *Event) (bool, error) {
 // EvalString runs an expression whose value is used as text (a key, a type, a subject).
 // Strings pass as they are, integers and integral floats print without a fraction; nil and
 // empty strings are errors.
-func (x *Exec) EvalString(e *Expr, ev *Event) (string, error) {
+func (x *Runner) EvalString(e *Expr, ev *event.Event) (string, error) {
 	v, err := x.Eval(e, ev)
 	if err != nil {
 		return "", err
@@ -278,7 +284,7 @@ func (x *Exec) EvalString(e *Expr, ev *Event) (string, error) {
 	return s, nil
 }
 
-// Text converts an expression value to text, as [Exec.EvalString] does.
+// Text converts an expression value to text, as [Runner.EvalString] does.
 func Text(v any) (string, error) {
 	switch t := v.(type) {
 	case string:
@@ -415,26 +421,59 @@ func (f identFinder) Visit(n *ast.Node) {
 	}
 }
 
-// flatHeaders gives each header's first value under its name as sent and, so that
-// `headers["ce-type"]` finds "Ce-Type" too, under its lower-case name.
-func flatHeaders(h map[string][]string) map[string]any {
-	out := make(map[string]any, 2*len(h))
-	for k, v := range h {
-		if len(v) > 0 {
-			out[k] = v[0]
-			if lk := strings.ToLower(k); lk != k {
-				if _, ok := out[lk]; !ok {
-					out[lk] = v[0]
-				}
-			}
-		}
-	}
-	return out
-}
-
 func firstLine(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		return s[:i]
 	}
 	return s
 }
+
+// EvalValue runs e on ev for a state field: its value as it reads back from JSON (see
+// [Normalize]), numbers unboxed.
+func (x *Runner) EvalValue(e *Expr, ev *event.Event) (event.Value, error) {
+	if e.arith != nil {
+		if f, ok := e.arith.num(ev); ok {
+			if math.IsNaN(f) || math.IsInf(f, 0) {
+				return event.Value{}, fmt.Errorf("%w: %s: %w: %v", ErrEval, e.Source, ErrNotJSON, f)
+			}
+			return event.NumberValue(f), nil
+		}
+	}
+	v, err := x.Eval(e, ev)
+	if err != nil {
+		return event.Value{}, err
+	}
+	n, err := Normalize(v)
+	if err != nil {
+		return event.Value{}, fmt.Errorf("%w: %s: %v", ErrEval, e.Source, err)
+	}
+	return event.ValueOf(n), nil
+}
+
+// WholeState tells whether e reads `state` other than by field name (the VM is then handed
+// the state as a map).
+func (e *Expr) WholeState() bool { return e.wholeState }
+
+// ErrEval wraps every error of an expression at run time.
+var ErrEval = errors.New("expression failed")
+
+// FieldError is a configuration problem at a field of an operator's configuration. Field is a
+// dot path relative to the operator's value ("" for the value itself, "on.order-placed.items").
+// [Compile] returns one with Field "" for an expression that does not compile.
+type FieldError struct {
+	Field string
+	// Column is the column inside the expression where the problem is, 0 when unknown.
+	Column int
+	Err    error
+}
+
+// Error implements error.
+func (e *FieldError) Error() string {
+	if e.Field == "" {
+		return e.Err.Error()
+	}
+	return fmt.Sprintf("%s: %v", e.Field, e.Err)
+}
+
+// Unwrap returns the underlying error.
+func (e *FieldError) Unwrap() error { return e.Err }

@@ -1,4 +1,4 @@
-package operators
+package expr
 
 import (
 	"errors"
@@ -49,6 +49,9 @@ func NewStateType(projection string, fields map[string]reflect.Type) *StateType 
 	return st
 }
 
+// Type returns the type of the field name: float64, string or bool when known, nil for any.
+func (st *StateType) Type(name string) reflect.Type { return st.fields[name] }
+
 // Fields returns the names of the state's fields, sorted.
 func (st *StateType) Fields() []string {
 	names := make([]string, 0, len(st.fields))
@@ -78,22 +81,6 @@ func TypeOf(v any) reflect.Type {
 	return nil
 }
 
-// StateChecker is implemented by operators whose expressions read `state`.
-type StateChecker interface {
-	// CheckState type-checks the operator's expressions that read `state` against st, the
-	// state they see; it returns every problem as a *[FieldError].
-	CheckState(st *StateType) error
-}
-
-// StateFieldsAssigned is implemented by operators that assign state fields (folds).
-type StateFieldsAssigned interface {
-	Projector
-	// InitialTypes returns the type of each field of `initial` (see [TypeOf]).
-	InitialTypes() map[string]reflect.Type
-	// Assigned returns the fields the operator's handlers assign.
-	Assigned() []string
-}
-
 // UnknownStateFieldError is a `state.x` whose field no fold of the projection has in
 // `initial` or assigns: it would always be nil.
 type UnknownStateFieldError struct {
@@ -110,10 +97,10 @@ func (e *UnknownStateFieldError) Error() string {
 // noField matches expr's error for a struct field that does not exist.
 var noField = regexp.MustCompile(`^type struct \{.*\} has no field (\S+)`)
 
-// check type-checks e against st, unless e uses `state` whole (its fields are then read by a
+// Check type-checks e against st, unless e uses `state` whole (its fields are then read by a
 // name computed at run time) or not at all. want, when not nil, is the type of the state field
 // e's value is assigned to: a value of another known type is an error.
-func (st *StateType) check(e *Expr, kind int, want reflect.Type) error {
+func (st *StateType) Check(e *Expr, kind int, want reflect.Type) error {
 	if e == nil {
 		return nil
 	}
