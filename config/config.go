@@ -1,6 +1,10 @@
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/jetfold/jetfold/config/diag"
+)
 
 // Config is the whole jetfold configuration file. Build one with [Load], which decodes, applies
 // the defaults documented on each field and calls [Config.Validate].
@@ -25,9 +29,9 @@ type Config struct {
 	IgnoredEnv []string
 
 	// pos maps a field path (see [Config.Pos]) to the place of its value in File.
-	pos map[string]Pos
+	pos map[string]diag.Pos
 	// keyPos maps a field path to the place of its key in File.
-	keyPos map[string]Pos
+	keyPos map[string]diag.Pos
 	// env maps a field path to the environment variable that set it.
 	env map[string]string
 	// loaded is true when the configuration came from a file, so positions are meaningful.
@@ -193,10 +197,3 @@ type Cache struct {
 // operator's spec in the operators package. [Load] keeps it raw: no unknown-field checks apply
 // inside it.
 type Operator map[string]any
-
-// Pos is a place in the configuration file. Line and Col start at 1; zero means unknown.
-type Pos struct {
-	File string // the path given to [Load]
-	Line int    // 1-based line
-	Col  int    // 1-based column, in characters
-}

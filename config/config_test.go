@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jetfold/jetfold/config"
+	"github.com/jetfold/jetfold/config/diag"
 )
 
 // validYAML is the example of the design document, trimmed.
@@ -76,7 +77,7 @@ func TestJoinReportsOnePerPlaceInFileOrder(t *testing.T) {
 	}
 	extra := c.Errorf("pipelines.0.key", "expression x: unknown name x")
 	again := c.Errorf("pipelines.0.name", "a second message at the same place")
-	joined := config.Join(extra, err, again, nil)
+	joined := diag.Join(extra, err, again, nil)
 	lines := strings.Split(joined.Error(), "\n")
 	if len(lines) != 3 {
 		t.Fatalf("got %d lines, want 3:\n%v", len(lines), joined)
@@ -315,10 +316,10 @@ func TestLoadErrors(t *testing.T) {
 			if c != nil && c.File != path {
 				t.Errorf("Load returned a Config for another file with an error")
 			}
-			if !errors.Is(err, config.ErrInvalid) {
+			if !errors.Is(err, diag.ErrInvalid) {
 				t.Errorf("errors.Is(err, ErrInvalid) = false for %v", err)
 			}
-			var ce *config.Error
+			var ce *diag.Error
 			if !errors.As(err, &ce) || ce.Pos.File != path || ce.Pos.Line < 1 {
 				t.Errorf("errors.As(*Error) = %+v, want one in %s", ce, path)
 			}
@@ -340,7 +341,7 @@ func TestLoadReadError(t *testing.T) {
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("err = %v, want fs.ErrNotExist", err)
 	}
-	if errors.Is(err, config.ErrInvalid) {
+	if errors.Is(err, diag.ErrInvalid) {
 		t.Errorf("a read error wraps ErrInvalid: %v", err)
 	}
 }
@@ -599,7 +600,7 @@ func TestPos(t *testing.T) {
 			if tt.key {
 				got = c.KeyPos(tt.path)
 			}
-			if want := (config.Pos{File: path, Line: tt.line, Col: tt.col}); got != want {
+			if want := (diag.Pos{File: path, Line: tt.line, Col: tt.col}); got != want {
 				t.Errorf("got %+v, want %+v", got, want)
 			}
 		})
@@ -609,7 +610,7 @@ func TestPos(t *testing.T) {
 	if want := path + `:13:17: cannot compile "x" (hint: check it)`; e.Error() != want {
 		t.Errorf("Errorf = %q, want %q", e.Error(), want)
 	}
-	if !errors.Is(e, config.ErrInvalid) || e.Path != "pipelines.0.operators.0.filter" {
+	if !errors.Is(e, diag.ErrInvalid) || e.Path != "pipelines.0.operators.0.filter" {
 		t.Errorf("Errorf = %+v", e)
 	}
 }
@@ -657,7 +658,7 @@ func TestValidateInCode(t *testing.T) {
 				t.Errorf("Validate: %v", err)
 			case tt.wantErr != "" && (err == nil || err.Error() != tt.wantErr):
 				t.Errorf("Validate = %v, want %s", err, tt.wantErr)
-			case err != nil && !errors.Is(err, config.ErrInvalid):
+			case err != nil && !errors.Is(err, diag.ErrInvalid):
 				t.Errorf("Validate error does not wrap ErrInvalid: %v", err)
 			}
 		})
@@ -691,7 +692,7 @@ func TestStartPosition(t *testing.T) {
 				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
 			}
 			if err != nil {
-				if !errors.Is(err, config.ErrInvalid) {
+				if !errors.Is(err, diag.ErrInvalid) {
 					t.Errorf("err %v does not wrap ErrInvalid", err)
 				}
 				return
@@ -700,22 +701,5 @@ func TestStartPosition(t *testing.T) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
 		})
-	}
-}
-
-func TestErrorString(t *testing.T) {
-	tests := []struct {
-		e    config.Error
-		want string
-	}{
-		{config.Error{Pos: config.Pos{File: "a.yaml", Line: 3, Col: 7}, Msg: "bad"}, "a.yaml:3:7: bad"},
-		{config.Error{Pos: config.Pos{File: "a.yaml", Line: 3, Col: 7}, Msg: "bad", Hint: "fix"}, "a.yaml:3:7: bad (hint: fix)"},
-		{config.Error{Pos: config.Pos{File: "a.yaml"}, Msg: "bad"}, "a.yaml: bad"},
-		{config.Error{Msg: "bad"}, "bad"},
-	}
-	for _, tt := range tests {
-		if got := tt.e.Error(); got != tt.want {
-			t.Errorf("Error() = %q, want %q", got, tt.want)
-		}
 	}
 }

@@ -3,13 +3,15 @@
 // [Load] reads one file into a fresh koanf instance, layers the JETFOLD_ environment overrides
 // over it, decodes it strictly (unknown fields, wrong types and bad durations are errors),
 // applies the defaults documented on each field and runs [Config.Validate]. Every problem found is reported
-// at once, joined with [errors.Join], each as an [*Error] that prints as
+// at once, joined with [errors.Join], each as a [*diag.Error] that prints as
 //
 //	file:line:col: message (hint: ...)
 //
-// and wraps [ErrInvalid]. Other packages that check parts of the configuration that this one
+// and wraps [diag.ErrInvalid]; package diag holds these errors, their positions and the
+// did-you-mean hints. Other packages that check parts of the configuration that this one
 // keeps raw (expressions, operator specs) report through [Config.Errorf] and [Config.Pos], so
-// their messages point at the same file positions.
+// their messages point at the same file positions, and join their errors with Load's with
+// [diag.Join].
 //
 // # Environment overrides
 //

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/jetfold/jetfold/config/diag"
 	"github.com/knadh/koanf/providers/env/v2"
 	"github.com/knadh/koanf/v2"
 )
@@ -86,7 +87,7 @@ func envPaths(t reflect.Type, v any, path string, add func(string)) {
 	case t.Kind() == reflect.Struct:
 		m, _ := v.(map[string]any)
 		for _, f := range fieldsOf(t) {
-			envPaths(f.typ, m[f.name], joinPath(path, f.name), add)
+			envPaths(f.typ, m[f.name], diag.JoinPath(path, f.name), add)
 		}
 	case t.Kind() == reflect.Slice:
 		list, _ := v.([]any)
@@ -95,7 +96,7 @@ func envPaths(t reflect.Type, v any, path string, add func(string)) {
 			add(path) // the whole list, as "a,b,c"
 		}
 		for i, item := range list {
-			envPaths(elem, item, joinPath(path, strconv.Itoa(i)), add)
+			envPaths(elem, item, diag.JoinPath(path, strconv.Itoa(i)), add)
 		}
 	default:
 		add(path)
@@ -107,15 +108,15 @@ func leafPaths(v any, path string, add func(string)) {
 	switch x := v.(type) {
 	case map[string]any:
 		for k, c := range x {
-			leafPaths(c, joinPath(path, k), add)
+			leafPaths(c, diag.JoinPath(path, k), add)
 		}
 	case map[any]any:
 		for k, c := range x {
-			leafPaths(c, joinPath(path, keyString(k)), add)
+			leafPaths(c, diag.JoinPath(path, keyString(k)), add)
 		}
 	case []any:
 		for i, c := range x {
-			leafPaths(c, joinPath(path, strconv.Itoa(i)), add)
+			leafPaths(c, diag.JoinPath(path, strconv.Itoa(i)), add)
 		}
 	default:
 		add(path)
@@ -157,7 +158,7 @@ func setChild(v any, seg string, child any) bool {
 		return true
 	case []any:
 		i, err := strconv.Atoi(seg)
-		if err != nil || !isIndex(seg) || i >= len(x) {
+		if err != nil || !diag.IsIndex(seg) || i >= len(x) {
 			return false
 		}
 		x[i] = child

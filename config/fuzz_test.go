@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/jetfold/jetfold/config"
+	"github.com/jetfold/jetfold/config/diag"
 )
 
 // FuzzLoad checks that Load never panics, and that whatever it rejects it rejects with
@@ -43,13 +44,13 @@ func FuzzLoad(f *testing.F) {
 			}
 			return
 		}
-		if !errors.Is(err, config.ErrInvalid) {
+		if !errors.Is(err, diag.ErrInvalid) {
 			t.Fatalf("error does not wrap ErrInvalid: %v", err)
 		}
 		for _, e := range leaves(err) {
-			var ce *config.Error
+			var ce *diag.Error
 			if !errors.As(e, &ce) {
-				t.Errorf("error is not a *config.Error: %v", e)
+				t.Errorf("error is not a *diag.Error: %v", e)
 				continue
 			}
 			if ce.Pos.File != path || ce.Pos.Line < 1 || ce.Pos.Col < 1 {

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/go-viper/mapstructure/v2"
+	"github.com/jetfold/jetfold/config/diag"
 	"github.com/knadh/koanf/providers/confmap"
 	"github.com/knadh/koanf/v2"
 	"go.yaml.in/yaml/v3"
@@ -34,10 +35,10 @@ type LoadOptions struct {
 //
 // When the file cannot be read Load returns the [os.ReadFile] error, wrapped. Otherwise every
 // problem found (YAML syntax, unknown fields, wrong types, bad durations, failed validation) is
-// returned at once, joined with [errors.Join] in file order, each an [*Error] wrapping
-// [ErrInvalid]. When the file is valid YAML, the Config is returned with the errors, decoded as
+// returned at once, joined with [errors.Join] in file order, each a [*diag.Error] wrapping
+// [diag.ErrInvalid]. When the file is valid YAML, the Config is returned with the errors, decoded as
 // far as it could be, so that a caller can add its own checks (expressions, operators) to one
-// report with [Join]; it is nil for a file that is not YAML. Relative paths in the file are not resolved.
+// report with [diag.Join]; it is nil for a file that is not YAML. Relative paths in the file are not resolved.
 func Load(path string, opts LoadOptions) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -45,8 +46,8 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 	}
 	c := &Config{
 		File:   path,
-		pos:    map[string]Pos{},
-		keyPos: map[string]Pos{},
+		pos:    map[string]diag.Pos{},
+		keyPos: map[string]diag.Pos{},
 		env:    map[string]string{},
 		loaded: true,
 	}
@@ -54,13 +55,13 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 	// does not keep, and its values are koanf's file layer, so both come from the same content.
 	root, errs := c.parseNodes(data)
 	if len(errs) > 0 {
-		return nil, joinErrors(errs)
+		return nil, diag.JoinSorted(errs)
 	}
 	c.indexPositions(root, "")
 	file := map[string]any{}
 	if root != nil && !isNull(root) {
 		if err := root.Decode(&file); err != nil {
-			return nil, joinErrors(c.yamlErrors(data, err))
+			return nil, diag.JoinSorted(c.yamlErrors(data, err))
 		}
 	}
 
@@ -68,7 +69,7 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 	// decoded structs (see setDefaults).
 	k := koanf.New(".")
 	if err := k.Load(confmap.Provider(file, ""), nil); err != nil {
-		return nil, joinErrors([]*Error{c.Errorf("", "cannot load the configuration: %v", err)})
+		return nil, diag.JoinSorted([]*diag.Error{c.Errorf("", "cannot load the configuration: %v", err)})
 	}
 	environ := opts.Environ
 	if environ == nil {
@@ -76,7 +77,7 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 	}
 	known, err := c.loadEnv(k, environ)
 	if err != nil {
-		return nil, joinErrors([]*Error{c.Errorf("", "cannot load the environment: %v", err)})
+		return nil, diag.JoinSorted([]*diag.Error{c.Errorf("", "cannot load the environment: %v", err)})
 	}
 	raw := k.Raw()
 	unknown, invalid := c.decode(k, raw) // reported at one place in this order, with the variables
@@ -84,7 +85,7 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 	for _, name := range c.IgnoredEnv {
 		// Like an unknown field in the file: a misspelt variable would otherwise be silently
 		// without effect.
-		errs = append(errs, &Error{Pos: c.fallbackPos(), Path: name,
+		errs = append(errs, &diag.Error{Pos: c.fallbackPos(), Path: name,
 			Msg:  fmt.Sprintf("environment variable %s sets no field of the configuration", name),
 			Hint: envHint(name, known)})
 	}
@@ -95,14 +96,14 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 	})
 	errs = append(errs, dropCovered(c.validate(), errs)...)
 	if len(errs) > 0 {
-		return c, joinErrors(errs)
+		return c, diag.JoinSorted(errs)
 	}
 	return c, nil
 }
 
 // envHint suggests the variable a misspelt one may be, or says how the names are made.
 func envHint(name string, known []string) string {
-	if m, ok := suggest(name, known); ok {
+	if m, ok := diag.Suggest(name, known); ok {
 		return "did you mean " + m + "?"
 	}
 	return "a variable is JETFOLD_ and a field's path in upper case with _ between the parts, such as JETFOLD_NATS_URL or JETFOLD_PIPELINES_0_BATCH_SIZE"
@@ -110,7 +111,7 @@ func envHint(name string, known []string) string {
 
 // parseNodes parses data into a yaml.Node and returns its top level: a map, a null or nil (an
 // empty file). It reports syntax errors, a second document, and a top level that is not a map.
-func (c *Config) parseNodes(data []byte) (*yaml.Node, []*Error) {
+func (c *Config) parseNodes(data []byte) (*yaml.Node, []*diag.Error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
@@ -123,7 +124,7 @@ func (c *Config) parseNodes(data []byte) (*yaml.Node, []*Error) {
 	switch err := dec.Decode(&extra); {
 	case err == nil:
 		if n := docRoot(&extra); n != nil && !isNull(n) {
-			return nil, []*Error{{Pos: c.nodePos(n), Msg: "the file holds more than one YAML document",
+			return nil, []*diag.Error{{Pos: c.nodePos(n), Msg: "the file holds more than one YAML document",
 				Hint: "keep the whole configuration in the first document"}}
 		}
 	case !errors.Is(err, io.EOF):
@@ -133,7 +134,7 @@ func (c *Config) parseNodes(data []byte) (*yaml.Node, []*Error) {
 	if root != nil && root.Kind != yaml.MappingNode && !isNull(root) {
 		got := "a " + map[yaml.Kind]string{yaml.SequenceNode: "list", yaml.ScalarNode: "scalar",
 			yaml.AliasNode: "alias"}[root.Kind]
-		return nil, []*Error{{Pos: c.nodePos(root), Msg: "the configuration must be a map, got " + got,
+		return nil, []*diag.Error{{Pos: c.nodePos(root), Msg: "the configuration must be a map, got " + got,
 			Hint: "start with a section such as nats:, streams: or pipelines:"}}
 	}
 	return root, nil
@@ -157,13 +158,13 @@ var yamlLineRe = regexp.MustCompile(`^line (\d+): (.*)$`)
 
 // yamlErrors turns a YAML parse or unmarshal error into *Errors. YAML reports lines but not
 // columns; the column given is that of the first non-blank character of the line.
-func (c *Config) yamlErrors(data []byte, err error) []*Error {
+func (c *Config) yamlErrors(data []byte, err error) []*diag.Error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	lines := []string{msg}
 	if rest, ok := strings.CutPrefix(msg, "unmarshal errors:\n"); ok {
 		lines = strings.Split(rest, "\n")
 	}
-	var errs []*Error
+	var errs []*diag.Error
 	for _, l := range lines {
 		l = strings.TrimSpace(l)
 		if l == "" {
@@ -179,8 +180,8 @@ func (c *Config) yamlErrors(data []byte, err error) []*Error {
 				line++
 			}
 		}
-		e := &Error{
-			Pos: Pos{File: c.File, Line: max(line, 1), Col: firstCol(data, line)},
+		e := &diag.Error{
+			Pos: diag.Pos{File: c.File, Line: max(line, 1), Col: firstCol(data, line)},
 			Msg: "invalid YAML: " + l,
 		}
 		if open, ok := strings.CutPrefix(l, "did not find expected ',' or "); ok {
@@ -256,9 +257,9 @@ func firstCol(data []byte, line int) int {
 }
 
 // operatorShapeError reports an operator item that is not a map.
-func (c *Config) operatorShapeError(path string, v any) *Error {
+func (c *Config) operatorShapeError(path string, v any) *diag.Error {
 	e := c.Errorf(path, "invalid operator at %s: expected %s, got %s",
-		displayPath(path), wantName(operatorType), describe(v))
+		diag.DisplayPath(path), wantName(operatorType), describe(v))
 	e.Hint = `write "- name: config", such as "- filter: event.amount > 0"`
 	return e
 }
@@ -301,7 +302,7 @@ func strictHook(from, to reflect.Type, data any) (any, error) {
 // decode unmarshals k into c with koanf, strictly (an unknown field is an error), weakly typed
 // so that environment strings decode, and turns decoding errors into *Errors at the offending
 // keys and values of raw, k's tree: the unknown fields, and the values that do not decode.
-func (c *Config) decode(k *koanf.Koanf, raw map[string]any) (unknown, invalid []*Error) {
+func (c *Config) decode(k *koanf.Koanf, raw map[string]any) (unknown, invalid []*diag.Error) {
 	err := k.UnmarshalWithConf("", c, koanf.UnmarshalConf{DecoderConfig: &mapstructure.DecoderConfig{
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
 			strictHook,
@@ -368,38 +369,38 @@ func fieldPath(de *mapstructure.DecodeError) string {
 // unknownFields reports, for mapstructure's ErrorUnused error de, each key of the map that
 // names no field, at the key, with the field it may have meant. The keys are taken from the
 // tree rather than from the error, whose message joins them with ", ".
-func (c *Config) unknownFields(raw map[string]any, de *mapstructure.DecodeError) []*Error {
+func (c *Config) unknownFields(raw map[string]any, de *mapstructure.DecodeError) []*diag.Error {
 	path := fieldPath(de)
 	v, _ := rawAt(raw, path)
 	m, ok := v.(map[string]any)
 	t := typeAt(path)
 	if !ok || t == nil || t.Kind() != reflect.Struct {
-		return []*Error{c.Errorf(path, "invalid value for %s: %v", displayPath(path), de.Unwrap())}
+		return []*diag.Error{c.Errorf(path, "invalid value for %s: %v", diag.DisplayPath(path), de.Unwrap())}
 	}
-	where := "in " + displayPath(path)
+	where := "in " + diag.DisplayPath(path)
 	if path == "" {
 		where = "at the top level"
 	}
-	var errs []*Error
+	var errs []*diag.Error
 	for _, k := range sortedKeys(m) {
 		if _, ok := lookupField(t, k); !ok {
-			p := joinPath(path, k)
+			p := diag.JoinPath(path, k)
 			e := c.errorAt(c.KeyPos(p), p, fmt.Sprintf("unknown field %q %s", k, where))
-			e.Hint = HintFor(k, fieldNames(t), "valid fields")
+			e.Hint = diag.HintFor(k, fieldNames(t), "valid fields")
 			errs = append(errs, e)
 		}
 	}
 	return errs
 }
 
-// decodeError turns a mapstructure error into an *Error at the offending value.
-func (c *Config) decodeError(raw map[string]any, de *mapstructure.DecodeError) *Error {
+// decodeError turns a mapstructure error into a *diag.Error at the offending value.
+func (c *Config) decodeError(raw map[string]any, de *mapstructure.DecodeError) *diag.Error {
 	path := fieldPath(de)
 	inner := de.Unwrap()
 	t := typeAt(path)
 	v, _ := rawAt(raw, path)
-	where := displayPath(path)
-	var e *Error
+	where := diag.DisplayPath(path)
+	var e *diag.Error
 	switch {
 	case t == nil:
 		e = c.Errorf(path, "invalid value for %s: %v", where, inner)
@@ -420,8 +421,8 @@ func (c *Config) decodeError(raw map[string]any, de *mapstructure.DecodeError) *
 // dropCovered drops the errors in errs at or under a path that already has an error in
 // reported: a value that failed to decode is left at its zero value, which validation would
 // report a second time.
-func dropCovered(errs, reported []*Error) []*Error {
-	return slices.DeleteFunc(errs, func(e *Error) bool {
+func dropCovered(errs, reported []*diag.Error) []*diag.Error {
+	return slices.DeleteFunc(errs, func(e *diag.Error) bool {
 		for _, r := range reported {
 			if e.Path == r.Path || strings.HasPrefix(e.Path, r.Path+".") {
 				return true

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jetfold/jetfold/config/diag"
 )
 
 var (
@@ -74,7 +76,7 @@ func typeAt(path string) reflect.Type {
 			}
 			t = f.typ
 		case t.Kind() == reflect.Slice:
-			if !isIndex(seg) {
+			if !diag.IsIndex(seg) {
 				return nil
 			}
 			t = t.Elem()
@@ -171,7 +173,7 @@ func rawChild(v any, seg string) (any, bool) {
 		}
 	case []any:
 		i, err := strconv.Atoi(seg)
-		if err == nil && isIndex(seg) && i < len(x) {
+		if err == nil && diag.IsIndex(seg) && i < len(x) {
 			return x[i], true
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jetfold/jetfold/config/diag"
 )
 
 // nameRe is what stream and pipeline names may hold.
@@ -18,18 +20,18 @@ const nameHint = "use only letters, digits, _ and -"
 // Validate checks the structure of the configuration: names, references from pipelines to
 // streams, enumerations, ranges and the shape of operator items. It does not look inside
 // expressions or operator configurations. It returns nil, or every problem found joined with
-// [errors.Join] in file order, each an [*Error] wrapping [ErrInvalid].
+// [errors.Join] in file order, each a [*diag.Error] wrapping [diag.ErrInvalid].
 //
 // Validate expects defaults to be applied: [Load] does both; a configuration built in code
 // should call [Config.SetDefaults] first.
 func (c *Config) Validate() error {
-	return joinErrors(c.validate())
+	return diag.JoinSorted(c.validate())
 }
 
 // validator collects the problems of one configuration.
 type validator struct {
 	c    *Config
-	errs []*Error
+	errs []*diag.Error
 }
 
 // add records a problem at path.
@@ -45,10 +47,10 @@ func (v *validator) oneOf(path, what, val string, valid ...string) {
 		return
 	}
 	hint := "use " + orList(valid)
-	if m, ok := suggest(val, valid); ok {
+	if m, ok := diag.Suggest(val, valid); ok {
 		hint = "did you mean " + m + "?"
 	}
-	v.add(path, hint, "invalid %s %q in %s", what, val, displayPath(parentPath(path)))
+	v.add(path, hint, "invalid %s %q in %s", what, val, diag.DisplayPath(diag.ParentPath(path)))
 }
 
 // name checks the name of the stream or pipeline at base: present, well formed and not
@@ -56,7 +58,7 @@ func (v *validator) oneOf(path, what, val string, valid ...string) {
 func (v *validator) name(base, what, verb, name string, seen map[string]string) {
 	switch first, dup := seen[name]; {
 	case name == "":
-		v.add(base+".name", "", "%s.name is required", displayPath(base))
+		v.add(base+".name", "", "%s.name is required", diag.DisplayPath(base))
 	case !nameRe.MatchString(name):
 		v.add(base+".name", nameHint, "invalid %s name %q", what, name)
 	case dup:
@@ -71,11 +73,11 @@ func (c *Config) firstAt(path string) string {
 	if p := c.Pos(path); p.Line > 0 {
 		return "line " + strconv.Itoa(p.Line)
 	}
-	return displayPath(path)
+	return diag.DisplayPath(path)
 }
 
 // validate returns the problems that [Config.Validate] reports, unsorted.
-func (c *Config) validate() []*Error {
+func (c *Config) validate() []*diag.Error {
 	v := &validator{c: c}
 	switch si := c.NATS.Embedded.SyncInterval; si {
 	case "", "always":
@@ -98,23 +100,23 @@ func (c *Config) validate() []*Error {
 		}
 		v.name(base, "stream", "declared", s.Name, streamAt)
 		if len(s.Subjects) == 0 {
-			v.add(base+".subjects", `such as subjects: ["shop.>"]`, "%s.subjects must list at least one subject", displayPath(base))
+			v.add(base+".subjects", `such as subjects: ["shop.>"]`, "%s.subjects must list at least one subject", diag.DisplayPath(base))
 		}
 		for j, subj := range s.Subjects {
 			if subj == "" || strings.ContainsAny(subj, " \t\r\n") {
 				v.add(base+".subjects."+strconv.Itoa(j), "a subject is not empty and holds no spaces",
-					"invalid subject %q in %s.subjects", subj, displayPath(base))
+					"invalid subject %q in %s.subjects", subj, diag.DisplayPath(base))
 			}
 		}
 		v.oneOf(base+".storage", "storage", s.Storage, "file", "memory")
 		if s.Replicas < 1 || s.Replicas > 5 {
-			v.add(base+".replicas", "", "%s.replicas must be between 1 and 5, got %d", displayPath(base), s.Replicas)
+			v.add(base+".replicas", "", "%s.replicas must be between 1 and 5, got %d", diag.DisplayPath(base), s.Replicas)
 		}
 		if s.DuplicateWindow < 0 {
-			v.add(base+".duplicate_window", "", "%s.duplicate_window must not be negative, got %s", displayPath(base), s.DuplicateWindow)
+			v.add(base+".duplicate_window", "", "%s.duplicate_window must not be negative, got %s", diag.DisplayPath(base), s.DuplicateWindow)
 		}
 		if s.MaxAge < 0 {
-			v.add(base+".max_age", "", "%s.max_age must not be negative, got %s", displayPath(base), s.MaxAge)
+			v.add(base+".max_age", "", "%s.max_age must not be negative, got %s", diag.DisplayPath(base), s.MaxAge)
 		}
 	}
 
@@ -127,24 +129,24 @@ func (c *Config) validate() []*Error {
 		v.oneOf(base+".on_error", "on_error", p.OnError, "dead_letter", "skip", "stop")
 		if strings.TrimSpace(p.Key) == "" {
 			v.add(base+".key", "an expression giving the entity key, such as event.user_id",
-				"%s.key is required", displayPath(base))
+				"%s.key is required", diag.DisplayPath(base))
 		}
 		if p.Batch.Size < 1 || p.Batch.Size > 100000 {
-			v.add(base+".batch.size", "", "%s.batch.size must be between 1 and 100000, got %d", displayPath(base), p.Batch.Size)
+			v.add(base+".batch.size", "", "%s.batch.size must be between 1 and 100000, got %d", diag.DisplayPath(base), p.Batch.Size)
 		}
 		if p.Batch.MaxWait <= 0 {
-			v.add(base+".batch.max_wait", durationHint, "%s.batch.max_wait must be positive, got %s", displayPath(base), p.Batch.MaxWait)
+			v.add(base+".batch.max_wait", durationHint, "%s.batch.max_wait must be positive, got %s", diag.DisplayPath(base), p.Batch.MaxWait)
 		}
 		if cu := p.Batch.CatchUp; cu.Size < p.Batch.Size || cu.Size > MaxCatchUpSize {
 			v.add(base+".batch.catch_up.size", "",
-				"%s.batch.catch_up.size must be between batch.size (%d) and 10000000, got %d", displayPath(base), p.Batch.Size, cu.Size)
+				"%s.batch.catch_up.size must be between batch.size (%d) and 10000000, got %d", diag.DisplayPath(base), p.Batch.Size, cu.Size)
 		}
 		if cu := p.Batch.CatchUp; cu.MaxWait < p.Batch.MaxWait {
 			v.add(base+".batch.catch_up.max_wait", durationHint,
-				"%s.batch.catch_up.max_wait must be at least batch.max_wait (%s), got %s", displayPath(base), p.Batch.MaxWait, cu.MaxWait)
+				"%s.batch.catch_up.max_wait must be at least batch.max_wait (%s), got %s", diag.DisplayPath(base), p.Batch.MaxWait, cu.MaxWait)
 		}
 		if p.Cache.MaxKeys < 1 {
-			v.add(base+".cache.max_keys", "", "%s.cache.max_keys must be at least 1, got %d", displayPath(base), p.Cache.MaxKeys)
+			v.add(base+".cache.max_keys", "", "%s.cache.max_keys must be at least 1, got %d", diag.DisplayPath(base), p.Cache.MaxKeys)
 		}
 		for j, op := range p.Operators {
 			opPath := base + ".operators." + strconv.Itoa(j)
@@ -154,11 +156,11 @@ func (c *Config) validate() []*Error {
 			case len(op) == 1:
 			case len(op) == 0:
 				v.add(opPath, `write "- name: config", such as "- filter: event.amount > 0"`,
-					"%s is empty: an operator is a map with one key, the operator name", displayPath(opPath))
+					"%s is empty: an operator is a map with one key, the operator name", diag.DisplayPath(opPath))
 			default:
 				v.add(opPath, "put each operator in its own list item",
 					"%s has %d keys (%s): an operator is a map with exactly one key, the operator name",
-					displayPath(opPath), len(op), strings.Join(sortedKeys(op), ", "))
+					diag.DisplayPath(opPath), len(op), strings.Join(sortedKeys(op), ", "))
 			}
 		}
 	}
@@ -167,7 +169,7 @@ func (c *Config) validate() []*Error {
 
 // source checks a pipeline's source at path against the declared streams.
 func (v *validator) source(path string, s Source, declared []string) {
-	where := displayPath(path)
+	where := diag.DisplayPath(path)
 	switch {
 	case s.Stream == "":
 		hint := "declare the stream under streams: and name it here"
@@ -179,7 +181,7 @@ func (v *validator) source(path string, s Source, declared []string) {
 		hint := "declare it under streams:"
 		if len(declared) > 0 {
 			hint = "declared streams: " + strings.Join(declared, ", ")
-			if m, ok := suggest(s.Stream, declared); ok {
+			if m, ok := diag.Suggest(s.Stream, declared); ok {
 				hint = "did you mean " + m + "? " + hint
 			}
 		}
@@ -217,11 +219,11 @@ type StartPos struct {
 
 // StartPosition parses s.Start: "all" (also ""), "new", "seq:<n>" with n a positive integer,
 // or "time:<t>" with t an RFC3339 time, with or without fractions of a second. The error, which
-// wraps [ErrInvalid], says what is wrong.
+// wraps [diag.ErrInvalid], says what is wrong.
 func (s Source) StartPosition() (StartPos, error) {
 	p, reason := parseStart(s.Start)
 	if reason != "" {
-		return StartPos{}, fmt.Errorf("%w: start %q: %s", ErrInvalid, s.Start, reason)
+		return StartPos{}, fmt.Errorf("%w: start %q: %s", diag.ErrInvalid, s.Start, reason)
 	}
 	return p, nil
 }

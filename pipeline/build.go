@@ -9,6 +9,7 @@ import (
 
 	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/config"
+	"github.com/jetfold/jetfold/config/diag"
 	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/operators/event"
 	"github.com/jetfold/jetfold/operators/expr"
@@ -54,7 +55,7 @@ type Pipeline struct {
 }
 
 // Build compiles every pipeline of cfg with the operators of reg. It reports every problem at
-// once, each as a *config.Error at its place in the file: an expression that does not compile,
+// once, each as a *diag.Error at its place in the file: an expression that does not compile,
 // an unknown operator, two pipelines writing one projection.
 func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 	var errs []error
@@ -257,7 +258,7 @@ func fieldErrors(cfg *config.Config, base string, err error) []error {
 		e := cfg.Errorf(path, "%v", fe.Err)
 		var uf *expr.UnknownStateFieldError
 		if errors.As(fe.Err, &uf) {
-			e.Hint = config.HintFor(uf.Field, uf.Fields, "state's fields (initial, and what the handlers assign)")
+			e.Hint = diag.HintFor(uf.Field, uf.Fields, "state's fields (initial, and what the handlers assign)")
 		}
 		return []error{e}
 	}

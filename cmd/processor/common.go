@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/jetfold/jetfold/config"
+	"github.com/jetfold/jetfold/config/diag"
 	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/streams"
@@ -36,7 +37,7 @@ func (g *globals) load() (*config.Config, []*pipeline.Pipeline, error) {
 		return nil, nil, &exitError{code: 1, err: err}
 	}
 	ps, berr := pipeline.Build(cfg, operators.Builtin())
-	if err := config.Join(err, berr); err != nil {
+	if err := diag.Join(err, berr); err != nil {
 		return nil, nil, &exitError{code: 1, err: err}
 	}
 	return cfg, ps, nil
