@@ -23,7 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetfold/jetfold/config"
-	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/operators/builtin"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/streams"
 	"github.com/jetfold/jetfold/streams/embedded"
@@ -257,7 +257,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	cfg.NATS.Embedded.StoreDir = filepath.Join(dir, "nats")
 	cfg.NATS.URL = o.URL
-	ps, err := pipeline.Build(cfg, operators.Builtin())
+	ps, err := pipeline.Build(cfg, builtin.Registry())
 	if err != nil {
 		return Result{}, fmt.Errorf("bench pipeline: %w", err)
 	}

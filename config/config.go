@@ -130,6 +130,10 @@ type Pipeline struct {
 	Key string `koanf:"key"`
 	// Time is the optional expression giving the event time ("": the message's time).
 	Time string `koanf:"time"`
+	// Idle, when set, lets the watermark follow the wall clock while the pipeline follows
+	// its stream and no event has arrived for that long, so that windows close and timers
+	// fire in a quiet stream (0: off; the watermark is then event time only).
+	Idle time.Duration `koanf:"idle"`
 	// OnError is what a failing event does: dead_letter, skip or stop (default dead_letter,
 	// also when set to "").
 	OnError string `koanf:"on_error"`

@@ -34,7 +34,7 @@ func fieldMap(raw any) (map[string]any, error) {
 }
 
 // compileFields compiles a map of field -> expression string, sorted by field name.
-func compileFields(raw any) ([]assign, error) {
+func compileFields(raw any, vars []string) ([]assign, error) {
 	m, err := fieldMap(raw)
 	if err != nil {
 		return nil, fieldErr("", err)
@@ -47,7 +47,7 @@ func compileFields(raw any) ([]assign, error) {
 			errs = append(errs, fieldErr(name, err))
 			continue
 		}
-		e, err := expr.Compile(src, expr.AnyResult)
+		e, err := expr.Compile(src, expr.AnyResult, vars...)
 		if err != nil {
 			errs = append(errs, fieldErr(name, err))
 			continue
@@ -105,10 +105,10 @@ func yamlKind(v any) string {
 }
 
 // singleExpr builds the operators whose whole value is one expression (filter, map, key).
-func singleExpr(raw any, kind int) (*expr.Expr, error) {
+func singleExpr(raw any, kind int, vars []string) (*expr.Expr, error) {
 	src, err := exprString(raw)
 	if err != nil {
 		return nil, fieldErr("", err)
 	}
-	return expr.Compile(src, kind)
+	return expr.Compile(src, kind, vars...)
 }

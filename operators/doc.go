@@ -11,5 +11,5 @@
 //
 // The data operators work on is in the sub-package event, the expressions they run in expr.
 // Operators are built from configuration by a [Registry] of [Spec] values; the command builds
-// the registry explicitly with [Builtin] (no init-time registration).
+// the registry explicitly (operators/builtin.Registry) (no init-time registration).
 package operators

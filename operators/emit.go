@@ -28,7 +28,7 @@ func emitSpec() Spec {
 	}
 }
 
-func buildEmit(_ BuildContext, raw any) (Operator, error) {
+func buildEmit(b BuildContext, raw any) (Operator, error) {
 	m, err := fieldMap(raw)
 	if err != nil {
 		return nil, fieldErr("", err)
@@ -37,20 +37,20 @@ func buildEmit(_ BuildContext, raw any) (Operator, error) {
 	errs = append(errs, checkKeys(m, "when", "subject", "data", "handler", "type"))
 	e := &emitOp{}
 	if w, ok := m["when"]; ok {
-		if e.when, err = singleExpr(w, expr.BoolResult); err != nil {
+		if e.when, err = singleExpr(w, expr.BoolResult, b.Vars); err != nil {
 			errs = append(errs, fieldErr("when", err))
 		}
 	}
-	if e.subject, err = singleExpr(m["subject"], expr.StringResult); err != nil {
+	if e.subject, err = singleExpr(m["subject"], expr.StringResult, b.Vars); err != nil {
 		errs = append(errs, fieldErr("subject", err))
 	}
 	switch d := m["data"].(type) {
 	case map[string]any:
-		if e.fields, err = compileFields(d); err != nil {
+		if e.fields, err = compileFields(d, b.Vars); err != nil {
 			errs = append(errs, prefixFieldErrs("data", err))
 		}
 	case string:
-		if e.data, err = expr.Compile(d, expr.AnyResult); err != nil {
+		if e.data, err = expr.Compile(d, expr.AnyResult, b.Vars...); err != nil {
 			errs = append(errs, fieldErr("data", err))
 		}
 	case nil:

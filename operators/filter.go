@@ -12,8 +12,8 @@ func filterSpec() Spec {
 	return Spec{
 		Name:    "filter",
 		Summary: "filter: EXPR drops events for which EXPR is false",
-		Build: func(_ BuildContext, raw any) (Operator, error) {
-			e, err := singleExpr(raw, expr.BoolResult)
+		Build: func(b BuildContext, raw any) (Operator, error) {
+			e, err := singleExpr(raw, expr.BoolResult, b.Vars)
 			if err != nil {
 				return nil, err
 			}

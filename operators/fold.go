@@ -82,7 +82,7 @@ func foldSpec() Spec {
 	}
 }
 
-func buildFold(_ BuildContext, raw any) (Operator, error) {
+func buildFold(b BuildContext, raw any) (Operator, error) {
 	m, err := fieldMap(raw)
 	if err != nil {
 		return nil, fieldErr("", err)
@@ -108,7 +108,7 @@ func buildFold(_ BuildContext, raw any) (Operator, error) {
 		errs = append(errs, fieldErr("on", fmt.Errorf("want a map of event type to field assignments: %w", err)))
 	}
 	for _, typ := range sortedKeys(on) {
-		fields, err := compileFields(on[typ])
+		fields, err := compileFields(on[typ], b.Vars)
 		if err != nil {
 			errs = append(errs, prefixFieldErrs("on."+typ, err))
 			continue

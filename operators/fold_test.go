@@ -51,6 +51,8 @@ func (o oneEntry) Scan(context.Context, string, string, func(string, *event.Entr
 	return nil
 }
 
+func (o oneEntry) Keys(context.Context, string, string) ([]string, error) { return nil, nil }
+
 // TestFoldsShareShape: two folds of one projection given one shape, as a pipeline does, each
 // change in place the record the other made (the entry's own); records of another shape are
 // copied into the fold's.

@@ -12,8 +12,8 @@ func keySpec() Spec {
 	return Spec{
 		Name:    "key",
 		Summary: "key: EXPR re-keys the events that follow",
-		Build: func(_ BuildContext, raw any) (Operator, error) {
-			e, err := singleExpr(raw, expr.AnyResult)
+		Build: func(b BuildContext, raw any) (Operator, error) {
+			e, err := singleExpr(raw, expr.AnyResult, b.Vars)
 			if err != nil {
 				return nil, err
 			}

@@ -15,8 +15,8 @@ func mapSpec() Spec {
 	return Spec{
 		Name:    "map",
 		Summary: "map: EXPR replaces the event with EXPR's value (a map)",
-		Build: func(_ BuildContext, raw any) (Operator, error) {
-			e, err := singleExpr(raw, expr.AnyResult)
+		Build: func(b BuildContext, raw any) (Operator, error) {
+			e, err := singleExpr(raw, expr.AnyResult, b.Vars)
 			if err != nil {
 				return nil, err
 			}

@@ -36,6 +36,26 @@ type Store interface {
 	// that starts with prefix and has state, as committed or as changed by the events before,
 	// until fn returns false.
 	Scan(ctx context.Context, projection, prefix string, fn func(key string, e *event.Entry) bool) error
+	// Keys returns, sorted, the keys of projection (one the pipeline writes) that start with
+	// prefix and have state, as committed or as changed by the events before, without reading
+	// their states: an operator rebuilds its index of them at start ([Starter]).
+	Keys(ctx context.Context, projection, prefix string) ([]string, error)
+}
+
+// Starter is implemented by operators that keep something in memory besides the Store (an
+// index of their keys by time): the pipeline calls Start at every start, after loading the
+// checkpoint, before the first event, with the watermark of the checkpoint in x.Watermark. An
+// operator rebuilds there what it keeps from the Store, forgetting what an earlier run left
+// (a restart discards every effect that was not committed).
+type Starter interface {
+	Start(x *Exec) error
+}
+
+// Binder is implemented by operators that set expression variables for the operators after
+// them (see event.Event.SetVar): a lookup's `as`. The pipeline compiles the later operators'
+// expressions with these names (see [BuildContext.Vars]).
+type Binder interface {
+	Binds() []string
 }
 
 // Clock is implemented by operators that act on the passing of event time. The pipeline's
@@ -55,7 +75,7 @@ type Clock interface {
 }
 
 // Exec is what an operator needs to run besides the event: the context of the batch, the
-// state store and an expression VM that the pipeline's goroutine reuses. An Exec is used by one
+// state store, the watermark and an expression VM that the pipeline's goroutine reuses. An Exec is used by one
 // goroutine at a time.
 type Exec struct {
 	Ctx   context.Context
@@ -124,6 +144,9 @@ type Spec struct {
 type BuildContext struct {
 	// Pipeline is the name of the pipeline the operator is built for.
 	Pipeline string
+	// Vars are the expression variables the operators before this one set ([Binder]): the
+	// operator compiles its expressions with them (expr.Compile's vars).
+	Vars []string
 }
 
 // Registry maps operator names to their specs.
@@ -134,8 +157,9 @@ type Registry struct {
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry { return &Registry{specs: map[string]Spec{}} }
 
-// Builtin returns a registry with every operator this package implements.
-func Builtin() *Registry {
+// Core returns a registry with the operators this package implements (filter, set, map, key,
+// fold, emit); package builtin adds the stateful ones.
+func Core() *Registry {
 	r := NewRegistry()
 	for _, s := range []Spec{filterSpec(), setSpec(), mapSpec(), keySpec(), foldSpec(), emitSpec()} {
 		if err := r.Register(s); err != nil {

@@ -27,9 +27,11 @@ func (m memStore) Scan(context.Context, string, string, func(string, *event.Entr
 	return nil
 }
 
+func (m memStore) Keys(context.Context, string, string) ([]string, error) { return nil, nil }
+
 func build(t *testing.T, name string, raw any) operators.Operator {
 	t.Helper()
-	spec, ok := operators.Builtin().Lookup(name)
+	spec, ok := operators.Core().Lookup(name)
 	if !ok {
 		t.Fatalf("no operator %s", name)
 	}
@@ -66,7 +68,7 @@ func TestBuildErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			spec, _ := operators.Builtin().Lookup(tt.op)
+			spec, _ := operators.Core().Lookup(tt.op)
 			_, err := spec.Build(operators.BuildContext{Pipeline: "p"}, tt.raw)
 			if err == nil {
 				t.Fatal("no error")
@@ -247,7 +249,7 @@ func TestEmitRejectsBadSubject(t *testing.T) {
 }
 
 func TestRegistry(t *testing.T) {
-	r := operators.Builtin()
+	r := operators.Core()
 	want := "emit filter fold key map set"
 	if got := strings.Join(r.Names(), " "); got != want {
 		t.Errorf("names = %s, want %s", got, want)
@@ -339,7 +341,7 @@ func TestSlotsReadLikeMap(t *testing.T) {
 		})
 	}
 	t.Run("set then read", func(t *testing.T) {
-		reg := operators.Builtin()
+		reg := operators.Core()
 		spec, _ := reg.Lookup("set")
 		op, err := spec.Build(operators.BuildContext{Pipeline: "p"}, map[string]any{"b": "event.a + 1"})
 		if err != nil {

@@ -14,8 +14,8 @@ func setSpec() Spec {
 	return Spec{
 		Name:    "set",
 		Summary: "set: {field: EXPR} adds or replaces event fields",
-		Build: func(_ BuildContext, raw any) (Operator, error) {
-			fields, err := compileFields(raw)
+		Build: func(b BuildContext, raw any) (Operator, error) {
+			fields, err := compileFields(raw, b.Vars)
 			if err != nil {
 				return nil, err
 			}

@@ -74,6 +74,10 @@ type stage interface {
 	// run (the commit's, or an event's under on_error: stop), and whether the pipeline
 	// reached the end of its stream (stop: end).
 	committed(j *job) (end bool, err error)
+	// quiet is called while the feed has been idle for the batcher's idleAfter (and then
+	// every second or idleAfter, the shorter): it may stage effects on b, and tells whether it
+	// did.
+	quiet(b *batch) (bool, error)
 }
 
 // batcher cuts the events of a feed into batches and commits each while the next is
@@ -93,6 +97,11 @@ type batcher struct {
 	inflight   *job
 	timer      *time.Timer // the batch's age
 	idle       *time.Timer // the feed running dry
+	// idleAfter, when set, is how long the feed may stay idle, while following, before
+	// stage.quiet is called; quietT counts it down.
+	idleAfter time.Duration
+	quietT    *time.Timer
+	quietC    <-chan time.Time
 	timerC     <-chan time.Time
 	idleC      <-chan time.Time
 	due        bool
@@ -166,7 +175,7 @@ func (l *batcher) drain(ctx context.Context) error {
 	if err := l.wait(); err != nil {
 		return err
 	}
-	if l.cur.n > 0 || l.cur.stopErr != nil {
+	if l.cur.due() {
 		l.launch(ctx)
 		return l.wait()
 	}
@@ -211,13 +220,33 @@ func (l *batcher) take() (int, error) {
 	}
 	if n > 0 {
 		l.regime()
+		l.armQuiet(l.idleAfter)
 	}
 	return n, nil
 }
 
 // run processes the feed until ctx ends (nil, after committing what is in hand; nothing more
 // once the lease is lost), the end of the stream is committed (errCaughtUp), or an error.
+// armQuiet (re)starts the idle countdown for d, when the batcher has one.
+func (l *batcher) armQuiet(d time.Duration) {
+	if l.idleAfter <= 0 {
+		return
+	}
+	if l.quietT == nil {
+		l.quietT = time.NewTimer(d)
+	} else {
+		l.quietT.Reset(d)
+	}
+	l.quietC = l.quietT.C
+}
+
 func (l *batcher) run(ctx context.Context) error {
+	l.armQuiet(l.idleAfter)
+	defer func() {
+		if l.quietT != nil {
+			l.quietT.Stop()
+		}
+	}()
 	for {
 		var jobDone chan struct{}
 		if l.inflight != nil {
@@ -245,6 +274,18 @@ func (l *batcher) run(ctx context.Context) error {
 			} else {
 				l.idle.Reset(linger)
 			}
+		case <-l.quietC:
+			if !l.lim.catchUp && l.feed.Empty() {
+				ticked, err := l.stage.quiet(l.cur)
+				if err != nil {
+					_ = l.wait()
+					return err
+				}
+				if ticked {
+					l.cur.ticked, l.due = true, true
+				}
+			}
+			l.armQuiet(min(l.idleAfter, time.Second))
 		case <-jobDone:
 			if err := l.wait(); err != nil {
 				return err
@@ -265,7 +306,7 @@ func (l *batcher) run(ctx context.Context) error {
 			}
 			return l.drain(ctx)
 		}
-		if l.inflight == nil && (l.cur.n > 0 || l.cur.stopErr != nil) && (l.due || l.full()) {
+		if l.inflight == nil && l.cur.due() && (l.due || l.full()) {
 			if errors.Is(context.Cause(ctx), checkpoint.ErrLeaseLost) {
 				return nil // another process owns the pipeline now: commit nothing more
 			}

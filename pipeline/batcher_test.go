@@ -72,6 +72,8 @@ type fakeStage struct {
 	atEnd     bool              // stop: end
 	inflight  int
 	most      int // most commits in flight at once
+	quiets    int // calls of quiet
+	ticks     int // quiet stages effects on its first this many calls
 }
 
 func newFakeStage(atEnd bool) *fakeStage {
@@ -123,6 +125,20 @@ func (s *fakeStage) commit(_ context.Context, b *batch) *job {
 		close(j.done)
 	}()
 	return j
+}
+
+func (s *fakeStage) quiet(b *batch) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.quiets++
+	if s.quiets > s.ticks {
+		return false, nil
+	}
+	if b.n == 0 {
+		s.first[b] = 0
+	}
+	b.lastSeq = 99
+	return true, nil
 }
 
 func (s *fakeStage) committed(j *job) (bool, error) {
@@ -223,5 +239,35 @@ func TestBatcherFeedError(t *testing.T) {
 	f.errs <- boom
 	if err := <-done; !errors.Is(err, boom) {
 		t.Fatalf("run = %v, want %v", err, boom)
+	}
+}
+
+// TestBatcherQuiet: with idleAfter, an idle feed makes the batcher call quiet, after idleAfter
+// and then again; a tick that staged effects is committed alone, without events.
+func TestBatcherQuiet(t *testing.T) {
+	f, s := newFakeFeed(), newFakeStage(false)
+	s.ticks = 1
+	s.allow(10)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	l := newBatcher(batchConfig(), f, s)
+	l.idleAfter = 50 * time.Millisecond
+	go func() { done <- l.run(ctx) }()
+	f.push(1, 2, 0)
+	waitFor(t, "a commit of the tick alone", func() bool {
+		for _, c := range s.list() {
+			if c == "0-99" {
+				return true
+			}
+		}
+		return false
+	})
+	waitFor(t, "quiet called again", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.quiets >= 2 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := s.list(); len(got) != 2 || got[0] != "1-2" {
+		t.Errorf("commits %v, want the events' then the tick's", got)
 	}
 }

@@ -52,6 +52,8 @@ type Pipeline struct {
 	// writes may carry a TTL.
 	clocks []operators.Clock
 	ttl    map[string]bool
+	// starters are the operators to start at every start of a run.
+	starters []operators.Starter
 }
 
 // Build compiles every pipeline of cfg with the operators of reg. It reports every problem at
@@ -83,6 +85,7 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 		}
 		rekeyed := false     // a key operator came before
 		var opPaths []string // of p.ops
+		var vars []string    // set by the operators so far (operators.Binder)
 		for j, raw := range pc.Operators {
 			opPath := fmt.Sprintf("%s.operators.%d", base, j)
 			name, val, ok := single(raw)
@@ -96,7 +99,7 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 				errs = append(errs, e)
 				continue
 			}
-			op, err := spec.Build(operators.BuildContext{Pipeline: pc.Name}, val)
+			op, err := spec.Build(operators.BuildContext{Pipeline: pc.Name, Vars: slices.Clone(vars)}, val)
 			if err != nil {
 				errs = append(errs, fieldErrors(cfg, opPath+"."+name, err)...)
 				continue
@@ -126,6 +129,12 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 			opPaths = append(opPaths, opPath+"."+name)
 			if c, ok := op.(operators.Clock); ok {
 				p.clocks = append(p.clocks, c)
+			}
+			if st, ok := op.(operators.Starter); ok {
+				p.starters = append(p.starters, st)
+			}
+			if b, ok := op.(operators.Binder); ok {
+				vars = append(vars, b.Binds()...)
 			}
 			if t, ok := op.(operators.TTLProjector); ok && t.UsesTTL() {
 				p.ttl[t.Projection()] = true

@@ -13,6 +13,7 @@ import (
 	"github.com/jetfold/jetfold/internal/natstest"
 	"github.com/jetfold/jetfold/internal/pipetest"
 	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/operators/builtin"
 	"github.com/jetfold/jetfold/operators/event"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/pipeline/state"
@@ -139,7 +140,7 @@ pipelines:
 func TestOperatorContract(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	reg := operators.Builtin()
+	reg := builtin.Registry()
 	if err := reg.Register(tumbleSpec()); err != nil {
 		t.Fatal(err)
 	}

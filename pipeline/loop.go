@@ -3,9 +3,11 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jetfold/jetfold/checkpoint"
+	"github.com/jetfold/jetfold/operators/event"
 	"github.com/jetfold/jetfold/pipeline/commit"
 	"github.com/jetfold/jetfold/pipeline/source"
 	"github.com/jetfold/jetfold/pipeline/status"
@@ -29,7 +31,15 @@ func (r *Runner) runOnce(ctx context.Context) error {
 	defer src.Stop()
 	// Loads of state go on while ctx ends (the batch in hand is finished and committed).
 	r.exec.Ctx = context.WithoutCancel(ctx)
-	return newBatcher(r.p.Config.Batch, src, r).run(ctx)
+	r.exec.Watermark = r.watermark
+	for _, st := range r.p.starters {
+		if err := st.Start(&r.exec); err != nil {
+			return fmt.Errorf("start operators: %w", err)
+		}
+	}
+	l := newBatcher(r.p.Config.Batch, src, r)
+	l.idleAfter = r.p.Config.Idle
+	return l.run(ctx)
 }
 
 // process implements [stage].
@@ -37,6 +47,27 @@ func (r *Runner) process(b *batch, m source.Msg) error { return r.processMsg(b, 
 
 // over implements [stage].
 func (r *Runner) over() bool { return r.store.Over() }
+
+// quiet implements [stage]: while the source is idle, the watermark follows the wall clock
+// (pipeline `idle`); what comes due is staged on a tick of the last sequence read. It tells
+// whether the tick staged anything to commit.
+func (r *Runner) quiet(b *batch) (bool, error) {
+	now := time.Now().UTC()
+	if r.lastSeq == 0 || len(r.p.clocks) == 0 || !now.After(r.watermark) {
+		return false, nil
+	}
+	before := len(b.outputs)
+	if err := r.advanceTo(b, now, r.lastSeq, event.Live, ""); err != nil {
+		return false, err
+	}
+	if len(b.outputs) == before && r.store.Dirty() == 0 {
+		return false, nil
+	}
+	if b.lastSeq == 0 {
+		b.lastSeq = r.lastSeq // the checkpoint stays where it is, with the new watermark
+	}
+	return true, nil
+}
 
 // beginBurst implements [stage]: while reads are frequent, it reads ahead the keys of the
 // events at hand.

@@ -40,7 +40,13 @@ type batch struct {
 	began time.Time
 	// watermark is the pipeline's watermark after the batch (zero: it did not move).
 	watermark time.Time
+	// ticked tells that a tick of the idle watermark staged effects (see Runner.quiet): the
+	// batch is committed even without events.
+	ticked bool
 }
+
+// due tells whether the batch holds anything to commit.
+func (b *batch) due() bool { return b.n > 0 || b.stopErr != nil || b.ticked }
 
 func (b *batch) reset() {
 	b.n = 0
@@ -48,7 +54,7 @@ func (b *batch) reset() {
 	b.outputs = b.outputs[:0]
 	clear(b.writes)
 	b.writes = b.writes[:0]
-	b.ackMsg, b.lastSeq, b.pending, b.emitted, b.stopErr = nil, 0, 0, 0, nil
+	b.ackMsg, b.lastSeq, b.pending, b.emitted, b.stopErr, b.ticked = nil, 0, 0, 0, nil, false
 	b.counts = [numResults]int{}
 	b.oldest, b.began, b.watermark = time.Time{}, time.Time{}, time.Time{}
 }
@@ -109,12 +115,12 @@ func (r *Runner) processMsg(b *batch, sm source.Msg) error {
 	}
 	ev := &r.ev
 	ev.Reset()
-	kept, err := r.processOne(ev, m, seq, md.Time)
+	kept, err := r.processOne(ev, b, m, seq, md.Time)
 	if err != nil || !kept {
 		ev.Rollback() // its effects are dropped
 	}
 	if err != nil {
-		if errors.Is(err, errInfra) {
+		if errors.Is(err, errInfra) || errors.Is(err, errClock) {
 			return err
 		}
 		switch r.p.Config.OnError {
@@ -129,15 +135,12 @@ func (r *Runner) processMsg(b *batch, sm source.Msg) error {
 			b.counts[resultDeadLetter]++
 			r.logFirst(err, seq, m.Subject())
 		}
+	} else if !kept && ev.Duplicate {
+		b.counts[resultDuplicate]++ // dropped as a repeat (dedupe)
 	} else if !kept {
 		b.counts[resultFiltered]++
 	} else if err := r.apply(ev, b); err != nil {
 		return err
-	}
-	if r.timed && ev.Time.After(r.watermark) {
-		if err := r.advance(ev, b); err != nil {
-			return err
-		}
 	}
 	r.store.Shrink()
 	r.lastSeq = seq
@@ -175,8 +178,7 @@ var errInfra = state.ErrUnavailable
 
 // processOne decodes one message and runs the operators on it. Its effects stay staged on ev.
 // It returns false when an operator dropped the event.
-func (r *Runner) processOne(ev *event.Event, m jetstream.Msg, seq uint64, ts time.Time) (bool, error) {
-	r.timed = false
+func (r *Runner) processOne(ev *event.Event, b *batch, m jetstream.Msg, seq uint64, ts time.Time) (bool, error) {
 	ev.Seq, ev.Subject, ev.Time, ev.Data = seq, m.Subject(), ts, m.Data()
 	if seq <= r.o.HydrateUntil {
 		ev.Mode = event.Hydrated
@@ -205,13 +207,14 @@ func (r *Runner) processOne(ev *event.Event, m jetstream.Msg, seq uint64, ts tim
 			ev.Time = t
 		}
 	}
-	if ev.TimeErr == nil {
-		r.timed = true
-		x.Watermark = r.watermark
-		if ev.Time.After(x.Watermark) {
-			x.Watermark = ev.Time
+	if ev.TimeErr == nil && ev.Time.After(r.watermark) {
+		// The watermark moves first: what came due closes or fires before the event is
+		// applied (see operators.Clock).
+		if err := r.advance(ev, b); err != nil {
+			return false, err
 		}
 	}
+	x.Watermark = r.watermark
 	for _, op := range r.p.ops {
 		keep, err := op.Process(x, ev)
 		if err != nil || !keep {
@@ -250,27 +253,39 @@ func (r *Runner) processOne(ev *event.Event, m jetstream.Msg, seq uint64, ts tim
 func (r *Runner) seal(b *batch) { b.writes = r.store.Seal(b.writes) }
 
 // advance moves the watermark to ev's time and lets the operators that act on event time
-// (operators.Clock) stage what is due on a tick, applied whatever became of ev. An error of
-// theirs restarts the pipeline from its checkpoint.
+// (operators.Clock) stage what is due on a tick, applied at once, whatever becomes of ev. An
+// error of theirs is errClock's, which restarts the pipeline from its checkpoint.
 func (r *Runner) advance(ev *event.Event, b *batch) error {
+	return r.advanceTo(b, ev.Time, ev.Seq, ev.Mode, ev.Subject)
+}
+
+// advanceTo moves the watermark to to, on a tick of sequence seq, mode and subject.
+func (r *Runner) advanceTo(b *batch, to time.Time, seq uint64, mode event.Mode, subject string) error {
 	from := r.watermark
-	r.watermark = ev.Time
-	b.watermark = ev.Time
+	r.watermark = to
+	b.watermark = to
+	r.exec.Watermark = to
 	if len(r.p.clocks) == 0 {
 		return nil
 	}
 	t := &r.tick
 	t.Reset()
-	t.Seq, t.Time, t.Mode, t.Subject = ev.Seq, ev.Time, ev.Mode, ev.Subject
-	r.exec.Watermark = ev.Time
+	t.Seq, t.Time, t.Mode, t.Subject = seq, to, mode, subject
 	for _, c := range r.p.clocks {
-		if err := c.Advance(&r.exec, t, from, ev.Time); err != nil {
+		if err := c.Advance(&r.exec, t, from, to); err != nil {
 			t.Rollback()
-			return fmt.Errorf("advance the watermark to %s: %w", ev.Time.Format(time.RFC3339Nano), err)
+			return fmt.Errorf("%w: advance the watermark to %s: %w", errClock, to.Format(time.RFC3339Nano), err)
 		}
 	}
-	return r.applyEffects(t, b)
+	if err := r.applyEffects(t, b); err != nil {
+		return fmt.Errorf("%w: %w", errClock, err)
+	}
+	return nil
 }
+
+// errClock marks the failures of operators acting on event time, which restart the pipeline
+// instead of dead-lettering the event that moved the watermark.
+var errClock = errors.New("event-time operator failed")
 
 // apply moves an event's staged effects into the cache and the batch.
 func (r *Runner) apply(ev *event.Event, b *batch) error {

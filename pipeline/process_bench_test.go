@@ -15,7 +15,7 @@ import (
 
 	"github.com/jetfold/jetfold/bench"
 	"github.com/jetfold/jetfold/config"
-	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/operators/builtin"
 	"github.com/jetfold/jetfold/pipeline"
 )
 
@@ -54,7 +54,7 @@ func BenchmarkProcess(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ps, err := pipeline.Build(cfg, operators.Builtin())
+	ps, err := pipeline.Build(cfg, builtin.Registry())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -110,10 +110,9 @@ type Runner struct {
 	health status.Health
 	// reasons are the kinds of dead-letter reasons logged so far (see logFirst).
 	reasons map[string]struct{}
-	// watermark is the greatest event time read (see operators.Clock); timed tells that the
-	// event in hand has a valid time.
+	// watermark is the greatest event time read (see operators.Clock), or the wall clock's
+	// time while the pipeline is idle (pipeline `idle`).
 	watermark    time.Time
-	timed        bool
 	tick         event.Event // reused for every advance of the watermark
 	ev           event.Event // reused for every event
 	progressed   bool        // runOnce committed at least one batch

@@ -11,7 +11,7 @@ import (
 
 	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/config/diag"
-	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/operators/builtin"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/streams"
 	"github.com/jetfold/jetfold/streams/embedded"
@@ -36,7 +36,7 @@ func (g *globals) load() (*config.Config, []*pipeline.Pipeline, error) {
 	if cfg == nil {
 		return nil, nil, &exitError{code: 1, err: err}
 	}
-	ps, berr := pipeline.Build(cfg, operators.Builtin())
+	ps, berr := pipeline.Build(cfg, builtin.Registry())
 	if err := diag.Join(err, berr); err != nil {
 		return nil, nil, &exitError{code: 1, err: err}
 	}

@@ -14,12 +14,13 @@ import (
 
 	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/operators/builtin"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/streams"
 )
 
 // Build writes yaml to path, loads it (no JETFOLD_ variables), builds it with the operators of
-// reg (nil: operators.Builtin()) and creates its streams on js.
+// reg (nil: builtin.Registry()) and creates its streams on js.
 func Build(t testing.TB, js jetstream.JetStream, path, yaml string, reg *operators.Registry) []*pipeline.Pipeline {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
@@ -30,7 +31,7 @@ func Build(t testing.TB, js jetstream.JetStream, path, yaml string, reg *operato
 		t.Fatalf("load: %v", err)
 	}
 	if reg == nil {
-		reg = operators.Builtin()
+		reg = builtin.Registry()
 	}
 	ps, err := pipeline.Build(cfg, reg)
 	if err != nil {

@@ -49,7 +49,9 @@ type Event struct {
 	// Outdated is set by a fold that found the event older than its key's last event time.
 	Outdated bool
 	// Duplicate is set by a fold that found the event already applied to its key (it was
-	// committed before a crash and is read again): its effects are already committed.
+	// committed before a crash and is read again): its effects are already committed. An
+	// operator that drops the event as a repeat (dedupe) sets it too: the event then counts
+	// as a duplicate, not as filtered.
 	Duplicate bool
 	// State is the state of the key after the last fold (the expression variable `state`).
 	State *Record
@@ -57,6 +59,9 @@ type Event struct {
 	Writes []Write
 	// Outputs are the derived events staged by emits.
 	Outputs []Output
+	// Vars are the expression variables that operators set for the ones after them (a
+	// lookup's `as`): see expr.Env.Vars. Reset empties it.
+	Vars map[string]any
 
 	headerMap map[string]any // Header as the expression variable `headers`, made once
 	undo      []undo         // in-place state changes, for Rollback
@@ -231,11 +236,20 @@ type undo struct {
 	old  Value
 }
 
+// SetVar sets the expression variable name (see [Event.Vars]).
+func (e *Event) SetVar(name string, v any) {
+	if e.Vars == nil {
+		e.Vars = map[string]any{}
+	}
+	e.Vars[name] = v
+}
+
 // Reset clears e for reuse, keeping its slices' capacity.
 func (e *Event) Reset() {
 	clear(e.undo)
 	w, o, u := e.Writes[:0], e.Outputs[:0], e.undo[:0]
-	*e = Event{Writes: w, Outputs: o, undo: u, spare: e.spare}
+	clear(e.Vars)
+	*e = Event{Writes: w, Outputs: o, undo: u, spare: e.spare, Vars: e.Vars}
 }
 
 // SetInPlace sets the field at slot of r, a record the Store owns (see [Entry.Owned]), to v,
@@ -288,6 +302,9 @@ type Output struct {
 	Subject string
 	// Type is the CloudEvents type (ce-type).
 	Type string
+	// Key is the entity key the derived event is about (ce-subject); "" for the key of the
+	// event it is staged on. Operators acting on time (which stage on a tick) set it.
+	Key string
 	// Data is the JSON body.
 	Data []byte
 	// ID, when set, is the derived event's own deterministic id (the pipeline prefixes it

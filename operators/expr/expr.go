@@ -37,6 +37,10 @@ type Env struct {
 	State any `expr:"state"`
 	// Get reads a member of a map; `event.x` and `state.x` are compiled to calls of it.
 	Get func(m, k any) any `expr:"_get"`
+	// Vars holds the variables that operators set for the ones after them (a lookup's `as`,
+	// a window's `window`): an expression compiled with their names reads `user` as
+	// `_vars.user`.
+	Vars map[string]any `expr:"_vars"`
 }
 
 // Expr is a compiled expression.
@@ -60,6 +64,8 @@ type Expr struct {
 	// arith is set for `A op B` (see arithOf): Eval computes it without the VM when both
 	// sides are numbers.
 	arith *arith
+	// vars are the further variables the expression was compiled with.
+	vars []string
 }
 
 // Result kinds for [Compile].
@@ -69,22 +75,16 @@ const (
 	StringResult
 )
 
-// Compile compiles src against [Env], type-checking it. `now()` is not available: an
+// Compile compiles src against [Env], type-checking it, with vars as further variables (see
+// [Env.Vars]; their values are any). `now()` is not available: an
 // expression must give the same value when its event is processed again. kind restricts the result type when it
 // can be known at compile time (an `event.x` field is `any` and is checked at run time).
 // A compile error is a *[FieldError] with Field "" and the column inside src.
-func Compile(src string, kind int) (*Expr, error) {
+func Compile(src string, kind int, vars ...string) (*Expr, error) {
 	if strings.TrimSpace(src) == "" {
 		return nil, &FieldError{Err: errors.New("empty expression")}
 	}
-	opts := []expr.Option{expr.Env(Env{}), expr.Patch(fieldPatcher{}), expr.DisableBuiltin("now")}
-	switch kind {
-	case BoolResult:
-		opts = append(opts, expr.AsBool())
-	case StringResult:
-		opts = append(opts, expr.AsKind(reflect.String))
-	}
-	p, err := expr.Compile(src, opts...)
+	p, err := expr.Compile(src, options(Env{}, kind, vars)...)
 	if err != nil {
 		var fe *file.Error
 		if errors.As(err, &fe) {
@@ -96,7 +96,7 @@ func Compile(src string, kind int) (*Expr, error) {
 		}
 		return nil, &FieldError{Err: fmt.Errorf("expression %q: %w", src, err)}
 	}
-	e := &Expr{Source: src, program: p, slot: -1}
+	e := &Expr{Source: src, program: p, slot: -1, vars: vars}
 	node := p.Node()
 	ast.Walk(&node, identFinder{name: "headers", found: &e.headers})
 	ast.Walk(&node, identFinder{name: "event", found: &e.event})
@@ -112,6 +112,36 @@ func Compile(src string, kind int) (*Expr, error) {
 	}
 	return e, nil
 }
+
+// options are the compile options of an expression of result kind over env.
+func options(env any, kind int, vars []string) []expr.Option {
+	opts := []expr.Option{expr.Env(env), expr.Patch(fieldPatcher{}), expr.DisableBuiltin("now")}
+	if len(vars) > 0 {
+		opts = append(opts, expr.Patch(varPatcher(vars)))
+	}
+	switch kind {
+	case BoolResult:
+		opts = append(opts, expr.AsBool())
+	case StringResult:
+		opts = append(opts, expr.AsKind(reflect.String))
+	}
+	return opts
+}
+
+// varPatcher rewrites the identifiers it names into members of `_vars` (see [Env.Vars]).
+type varPatcher []string
+
+// Visit implements ast.Visitor.
+func (v varPatcher) Visit(n *ast.Node) {
+	id, ok := (*n).(*ast.IdentifierNode)
+	if !ok || !slices.Contains(v, id.Value) {
+		return
+	}
+	ast.Patch(n, &ast.MemberNode{Node: &ast.IdentifierNode{Value: varsName}, Property: &ast.StringNode{Value: id.Value}})
+}
+
+// varsName is the variable [Env.Vars] is read as.
+const varsName = "_vars"
 
 // BindLayout makes exprs read the event fields of l by slot. The pipeline binds all the
 // expressions it runs to the layout its decoder fills.
@@ -237,7 +267,7 @@ func (x *Runner) Eval(e *Expr, ev *event.Event) (any, error) {
 	}
 	x.env = Env{
 		Event: fields, Type: ev.Type, Key: ev.Key, Subject: ev.Subject,
-		Seq: ev.Seq, Time: ev.Time, Get: getMember,
+		Seq: ev.Seq, Time: ev.Time, Get: getMember, Vars: ev.Vars,
 	}
 	switch {
 	case e.wholeState:

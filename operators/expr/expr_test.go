@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"testing"
 	"time"
 
@@ -165,3 +166,36 @@ func BenchmarkEval(b *testing.B) {
 }
 
 func rec(m map[string]any) *event.Record { return event.NewRecord(nil, m) }
+
+// TestVars: an expression compiled with further variables reads them from the event (nil
+// when unset); without them the names are unknown; the state check knows them too.
+func TestVars(t *testing.T) {
+	if _, err := expr.Compile("user.name", expr.AnyResult); err == nil {
+		t.Fatal("an unknown variable compiled")
+	}
+	e, err := expr.Compile(`(user?.name ?? "anon") + "/" + key`, expr.StringResult, "user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := &expr.Runner{}
+	ev := &event.Event{Key: "k"}
+	if got, err := x.EvalString(e, ev); err != nil || got != "anon/k" {
+		t.Errorf("unset: %q, %v", got, err)
+	}
+	ev.SetVar("user", map[string]any{"name": "Ada"})
+	if got, err := x.EvalString(e, ev); err != nil || got != "Ada/k" {
+		t.Errorf("set: %q, %v", got, err)
+	}
+	ev.Reset()
+	if len(ev.Vars) != 0 {
+		t.Errorf("reset kept %v", ev.Vars)
+	}
+	st := expr.NewStateType("p", map[string]reflect.Type{"n": reflect.TypeOf(0.0)})
+	s, err := expr.Compile("state.n + (user?.n ?? 0)", expr.AnyResult, "user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Check(s, expr.AnyResult, nil); err != nil {
+		t.Errorf("state check: %v", err)
+	}
+}

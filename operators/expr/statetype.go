@@ -106,14 +106,7 @@ func (st *StateType) Check(e *Expr, kind int, want reflect.Type) error {
 	}
 	typed := e.program.Node().Type()
 	if e.state && !e.wholeState {
-		opts := []expr.Option{expr.Env(st.env), expr.DisableBuiltin("now")}
-		switch kind {
-		case BoolResult:
-			opts = append(opts, expr.AsBool())
-		case StringResult:
-			opts = append(opts, expr.AsKind(reflect.String))
-		}
-		p, err := expr.Compile(e.Source, opts...)
+		p, err := expr.Compile(e.Source, options(st.env, kind, e.vars)...)
 		if err != nil {
 			var fe *file.Error
 			if !errors.As(err, &fe) {

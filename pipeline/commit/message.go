@@ -63,8 +63,12 @@ func Derived(pipeline string, ev *event.Event, n int, o event.Output) *nats.Msg 
 	h.Set("ce-id", id)
 	h.Set("ce-type", o.Type)
 	h.Set("ce-source", "jetfold/"+pipeline)
-	if ev.Key != "" { // a tick (operators.Clock) has no key
-		h.Set("ce-subject", ev.Key)
+	key := o.Key
+	if key == "" {
+		key = ev.Key
+	}
+	if key != "" { // a tick (operators.Clock) has no key of its own
+		h.Set("ce-subject", key)
 	}
 	h.Set("ce-time", ev.Time.UTC().Format(time.RFC3339Nano))
 	h.Set("content-type", "application/json")

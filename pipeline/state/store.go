@@ -168,25 +168,11 @@ func (s *Store) Lookup(ctx context.Context, proj, key string) (map[string]any, e
 // projection's stream: a cost that grows with the bucket), overlays the cached entries, and
 // reads each matching key through the cache.
 func (s *Store) Scan(ctx context.Context, proj, prefix string, fn func(key string, e *event.Entry) bool) error {
-	keys := map[string]struct{}{}
-	if st, ok := s.buckets[proj]; ok {
-		info, err := st.Info(ctx, jetstream.WithSubjectFilter(streams.KVSubject(proj, ">")))
-		if err != nil {
-			return fmt.Errorf("%w: scan %s: %v", ErrUnavailable, proj, err)
-		}
-		for subj := range info.State.Subjects {
-			k, err := streams.DecodeKey(subj[len(streams.KVSubject(proj, "")):])
-			if err == nil && strings.HasPrefix(k, prefix) {
-				keys[k] = struct{}{}
-			}
-		}
+	keys, err := s.keys(ctx, proj, prefix)
+	if err != nil {
+		return err
 	}
-	for k := range s.cache.byProj[proj] {
-		if strings.HasPrefix(k, prefix) {
-			keys[k] = struct{}{}
-		}
-	}
-	for _, k := range slices.Sorted(maps.Keys(keys)) {
+	for _, k := range keys {
 		e, err := s.Get(ctx, proj, k)
 		if err != nil {
 			return err
@@ -197,6 +183,9 @@ func (s *Store) Scan(ctx context.Context, proj, prefix string, fn func(key strin
 	}
 	return nil
 }
+
+// Dirty returns the number of keys changed since the last Seal.
+func (s *Store) Dirty() int { return len(s.cache.dirty) }
 
 // Reads returns how many keys Get has read from KV so far.
 func (s *Store) Reads() int { return s.reads }
@@ -431,4 +420,45 @@ func ReadMeta(h nats.Header) Meta {
 		m.Time, _ = time.Parse(time.RFC3339Nano, v)
 	}
 	return m
+}
+
+// Keys implements [operators.Store]: the keys that Scan would visit, without reading them.
+func (s *Store) Keys(ctx context.Context, proj, prefix string) ([]string, error) {
+	keys, err := s.keys(ctx, proj, prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := keys[:0]
+	for _, k := range keys {
+		if e, ok := s.cache.get(proj, k); ok && e.State == nil {
+			continue // deleted by an event not yet committed, or known absent
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// keys lists, sorted, the keys of proj that start with prefix: those of the bucket (its
+// stream's subjects; deleted keys have none, being purged or removed by the server's
+// markers, or read as deleted by Get) and those of the cache.
+func (s *Store) keys(ctx context.Context, proj, prefix string) ([]string, error) {
+	keys := map[string]struct{}{}
+	if st, ok := s.buckets[proj]; ok {
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter(streams.KVSubject(proj, ">")))
+		if err != nil {
+			return nil, fmt.Errorf("%w: list %s: %v", ErrUnavailable, proj, err)
+		}
+		for subj := range info.State.Subjects {
+			k, err := streams.DecodeKey(subj[len(streams.KVSubject(proj, "")):])
+			if err == nil && strings.HasPrefix(k, prefix) {
+				keys[k] = struct{}{}
+			}
+		}
+	}
+	for k := range s.cache.byProj[proj] {
+		if strings.HasPrefix(k, prefix) {
+			keys[k] = struct{}{}
+		}
+	}
+	return slices.Sorted(maps.Keys(keys)), nil
 }
