@@ -92,7 +92,7 @@ func buildFold(b BuildContext, raw any) (Operator, error) {
 	f := &foldOp{on: map[string][]assign{}}
 	initial := map[string]any{}
 	f.projection, _ = m["projection"].(string)
-	if !validBucket(f.projection) {
+	if !ValidName(f.projection) {
 		errs = append(errs, fieldErr("projection", fmt.Errorf("projection %q: want a name of letters, digits, - and _", f.projection)))
 	}
 	if raw, ok := m["initial"]; ok {
@@ -263,7 +263,8 @@ func prefixFieldErrs(prefix string, err error) error {
 	return &expr.FieldError{Field: prefix, Err: err}
 }
 
-func validBucket(s string) bool {
+// ValidName tells whether s can name a projection (a KV bucket): letters, digits, - and _.
+func ValidName(s string) bool {
 	if s == "" {
 		return false
 	}

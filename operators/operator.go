@@ -28,9 +28,11 @@ type Store interface {
 	// Get returns the committed-or-cached state of key in projection, one the pipeline
 	// writes. A key without state yet is a nil *event.Entry or an Entry with a nil State.
 	Get(ctx context.Context, projection, key string) (*event.Entry, error)
-	// Lookup returns the committed state of key in a projection the pipeline only reads
-	// (another pipeline's, for a join), nil when the key has none. It is read when asked,
-	// so it is current.
+	// Lookup returns the state of key in any projection, nil when the key has none: for a
+	// projection the pipeline writes, its latest state (that of the batch in hand included);
+	// for another pipeline's (a stream-table join), the committed state as this process last
+	// saw it (the pipeline's Store keeps a replica kept current by a watch of the bucket).
+	// The map is the caller's own.
 	Lookup(ctx context.Context, projection, key string) (map[string]any, error)
 	// Scan calls fn, in key order, with every key of projection (one the pipeline writes)
 	// that starts with prefix and has state, as committed or as changed by the events before,
@@ -49,6 +51,12 @@ type Store interface {
 // (a restart discards every effect that was not committed).
 type Starter interface {
 	Start(x *Exec) error
+}
+
+// Reader is implemented by operators that read projections through [Store.Lookup]: the
+// pipeline warns at load about a projection that no pipeline writes.
+type Reader interface {
+	Reads() []string
 }
 
 // Binder is implemented by operators that set expression variables for the operators after

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -54,6 +55,9 @@ type Pipeline struct {
 	ttl    map[string]bool
 	// starters are the operators to start at every start of a run.
 	starters []operators.Starter
+	// Warnings are what is legal but likely a mistake, each at its place in the file (a
+	// lookup of a projection that no pipeline writes).
+	Warnings []*diag.Error
 }
 
 // Build compiles every pipeline of cfg with the operators of reg. It reports every problem at
@@ -63,6 +67,11 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 	var errs []error
 	var out []*Pipeline
 	writers := map[string]string{} // projection -> pipeline
+	type read struct {
+		p          *Pipeline
+		path, proj string
+	}
+	var reads []read // projections operators read (operators.Reader)
 	for i, pc := range cfg.Pipelines {
 		base := fmt.Sprintf("pipelines.%d", i)
 		p := &Pipeline{Name: pc.Name, Config: pc, shapes: map[string]*event.Shape{}, ttl: map[string]bool{}}
@@ -136,6 +145,11 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 			if b, ok := op.(operators.Binder); ok {
 				vars = append(vars, b.Binds()...)
 			}
+			if rd, ok := op.(operators.Reader); ok {
+				for _, proj := range rd.Reads() {
+					reads = append(reads, read{p, opPath + "." + name + ".projection", proj})
+				}
+			}
 			if t, ok := op.(operators.TTLProjector); ok && t.UsesTTL() {
 				p.ttl[t.Projection()] = true
 			}
@@ -168,6 +182,13 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 		}
 		p.inPlace = !opaque
 		out = append(out, p)
+	}
+	for _, rd := range reads {
+		if writers[rd.proj] == "" {
+			w := cfg.Errorf(rd.path, "warning: no pipeline of this file writes projection %q: the lookup reads what another process writes there, or nothing", rd.proj)
+			w.Hint = diag.HintFor(rd.proj, slices.Sorted(maps.Keys(writers)), "projections written here")
+			rd.p.Warnings = append(rd.p.Warnings, w)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -190,6 +190,9 @@ func (r *Runner) run(ctx context.Context) error {
 	for {
 		r.progressed = false
 		err := r.runOnce(ctx)
+		if r.store != nil {
+			r.store.Close() // its watches (lookups); the next start makes a new store
+		}
 		if r.progressed { // the trouble is not lasting: start counting and backing off anew
 			fenced, failed, wait = 0, 0, firstBackoff
 		}
@@ -236,6 +239,7 @@ func (r *Runner) start(ctx context.Context) (*source.Source, error) {
 	js := r.o.JS
 	pc := r.p.Config
 	r.store = state.New(state.Options{MaxKeys: pc.Cache.MaxKeys, Shapes: r.p.shapes, InPlace: r.p.inPlace})
+	r.store.Connect(js)
 	r.lastDelivery = 0
 	r.exec = operators.Exec{Store: r.store}
 	r.dec = decode.New(pc.Decode, r.p.layout, nil)

@@ -59,6 +59,11 @@ func runCmd(g *globals) *cobra.Command {
 			ctx := cmd.Context()
 			log := g.logger()
 			setMemoryLimit(log)
+			for _, p := range ps {
+				for _, w := range p.Warnings {
+					log.Warn(w.Error())
+				}
+			}
 			var connected atomic.Bool
 			conn, err := embedded.Connect(ctx, cfg.NATS, embedded.ConnectOptions{
 				ConnectOptions: streams.ConnectOptions{

@@ -18,6 +18,9 @@ func validateCmd(g *globals) *cobra.Command {
 			}
 			ops, projections := 0, 0
 			for _, p := range ps {
+				for _, w := range p.Warnings {
+					fmt.Fprintln(g.stderr, w)
+				}
 				ops += len(p.Config.Operators)
 				projections += len(p.Projections)
 			}

@@ -4,12 +4,13 @@ package builtin
 
 import (
 	"github.com/jetfold/jetfold/operators"
+	"github.com/jetfold/jetfold/operators/lookup"
 )
 
 // Registry returns a registry with every operator jetfold ships.
 func Registry() *operators.Registry {
 	r := operators.Core()
-	for _, s := range []operators.Spec{} {
+	for _, s := range []operators.Spec{lookup.Spec()} {
 		if err := r.Register(s); err != nil {
 			panic(err) // a programming error, never user input
 		}

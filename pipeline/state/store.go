@@ -45,6 +45,9 @@ type Options struct {
 	Shapes map[string]*event.Shape
 	// InPlace lets folds change a key's state in place (see event.Entry.Owned).
 	InPlace bool
+	// TableKeys bounds each replica of a projection the pipeline reads (see
+	// [Store.Lookup]); 0 means MaxKeys.
+	TableKeys int
 }
 
 // Store is the state of one pipeline's projections: a bounded LRU cache of per-key states
@@ -57,7 +60,7 @@ type Store struct {
 	cache   *cache
 	js      jetstream.JetStream
 	buckets map[string]jetstream.Stream // the projections the pipeline writes
-	lookups map[string]jetstream.Stream // those it only reads
+	tables  map[string]*table           // replicas of those it only reads (see Lookup)
 	reads   int                         // reads on demand (by Get)
 
 	miss []*entry // scratch of ReadAhead
@@ -66,7 +69,7 @@ type Store struct {
 
 // New returns an empty store; [Store.Open] opens its projections.
 func New(o Options) *Store {
-	return &Store{o: o, cache: newCache(o.MaxKeys), buckets: map[string]jetstream.Stream{}, lookups: map[string]jetstream.Stream{}}
+	return &Store{o: o, cache: newCache(o.MaxKeys), buckets: map[string]jetstream.Stream{}, tables: map[string]*table{}}
 }
 
 // Open opens (creating when missing) the bucket of projection proj. The store learns whether
@@ -94,6 +97,9 @@ func (s *Store) Open(ctx context.Context, js jetstream.JetStream, proj string, t
 	}
 	return nil
 }
+
+// Connect gives the store the JetStream context it reads with (Open does too).
+func (s *Store) Connect(js jetstream.JetStream) { s.js = js }
 
 // Track tells the store that the bucket of proj is empty: the keys that exist are those it
 // writes (tests and benchmarks use it without a bucket).
@@ -127,41 +133,6 @@ func (s *Store) Get(ctx context.Context, proj, key string) (*event.Entry, error)
 	}
 	s.cache.put(e)
 	return &e.Entry, nil
-}
-
-// Lookup implements [operators.Store]: the committed state of key in a projection the pipeline
-// does not write, read from its bucket (nil when none).
-func (s *Store) Lookup(ctx context.Context, proj, key string) (map[string]any, error) {
-	st, ok := s.lookups[proj]
-	if !ok {
-		if s.js == nil {
-			return nil, fmt.Errorf("%w: lookup %s: not connected", ErrUnavailable, proj)
-		}
-		var err error
-		st, err = s.js.Stream(ctx, streams.KVStream(proj))
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			return nil, nil // nothing written there yet
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%w: lookup %s: %v", ErrUnavailable, proj, err)
-		}
-		s.lookups[proj] = st
-	}
-	msg, err := st.GetLastMsgForSubject(ctx, streams.KVSubject(proj, streams.EncodeKey(key)))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: lookup %s/%s: %v", ErrUnavailable, proj, key, err)
-	}
-	if ReadMeta(msg.Header).Deleted {
-		return nil, nil
-	}
-	m, err := decode.State(msg.Data)
-	if err != nil {
-		return nil, fmt.Errorf("%w: value of %s/%s is not a JSON object: %v", ErrUnavailable, proj, key, err)
-	}
-	return m, nil
 }
 
 // Scan implements [operators.Store]. It lists the keys of the bucket (every subject of the

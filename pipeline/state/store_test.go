@@ -99,3 +99,26 @@ func TestApplyFindsEntry(t *testing.T) {
 		}
 	}
 }
+
+// TestTablePut: a replica keeps the latest revision of a key whichever arrives first (the
+// watch or a direct get), and is no longer complete once it evicts a key.
+func TestTablePut(t *testing.T) {
+	tb := &table{proj: "u", vals: map[string]tableValue{}, limit: 2, complete: true}
+	tb.put("a", map[string]any{"v": 2.0}, 2)
+	tb.put("a", map[string]any{"v": 1.0}, 1) // an older read, arriving late
+	if v, ok, _ := tb.get("a"); !ok || v["v"] != 2.0 {
+		t.Errorf("a = %v, want revision 2's value", v)
+	}
+	tb.put("a", nil, 3) // deleted
+	if v, ok, _ := tb.get("a"); !ok || v != nil {
+		t.Errorf("a = %v, want deleted", v)
+	}
+	tb.put("b", map[string]any{}, 4)
+	if _, _, complete := tb.get("x"); !complete {
+		t.Error("incomplete before any eviction")
+	}
+	tb.put("c", map[string]any{}, 5)
+	if _, _, complete := tb.get("x"); complete || len(tb.vals) != 2 {
+		t.Errorf("after an eviction: complete %v, %d keys", complete, len(tb.vals))
+	}
+}
