@@ -58,6 +58,8 @@ type Options struct {
 	// other, on the same published workload (default 3): the result is the round of the
 	// median ratio, the machine's noise being what it is.
 	Rounds int
+	// Workload is one of [Workloads] (default fold).
+	Workload string
 	// Logger receives progress; nil discards it.
 	Logger *slog.Logger
 	// CPUProfile, when set, receives a CPU profile of the first round's pipeline phase only.
@@ -102,6 +104,14 @@ type Result struct {
 	KeysWritten int `json:"keys_written"`
 	// Projected is the number of keys in the projection at the end.
 	Projected int `json:"projected_keys"`
+	// Workload is the workload run (see [Workloads]).
+	Workload string `json:"workload"`
+	// WorkloadRate is the rate of the workload's own pipeline (not for fold), from the start
+	// until its checkpoint reached the head, run after the standard fold in each round;
+	// WorkloadToFold divides it by PipelineRate, and WorkloadCPUPerEvent is its CPU per event.
+	WorkloadRate        float64       `json:"workload_events_per_s,omitempty"`
+	WorkloadToFold      float64       `json:"workload_to_fold,omitempty"`
+	WorkloadCPUPerEvent time.Duration `json:"workload_cpu_per_event_ns,omitempty"`
 	// Rounds lists every round's rates and CPU, in order.
 	Rounds []Round `json:"rounds,omitempty"`
 	// Latency is set in latency mode.
@@ -113,6 +123,8 @@ type Round struct {
 	RawRate        float64       `json:"raw_events_per_s"`
 	PipelineRate   float64       `json:"pipeline_events_per_s"`
 	Ratio          float64       `json:"ratio"`
+	WorkloadRate   float64       `json:"workload_events_per_s,omitempty"`
+	WorkloadToFold float64       `json:"workload_to_fold,omitempty"`
 	CPUPerEvent    time.Duration `json:"cpu_per_event_ns"`
 	RawCPUPerEvent time.Duration `json:"raw_cpu_per_event_ns"`
 }
@@ -153,12 +165,20 @@ func (o *Options) defaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Workload == "" {
+		o.Workload = WorkloadFold
+	}
 }
 
 // PipelineYAML returns the configuration of the standard fold (4 fields, a handler per type,
 // one emit) with the given stop, batch and cache settings. Zero batch fields are left out, so
 // that they take the configuration's defaults.
 func PipelineYAML(stop string, b config.Batch, cacheKeys int) string {
+	return fmt.Sprintf(pipelineYAML, stop, batchSection(b), cacheKeys)
+}
+
+// batchSection returns the inside of a pipeline's batch section: b's non-zero fields.
+func batchSection(b config.Batch) string {
 	var parts []string
 	if b.Size > 0 {
 		parts = append(parts, "size: "+strconv.Itoa(b.Size))
@@ -176,7 +196,7 @@ func PipelineYAML(stop string, b config.Batch, cacheKeys int) string {
 	if len(cu) > 0 {
 		parts = append(parts, "catch_up: {"+strings.Join(cu, ", ")+"}")
 	}
-	return fmt.Sprintf(pipelineYAML, stop, strings.Join(parts, ", "), cacheKeys)
+	return strings.Join(parts, ", ")
 }
 
 const pipelineYAML = `
@@ -222,7 +242,9 @@ func Payload(i, keys, emitEvery int, rng *rand.Rand) []byte {
 	b.WriteString(strconv.FormatBool(i%emitEvery == emitEvery-1))
 	b.WriteString(`,"ref":"r-`)
 	b.WriteString(strconv.Itoa(i))
-	b.WriteString(`","ts":"2026-01-01T00:00:00.000Z","note":"`)
+	b.WriteString(`","ts":"`)
+	b.WriteString(eventTime(i))
+	b.WriteString(`","note":"`)
 	for b.Len() < 198 {
 		b.WriteByte('x')
 	}
@@ -246,8 +268,17 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Latency {
 		stop = "follow"
 	}
+	if !slices.Contains(Workloads, o.Workload) {
+		return Result{}, fmt.Errorf("bench: unknown workload %q (want one of %v)", o.Workload, Workloads)
+	}
+	if o.Latency && o.Workload != WorkloadFold {
+		return Result{}, fmt.Errorf("bench: the latency mode runs the fold workload only")
+	}
 	cfgPath := filepath.Join(dir, "bench.yaml")
 	y := PipelineYAML(stop, o.Batch, o.CacheKeys)
+	if w := workloadPipeline[o.Workload]; w != "" {
+		y += fmt.Sprintf(w, stop, batchSection(o.Batch), workloadCache(o))
+	}
 	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
 		return Result{}, err
 	}
@@ -279,7 +310,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Latency {
 		return runLatency(ctx, conn.JS, ps, o)
 	}
-	res := Result{Events: o.Events, Keys: o.Keys}
+	res := Result{Events: o.Events, Keys: o.Keys, Workload: o.Workload}
+	if o.Workload == WorkloadLookup {
+		if err := writeUsers(ctx, conn.JS, o.Keys); err != nil {
+			return res, err
+		}
+	}
 	o.Logger.Info("publishing the workload", "events", o.Events, "keys", o.Keys)
 	if res.PublishRate, res.PayloadBytes, err = publish(ctx, conn.JS, o); err != nil {
 		return res, err
@@ -287,13 +323,18 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	rounds := make([]Result, 0, o.Rounds)
 	for r := range o.Rounds {
 		if r > 0 {
-			if err := resetPipeline(ctx, conn.JS, cfg.Streams); err != nil {
+			if err := resetPipeline(ctx, conn.JS, cfg.Streams, ps); err != nil {
 				return res, err
 			}
 		}
 		rr := res
-		if err := runRound(ctx, conn, ps, o, r == 0, &rr); err != nil {
+		if err := runRound(ctx, conn, ps[:1], o, r == 0, &rr); err != nil {
 			return res, err
+		}
+		if len(ps) > 1 {
+			if err := runWorkload(ctx, conn, ps[1], o, &rr); err != nil {
+				return res, err
+			}
 		}
 		if r > 0 && (rr.Emitted != rounds[0].Emitted || rr.Projected != rounds[0].Projected) {
 			return res, fmt.Errorf("round %d emitted %d events and left %d keys, round 1 %d and %d",
@@ -308,6 +349,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	res = byRatio[len(byRatio)/2]
 	for _, rr := range rounds {
 		res.Rounds = append(res.Rounds, Round{RawRate: rr.RawRate, PipelineRate: rr.PipelineRate, Ratio: rr.Ratio,
+			WorkloadRate: rr.WorkloadRate, WorkloadToFold: rr.WorkloadToFold,
 			CPUPerEvent: rr.CPUPerEvent, RawCPUPerEvent: rr.RawCPUPerEvent})
 	}
 	return res, nil
@@ -375,9 +417,13 @@ func runRound(ctx context.Context, conn *streams.Conn, ps []*pipeline.Pipeline, 
 
 // resetPipeline removes what a pipeline round left (its projection, derived events and
 // checkpoint), so that the next round starts from the beginning of the stream again.
-func resetPipeline(ctx context.Context, js jetstream.JetStream, cfg []config.Stream) error {
-	if err := js.DeleteStream(ctx, streams.KVStream("bench")); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return fmt.Errorf("reset projection: %w", err)
+func resetPipeline(ctx context.Context, js jetstream.JetStream, cfg []config.Stream, ps []*pipeline.Pipeline) error {
+	for _, p := range ps {
+		for _, proj := range p.Projections {
+			if err := js.DeleteStream(ctx, streams.KVStream(proj)); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+				return fmt.Errorf("reset projection %s: %w", proj, err)
+			}
+		}
 	}
 	// Deleted, not purged: the stream would drop the derived events of the next round as
 	// duplicates of this one's (they have the same message ids).
@@ -392,8 +438,10 @@ func resetPipeline(ctx context.Context, js jetstream.JetStream, cfg []config.Str
 
 func purgeCheckpoint(ctx context.Context, js jetstream.JetStream) error {
 	if kv, err := js.KeyValue(ctx, streams.CheckpointBucket); err == nil {
-		if err := kv.Purge(ctx, "bench"); err != nil {
-			return fmt.Errorf("clean checkpoint: %w", err)
+		for _, p := range []string{"bench", "bench_w"} {
+			if err := kv.Purge(ctx, p); err != nil {
+				return fmt.Errorf("clean checkpoint: %w", err)
+			}
 		}
 	}
 	return nil
@@ -481,7 +529,8 @@ func cpuTime() time.Duration {
 
 // clean deletes what an earlier bench left on an external server.
 func clean(ctx context.Context, js jetstream.JetStream) error {
-	for _, name := range []string{"BENCH", "BENCH_OUT", streams.KVStream("bench")} {
+	for _, name := range []string{"BENCH", "BENCH_OUT", streams.KVStream("bench"), streams.KVStream("bench_w"),
+		streams.KVStream("bench_win"), streams.KVStream("bench_w_timers"), streams.KVStream("bench_users")} {
 		if err := js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 			return fmt.Errorf("clean %s: %w", name, err)
 		}

@@ -23,7 +23,9 @@ func benchCmd(g *globals) *cobra.Command {
 directory, read it with a plain consumer as fast as JetStream allows, then fold it with a
 pipeline (4 fields, a handler per type, one emit) until the checkpoint reaches the head.
 Reports both rates, their ratio, peak RSS and allocations per event. The two are measured
---rounds times, alternating, and the round of the median ratio is reported. --latency instead
+--rounds times, alternating, and the round of the median ratio is reported. --workload windows
+or lookup also runs, after the fold in each round, the fold with a window and a timeout, or
+with a lookup, and reports its rate next to the fold's. --latency instead
 publishes at --rate events/s for --duration and reports publish-to-visible latency.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -73,6 +75,7 @@ publishes at --rate events/s for --duration and reports publish-to-visible laten
 	f.IntVar(&o.Rounds, "rounds", 3, "measure the raw consume and the pipeline this many times each, alternating; report the round of the median ratio")
 	f.IntVar(&o.CacheKeys, "cache", 0, "state cache bound (default: --keys)")
 	f.StringVar(&o.URL, "nats-url", "", "run against this NATS server instead of an embedded one (its bench streams are deleted first)")
+	f.StringVar(&o.Workload, "workload", bench.WorkloadFold, "fold, windows (the fold plus a window and a timeout) or lookup (the fold plus a lookup): the last two also run the fold alone, and report both")
 	f.BoolVar(&o.Latency, "latency", false, "latency mode")
 	f.IntVar(&o.Rate, "rate", 10_000, "latency mode: events per second")
 	f.DurationVar(&o.Duration, "duration", 0, "latency mode: how long to publish (default 30s)")
@@ -102,6 +105,13 @@ func printBench(g *globals, r bench.Result) {
 		fmt.Fprint(w, "; the figures are its round's)")
 	}
 	fmt.Fprintln(w)
+	if r.WorkloadRate > 0 {
+		fmt.Fprintf(w, "%-10s %10.0f events/s  (%.2f of the fold's rate, %.2f us CPU/event; rounds:", r.Workload+":", r.WorkloadRate, r.WorkloadToFold, float64(r.WorkloadCPUPerEvent)/1e3)
+		for _, rr := range r.Rounds {
+			fmt.Fprintf(w, " %.2f", rr.WorkloadToFold)
+		}
+		fmt.Fprintln(w, ")")
+	}
 	fmt.Fprintf(w, "peak RSS:  %10.1f MiB  (pipeline phase; with the embedded server unless --nats-url)\n", float64(r.PeakRSS)/(1<<20))
 	fmt.Fprintf(w, "allocated: %10.0f B/event, %.1f allocs/event\n", r.AllocBytesPerEvent, r.AllocsPerEvent)
 	fmt.Fprintf(w, "CPU:       %10.2f us/event  (pipeline phase; raw consume: %.2f; with the embedded server unless --nats-url)\n",

@@ -1,0 +1,140 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/streams"
+)
+
+// Workloads of [Options.Workload]. Every workload measures the raw consume and the standard
+// fold; the others also run a second pipeline over the same events, from the start, and
+// report its rate next to the fold's.
+const (
+	// WorkloadFold is the standard fold alone.
+	WorkloadFold = "fold"
+	// WorkloadWindows adds to the standard fold a tumbling window of one minute of event time
+	// (a count and a sum per key) and a timeout per key (started by t1, cancelled by t4,
+	// after 30 s), on event times one millisecond apart (1,000,000 events span 16.7 minutes:
+	// about 17 windows per key of 10,000, some 6 events each).
+	WorkloadWindows = "windows"
+	// WorkloadLookup adds to the standard fold a lookup of each event's key in a projection
+	// of another pipeline (Keys users, written before the run), whose value one handler
+	// folds.
+	WorkloadLookup = "lookup"
+)
+
+// Workloads lists the workloads.
+var Workloads = []string{WorkloadFold, WorkloadWindows, WorkloadLookup}
+
+// workloadPipeline is the second pipeline of each workload but the fold: the standard fold
+// under the name bench_w, and its additions. Format it with the stop, the batch section and
+// the cache bound.
+var workloadPipeline = map[string]string{
+	WorkloadWindows: `
+  - name: bench_w
+    source: {stream: BENCH, start: all, stop: %s}
+    key: event.key
+    time: event.ts
+    batch: {%s}
+    cache: {max_keys: %d}
+    operators:
+      - fold:
+          projection: bench_w
+          initial: {count: 0, total: 0.0, qty: 0, last: ""}
+          on:
+            t1: {count: state.count + 1, total: state.total + event.amount}
+            t2: {count: state.count + 1, qty: state.qty + event.qty}
+            t3: {count: state.count + 1, last: event.ref}
+            t4: {count: state.count + 1, total: state.total - event.amount, qty: 'max(state.qty - 1, 0)'}
+      - emit:
+          when: event.flag
+          subject: '"benchout.w." + key'
+          data: {key: key, count: state.count}
+      - window:
+          projection: bench_win
+          tumbling: 1m
+          aggregate: {n: count(), total: sum(event.amount)}
+      - timeout:
+          name: quiet
+          start: [t1]
+          cancel: [t4]
+          after: 30s
+          emit: {subject: '"benchout.t." + key', data: {key: key, deadline: timer.deadline}}
+`,
+	WorkloadLookup: `
+  - name: bench_w
+    source: {stream: BENCH, start: all, stop: %s}
+    key: event.key
+    batch: {%s}
+    cache: {max_keys: %d}
+    operators:
+      - lookup: {projection: bench_users, key: key, as: user}
+      - fold:
+          projection: bench_w
+          initial: {count: 0, total: 0.0, qty: 0, last: ""}
+          on:
+            t1: {count: state.count + 1, total: state.total + event.amount}
+            t2: {count: state.count + 1, qty: state.qty + event.qty}
+            t3: {count: state.count + 1, last: user.name}
+            t4: {count: state.count + 1, total: state.total - event.amount, qty: 'max(state.qty - 1, 0)'}
+      - emit:
+          when: event.flag
+          subject: '"benchout.w." + key'
+          data: {key: key, count: state.count}
+`,
+}
+
+// workloadCache is the state cache bound of the workload pipeline: the windows workload holds
+// a key's fold state, its open windows and its timer.
+func workloadCache(o Options) int {
+	if o.Workload == WorkloadWindows {
+		return 4 * o.CacheKeys
+	}
+	return o.CacheKeys
+}
+
+// eventTime returns the event time of the i-th event: one millisecond apart, from the start
+// of 2026, written with a fixed width (so every payload keeps its size).
+func eventTime(i int) string {
+	return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond).Format("2006-01-02T15:04:05.000Z")
+}
+
+// writeUsers writes the lookup workload's table: a value per key, as another pipeline's
+// projection would hold it.
+func writeUsers(ctx context.Context, js jetstream.JetStream, keys int) error {
+	if _, err := streams.EnsureBucket(ctx, js, "bench_users"); err != nil {
+		return err
+	}
+	w := streams.NewWindow(js, 8192)
+	for k := range keys {
+		data := []byte(`{"name":"user-` + strconv.Itoa(k) + `","tier":` + strconv.Itoa(k%3) + `}`)
+		if err := w.Publish(ctx, &nats.Msg{Subject: streams.KVSubject("bench_users", "k"+strconv.Itoa(k)), Data: data}); err != nil {
+			return fmt.Errorf("write users: %w", err)
+		}
+	}
+	if err := w.Flush(ctx); err != nil {
+		return fmt.Errorf("write users: %w", err)
+	}
+	return nil
+}
+
+// runWorkload runs the workload pipeline (ps[1]) from the start into res.
+func runWorkload(ctx context.Context, conn *streams.Conn, p *pipeline.Pipeline, o Options, res *Result) error {
+	o.Logger.Info("workload pipeline", "workload", o.Workload)
+	cpu0 := cpuTime()
+	began := time.Now()
+	if err := pipeline.RunAll(ctx, []*pipeline.Pipeline{p}, pipeline.Options{JS: conn.JS, Metrics: pipeline.NewMetrics(nil)}); err != nil {
+		return fmt.Errorf("workload %s: %w", o.Workload, err)
+	}
+	res.WorkloadRate = float64(o.Events) / time.Since(began).Seconds()
+	res.WorkloadCPUPerEvent = (cpuTime() - cpu0) / time.Duration(o.Events)
+	res.WorkloadToFold = res.WorkloadRate / res.PipelineRate
+	return nil
+}
