@@ -18,7 +18,7 @@ import (
 // batch is sealed every 50,000 events as a commit would.
 type ProcessOnly struct {
 	r *Runner
-	b *batch
+	b *unit
 }
 
 // NewProcessOnly returns a ProcessOnly for p.
@@ -30,7 +30,7 @@ func NewProcessOnly(p *Pipeline) *ProcessOnly {
 	}
 	r.exec = operators.Exec{Ctx: context.Background(), Store: r.store}
 	r.dec = decode.New(p.Config.Decode, p.layout, nil)
-	return &ProcessOnly{r: r, b: &batch{}}
+	return &ProcessOnly{r: r, b: &unit{}}
 }
 
 // Process processes one message.
@@ -39,10 +39,10 @@ func (p *ProcessOnly) Process(m jetstream.Msg) error {
 	if err := p.r.processMsg(p.b, source.Msg{Msg: m, Meta: md, Err: err}); err != nil {
 		return err
 	}
-	if p.b.n == 50_000 {
+	if p.b.N == 50_000 {
 		p.r.seal(p.b)
 		p.r.store.Committed(p.b.writes)
-		p.b.reset()
+		p.b.Reset()
 	}
 	return nil
 }

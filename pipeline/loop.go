@@ -8,13 +8,14 @@ import (
 
 	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/operators/event"
+	"github.com/jetfold/jetfold/pipeline/batch"
 	"github.com/jetfold/jetfold/pipeline/commit"
 	"github.com/jetfold/jetfold/pipeline/source"
 	"github.com/jetfold/jetfold/pipeline/status"
 )
 
-// runOnce sets the pipeline up from its checkpoint, then runs a [batcher] over its source,
-// with the runner as the batcher's stage, until the batcher returns.
+// runOnce sets the pipeline up from its checkpoint, then runs the batch loop ([batch.Loop])
+// over its source, with the runner as its stage, until the loop returns.
 func (r *Runner) runOnce(ctx context.Context) error {
 	src, err := r.start(ctx)
 	if err != nil {
@@ -37,21 +38,22 @@ func (r *Runner) runOnce(ctx context.Context) error {
 			return fmt.Errorf("start operators: %w", err)
 		}
 	}
-	l := newBatcher(r.p.Config.Batch, src, r)
-	l.idleAfter = r.p.Config.Idle
-	return l.run(ctx)
+	return batch.New[unit](r.p.Config.Batch, r.p.Config.Idle, src, stage{r}).Run(ctx)
 }
 
-// process implements [stage].
-func (r *Runner) process(b *batch, m source.Msg) error { return r.processMsg(b, m) }
+// stage is the runner as the batch loop's [batch.Stage].
+type stage struct{ *Runner }
 
-// over implements [stage].
-func (r *Runner) over() bool { return r.store.Over() }
+// Process implements [batch.Stage].
+func (r stage) Process(b *unit, m source.Msg) error { return r.processMsg(b, m) }
 
-// quiet implements [stage]: while the source is idle, the watermark follows the wall clock
-// (pipeline `idle`); what comes due is staged on a tick of the last sequence read. It tells
-// whether the tick staged anything to commit.
-func (r *Runner) quiet(b *batch) (bool, error) {
+// Over implements [batch.Stage].
+func (r stage) Over() bool { return r.store.Over() }
+
+// Quiet implements [batch.Stage]: while the source is idle, the watermark follows the wall
+// clock (pipeline `idle`); what comes due is staged on a tick of the last sequence read. It
+// tells whether the tick staged anything to commit.
+func (r stage) Quiet(b *unit) (bool, error) {
 	now := time.Now().UTC()
 	if r.lastSeq == 0 || len(r.p.clocks) == 0 || !now.After(r.watermark) {
 		return false, nil
@@ -69,45 +71,46 @@ func (r *Runner) quiet(b *batch) (bool, error) {
 	return true, nil
 }
 
-// beginBurst implements [stage]: while reads are frequent, it reads ahead the keys of the
-// events at hand.
-func (r *Runner) beginBurst(f feed) { r.readAhead(f) }
+// BeginBurst implements [batch.Stage]: while reads are frequent, it reads ahead the keys of
+// the events at hand.
+func (r stage) BeginBurst(f batch.Feed) { r.readAhead(f) }
 
-// endBurst implements [stage].
-func (r *Runner) endBurst() { r.readsDone() }
+// EndBurst implements [batch.Stage].
+func (r stage) EndBurst() { r.readsDone() }
 
-// commit implements [stage]: it seals b and starts its commit.
-func (r *Runner) commit(ctx context.Context, b *batch) *job {
-	if !b.began.IsZero() {
-		r.m.BatchDuration.WithLabelValues(r.p.Name).Observe(time.Since(b.began).Seconds())
+// Commit implements [batch.Stage]: it seals b and starts its commit.
+func (r stage) Commit(ctx context.Context, b *unit) *batch.Job[*unit] {
+	if !b.Began.IsZero() {
+		r.m.BatchDuration.WithLabelValues(r.p.Name).Observe(time.Since(b.Began).Seconds())
 	}
 	r.seal(b)
 	return r.startCommit(ctx, b)
 }
 
-// committed implements [stage].
-func (r *Runner) committed(j *job) (end bool, err error) {
-	r.store.Committed(j.b.writes)
+// Committed implements [batch.Stage].
+func (r stage) Committed(j *batch.Job[*unit]) (end bool, err error) {
+	b := j.Batch
+	r.store.Committed(b.writes)
 	r.m.StateKeys.WithLabelValues(r.p.Name).Set(float64(r.store.Len()))
-	if j.err != nil {
-		return false, j.err
+	if j.Err != nil {
+		return false, j.Err
 	}
 	r.progressed = true
 	if r.health.State != status.Running {
 		r.setHealth(status.Running, nil)
 	}
-	if j.b.stopErr != nil {
-		r.log.Error("stopping on error (on_error: stop)", "err", j.b.stopErr)
-		return false, j.b.stopErr
+	if b.Stop != nil {
+		r.log.Error("stopping on error (on_error: stop)", "err", b.Stop)
+		return false, b.Stop
 	}
-	return r.p.Config.Source.Stop == "end" && j.b.pending == 0, nil
+	return r.p.Config.Source.Stop == "end" && b.Pending == 0, nil
 }
 
 // startCommit commits b on its own goroutine. The commit finishes even if ctx ends (SIGTERM:
 // what is in flight is committed), but not when the lease is lost: another process owns the
 // pipeline then.
-func (r *Runner) startCommit(ctx context.Context, b *batch) *job {
-	j := &job{b: b, done: make(chan struct{})}
+func (r *Runner) startCommit(ctx context.Context, b *unit) *batch.Job[*unit] {
+	j := &batch.Job[*unit]{Batch: b, Done: make(chan struct{})}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	stop := context.AfterFunc(ctx, func() {
 		if errors.Is(context.Cause(ctx), checkpoint.ErrLeaseLost) {
@@ -116,11 +119,11 @@ func (r *Runner) startCommit(ctx context.Context, b *batch) *job {
 	})
 	go func() {
 		began := time.Now()
-		defer close(j.done)
+		defer close(j.Done)
 		defer cancel()
 		defer stop()
 		res, err := r.committer.Commit(wctx, commit.Batch{Outputs: b.outputs, Writes: b.writes, LastSeq: b.lastSeq, Ack: b.ackMsg, Watermark: b.watermark})
-		if j.err = err; err == nil && b.lastSeq > 0 {
+		if j.Err = err; err == nil && b.lastSeq > 0 {
 			r.report(b, time.Since(began), res)
 		}
 	}()
@@ -128,12 +131,12 @@ func (r *Runner) startCommit(ctx context.Context, b *batch) *job {
 }
 
 // report updates the metrics and calls OnCommit after a commit.
-func (r *Runner) report(b *batch, d time.Duration, res commit.Result) {
+func (r *Runner) report(b *unit, d time.Duration, res commit.Result) {
 	name := r.p.Name
 	r.m.Refused.WithLabelValues(name).Add(float64(res.Refused))
 	r.m.CommitDuration.WithLabelValues(name).Observe(d.Seconds())
 	r.m.Checkpoint.WithLabelValues(name).Set(float64(b.lastSeq))
-	r.m.Pending.WithLabelValues(name).Set(float64(b.pending))
+	r.m.Pending.WithLabelValues(name).Set(float64(b.Pending))
 	r.m.Emitted.WithLabelValues(name).Add(float64(b.emitted))
 	for i, n := range b.counts {
 		if n > 0 {
@@ -146,6 +149,6 @@ func (r *Runner) report(b *batch, d time.Duration, res commit.Result) {
 	r.total += b.events()
 	if r.o.OnCommit != nil {
 		r.o.OnCommit(CommitInfo{Pipeline: name, Seq: b.lastSeq, Events: b.events(), Total: r.total,
-			Pending: b.pending, Keys: len(b.writes), Outputs: res.Outputs, Duration: d})
+			Pending: b.Pending, Keys: len(b.writes), Outputs: res.Outputs, Duration: d})
 	}
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"github.com/jetfold/jetfold/operators/event"
+	"github.com/jetfold/jetfold/pipeline/batch"
 	"github.com/jetfold/jetfold/pipeline/decode"
 	"github.com/jetfold/jetfold/pipeline/source"
 	"github.com/jetfold/jetfold/pipeline/state"
@@ -30,11 +31,11 @@ type prefetcher struct {
 
 // readAhead starts a burst of events: while prefetching is on, it reads ahead the keys of the
 // events src has at hand.
-func (r *Runner) readAhead(src feed) {
+func (r *Runner) readAhead(src batch.Feed) {
 	pf := &r.pf
 	pf.before, pf.fetched = r.store.Reads(), 0
 	if pf.on && len(r.p.prefetch) > 0 {
-		pf.fetched = r.prefetch(src.AtHand(burstLen))
+		pf.fetched = r.prefetch(src.AtHand(batch.BurstLen))
 	}
 }
 

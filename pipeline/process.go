@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jetfold/jetfold/operators/event"
+	"github.com/jetfold/jetfold/pipeline/batch"
 	"github.com/jetfold/jetfold/pipeline/commit"
 	"github.com/jetfold/jetfold/pipeline/decode"
 	"github.com/jetfold/jetfold/pipeline/source"
@@ -16,50 +17,40 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// batch is the unit of commit: the messages processed since the previous commit started,
-// their outputs, and (once sealed) the state writes to make.
-type batch struct {
-	// n is the number of messages taken into the batch. The messages themselves are not
-	// kept (their payloads would stay in memory until the commit), only the last one, whose
-	// acknowledgement covers the batch.
-	n int
-	// outputs are derived events and dead letters, in source order.
+// unit is the unit of commit: the messages processed since the previous commit started (the
+// [batch.Batch] the batch loop reads), their outputs, and (once sealed) the state writes to
+// make. The messages themselves are not kept (their payloads would stay in memory until the
+// commit), only the last one, whose acknowledgement covers the batch.
+type unit struct {
+	batch.Batch
+	// outputs are derived events and dead letters, in source order (Batch.Outputs counts
+	// them).
 	outputs []*nats.Msg
 	// writes are the projection keys to write, sealed when the commit starts.
 	writes []state.Write
 	// ackMsg is the message whose acknowledgement (AckAll) covers the batch.
 	ackMsg  jetstream.Msg
 	lastSeq uint64
-	pending uint64
 	emitted int
-	// stopErr is set when an event failed under on_error: stop; the batch ends before it.
-	stopErr error
 	counts  [numResults]int // by result
 	oldest  time.Time
-	// began is when the batch took its first event.
-	began time.Time
 	// watermark is the pipeline's watermark after the batch (zero: it did not move).
 	watermark time.Time
-	// ticked tells that a tick of the idle watermark staged effects (see Runner.quiet): the
-	// batch is committed even without events.
-	ticked bool
 }
 
-// due tells whether the batch holds anything to commit.
-func (b *batch) due() bool { return b.n > 0 || b.stopErr != nil || b.ticked }
-
-func (b *batch) reset() {
-	b.n = 0
+// Reset empties b for the next batch (see [batch.Ptr]).
+func (b *unit) Reset() {
+	b.Batch = batch.Batch{}
 	clear(b.outputs)
 	b.outputs = b.outputs[:0]
 	clear(b.writes)
 	b.writes = b.writes[:0]
-	b.ackMsg, b.lastSeq, b.pending, b.emitted, b.stopErr, b.ticked = nil, 0, 0, 0, nil, false
+	b.ackMsg, b.lastSeq, b.emitted = nil, 0, 0
 	b.counts = [numResults]int{}
-	b.oldest, b.began, b.watermark = time.Time{}, time.Time{}, time.Time{}
+	b.oldest, b.watermark = time.Time{}, time.Time{}
 }
 
-func (b *batch) events() int {
+func (b *unit) events() int {
 	n := 0
 	for _, c := range b.counts {
 		n += c
@@ -87,8 +78,8 @@ func (r result) String() string {
 
 // processMsg runs one message through the pipeline and adds its effects to b. An error is
 // returned only for failures of NATS itself (errInfra), which restart the pipeline; a bad
-// event follows on_error (dead letter, skip, or b.stopErr for stop).
-func (r *Runner) processMsg(b *batch, sm source.Msg) error {
+// event follows on_error (dead letter, skip, or b.Stop for stop).
+func (r *Runner) processMsg(b *unit, sm source.Msg) error {
 	m, md := sm.Msg, sm.Meta
 	if sm.Err != nil {
 		return fmt.Errorf("message metadata: %w", sm.Err)
@@ -128,10 +119,11 @@ func (r *Runner) processMsg(b *batch, sm source.Msg) error {
 			b.counts[resultSkipped]++
 			r.log.Warn("event skipped", "seq", seq, "err", err)
 		case "stop":
-			b.stopErr = fmt.Errorf("%w: seq %d: %v", ErrStopped, seq, err)
+			b.Stop = fmt.Errorf("%w: seq %d: %v", ErrStopped, seq, err)
 			return nil // not taken into the batch: the checkpoint stays before it
 		default:
 			b.outputs = append(b.outputs, commit.DeadLetter(r.p.Name, m, seq, err, r.maxPayload))
+			b.Outputs = len(b.outputs)
 			b.counts[resultDeadLetter]++
 			r.logFirst(err, seq, m.Subject())
 		}
@@ -144,8 +136,8 @@ func (r *Runner) processMsg(b *batch, sm source.Msg) error {
 	}
 	r.store.Shrink()
 	r.lastSeq = seq
-	b.n++
-	b.lastSeq, b.pending = seq, md.Pending
+	b.N++
+	b.lastSeq, b.Pending = seq, md.Pending
 	if r.acks {
 		b.ackMsg = m
 	}
@@ -178,7 +170,7 @@ var errInfra = state.ErrUnavailable
 
 // processOne decodes one message and runs the operators on it. Its effects stay staged on ev.
 // It returns false when an operator dropped the event.
-func (r *Runner) processOne(ev *event.Event, b *batch, m jetstream.Msg, seq uint64, ts time.Time) (bool, error) {
+func (r *Runner) processOne(ev *event.Event, b *unit, m jetstream.Msg, seq uint64, ts time.Time) (bool, error) {
 	ev.Seq, ev.Subject, ev.Time, ev.Data = seq, m.Subject(), ts, m.Data()
 	if seq <= r.o.HydrateUntil {
 		ev.Mode = event.Hydrated
@@ -250,17 +242,17 @@ func (r *Runner) processOne(ev *event.Event, b *batch, m jetstream.Msg, seq uint
 
 // seal takes the batch's dirty keys out of the cache into b.writes, so that the next batch
 // can be processed (and change the same keys) while b is committed.
-func (r *Runner) seal(b *batch) { b.writes = r.store.Seal(b.writes) }
+func (r *Runner) seal(b *unit) { b.writes = r.store.Seal(b.writes) }
 
 // advance moves the watermark to ev's time and lets the operators that act on event time
 // (operators.Clock) stage what is due on a tick, applied at once, whatever becomes of ev. An
 // error of theirs is errClock's, which restarts the pipeline from its checkpoint.
-func (r *Runner) advance(ev *event.Event, b *batch) error {
+func (r *Runner) advance(ev *event.Event, b *unit) error {
 	return r.advanceTo(b, ev.Time, ev.Seq, ev.Mode, ev.Subject)
 }
 
 // advanceTo moves the watermark to to, on a tick of sequence seq, mode and subject.
-func (r *Runner) advanceTo(b *batch, to time.Time, seq uint64, mode event.Mode, subject string) error {
+func (r *Runner) advanceTo(b *unit, to time.Time, seq uint64, mode event.Mode, subject string) error {
 	from := r.watermark
 	r.watermark = to
 	b.watermark = to
@@ -288,7 +280,7 @@ func (r *Runner) advanceTo(b *batch, to time.Time, seq uint64, mode event.Mode, 
 var errClock = errors.New("event-time operator failed")
 
 // apply moves an event's staged effects into the cache and the batch.
-func (r *Runner) apply(ev *event.Event, b *batch) error {
+func (r *Runner) apply(ev *event.Event, b *unit) error {
 	switch {
 	case ev.Duplicate:
 		b.counts[resultDuplicate]++
@@ -301,7 +293,7 @@ func (r *Runner) apply(ev *event.Event, b *batch) error {
 }
 
 // applyEffects moves the writes and derived events staged on ev into the cache and the batch.
-func (r *Runner) applyEffects(ev *event.Event, b *batch) error {
+func (r *Runner) applyEffects(ev *event.Event, b *unit) error {
 	for _, w := range ev.Writes {
 		if err := r.store.Apply(w); err != nil {
 			return err
@@ -311,6 +303,7 @@ func (r *Runner) applyEffects(ev *event.Event, b *batch) error {
 		b.outputs = append(b.outputs, commit.Derived(r.p.Name, ev, n, o))
 		b.emitted++
 	}
+	b.Outputs = len(b.outputs)
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/operators/event"
+	"github.com/jetfold/jetfold/pipeline/batch"
 	"github.com/jetfold/jetfold/pipeline/commit"
 	"github.com/jetfold/jetfold/pipeline/decode"
 	"github.com/jetfold/jetfold/pipeline/source"
@@ -24,7 +25,7 @@ var (
 	// ErrStopped is returned by [Runner.Run] when an event failed under `on_error: stop`.
 	ErrStopped = errors.New("pipeline stopped on error")
 	// errCaughtUp ends a `stop: end` pipeline once it has committed the end of its stream.
-	errCaughtUp = errors.New("caught up")
+	errCaughtUp = batch.ErrCaughtUp
 )
 
 // The backoff between restarts: firstBackoff, doubling up to maxBackoff. Variables for tests.

@@ -1,4 +1,4 @@
-package pipeline
+package batch
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"github.com/jetfold/jetfold/pipeline/source"
 )
 
-// fakeFeed hands the batcher messages the test pushes.
+// fakeFeed hands the loop messages the test pushes.
 type fakeFeed struct {
 	mu    sync.Mutex
 	msgs  []source.Msg
@@ -62,40 +62,47 @@ func (f *fakeFeed) Empty() bool {
 	return len(f.msgs) == 0
 }
 
+// fakeBatch is a batch of fakeStage.
+type fakeBatch struct {
+	Batch
+	lastSeq uint64
+}
+
+func (b *fakeBatch) Reset() { *b = fakeBatch{} }
+
 // fakeStage processes by counting, and commits each batch when the test lets it (gate).
 type fakeStage struct {
 	mu        sync.Mutex
-	first     map[*batch]uint64 // the first sequence of the batch in hand
-	commits   []string          // "first-last" per commit, in order
-	processed []uint64          // sequences, in order
-	gate      chan struct{}     // a commit ends when it receives from gate
-	atEnd     bool              // stop: end
+	first     map[*fakeBatch]uint64 // the first sequence of the batch in hand
+	commits   []string              // "first-last" per commit, in order
+	processed []uint64              // sequences, in order
+	gate      chan struct{}         // a commit ends when it receives from gate
+	atEnd     bool                  // stop: end
 	inflight  int
 	most      int // most commits in flight at once
-	quiets    int // calls of quiet
-	ticks     int // quiet stages effects on its first this many calls
+	quiets    int // calls of Quiet
+	ticks     int // Quiet stages effects on its first this many calls
 }
 
 func newFakeStage(atEnd bool) *fakeStage {
-	return &fakeStage{first: map[*batch]uint64{}, gate: make(chan struct{}, 100), atEnd: atEnd}
+	return &fakeStage{first: map[*fakeBatch]uint64{}, gate: make(chan struct{}, 100), atEnd: atEnd}
 }
 
-func (s *fakeStage) process(b *batch, m source.Msg) error {
+func (s *fakeStage) Process(b *fakeBatch, m source.Msg) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if b.n == 0 {
+	if b.N == 0 {
 		s.first[b] = m.Meta.Seq
 	}
-	b.n++
-	b.lastSeq, b.pending = m.Meta.Seq, m.Meta.Pending
-	b.counts[resultOK]++
+	b.N++
+	b.lastSeq, b.Pending = m.Meta.Seq, m.Meta.Pending
 	s.processed = append(s.processed, m.Meta.Seq)
 	return nil
 }
 
-func (s *fakeStage) over() bool      { return false }
-func (s *fakeStage) beginBurst(feed) {}
-func (s *fakeStage) endBurst()       {}
+func (s *fakeStage) Over() bool      { return false }
+func (s *fakeStage) BeginBurst(Feed) {}
+func (s *fakeStage) EndBurst()       {}
 func (s *fakeStage) allow(n int) {
 	for range n {
 		s.gate <- struct{}{}
@@ -109,40 +116,40 @@ func (s *fakeStage) list() []string {
 	return append([]string{}, s.commits...)
 }
 
-func (s *fakeStage) commit(_ context.Context, b *batch) *job {
+func (s *fakeStage) Commit(_ context.Context, b *fakeBatch) *Job[*fakeBatch] {
 	s.mu.Lock()
 	s.inflight++
 	s.most = max(s.most, s.inflight)
 	first := s.first[b]
 	s.mu.Unlock()
-	j := &job{b: b, done: make(chan struct{})}
+	j := &Job[*fakeBatch]{Batch: b, Done: make(chan struct{})}
 	go func() {
 		<-s.gate
 		s.mu.Lock()
 		s.commits = append(s.commits, fmt.Sprintf("%d-%d", first, b.lastSeq))
 		s.inflight--
 		s.mu.Unlock()
-		close(j.done)
+		close(j.Done)
 	}()
 	return j
 }
 
-func (s *fakeStage) quiet(b *batch) (bool, error) {
+func (s *fakeStage) Quiet(b *fakeBatch) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.quiets++
 	if s.quiets > s.ticks {
 		return false, nil
 	}
-	if b.n == 0 {
+	if b.N == 0 {
 		s.first[b] = 0
 	}
 	b.lastSeq = 99
 	return true, nil
 }
 
-func (s *fakeStage) committed(j *job) (bool, error) {
-	return s.atEnd && j.b.pending == 0, j.err
+func (s *fakeStage) Committed(j *Job[*fakeBatch]) (bool, error) {
+	return s.atEnd && j.Batch.Pending == 0, j.Err
 }
 
 // waitFor polls cond with a deadline.
@@ -169,7 +176,7 @@ func TestBatcherFollowing(t *testing.T) {
 	f, s := newFakeFeed(), newFakeStage(false)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- newBatcher(batchConfig(), f, s).run(ctx) }()
+	go func() { done <- New[fakeBatch](batchConfig(), 0, f, s).Run(ctx) }()
 
 	f.push(1, 10, 0) // pending 0: following
 	// 1-4 commits; 5-8 are processed meanwhile, then the full batch waits for the commit.
@@ -205,9 +212,9 @@ func TestBatcherCatchingUp(t *testing.T) {
 	f, s := newFakeFeed(), newFakeStage(true)
 	s.allow(10)
 	f.push(1, 30, 30)
-	err := newBatcher(batchConfig(), f, s).run(context.Background())
-	if !errors.Is(err, errCaughtUp) {
-		t.Fatalf("run = %v, want errCaughtUp", err)
+	err := New[fakeBatch](batchConfig(), 0, f, s).Run(context.Background())
+	if !errors.Is(err, ErrCaughtUp) {
+		t.Fatalf("run = %v, want ErrCaughtUp", err)
 	}
 	if want := []string{"1-30"}; fmt.Sprint(s.list()) != fmt.Sprint(want) {
 		t.Errorf("commits %v, want %v: one catch-up batch to the tail", s.list(), want)
@@ -219,8 +226,8 @@ func TestBatcherCatchUpBound(t *testing.T) {
 	f, s := newFakeFeed(), newFakeStage(true)
 	s.allow(10)
 	f.push(1, 100, 100)
-	if err := newBatcher(batchConfig(), f, s).run(context.Background()); !errors.Is(err, errCaughtUp) {
-		t.Fatalf("run = %v, want errCaughtUp", err)
+	if err := New[fakeBatch](batchConfig(), 0, f, s).Run(context.Background()); !errors.Is(err, ErrCaughtUp) {
+		t.Fatalf("run = %v, want ErrCaughtUp", err)
 	}
 	if want := []string{"1-40", "41-80", "81-100"}; fmt.Sprint(s.list()) != fmt.Sprint(want) {
 		t.Errorf("commits %v, want %v", s.list(), want)
@@ -234,7 +241,7 @@ func TestBatcherFeedError(t *testing.T) {
 	boom := errors.New("consumer gone")
 	f.push(1, 2, 0)
 	done := make(chan error, 1)
-	go func() { done <- newBatcher(batchConfig(), f, s).run(context.Background()) }()
+	go func() { done <- New[fakeBatch](batchConfig(), 0, f, s).Run(context.Background()) }()
 	waitFor(t, "the events committed", func() bool { return s.committedN() == 1 })
 	f.errs <- boom
 	if err := <-done; !errors.Is(err, boom) {
@@ -242,7 +249,7 @@ func TestBatcherFeedError(t *testing.T) {
 	}
 }
 
-// TestBatcherQuiet: with idleAfter, an idle feed makes the batcher call quiet, after idleAfter
+// TestBatcherQuiet: with an idle time, an idle feed makes the loop call Quiet, after that time
 // and then again; a tick that staged effects is committed alone, without events.
 func TestBatcherQuiet(t *testing.T) {
 	f, s := newFakeFeed(), newFakeStage(false)
@@ -250,9 +257,8 @@ func TestBatcherQuiet(t *testing.T) {
 	s.allow(10)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	l := newBatcher(batchConfig(), f, s)
-	l.idleAfter = 50 * time.Millisecond
-	go func() { done <- l.run(ctx) }()
+	l := New[fakeBatch](batchConfig(), 50*time.Millisecond, f, s)
+	go func() { done <- l.Run(ctx) }()
 	f.push(1, 2, 0)
 	waitFor(t, "a commit of the tick alone", func() bool {
 		for _, c := range s.list() {
@@ -262,7 +268,7 @@ func TestBatcherQuiet(t *testing.T) {
 		}
 		return false
 	})
-	waitFor(t, "quiet called again", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.quiets >= 2 })
+	waitFor(t, "Quiet called again", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.quiets >= 2 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

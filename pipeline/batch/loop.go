@@ -1,4 +1,4 @@
-package pipeline
+package batch
 
 import (
 	"context"
@@ -7,15 +7,7 @@ import (
 
 	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/config"
-	"github.com/jetfold/jetfold/pipeline/source"
 )
-
-// job is a commit running on its own goroutine.
-type job struct {
-	b    *batch
-	done chan struct{}
-	err  error
-}
 
 // linger is how long a batch waits for more events once the source runs dry (none at hand):
 // short enough for low latency under light load, long enough not to commit every event.
@@ -41,81 +33,48 @@ var closed = func() chan struct{} {
 	return c
 }()
 
-// burstLen is how many waiting events are processed in a row before the loop looks at its
-// timers and the commit in flight again.
-const burstLen = 256
-
-// feed is where the batcher takes events from: the pipeline's source.
-type feed interface {
-	// Next returns the next message at hand, false when there is none: then wait on Ready.
-	Next() (source.Msg, bool)
-	// AtHand returns up to n of the next messages without taking them.
-	AtHand(n int) []source.Msg
-	Ready() <-chan struct{}
-	// Empty tells whether no message is at hand.
-	Empty() bool
-	// Errs delivers the error that ends the run.
-	Errs() <-chan error
-}
-
-// stage is what the batcher does with events and batches: the runner.
-type stage interface {
-	// process adds the effects of m to b.
-	process(b *batch, m source.Msg) error
-	// over tells whether the state cache is over its bound with keys no commit has written:
-	// the batch must be committed before it takes more.
-	over() bool
-	// beginBurst and endBurst frame a burst of events taken from f (reads ahead of them).
-	beginBurst(f feed)
-	endBurst()
-	// commit seals b and starts its commit.
-	commit(ctx context.Context, b *batch) *job
-	// committed is called when j's commit has ended. It returns the error that ends the
-	// run (the commit's, or an event's under on_error: stop), and whether the pipeline
-	// reached the end of its stream (stop: end).
-	committed(j *job) (end bool, err error)
-	// quiet is called while the feed has been idle for the batcher's idleAfter (and then
-	// every second or idleAfter, the shorter): it may stage effects on b, and tells whether it
-	// did.
-	quiet(b *batch) (bool, error)
-}
-
-// batcher cuts the events of a feed into batches and commits each while the next is
-// processed. The batch in hand is due by the bounds of its regime (see [bounds]), or when it
-// is `linger` old and the feed has nothing more to hand while the pipeline follows (so a light
-// load commits within milliseconds and a replay in large batches). At most one commit is in
-// flight; a full batch waits for it (backpressure). When ctx ends, what is processed is
-// committed before run returns. It knows nothing of NATS: the runner is its stage and the
-// source its feed.
-type batcher struct {
+// Loop cuts the events of a feed into batches and commits each while the next is processed.
+// The batch in hand is due by the bounds of its regime (see [bounds]), or when it is `linger`
+// old and the feed has nothing more to hand while the pipeline follows (so a light load
+// commits within milliseconds and a replay in large batches). At most one commit is in flight;
+// a full batch waits for it (backpressure). When ctx ends, what is processed is committed
+// before [Loop.Run] returns. It knows nothing of NATS: the runner is its [Stage] and the source
+// its [Feed]. B and P are the stage's batch type and its pointer (see [Ptr]).
+type Loop[B any, P Ptr[B]] struct {
 	follow, catchUp bounds
-	feed            feed
-	stage           stage
+	feed            Feed
+	stage           Stage[P]
 
-	cur, spare *batch
-	lim        bounds // of the batch in hand
-	inflight   *job
-	timer      *time.Timer // the batch's age
-	idle       *time.Timer // the feed running dry
+	// hand is the batch in hand, cur its Batch (what the loop reads and sets of it).
+	hand, spare P
+	cur         *Batch
+	lim         bounds // of the batch in hand
+	inflight    *Job[P]
+	timer       *time.Timer // the batch's age
+	idle        *time.Timer // the feed running dry
 	// idleAfter, when set, is how long the feed may stay idle, while following, before
-	// stage.quiet is called; quietT counts it down.
+	// stage.Quiet is called; quietT counts it down.
 	idleAfter time.Duration
 	quietT    *time.Timer
 	quietC    <-chan time.Time
-	timerC     <-chan time.Time
-	idleC      <-chan time.Time
-	due        bool
-	end        bool // the stream's end is committed (stop: end)
+	timerC    <-chan time.Time
+	idleC     <-chan time.Time
+	due       bool
+	end       bool // the stream's end is committed (stop: end)
 }
 
-func newBatcher(c config.Batch, f feed, s stage) *batcher {
-	l := &batcher{
+// New returns a loop that cuts the messages of f into batches by c's bounds for s. When idle
+// is set, s.Quiet is called once the feed has been idle that long while following (0: never).
+func New[B any, P Ptr[B]](c config.Batch, idle time.Duration, f Feed, s Stage[P]) *Loop[B, P] {
+	l := &Loop[B, P]{
 		follow:  bounds{size: c.Size, wait: c.MaxWait},
 		catchUp: bounds{size: c.CatchUp.Size, wait: c.CatchUp.MaxWait, catchUp: true},
 		feed:    f, stage: s,
-		cur: &batch{}, spare: &batch{},
+		hand: new(B), spare: new(B),
 		timer: time.NewTimer(time.Hour), idle: time.NewTimer(linger),
+		idleAfter: idle,
 	}
+	l.cur = l.hand.base()
 	l.timer.Stop()
 	l.idle.Stop()
 	l.lim = l.follow
@@ -125,9 +84,9 @@ func newBatcher(c config.Batch, f feed, s stage) *batcher {
 // full tells whether the batch in hand must be committed before it takes more events: it
 // reached its bounds, or the cache is over its own because its entries are changed (and so
 // cannot be evicted before a commit).
-func (l *batcher) full() bool {
+func (l *Loop[B, P]) full() bool {
 	c := l.cur
-	return c.n >= l.lim.size || c.stopErr != nil || len(c.outputs) >= l.follow.size || (c.n > 0 && l.stage.over())
+	return c.N >= l.lim.size || c.Stop != nil || c.Outputs >= l.follow.size || (c.N > 0 && l.stage.Over())
 }
 
 // regime sets the bounds by how far behind the last event was. A batch that started while
@@ -136,9 +95,9 @@ func (l *batcher) full() bool {
 // catching up then commits with the tail in one commit, instead of one commit now and a second
 // one for the tail, which could only start once the first had ended. Events that arrive after
 // the switch wait no longer than under the follow bounds.
-func (l *batcher) regime() {
-	if l.lim.catchUp && l.cur.pending < uint64(l.follow.size) {
-		l.lim = bounds{size: min(l.cur.n+l.follow.size, l.catchUp.size), wait: l.follow.wait, tail: true}
+func (l *Loop[B, P]) regime() {
+	if l.lim.catchUp && l.cur.Pending < uint64(l.follow.size) {
+		l.lim = bounds{size: min(l.cur.N+l.follow.size, l.catchUp.size), wait: l.follow.wait, tail: true}
 		l.timer.Reset(l.follow.wait)
 		l.idle.Reset(linger)
 		l.timerC, l.idleC = l.timer.C, l.idle.C
@@ -146,24 +105,25 @@ func (l *batcher) regime() {
 }
 
 // wait ends the commit in flight, if any, and returns its error.
-func (l *batcher) wait() error {
+func (l *Loop[B, P]) wait() error {
 	if l.inflight == nil {
 		return nil
 	}
-	<-l.inflight.done
+	<-l.inflight.Done
 	j := l.inflight
 	l.inflight = nil
-	l.spare = j.b
-	end, err := l.stage.committed(j)
+	l.spare = j.Batch
+	end, err := l.stage.Committed(j)
 	l.end = l.end || end
 	return err
 }
 
 // launch starts the commit of the batch in hand.
-func (l *batcher) launch(ctx context.Context) {
-	l.inflight = l.stage.commit(ctx, l.cur)
-	l.cur, l.spare = l.spare, nil
-	l.cur.reset()
+func (l *Loop[B, P]) launch(ctx context.Context) {
+	l.inflight = l.stage.Commit(ctx, l.hand)
+	l.hand, l.spare = l.spare, nil
+	l.hand.Reset()
+	l.cur = l.hand.base()
 	l.timer.Stop()
 	l.idle.Stop()
 	l.timerC, l.idleC, l.due = nil, nil, false
@@ -171,7 +131,7 @@ func (l *batcher) launch(ctx context.Context) {
 }
 
 // drain commits what is in hand and waits for it: the way out on every exit.
-func (l *batcher) drain(ctx context.Context) error {
+func (l *Loop[B, P]) drain(ctx context.Context) error {
 	if err := l.wait(); err != nil {
 		return err
 	}
@@ -182,29 +142,29 @@ func (l *batcher) drain(ctx context.Context) error {
 	return nil
 }
 
-// take processes the events at hand, at most burstLen of them so that the timers and the
+// take processes the events at hand, at most BurstLen of them so that the timers and the
 // commit in flight are looked at often. It returns how many it took.
-func (l *batcher) take() (int, error) {
+func (l *Loop[B, P]) take() (int, error) {
 	if !l.full() {
-		l.stage.beginBurst(l.feed)
+		l.stage.BeginBurst(l.feed)
 	}
-	defer l.stage.endBurst()
+	defer l.stage.EndBurst()
 	n := 0
-	for n < burstLen && !l.full() {
+	for n < BurstLen && !l.full() {
 		m, ok := l.feed.Next()
 		if !ok {
 			break
 		}
 		n++
-		empty := l.cur.n == 0
-		if err := l.stage.process(l.cur, m); err != nil {
+		empty := l.cur.N == 0
+		if err := l.stage.Process(l.hand, m); err != nil {
 			return n, err
 		}
-		if empty && l.cur.n > 0 {
+		if empty && l.cur.N > 0 {
 			// the batch's first event (a redelivery skipped before it does not count)
 			l.due = false
-			l.cur.began = time.Now()
-			if l.cur.pending >= uint64(l.follow.size) {
+			l.cur.Began = time.Now()
+			if l.cur.Pending >= uint64(l.follow.size) {
 				l.lim = l.catchUp
 			}
 			l.timer.Reset(l.lim.wait)
@@ -225,10 +185,8 @@ func (l *batcher) take() (int, error) {
 	return n, nil
 }
 
-// run processes the feed until ctx ends (nil, after committing what is in hand; nothing more
-// once the lease is lost), the end of the stream is committed (errCaughtUp), or an error.
-// armQuiet (re)starts the idle countdown for d, when the batcher has one.
-func (l *batcher) armQuiet(d time.Duration) {
+// armQuiet (re)starts the idle countdown for d, when the loop has one.
+func (l *Loop[B, P]) armQuiet(d time.Duration) {
 	if l.idleAfter <= 0 {
 		return
 	}
@@ -240,7 +198,10 @@ func (l *batcher) armQuiet(d time.Duration) {
 	l.quietC = l.quietT.C
 }
 
-func (l *batcher) run(ctx context.Context) error {
+// Run processes the feed until ctx ends (nil, after committing what is in hand; nothing more
+// once the lease is lost: checkpoint.ErrLeaseLost is ctx's cause), the end of the stream is
+// committed ([ErrCaughtUp]), or an error.
+func (l *Loop[B, P]) Run(ctx context.Context) error {
 	l.armQuiet(l.idleAfter)
 	defer func() {
 		if l.quietT != nil {
@@ -250,7 +211,7 @@ func (l *batcher) run(ctx context.Context) error {
 	for {
 		var jobDone chan struct{}
 		if l.inflight != nil {
-			jobDone = l.inflight.done
+			jobDone = l.inflight.Done
 		}
 		n, err := l.take()
 		if err != nil {
@@ -269,20 +230,20 @@ func (l *batcher) run(ctx context.Context) error {
 		case <-l.timerC:
 			l.timerC, l.due = nil, true
 		case <-l.idleC:
-			if l.feed.Empty() && (!l.lim.tail || l.cur.pending == 0) { // dry
+			if l.feed.Empty() && (!l.lim.tail || l.cur.Pending == 0) { // dry
 				l.idleC, l.due = nil, true
 			} else {
 				l.idle.Reset(linger)
 			}
 		case <-l.quietC:
 			if !l.lim.catchUp && l.feed.Empty() {
-				ticked, err := l.stage.quiet(l.cur)
+				ticked, err := l.stage.Quiet(l.hand)
 				if err != nil {
 					_ = l.wait()
 					return err
 				}
 				if ticked {
-					l.cur.ticked, l.due = true, true
+					l.cur.Ticked, l.due = true, true
 				}
 			}
 			l.armQuiet(min(l.idleAfter, time.Second))
@@ -294,7 +255,7 @@ func (l *batcher) run(ctx context.Context) error {
 				if err := l.drain(ctx); err != nil {
 					return err
 				}
-				return errCaughtUp
+				return ErrCaughtUp
 			}
 		case err := <-l.feed.Errs():
 			_ = l.wait()
