@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -140,7 +141,8 @@ func (e *crashEnv) configAs(url, stop, instance string) string {
 		name, proc = instance, fmt.Sprintf("processor: {instance: %s, lease_ttl: 1s}\n", instance)
 	}
 	y := fmt.Sprintf("nats: {url: %q}\nhttp: {listen: none}\n", url) + proc +
-		shoptest.Streams + "pipelines:" + fmt.Sprintf(shoptest.Pipeline, "all", stop, 300, 500)
+		shoptest.Streams + "pipelines:" + fmt.Sprintf(shoptest.Pipeline, "all", stop, 300, 500) +
+		fmt.Sprintf(shoptest.Stateful, "all", stop, 300, 2000)
 	path := filepath.Join(e.dir, name+"-"+stop+".yaml")
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 		e.t.Fatal(err)
@@ -218,7 +220,8 @@ func (e *crashEnv) publish(from, to int) {
 	}
 }
 
-// checkpointSeq reads the pipeline's checkpoint (0 when there is none yet).
+// checkpointSeq reads the checkpoints of the pipelines (carts and stateful) and returns the
+// lower (0 when one has none yet): where both have reached.
 func (e *crashEnv) checkpointSeq() uint64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -226,11 +229,15 @@ func (e *crashEnv) checkpointSeq() uint64 {
 	if err != nil {
 		return 0
 	}
-	cp, err := checkpoint.NewStore(kv).Load(ctx, "carts")
-	if err != nil {
-		return 0
+	low := uint64(math.MaxUint64)
+	for _, p := range []string{"carts", "stateful"} {
+		cp, err := checkpoint.NewStore(kv).Load(ctx, p)
+		if err != nil {
+			return 0
+		}
+		low = min(low, cp.Seq)
 	}
-	return cp.Seq
+	return low
 }
 
 // finish runs the child with stop: end to the end of the stream and compares with the oracle.
@@ -280,6 +287,7 @@ func (e *crashEnv) verify(what string, count int) {
 		e.t.Fatalf("the source stream holds %d events, %d were published", len(stored), len(e.payload))
 	}
 	bad := shoptest.Mismatches(e.t, e.js, streams.DLQStream, shoptest.Oracle(stored))
+	bad = append(bad, shoptest.StatefulMismatches(e.t, e.js, streams.DLQStream, shoptest.StatefulOracle(stored))...)
 	for i, m := range bad {
 		if i == 20 {
 			e.t.Errorf("... and %d more", len(bad)-20)
@@ -573,7 +581,8 @@ func TestCrashKillEmbedded(t *testing.T) {
 	rng := rand.New(rand.NewPCG(s, 6))
 	cfg := func(stop string) string {
 		y := fmt.Sprintf("nats: {url: \"\", embedded: {store_dir: %q, listen: \"127.0.0.1:%d\"}}\nhttp: {listen: none}\n", e.store, e.port) +
-			shoptest.Streams + "pipelines:" + fmt.Sprintf(shoptest.Pipeline, "all", stop, 300, 500)
+			shoptest.Streams + "pipelines:" + fmt.Sprintf(shoptest.Pipeline, "all", stop, 300, 500) +
+			fmt.Sprintf(shoptest.Stateful, "all", stop, 300, 2000)
 		path := filepath.Join(e.dir, "embedded-"+stop+".yaml")
 		if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 			t.Fatal(err)

@@ -7,10 +7,12 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetfold/jetfold/internal/natstest"
+	"github.com/jetfold/jetfold/streams"
 )
 
 // Pipeline is the `pipelines:` entry that folds the workload; format it with start, stop,
@@ -52,7 +54,16 @@ type event struct {
 	UserID  string   `json:"user_id,omitempty"`
 	Amount  *float64 `json:"amount,omitempty"`
 	OrderID string   `json:"order_id,omitempty"`
+	// ID and TS are read by the stateful pipeline only (dedupe, event time).
+	ID string `json:"id,omitempty"`
+	TS string `json:"ts,omitempty"`
 }
+
+// Base is the event time of the workload's first event; the i-th is about Step later.
+var Base = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// Step is the event-time distance between two consecutive events, before their jitter.
+const Step = 250 * time.Millisecond
 
 // Cart is a value of the carts projection.
 type Cart struct {
@@ -64,10 +75,18 @@ type Cart struct {
 
 // Workload returns n payloads over users keys: adds, removes, orders, heartbeats, and every
 // 97th payload malformed in one of three ways (truncated JSON, no key, an order without amount).
+// Every event but the malformed ones and the heartbeats has an id and an event time (ts):
+// Step apart, each moved by a jitter between -10 s and +3 s, so some arrive out of order
+// (and some after their window closed). Every 37th payload repeats the one 5 before it
+// (same id, same time): a duplicate for a dedupe.
 func Workload(seed uint64, n, users int) [][]byte {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	out := make([][]byte, 0, n)
 	for i := range n {
+		if i%37 == 36 && i >= 5 && i%97 != 96 {
+			out = append(out, out[i-5])
+			continue
+		}
 		user := "user-" + strconv.Itoa(rng.IntN(users))
 		var ev event
 		switch r := rng.IntN(10); {
@@ -90,6 +109,11 @@ func Workload(seed uint64, n, users int) [][]byte {
 			ev = event{Type: "order", UserID: user, Amount: &amt, OrderID: fmt.Sprintf("o-%d", i)}
 		default:
 			ev = event{Type: "heartbeat"}
+		}
+		if ev.Type != "heartbeat" {
+			ev.ID = "e-" + strconv.Itoa(i)
+			jitter := time.Duration(rng.IntN(13_000)-10_000) * time.Millisecond
+			ev.TS = Base.Add(time.Duration(i)*Step + jitter).Format(time.RFC3339Nano)
 		}
 		b, _ := json.Marshal(ev)
 		out = append(out, b)
@@ -180,7 +204,7 @@ func Mismatches(t testing.TB, js jetstream.JetStream, dlqStream string, want Wan
 		bad = append(bad, fmt.Sprintf("carts has %d keys, want %d", n, len(want.Carts)))
 	}
 	ids := map[string]bool{}
-	derived := natstest.ReadAll(t, js, "SHOP_DERIVED", "")
+	derived := natstest.ReadAll(t, js, "SHOP_DERIVED", "derived.first-order.>")
 	for _, m := range derived {
 		var body map[string]string
 		_ = json.Unmarshal(m.Data(), &body)
@@ -200,7 +224,7 @@ func Mismatches(t testing.TB, js jetstream.JetStream, dlqStream string, want Wan
 	if len(derived) != len(want.FirstOrders) {
 		bad = append(bad, fmt.Sprintf("%d derived events, want %d", len(derived), len(want.FirstOrders)))
 	}
-	dl := natstest.ReadAll(t, js, dlqStream, "")
+	dl := natstest.ReadAll(t, js, dlqStream, streams.DLQSubject("carts"))
 	seqs := map[string]bool{}
 	for _, m := range dl {
 		h := m.Headers()
