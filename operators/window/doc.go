@@ -38,18 +38,25 @@
 // Every write carries a source sequence (the event's, or the tick's for closes and
 // deletions). An event is applied to each of its windows whose entry has an older sequence,
 // and is a duplicate when every one of them already has it (it was committed before a crash
-// and is read again from the checkpoint). A window found closed in KV when it comes due is
-// not closed or emitted again: its derived event was published before its state. Derived
-// events have the deterministic id window:<projection>:<KV key>.
+// and is read again from the checkpoint): a crash that committed only some keys of a batch
+// leaves each window exact. A window found closed in KV when it comes due is not closed or
+// emitted again: its derived event was published before its state. Derived events have the
+// deterministic id window:<projection>:<KV key>. A session merge writes the merged session
+// before deleting the others; what a crash leaves of those is deleted after the restart.
+//
+// Deletions carry a TTL of a minute (the operator is an operators.TTLProjector), so that the
+// server removes the delete markers and the keys Start lists are those of live windows.
 //
 // # Memory
 //
 // The windows' states live in the pipeline's state cache like any projection's. Besides, the
-// operator keeps an index, rebuilt by Start from the projection's keys: each open window is
-// an entry of a heap ordered by end (about 40 bytes, plus the key's string, which the windows
-// of one event share), each closed window kept for retention an entry of a queue ordered by
-// end (as much again), and each key with open sessions a map entry holding their bounds (16
-// bytes a session). Advance looks at the heads of the heap and the queue only: it costs
-// nothing when nothing is due. A distinct aggregate holds its set in the window's state: a
-// new distinct value copies it, as states are never changed in place beyond scalars.
+// operator keeps an index, rebuilt by Start from the projection's keys (for sessions, from
+// their values, read at start): each open window or session is an entry of a heap ordered by
+// end (32 bytes, plus the key's string, shared by a key's windows made by one event), each
+// closed window kept for retention an entry of a queue ordered by end (as much again), and
+// each key with open sessions a map entry holding their bounds (16 bytes a session). A
+// session that grows keeps its heap entry, moved to its new end when the old one comes due.
+// Advance looks at the heads of the heap and the queue only: it costs nothing when nothing
+// is due. A distinct aggregate holds its set in the window's state: a new distinct value
+// copies it (O(size)), as states are never changed in place beyond scalars.
 package window

@@ -137,6 +137,7 @@ func TestEndToEnd(t *testing.T) {
 				compareState(t, readBucket(t, js, p.projection), want.State)
 				checkDerived(t, js, p, want)
 				checkDeadLetters(t, js, p.name, want.Dead)
+				checkDeleted(t, js, p.projection, want)
 			})
 		}
 	}
@@ -264,4 +265,30 @@ func checkDeadLetters(t *testing.T, js jetstream.JetStream, pipelineName string,
 		t.Errorf("no late dead letter among %v", got)
 	}
 	compareDead(t, got, want)
+}
+
+// checkDeleted checks that the windows deleted after retention are deleted in KV by a marker
+// that the server removes in its turn (Nats-TTL), so that the keys Start lists do not grow.
+func checkDeleted(t *testing.T, js jetstream.JetStream, projection string, want oracle.WindowResult) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, streams.KVStream(projection))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.CachedInfo().Config.AllowMsgTTL {
+		t.Errorf("bucket %s does not allow per-key TTLs", projection)
+	}
+	for _, c := range want.Closed {
+		if _, kept := want.State[c.KVKey]; kept {
+			continue
+		}
+		m, err := s.GetLastMsgForSubject(ctx, streams.KVSubject(projection, streams.EncodeKey(c.KVKey)))
+		if err != nil {
+			t.Fatalf("deleted window %s: %v", c.KVKey, err)
+		}
+		if m.Header.Get("KV-Operation") != "DEL" || m.Header.Get(jetstream.MsgTTLHeader) != "60" {
+			t.Errorf("deleted window %s: headers %v, want a delete marker with a TTL of 60s", c.KVKey, m.Header)
+		}
+	}
 }

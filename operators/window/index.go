@@ -1,6 +1,7 @@
 package window
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
@@ -18,16 +19,19 @@ type due struct {
 	key       string
 }
 
-// before orders windows as they close: by end, then key, then start (oracle.Windows).
-func (d due) before(e due) bool {
-	if d.at != e.at {
-		return d.at < e.at
+// compare orders windows as they close: by end, then key, then start (oracle.Windows).
+func (d due) compare(e due) int {
+	if c := cmp.Compare(d.at, e.at); c != 0 {
+		return c
 	}
-	if d.key != e.key {
-		return d.key < e.key
+	if c := strings.Compare(d.key, e.key); c != 0 {
+		return c
 	}
-	return d.start < e.start
+	return cmp.Compare(d.start, e.start)
 }
+
+// before tells whether d closes before e.
+func (d due) before(e due) bool { return d.compare(e) < 0 }
 
 // dueHeap is a min-heap of windows in closing order (container/heap would box each one).
 type dueHeap []due
@@ -120,8 +124,8 @@ type pending struct {
 // Start implements operators.Starter: it rebuilds the index from the projection's keys,
 // forgetting what an earlier run left. Windows whose end is after the checkpoint's watermark -
 // lateness are open (whatever KV says: a close committed after the checkpoint is found when
-// the window comes due again), the others closed. Keys that are no window of this operator's
-// are ignored. Sessions are read (their end is in their value); a session whose start lies
+// the window comes due again), the others closed, or deleted when their end + retention has
+// passed. Keys that are no window of this operator's are ignored. Sessions are read (their end is in their value); a session whose start lies
 // within another of its key is what remains of a merge whose deletion a crash lost, and is
 // deleted on the next tick.
 func (o *Op) Start(x *operators.Exec) error {
@@ -145,19 +149,15 @@ func (o *Op) Start(x *operators.Exec) error {
 				continue
 			}
 			d := due{at: start + int64(o.size), start: start, key: key}
-			if d.at > h {
+			switch {
+			case d.at > h:
 				o.open.push(d)
-			} else {
+			case d.at+int64(o.retention) > nanos(x.Watermark):
 				closed = append(closed, d)
-			}
+			} // else deleted before the checkpoint: a delete marker
 		}
 	}
-	slices.SortFunc(closed, func(a, b due) int {
-		if a.before(b) {
-			return -1
-		}
-		return 1
-	})
+	slices.SortFunc(closed, due.compare)
 	o.closed.items = closed
 	return nil
 }
@@ -195,8 +195,10 @@ func (o *Op) startSessions(x *operators.Exec, keys []string, h int64) ([]due, er
 		if e == nil || e.State == nil {
 			continue
 		}
-		start, err1 := time.Parse(time.RFC3339Nano, fmt.Sprint(e.State.Get(startField)))
-		end, err2 := time.Parse(time.RFC3339Nano, fmt.Sprint(e.State.Get(endField)))
+		s, _ := e.State.Get(startField).(string)
+		en, _ := e.State.Get(endField).(string)
+		start, err1 := time.Parse(time.RFC3339Nano, s)
+		end, err2 := time.Parse(time.RFC3339Nano, en)
 		if err1 != nil || err2 != nil || o.kvKey(k[:i], nanos(start)) != k {
 			continue // not a session of this operator's
 		}
@@ -204,7 +206,7 @@ func (o *Op) startSessions(x *operators.Exec, keys []string, h int64) ([]due, er
 	}
 	var closed []due
 	for key, ss := range byKey {
-		slices.SortFunc(ss, func(a, b due) int { return compareInt(a.start, b.start) })
+		slices.SortFunc(ss, func(a, b due) int { return cmp.Compare(a.start, b.start) })
 		reach := int64(minNanos) // the latest last event time of the sessions before
 		for _, d := range ss {
 			last := d.at - int64(o.gap)

@@ -65,10 +65,9 @@ func (o *Op) applySession(x *operators.Exec, ev *event.Event, list []span, merge
 		}
 	}
 	var st setter
-	grown := true // its bounds change: index them
 	if keep >= 0 && len(o.cands) == 1 {
 		st, _ = o.edit(ev, o.cands[0].e)
-		if grown = list[o.cands[0].i].last != merged.last; grown {
+		if list[o.cands[0].i].last != merged.last {
 			st.set(o.endSlot, event.ValueOf(timestamp(merged.last+g)))
 		}
 	} else {
@@ -97,16 +96,19 @@ func (o *Op) applySession(x *operators.Exec, ev *event.Event, list []span, merge
 	o.stage(ev, k, e, &st)
 	for j, c := range o.cands {
 		if j != keep {
-			ev.Writes = append(ev.Writes, event.Write{Projection: o.projection, Key: o.kvKey(ev.Key, list[c.i].start), Delete: true, Seq: ev.Seq, Time: ev.Time, Entry: c.e})
+			ev.Writes = append(ev.Writes, event.Write{Projection: o.projection, Key: o.kvKey(ev.Key, list[c.i].start), Delete: true, TTL: deleteTTL, Seq: ev.Seq, Time: ev.Time, Entry: c.e})
 		}
 	}
-	o.reindex(ev, list, merged, e, grown)
+	o.reindex(ev, list, merged, e, keep < 0)
 	return nil
 }
 
 // reindex replaces the candidates by merged in the sessions of ev's key, remembering them as
-// they were until ev's write to e is known to be applied.
-func (o *Op) reindex(ev *event.Event, list []span, merged span, e *event.Entry, grown bool) {
+// they were until ev's write to e is known to be applied. A session new under its start is
+// put in the heap; one that only grows keeps its entry, which is moved to the session's end
+// when it comes due (see closeDue): the heap holds about one entry a session, not one an
+// event.
+func (o *Op) reindex(ev *event.Event, list []span, merged span, e *event.Entry, isNew bool) {
 	o.remember(ev.Key, list, ev.Seq, e)
 	next, j := list[:0], 0
 	for i, sp := range list {
@@ -117,24 +119,34 @@ func (o *Op) reindex(ev *event.Event, list []span, merged span, e *event.Entry, 
 		next = append(next, sp)
 	}
 	o.sessions[ev.Key] = append(next, merged)
-	if grown {
+	if isNew {
 		o.open.push(due{at: merged.last + int64(o.gap), start: merged.start, key: ev.Key})
 	}
 }
 
-// takeSession removes the open session d from the index; false when the index no longer has
-// it with that end (a stale entry of the heap).
-func (o *Op) takeSession(d due) bool {
-	list := o.sessions[d.key]
-	for i, sp := range list {
-		if sp.start == d.start && sp.last+int64(o.gap) == d.at {
-			if len(list) == 1 {
-				delete(o.sessions, d.key)
-			} else {
-				o.sessions[d.key] = append(list[:i], list[i+1:]...)
-			}
-			return true
+// sessionEnd returns the end of the open session of d's key and start; false when the index
+// no longer has it (merged into another, closed, or dropped with its event's effects).
+func (o *Op) sessionEnd(d due) (int64, bool) {
+	for _, sp := range o.sessions[d.key] {
+		if sp.start == d.start {
+			return sp.last + int64(o.gap), true
 		}
 	}
-	return false
+	return 0, false
+}
+
+// takeSession removes the open session of d's key and start from the index.
+func (o *Op) takeSession(d due) {
+	list := o.sessions[d.key]
+	for i, sp := range list {
+		if sp.start != d.start {
+			continue
+		}
+		if len(list) == 1 {
+			delete(o.sessions, d.key)
+		} else {
+			o.sessions[d.key] = append(list[:i], list[i+1:]...)
+		}
+		return
+	}
 }

@@ -246,9 +246,14 @@ func duration(raw any, zeroOK bool) (time.Duration, error) {
 		return 0, fmt.Errorf("%s: must not be negative", d)
 	case d == 0 && !zeroOK:
 		return 0, errors.New("must be positive")
+	case d > maxDuration:
+		return 0, fmt.Errorf("%s: at most %s", d, maxDuration)
 	}
 	return d, nil
 }
+
+// maxDuration bounds every duration, so that adding one to a time does not overflow.
+const maxDuration = 100 * 365 * 24 * time.Hour
 
 // windowDuration reads the size or advance of fixed windows: positive and a whole number of
 // milliseconds, as window starts are in milliseconds in KV keys.

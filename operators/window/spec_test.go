@@ -108,6 +108,7 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown hopping field", "projection: w\nhopping: {size: 1m, advance: 1m, every: 1m}", "hopping.every", "unknown field"},
 		{"zero gap", "projection: w\nsession: {gap: 0s}", "session.gap", "positive"},
 		{"negative lateness", "projection: w\ntumbling: 1m\nlateness: -1s", "lateness", "negative"},
+		{"huge retention", "projection: w\ntumbling: 1m\nretention: 1000000h", "retention", "at most"},
 		{"zero retention", "projection: w\ntumbling: 1m\nretention: 0s", "retention", "positive"},
 		{"unknown field", "projection: w\ntumbling: 1m\nsize: 1m", "size", "unknown field"},
 		{"unknown function", "projection: w\ntumbling: 1m\naggregate: {m: median(event.x)}", "aggregate.m", "unknown aggregate function \"median\" (valid: count, sum, min, max, avg, last, distinct)"},

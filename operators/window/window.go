@@ -18,7 +18,7 @@ import (
 var ErrLate = errors.New("late")
 
 // Op is the window operator (see the package doc). It implements operators.Operator,
-// Projector, Clock, Starter and Expressioner. It is used by one goroutine at a time.
+// TTLProjector, Clock, Starter and Expressioner. It is used by one goroutine at a time.
 type Op struct {
 	config
 	fields []string // StateFields
@@ -254,8 +254,16 @@ func (o *Op) closeDue(x *operators.Exec, tick *event.Event, h int64) error {
 			continue // indexed twice: made by an event whose effects were dropped, then again
 		}
 		prev = d
-		if o.gap > 0 && !o.takeSession(d) {
-			continue // a session's bounds before it grew, merged or was dropped
+		if o.gap > 0 {
+			end, ok := o.sessionEnd(d)
+			if !ok {
+				continue // merged into another or dropped with its event's effects
+			}
+			if end != d.at {
+				o.open.push(due{at: end, start: d.start, key: d.key}) // it grew since
+				continue
+			}
+			o.takeSession(d)
 		}
 		if err := o.closeWindow(x, tick, d); err != nil {
 			return err
@@ -313,6 +321,14 @@ func (o *Op) dropStale(x *operators.Exec, tick *event.Event) error {
 	return nil
 }
 
+// deleteTTL is the TTL of a deletion: the server removes the delete marker it leaves after
+// that long, so that the projection's keys (which Start lists) do not grow with every window
+// ever deleted.
+const deleteTTL = time.Minute
+
+// UsesTTL implements operators.TTLProjector: deletions carry a TTL (see deleteTTL).
+func (o *Op) UsesTTL() bool { return true }
+
 // delete stages the deletion of the window k on tick, if it has state.
 func (o *Op) delete(x *operators.Exec, tick *event.Event, k string) error {
 	e, err := x.Store.Get(x.Ctx, o.projection, k)
@@ -320,7 +336,7 @@ func (o *Op) delete(x *operators.Exec, tick *event.Event, k string) error {
 		return fmt.Errorf("window %s: delete %s: %w", o.projection, k, err)
 	}
 	if e != nil && e.State != nil {
-		tick.Writes = append(tick.Writes, event.Write{Projection: o.projection, Key: k, Delete: true, Seq: tick.Seq, Time: e.Time, Entry: e})
+		tick.Writes = append(tick.Writes, event.Write{Projection: o.projection, Key: k, Delete: true, TTL: deleteTTL, Seq: tick.Seq, Time: e.Time, Entry: e})
 	}
 	return nil
 }
@@ -428,14 +444,3 @@ func floorDiv(a, b int64) int64 {
 
 // floorMod is a - floorDiv(a, b)*b.
 func floorMod(a, b int64) int64 { return a - floorDiv(a, b)*b }
-
-// compareInt orders two int64s.
-func compareInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
