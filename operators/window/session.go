@@ -51,7 +51,10 @@ func (o *Op) processSession(x *operators.Exec, ev *event.Event) (bool, error) {
 	if err := o.evaluate(x, ev); err != nil {
 		return false, err
 	}
-	return true, o.applySession(x, ev, list, merged)
+	if err := o.applySession(x, ev, list, merged); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // applySession stages the session merged of ev's key: the candidates' aggregates and ev's,
