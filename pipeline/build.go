@@ -118,7 +118,8 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 			}
 			if pr, ok := op.(operators.Projector); ok {
 				proj := pr.Projection()
-				if !rekeyed && !slices.Contains(p.prefetch, proj) {
+				// Only a fold's keys are the event's key, which read-ahead computes.
+				if _, fold := op.(operators.StateFieldsAssigned); fold && !rekeyed && !slices.Contains(p.prefetch, proj) {
 					p.prefetch = append(p.prefetch, proj)
 				}
 				path := opPath + "." + name + ".projection"

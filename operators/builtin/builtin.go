@@ -5,12 +5,13 @@ package builtin
 import (
 	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/operators/lookup"
+	"github.com/jetfold/jetfold/operators/window"
 )
 
 // Registry returns a registry with every operator jetfold ships.
 func Registry() *operators.Registry {
 	r := operators.Core()
-	for _, s := range []operators.Spec{lookup.Spec()} {
+	for _, s := range []operators.Spec{lookup.Spec(), window.Spec()} {
 		if err := r.Register(s); err != nil {
 			panic(err) // a programming error, never user input
 		}
