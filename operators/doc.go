@@ -5,11 +5,12 @@
 // touch NATS and never acknowledge messages: they read and change the event, read per-key state
 // through the [Store] of the [Exec] they are given, and stage their effects on the event
 // (state writes in Event.Writes, derived events in Event.Outputs). The pipeline applies
-// staged effects only when the whole chain succeeded for that event, so an event that fails
-// half way leaves no trace but its dead letter. Operators that act on the passing of event
+// staged effects once the chain is done with the event, also when an operator dropped it (a
+// filter after a fold leaves the fold's write), but never when an operator failed: an event
+// that fails half way leaves no trace but its dead letter. Operators that act on the passing of event
 // time implement [Clock].
 //
 // The data operators work on is in the sub-package event, the expressions they run in expr.
 // Operators are built from configuration by a [Registry] of [Spec] values; the command builds
-// the registry explicitly (operators/builtin.Registry) (no init-time registration).
+// the registry explicitly with operators/builtin.Registry (no init-time registration).
 package operators

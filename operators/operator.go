@@ -13,9 +13,11 @@ import (
 
 // Operator is one step of a pipeline.
 //
-// Process returns keep=false to drop the event (the rest of the chain is skipped and the
-// event counts as filtered). An error sends the event to the pipeline's on_error policy
-// (dead letter by default); the effects staged on the event are then discarded.
+// Process returns keep=false to drop the event: the rest of the chain is skipped, the effects
+// the operators before it staged are applied, and the event counts as filtered (as a
+// duplicate when the operator set event.Event.Duplicate). An error sends the event to the
+// pipeline's on_error policy (dead letter by default); every effect staged on the event is
+// then discarded.
 // Operators never acknowledge messages and never write to NATS.
 type Operator interface {
 	Process(x *Exec, ev *event.Event) (keep bool, err error)

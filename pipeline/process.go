@@ -107,7 +107,7 @@ func (r *Runner) processMsg(b *unit, sm source.Msg) error {
 	ev := &r.ev
 	ev.Reset()
 	kept, err := r.processOne(ev, b, m, seq, md.Time)
-	if err != nil || !kept {
+	if err != nil {
 		ev.Rollback() // its effects are dropped
 	}
 	if err != nil {
@@ -127,11 +127,7 @@ func (r *Runner) processMsg(b *unit, sm source.Msg) error {
 			b.counts[resultDeadLetter]++
 			r.logFirst(err, seq, m.Subject())
 		}
-	} else if !kept && ev.Duplicate {
-		b.counts[resultDuplicate]++ // dropped as a repeat (dedupe)
-	} else if !kept {
-		b.counts[resultFiltered]++
-	} else if err := r.apply(ev, b); err != nil {
+	} else if err := r.apply(ev, kept, b); err != nil {
 		return err
 	}
 	r.store.Shrink()
@@ -169,7 +165,9 @@ var ErrEmptyKey = errors.New("empty key: a projection key must not be empty")
 var errInfra = state.ErrUnavailable
 
 // processOne decodes one message and runs the operators on it. Its effects stay staged on ev.
-// It returns false when an operator dropped the event.
+// It returns false when an operator dropped the event: the operators after it did not run,
+// and what those before it staged is applied (a fold before a filter stands). An error drops
+// every effect of the event (it is a dead letter).
 func (r *Runner) processOne(ev *event.Event, b *unit, m jetstream.Msg, seq uint64, ts time.Time) (bool, error) {
 	ev.Seq, ev.Subject, ev.Time, ev.Data = seq, m.Subject(), ts, m.Data()
 	if seq <= r.o.HydrateUntil {
@@ -207,10 +205,15 @@ func (r *Runner) processOne(ev *event.Event, b *unit, m jetstream.Msg, seq uint6
 		}
 	}
 	x.Watermark = r.watermark
+	kept := true
 	for _, op := range r.p.ops {
 		keep, err := op.Process(x, ev)
-		if err != nil || !keep {
+		if err != nil {
 			return false, err
+		}
+		if !keep {
+			kept = false // the chain stops here; what the operators before staged stands
+			break
 		}
 	}
 	for _, o := range ev.Outputs {
@@ -237,7 +240,7 @@ func (r *Runner) processOne(ev *event.Event, b *unit, m jetstream.Msg, seq uint6
 		}
 		w.Roomy = roomy
 	}
-	return true, nil
+	return kept, nil
 }
 
 // seal takes the batch's dirty keys out of the cache into b.writes, so that the next batch
@@ -279,9 +282,15 @@ func (r *Runner) advanceTo(b *unit, to time.Time, seq uint64, mode event.Mode, s
 // instead of dead-lettering the event that moved the watermark.
 var errClock = errors.New("event-time operator failed")
 
-// apply moves an event's staged effects into the cache and the batch.
-func (r *Runner) apply(ev *event.Event, b *unit) error {
+// apply counts what became of an event that did not fail, and moves its staged effects into
+// the cache and the batch: those of every operator it went through, also when one dropped it
+// (kept false: a filter, a dedupe).
+func (r *Runner) apply(ev *event.Event, kept bool, b *unit) error {
 	switch {
+	case !kept && ev.Duplicate:
+		b.counts[resultDuplicate]++ // dropped as a repeat (dedupe)
+	case !kept:
+		b.counts[resultFiltered]++
 	case ev.Duplicate:
 		b.counts[resultDuplicate]++
 	case ev.Outdated:

@@ -12,7 +12,6 @@ import (
 	"github.com/jetfold/jetfold/bench"
 	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/operators/builtin"
-	"github.com/jetfold/jetfold/operators/window"
 	"github.com/jetfold/jetfold/pipeline"
 )
 
@@ -79,9 +78,6 @@ func benchWindowPipeline(b *testing.B, yaml string) {
 		b.Fatal(err)
 	}
 	reg := builtin.Registry()
-	if err := reg.Register(window.Spec()); err != nil {
-		b.Fatal(err)
-	}
 	ps, err := pipeline.Build(cfg, reg)
 	if err != nil {
 		b.Fatal(err)

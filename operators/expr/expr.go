@@ -84,7 +84,7 @@ func Compile(src string, kind int, vars ...string) (*Expr, error) {
 	if strings.TrimSpace(src) == "" {
 		return nil, &FieldError{Err: errors.New("empty expression")}
 	}
-	p, err := expr.Compile(src, options(Env{}, kind, vars)...)
+	p, err := expr.Compile(src, options(Env{}, kind, vars, fieldPatcher{})...)
 	if err != nil {
 		var fe *file.Error
 		if errors.As(err, &fe) {
@@ -113,9 +113,12 @@ func Compile(src string, kind int, vars ...string) (*Expr, error) {
 	return e, nil
 }
 
-// options are the compile options of an expression of result kind over env.
-func options(env any, kind int, vars []string) []expr.Option {
-	opts := []expr.Option{expr.Env(env), expr.Patch(fieldPatcher{}), expr.DisableBuiltin("now")}
+// options are the compile options of an expression of result kind over env, with patches.
+func options(env any, kind int, vars []string, patches ...ast.Visitor) []expr.Option {
+	opts := []expr.Option{expr.Env(env), expr.DisableBuiltin("now")}
+	for _, p := range patches {
+		opts = append(opts, expr.Patch(p))
+	}
 	if len(vars) > 0 {
 		opts = append(opts, expr.Patch(varPatcher(vars)))
 	}

@@ -106,6 +106,7 @@ func (st *StateType) Check(e *Expr, kind int, want reflect.Type) error {
 	}
 	typed := e.program.Node().Type()
 	if e.state && !e.wholeState {
+		// Without fieldPatcher: member reads stay members, which the state type checks.
 		p, err := expr.Compile(e.Source, options(st.env, kind, e.vars)...)
 		if err != nil {
 			var fe *file.Error

@@ -22,7 +22,6 @@ import (
 	"github.com/jetfold/jetfold/internal/pipetest"
 	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/operators/builtin"
-	"github.com/jetfold/jetfold/operators/dedupe"
 	"github.com/jetfold/jetfold/operators/timeout"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/pipeline/commit"
@@ -279,11 +278,6 @@ func TestEndToEnd(t *testing.T) {
 	srv := natstest.Server(t)
 	_, js := natstest.Connect(t, srv)
 	reg := builtin.Registry()
-	for _, s := range []operators.Spec{timeout.Spec(), dedupe.Spec()} {
-		if err := reg.Register(s); err != nil {
-			t.Fatal(err)
-		}
-	}
 	s := &shop{t: t, js: js, url: srv.ClientURL(), dir: t.TempDir(), reg: reg}
 	rng := rand.New(rand.NewPCG(7, 7))
 	clock, sent := t0, []shopEvent{}

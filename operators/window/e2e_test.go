@@ -20,7 +20,6 @@ import (
 	"github.com/jetfold/jetfold/internal/oracle"
 	"github.com/jetfold/jetfold/internal/pipetest"
 	"github.com/jetfold/jetfold/operators/builtin"
-	"github.com/jetfold/jetfold/operators/window"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/pipeline/commit"
 	"github.com/jetfold/jetfold/pipeline/state"
@@ -113,9 +112,6 @@ func TestEndToEnd(t *testing.T) {
 	srv := natstest.Server(t)
 	_, js := natstest.Connect(t, srv)
 	reg := builtin.Registry()
-	if err := reg.Register(window.Spec()); err != nil {
-		t.Fatal(err)
-	}
 	ps := pipetest.Build(t, js, filepath.Join(t.TempDir(), "w.yaml"), fmt.Sprintf(e2eYAML, srv.ClientURL()), reg)
 	events := e2eEvents()
 	half := len(events) / 2
