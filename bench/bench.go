@@ -62,7 +62,8 @@ type Options struct {
 	Workload string
 	// Logger receives progress; nil discards it.
 	Logger *slog.Logger
-	// CPUProfile, when set, receives a CPU profile of the first round's pipeline phase only.
+	// CPUProfile, when set, receives a CPU profile of the first round's pipeline phase only
+	// (of the workload's own pipeline, for a workload other than fold).
 	CPUProfile io.Writer
 	// Phase, when set, is called with "pipeline-start" and "pipeline-end" around the
 	// pipeline phase (to take allocation profiles of just that phase, for example).
@@ -112,6 +113,10 @@ type Result struct {
 	WorkloadRate        float64       `json:"workload_events_per_s,omitempty"`
 	WorkloadToFold      float64       `json:"workload_to_fold,omitempty"`
 	WorkloadCPUPerEvent time.Duration `json:"workload_cpu_per_event_ns,omitempty"`
+	// WorkloadCommits and WorkloadKeysWritten are Commits and KeysWritten of the workload's
+	// own pipeline.
+	WorkloadCommits     int `json:"workload_commits,omitempty"`
+	WorkloadKeysWritten int `json:"workload_keys_written,omitempty"`
 	// Rounds lists every round's rates and CPU, in order.
 	Rounds []Round `json:"rounds,omitempty"`
 	// Latency is set in latency mode.
@@ -328,11 +333,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			}
 		}
 		rr := res
-		if err := runRound(ctx, conn, ps[:1], o, r == 0, &rr); err != nil {
+		// The profile is of the workload's own pipeline when there is one.
+		if err := runRound(ctx, conn, ps[:1], o, r == 0 && len(ps) == 1, &rr); err != nil {
 			return res, err
 		}
 		if len(ps) > 1 {
-			if err := runWorkload(ctx, conn, ps[1], o, &rr); err != nil {
+			if err := runWorkload(ctx, conn, ps[1], o, r == 0, &rr); err != nil {
 				return res, err
 			}
 		}

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"runtime/pprof"
 	"strconv"
 	"time"
 
@@ -125,12 +126,23 @@ func writeUsers(ctx context.Context, js jetstream.JetStream, keys int) error {
 	return nil
 }
 
-// runWorkload runs the workload pipeline (ps[1]) from the start into res.
-func runWorkload(ctx context.Context, conn *streams.Conn, p *pipeline.Pipeline, o Options, res *Result) error {
+// runWorkload runs the workload pipeline (ps[1]) from the start into res; profile says
+// whether to profile it (o.CPUProfile).
+func runWorkload(ctx context.Context, conn *streams.Conn, p *pipeline.Pipeline, o Options, profile bool, res *Result) error {
 	o.Logger.Info("workload pipeline", "workload", o.Workload)
+	if profile && o.CPUProfile != nil {
+		if err := pprof.StartCPUProfile(o.CPUProfile); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	cpu0 := cpuTime()
 	began := time.Now()
-	if err := pipeline.RunAll(ctx, []*pipeline.Pipeline{p}, pipeline.Options{JS: conn.JS, Metrics: pipeline.NewMetrics(nil)}); err != nil {
+	err := pipeline.RunAll(ctx, []*pipeline.Pipeline{p}, pipeline.Options{JS: conn.JS, Metrics: pipeline.NewMetrics(nil), OnCommit: func(c pipeline.CommitInfo) {
+		res.WorkloadCommits++
+		res.WorkloadKeysWritten += c.Keys
+	}})
+	if err != nil {
 		return fmt.Errorf("workload %s: %w", o.Workload, err)
 	}
 	res.WorkloadRate = float64(o.Events) / time.Since(began).Seconds()

@@ -309,6 +309,11 @@ func (r *Runner) applyEffects(ev *event.Event, b *unit) error {
 		}
 	}
 	for n, o := range ev.Outputs {
+		if o.Err != nil { // an operator acting on time could not make it
+			b.outputs = append(b.outputs, commit.Unmade(r.p.Name, ev, n, o, r.maxPayload))
+			r.logFirst(o.Err, ev.Seq, o.Subject)
+			continue
+		}
 		b.outputs = append(b.outputs, commit.Derived(r.p.Name, ev, n, o))
 		b.emitted++
 	}

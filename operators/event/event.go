@@ -307,6 +307,13 @@ type Output struct {
 	Key string
 	// Data is the JSON body.
 	Data []byte
+	// Err, when set, says that the derived event could not be made (its expression failed,
+	// its subject is not one to publish on): the pipeline publishes a dead letter in its
+	// place, with Err as its reason, Data (what the operator had, say a window's state) as its
+	// payload and Subject, if known, as its Jetfold-Emit-Subject. Only operators acting on
+	// time use it, on a tick, where no event could be dead-lettered instead; on an event, an
+	// operator returns the error.
+	Err error
 	// ID, when set, is the derived event's own deterministic id (the pipeline prefixes it
 	// with its name): for events fired by time, whose source event may differ between runs.
 	// It must not start with a digit (ids made of a source sequence do). Otherwise the id is

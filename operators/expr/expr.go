@@ -236,8 +236,8 @@ func (fieldPatcher) Visit(n *ast.Node) {
 }
 
 // MustCompile is [Compile] for expressions known to be valid; it panics otherwise.
-func MustCompile(src string, kind int) *Expr {
-	e, err := Compile(src, kind)
+func MustCompile(src string, kind int, vars ...string) *Expr {
+	e, err := Compile(src, kind, vars...)
 	if err != nil {
 		panic(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -197,5 +198,30 @@ func TestVars(t *testing.T) {
 	}
 	if err := st.Check(s, expr.AnyResult, nil); err != nil {
 		t.Errorf("state check: %v", err)
+	}
+}
+
+// TestVarMembers: the members of a further variable that expressions read, or whole.
+func TestVarMembers(t *testing.T) {
+	tests := []struct {
+		srcs    []string
+		members string
+		whole   bool
+	}{
+		{[]string{"timer.started", `timer["deadline"] + "x"`}, "deadline started", false},
+		{[]string{"timer.event.id", "timer?.started"}, "event started", false},
+		{[]string{"timer"}, "", true},
+		{[]string{"timer[key]"}, "", true},
+		{[]string{"key"}, "", false},
+	}
+	for _, tt := range tests {
+		var exprs []*expr.Expr
+		for _, src := range tt.srcs {
+			exprs = append(exprs, expr.MustCompile(src, expr.AnyResult, "timer"))
+		}
+		members, whole := expr.VarMembers("timer", exprs...)
+		if strings.Join(members, " ") != tt.members || whole != tt.whole {
+			t.Errorf("%v: members %v whole %v, want %q %v", tt.srcs, members, whole, tt.members, tt.whole)
+		}
 	}
 }

@@ -77,3 +77,65 @@ func (c *fieldCollector) Visit(n *ast.Node) {
 		}
 	}
 }
+
+// VarMembers returns the members that exprs read of the further variable name (see
+// [Compile]'s vars): `timer.event` and `timer["event"]` read "event" of timer. whole is true
+// when one uses the variable in any other way (as a whole, with a computed index), so that
+// every member may be read.
+func VarMembers(name string, exprs ...*Expr) (members []string, whole bool) {
+	seen := map[string]bool{}
+	for _, e := range exprs {
+		if e == nil {
+			continue
+		}
+		node := e.program.Node()
+		c := &varCollector{name: name, seen: seen, covered: map[ast.Node]bool{}}
+		ast.Walk(&node, c)
+		for _, n := range c.refs {
+			if !c.covered[n] {
+				whole = true
+			}
+		}
+	}
+	for m := range seen {
+		members = append(members, m)
+	}
+	sort.Strings(members)
+	return members, whole
+}
+
+// varCollector finds the reads of a further variable (`_vars.name`, as varPatcher writes it).
+type varCollector struct {
+	name    string
+	seen    map[string]bool
+	refs    []ast.Node        // every `_vars.name`
+	covered map[ast.Node]bool // those read by a constant member
+}
+
+// Visit implements ast.Visitor.
+func (c *varCollector) Visit(n *ast.Node) {
+	m, ok := (*n).(*ast.MemberNode)
+	if !ok {
+		return
+	}
+	if c.isVar(m) {
+		c.refs = append(c.refs, m)
+		return
+	}
+	if inner, ok := m.Node.(*ast.MemberNode); ok && c.isVar(inner) && !m.Method {
+		if s, ok := m.Property.(*ast.StringNode); ok {
+			c.seen[s.Value] = true
+			c.covered[inner] = true
+		}
+	}
+}
+
+// isVar tells whether m is `_vars.name`.
+func (c *varCollector) isVar(m *ast.MemberNode) bool {
+	id, ok := m.Node.(*ast.IdentifierNode)
+	if !ok || id.Value != varsName {
+		return false
+	}
+	s, ok := m.Property.(*ast.StringNode)
+	return ok && s.Value == c.name
+}

@@ -21,11 +21,12 @@
 // stream order: a cancel ends its key's timer (one at or after the deadline comes too late), a
 // start sets it (with restart: false, not while one is pending), and fires it at once if its
 // deadline is already <= watermark. With the pipeline's `idle`, timers fire on the wall clock
-// too. An event's effects apply only if it passes the whole chain.
+// too. An event's effects apply unless an operator fails on it (a dead letter).
 //
 // A pending timer is the key "<name>.<key>" of the projection, valued {started, deadline,
-// event, seq}: the start's time and the deadline (RFC 3339, UTC), the start event whole (so a
-// pipeline with a timeout decodes its events whole) and its sequence. In memory the operator
+// event, seq}: the start's time and the deadline (RFC 3339, UTC), the start event whole and
+// its sequence. The event is kept only when the emit reads timer.event (or the timer whole),
+// since the pipeline must then decode every event whole. In memory the operator
 // keeps an index of the keys by a lower bound of their deadlines (see index), rebuilt from the
 // projection at every start: a step at which nothing is due costs one comparison.
 //
@@ -33,9 +34,10 @@
 // `time` the watermark and the variable `timer` as stored (`event` is empty). The derived
 // event's id, "timeout:<name>:<key>:<deadline in Unix ms>:<start seq>", is the same whichever
 // event fires the timer, so that it is published once across crashes, restarts and replays.
-// With handler: once, a timer fired at a hydrated event's step ends without emitting. The emit
-// is also tried when a timer starts: a start whose emit fails (a key that makes the subject
-// invalid) is a dead letter, not a timer that stops the pipeline when it fires.
+// With handler: once, a timer fired at a hydrated event's step ends without emitting. An emit
+// that cannot be made when the timer fires (an expression fails, the subject is invalid) is
+// staged as unmade (event.Output.Err): the pipeline dead-letters it, with the timer as its
+// payload, and goes on.
 //
 // Exactly once: after a crash the pipeline processes again the events after its checkpoint, on
 // keys that may hold the last effect on them of the batch whose commit was cut, written with

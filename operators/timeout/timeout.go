@@ -55,6 +55,9 @@ type op struct {
 	subject, data    *expr.Expr // the emit's (data as one expression, a map of fields made one)
 	once             bool       // handler: once
 	typ              string     // CloudEvents type ("": the subject)
+	// keepEvent tells that the emit reads timer.event (or the timer whole): the timer then
+	// keeps its start event, which the pipeline must decode whole.
+	keepEvent bool
 
 	idx     index
 	ticked  []string    // the keys whose timers the tick of sequence tickSeq ended
@@ -132,6 +135,8 @@ func (o *op) buildEmit(raw any, vars []string) []error {
 	}
 	o.data, err = compile(data, expr.AnyResult, vars)
 	errs = append(errs, fieldErr("emit.data", err))
+	members, whole := expr.VarMembers(Var, o.subject, o.data)
+	o.keepEvent = whole || slices.Contains(members, StateEvent)
 	switch h := m["handler"]; h {
 	case nil, "once":
 	case "on", "all": // the same for a timer: a tick is never outdated
@@ -165,8 +170,11 @@ func (o *op) UseShape(s *event.Shape) { o.shape = s }
 // timers carry a TTL.
 func (o *op) UsesTTL() bool { return !o.restart }
 
-// Exprs implements [operators.Expressioner]: the emit's expressions, and `event` whole, as the
-// timer keeps the start event whole.
+// Exprs implements [operators.Expressioner]: the emit's expressions, and `event` whole when
+// the timer keeps the start event (the emit reads timer.event).
 func (o *op) Exprs() []*expr.Expr {
-	return []*expr.Expr{o.subject, o.data, expr.MustCompile("event", expr.AnyResult)}
+	if o.keepEvent {
+		return []*expr.Expr{o.subject, o.data, expr.MustCompile("event", expr.AnyResult)}
+	}
+	return []*expr.Expr{o.subject, o.data}
 }

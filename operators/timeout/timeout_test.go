@@ -1,6 +1,7 @@
 package timeout_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -479,8 +480,8 @@ func TestApplied(t *testing.T) {
 	}
 }
 
-// TestProcessErrors: a start without a key or time, or whose emit cannot be made, is an
-// error (a dead letter); a type that neither starts nor cancels needs neither.
+// TestProcessErrors: a start or cancel without a key or time is an error (a dead letter); a
+// type that neither starts nor cancels needs neither.
 func TestProcessErrors(t *testing.T) {
 	op := build(t, config(true, "once"))
 	d := newDriver(t, op)
@@ -494,7 +495,6 @@ func TestProcessErrors(t *testing.T) {
 		{"cancel without key", &event.Event{Seq: 1, Type: "order", KeyErr: bad}, false},
 		{"no type", &event.Event{Seq: 1, Key: "a", TypeErr: bad}, false},
 		{"other type without time", &event.Event{Seq: 1, Key: "a", Type: "view", TimeErr: bad}, true},
-		{"key that makes the subject invalid", &event.Event{Seq: 1, Key: "a b", Type: "add", Time: t0}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -569,5 +569,24 @@ func TestIdleTick(t *testing.T) {
 				t.Errorf("left %v pending", p)
 			}
 		})
+	}
+}
+
+// TestUnmadeEmit: a timer whose emit cannot be made when it fires (its key makes the subject
+// invalid) is staged as unmade, with the timer as payload, and ended: the pipeline
+// dead-letters it and goes on.
+func TestUnmadeEmit(t *testing.T) {
+	d := newDriver(t, build(t, config(true, "once")))
+	d.step(input{Event: oracle.Event{Seq: 1, Key: "a b", Type: "add", Time: t0, Valid: true, Reaches: true}})
+	d.step(input{Event: oracle.Event{Seq: 2, Key: "c", Type: "view", Time: t0.Add(time.Hour), Valid: true, Reaches: true}})
+	if len(d.batch) != 1 {
+		t.Fatalf("outputs %v, want the unmade one", d.batch)
+	}
+	o := d.batch[0]
+	if o.Err == nil || !strings.Contains(o.Err.Error(), "not a valid subject") || !strings.Contains(string(o.Data), `"deadline"`) || o.ID == "" || o.Key != "a b" {
+		t.Errorf("output %+v, want an unmade emit with the timer as data, an id and the key", o)
+	}
+	if e, _ := d.store.Get(context.Background(), "p_timers", "abandoned.a b"); e != nil && e.State != nil {
+		t.Errorf("the timer is still pending: %v", e.State.Map())
 	}
 }

@@ -49,29 +49,30 @@ func (o *op) Process(x *operators.Exec, ev *event.Event) (bool, error) {
 		return true, nil // the first start stays
 	}
 	deadline := ev.Time.Add(o.after)
-	t := event.NewRecord(o.shape, map[string]any{
+	fields := map[string]any{
 		StateStarted:  ev.Time.UTC().Format(time.RFC3339Nano),
 		StateDeadline: deadline.UTC().Format(time.RFC3339Nano),
-		StateEvent:    maps.Clone(ev.FieldMap()), // the event's map is reused for the next one
 		StateSeq:      float64(ev.Seq),
-	})
-	// The emit is made now as the tick that fires the timer will make it: one that fails is a
-	// dead letter, not a timer that fails the pipeline when it fires.
-	at, late := deadline, !deadline.After(x.Watermark) // late: due as it starts, it fires at once
-	if late {
-		at = x.Watermark
 	}
-	out, err := o.render(x, o.tickLike(ev, at), ev.Key, t, deadline)
+	if o.keepEvent {
+		fields[StateEvent] = maps.Clone(ev.FieldMap()) // the event's map is reused for the next one
+	}
+	t := event.NewRecord(o.shape, fields)
+	at, late := deadline, !deadline.After(x.Watermark) // late: due as it starts, it fires at once
 	switch {
-	case err != nil:
-		return false, fmt.Errorf("timeout %s: emit of the timer: %w", o.name, err)
 	case !late:
 		ev.Writes = append(ev.Writes, event.Write{Projection: o.projection, Key: k, State: t, Seq: ev.Seq, Time: ev.Time, Entry: e})
 		o.idx.note(ev.Key, deadline)
+		return true, nil
 	case pending:
 		ev.Writes = append(ev.Writes, o.end(k, e, ev.Seq, ev.Time))
 	}
-	if late && o.fires(ev.Mode) && !ev.Duplicate {
+	if o.fires(ev.Mode) && !ev.Duplicate {
+		// Fired on the event itself: an emit that cannot be made is the event's dead letter.
+		out, err := o.render(x, o.tickLike(ev, at), ev.Key, t, deadline)
+		if err != nil {
+			return false, fmt.Errorf("timeout %s: emit of the timer: %w", o.name, err)
+		}
 		ev.Outputs = append(ev.Outputs, out)
 	}
 	return true, nil
@@ -144,7 +145,9 @@ func (o *op) Advance(x *operators.Exec, tick *event.Event, _, to time.Time) erro
 		if o.fires(tick.Mode) {
 			out, err := o.render(x, tick, d.key, d.e.State, d.deadline)
 			if err != nil {
-				return fmt.Errorf("timeout %s: emit of the timer of %q: %w", o.name, d.key, err)
+				// Staged as unmade: the pipeline dead-letters it, with the timer as payload.
+				out.Err = fmt.Errorf("timeout %s: emit of the timer of %q: %w", o.name, d.key, err)
+				out.Data, _ = json.Marshal(d.e.State.Map())
 			}
 			tick.Outputs = append(tick.Outputs, out)
 		}
@@ -162,24 +165,24 @@ func (o *op) render(x *operators.Exec, ev *event.Event, key string, t *event.Rec
 	defer func(k string) { ev.Key = k; delete(ev.Vars, Var) }(ev.Key)
 	ev.Key = key
 	ev.SetVar(Var, t.Map())
+	seq, _ := t.Get(StateSeq).(float64)
+	out := event.Output{Key: key, ID: fmt.Sprintf("timeout:%s:%s:%d:%d", o.name, key, deadline.UnixMilli(), uint64(seq))} // the same in every run
 	subject, err := x.EvalString(o.subject, ev)
 	if err != nil {
-		return event.Output{}, err
+		return out, err
 	}
+	out.Subject, out.Type = subject, cmp.Or(o.typ, subject)
 	if !validSubject(subject) {
-		return event.Output{}, fmt.Errorf("%w: %s: %q is not a valid subject to publish on", expr.ErrEval, o.subject.Source, subject)
+		return out, fmt.Errorf("%w: %s: %q is not a valid subject to publish on", expr.ErrEval, o.subject.Source, subject)
 	}
 	body, err := x.Eval(o.data, ev)
 	if err != nil {
-		return event.Output{}, err
+		return out, err
 	}
-	data, err := json.Marshal(body)
-	if err != nil {
-		return event.Output{}, fmt.Errorf("%w: emit data: %v", expr.ErrEval, err)
+	if out.Data, err = json.Marshal(body); err != nil {
+		return out, fmt.Errorf("%w: emit data: %v", expr.ErrEval, err)
 	}
-	seq, _ := t.Get(StateSeq).(float64)
-	id := fmt.Sprintf("timeout:%s:%s:%d:%d", o.name, key, deadline.UnixMilli(), uint64(seq)) // the same in every run
-	return event.Output{Subject: subject, Type: cmp.Or(o.typ, subject), Key: key, Data: data, ID: id}, nil
+	return out, nil
 }
 
 // Start implements [operators.Starter]: it rebuilds the index from the projection's timers.

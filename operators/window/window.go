@@ -342,7 +342,9 @@ func (o *Op) delete(x *operators.Exec, tick *event.Event, k string) error {
 }
 
 // emitWindow stages the derived event of the window k of key, which closed as r, when the
-// handler lets the tick emit.
+// handler lets the tick emit. An emit that cannot be made (an expression fails, the subject
+// is not one to publish on) is staged as such (event.Output.Err): the pipeline dead-letters
+// it, with the window as payload, and goes on.
 func (o *Op) emitWindow(x *operators.Exec, tick *event.Event, key, k string, r *event.Record) error {
 	em := o.emit
 	if em == nil || em.handler == handlerOnce && tick.Mode != event.Live {
@@ -355,37 +357,48 @@ func (o *Op) emitWindow(x *operators.Exec, tick *event.Event, key, k string, r *
 	}
 	tick.Key = key
 	tick.SetVar("window", w)
+	out := event.Output{Key: key, ID: "window:" + o.projection + ":" + k}
+	out.Subject, out.Data, out.Err = o.render(x, tick)
+	if out.Err != nil {
+		out.Data, _ = json.Marshal(w) // a map of JSON values always encodes
+	}
+	out.Type = em.typ
+	if out.Type == "" {
+		out.Type = out.Subject
+	}
+	tick.Outputs = append(tick.Outputs, out)
+	return nil
+}
+
+// render evaluates the emit's subject and data on tick.
+func (o *Op) render(x *operators.Exec, tick *event.Event) (string, []byte, error) {
+	em := o.emit
 	subject, err := x.EvalString(em.subject, tick)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	if !validSubject(subject) {
-		return fmt.Errorf("%w: %s: %q is not a valid subject to publish on", expr.ErrEval, em.subject.Source, subject)
+		return subject, nil, fmt.Errorf("%w: %s: %q is not a valid subject to publish on", expr.ErrEval, em.subject.Source, subject)
 	}
 	var body any
 	if em.data != nil {
 		if body, err = x.Eval(em.data, tick); err != nil {
-			return err
+			return subject, nil, err
 		}
 	} else {
 		m := make(map[string]any, len(em.fields))
 		for _, f := range em.fields {
 			if m[f.name], err = x.Eval(f.expr, tick); err != nil {
-				return err
+				return subject, nil, err
 			}
 		}
 		body = m
 	}
 	data, err := json.Marshal(body)
 	if err != nil {
-		return fmt.Errorf("%w: emit data: %v", expr.ErrEval, err)
+		return subject, nil, fmt.Errorf("%w: emit data: %v", expr.ErrEval, err)
 	}
-	typ := em.typ
-	if typ == "" {
-		typ = subject
-	}
-	tick.Outputs = append(tick.Outputs, event.Output{Subject: subject, Type: typ, Key: key, Data: data, ID: "window:" + o.projection + ":" + k})
-	return nil
+	return subject, data, nil
 }
 
 // maxSubjectLen bounds a derived event's subject (NATS control lines are at most 4 KiB).

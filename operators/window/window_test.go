@@ -500,3 +500,33 @@ func win(start, end string, closed bool, n float64) map[string]any {
 	at := func(o string) string { d, _ := time.ParseDuration(o); return oracle.Timestamp(t0.Add(d)) }
 	return map[string]any{"start": at(start), "end": at(end), "closed": closed, "n": n}
 }
+
+// TestUnmadeEmit: a window whose emit cannot be made when it closes (its key makes the
+// subject invalid) is staged as unmade, with the window as payload; the window still closes.
+func TestUnmadeEmit(t *testing.T) {
+	op := build(t, "projection: w\ntumbling: 1m\naggregate: {n: count()}\nemit: {subject: '\"w.\" + key', data: {n: window.n}}")
+	r := newRunner(t, op, newMemStore(t, op.Shape(), true), time.Time{})
+	r.step(ev(1, "a b", "1m"), false)
+	r.tick.Reset()
+	r.x.Watermark = r.x.Watermark.Add(time.Hour)
+	if err := op.Advance(&r.x, &r.tick, r.x.Watermark.Add(-time.Hour), r.x.Watermark); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.tick.Outputs) != 1 {
+		t.Fatalf("outputs %v, want one", r.tick.Outputs)
+	}
+	o := r.tick.Outputs[0]
+	if o.Err == nil || !strings.Contains(o.Err.Error(), "not a valid subject") || !strings.Contains(string(o.Data), `"n":1`) || o.ID == "" {
+		t.Errorf("output %+v, want an unmade emit with the window as data and an id", o)
+	}
+	r.applyEffects(&r.tick)
+	st := r.state()
+	if len(st) != 1 {
+		t.Fatalf("windows %v, want one", st)
+	}
+	for k, v := range st {
+		if v["closed"] != true {
+			t.Errorf("window %s = %v, want it closed", k, v)
+		}
+	}
+}

@@ -49,6 +49,20 @@ func MsgID(pipeline string, seq uint64, n int) string {
 	return pipeline + ":" + strconv.FormatUint(seq, 10) + ":" + strconv.Itoa(n)
 }
 
+// Unmade builds the dead letter of a derived event that an operator acting on time could not
+// make (o.Err set): its reason, o.Data as payload, and the id of the derived event with
+// ":dlq" appended, so that it is published once across crashes as the event would have been.
+func Unmade(pipeline string, ev *event.Event, n int, o event.Output, limit int) *nats.Msg {
+	id := MsgID(pipeline, ev.Seq, n)
+	if o.ID != "" {
+		id = pipeline + ":" + o.ID
+	}
+	return newDeadLetter(deadLetterOf{
+		pipeline: pipeline, seq: ev.Seq, subject: ev.Subject, data: o.Data,
+		reason: o.Err.Error(), emitted: o.Subject, id: id + ":dlq", limit: limit,
+	})
+}
+
 // Derived builds the message of the n-th derived event of ev: CloudEvents binary mode, with
 // the deterministic id [MsgID] (or "<pipeline>:" + o.ID when the operator gave one) as
 // Nats-Msg-Id and ce-id.
