@@ -60,6 +60,9 @@ type Options struct {
 	Rounds int
 	// Workload is one of [Workloads] (default fold).
 	Workload string
+	// EventRate is the workload's events per second of event time (its `ts` field; default
+	// 10,000): how many events a window of the windows workload holds.
+	EventRate int
 	// Logger receives progress; nil discards it.
 	Logger *slog.Logger
 	// CPUProfile, when set, receives a CPU profile of the first round's pipeline phase only
@@ -173,6 +176,9 @@ func (o *Options) defaults() {
 	if o.Workload == "" {
 		o.Workload = WorkloadFold
 	}
+	if o.EventRate <= 0 {
+		o.EventRate = 10_000
+	}
 }
 
 // PipelineYAML returns the configuration of the standard fold (4 fields, a handler per type,
@@ -232,7 +238,7 @@ pipelines:
 `
 
 // Payload returns the i-th event of the workload: about 200 bytes of JSON.
-func Payload(i, keys, emitEvery int, rng *rand.Rand) []byte {
+func Payload(i, keys, emitEvery, rate int, rng *rand.Rand) []byte {
 	var b bytes.Buffer
 	b.Grow(224)
 	b.WriteString(`{"type":"t`)
@@ -248,7 +254,7 @@ func Payload(i, keys, emitEvery int, rng *rand.Rand) []byte {
 	b.WriteString(`,"ref":"r-`)
 	b.WriteString(strconv.Itoa(i))
 	b.WriteString(`","ts":"`)
-	b.WriteString(eventTime(i))
+	b.WriteString(eventTime(i, rate))
 	b.WriteString(`","note":"`)
 	for b.Len() < 198 {
 		b.WriteByte('x')
@@ -460,7 +466,7 @@ func publish(ctx context.Context, js jetstream.JetStream, o Options) (float64, i
 	total := 0
 	w := streams.NewWindow(js, 8192)
 	for i := range o.Events {
-		p := Payload(i, o.Keys, o.EmitEvery, rng)
+		p := Payload(i, o.Keys, o.EmitEvery, o.EventRate, rng)
 		total += len(p)
 		if err := w.Publish(ctx, &nats.Msg{Subject: "bench.ev", Data: p}); err != nil {
 			return 0, 0, err

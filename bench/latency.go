@@ -66,7 +66,7 @@ func runLatency(ctx context.Context, js jetstream.JetStream, ps []*pipeline.Pipe
 		// publish what the rate owes by now, so a late tick catches up
 		owed := int(time.Since(began).Seconds()*float64(o.Rate)) - i
 		for range min(owed, 10*perMs) {
-			f, err := js.PublishAsync("bench.ev", Payload(i, o.Keys, o.EmitEvery, rng))
+			f, err := js.PublishAsync("bench.ev", Payload(i, o.Keys, o.EmitEvery, o.EventRate, rng))
 			if err != nil {
 				return res, fmt.Errorf("publish: %w", err)
 			}

@@ -62,7 +62,7 @@ func BenchmarkProcess(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	msgs := make([]*benchMsg, 10_000)
 	for i := range msgs {
-		msgs[i] = &benchMsg{data: bench.Payload(i, 10_000, 100, rng)}
+		msgs[i] = &benchMsg{data: bench.Payload(i, 10_000, 100, 10_000, rng)}
 	}
 	b.ReportAllocs()
 	seq := uint64(0)

@@ -88,7 +88,7 @@ func benchWindowPipeline(b *testing.B, yaml string) {
 	const n = 1 << 16
 	payloads := make([][]byte, n)
 	for i := range payloads {
-		payloads[i] = bench.Payload(i, 1000, 100, rng)
+		payloads[i] = bench.Payload(i, 1000, 100, 10_000, rng)
 	}
 	msg := &benchMsg{}
 	b.ReportAllocs()

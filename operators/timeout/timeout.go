@@ -58,6 +58,8 @@ type op struct {
 	// keepEvent tells that the emit reads timer.event (or the timer whole): the timer then
 	// keeps its start event, which the pipeline must decode whole.
 	keepEvent bool
+	// slots are the timer's fields in shape, which has them all.
+	slots struct{ started, deadline, seq, event int }
 
 	idx     index
 	ticked  []string    // the keys whose timers the tick of sequence tickSeq ended
@@ -105,7 +107,8 @@ func build(b operators.BuildContext, raw any) (operators.Operator, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	o.prefix, o.shape = o.name+".", event.NewShape(o.StateFields()...)
+	o.prefix = o.name + "."
+	o.UseShape(event.NewShape(o.StateFields()...))
 	o.idx.reset()
 	return o, nil
 }
@@ -164,7 +167,13 @@ func (o *op) StateFields() []string {
 func (o *op) Shape() *event.Shape { return o.shape }
 
 // UseShape implements [operators.Projector].
-func (o *op) UseShape(s *event.Shape) { o.shape = s }
+func (o *op) UseShape(s *event.Shape) {
+	o.shape = s
+	o.slots.started, _ = s.Slot(StateStarted)
+	o.slots.deadline, _ = s.Slot(StateDeadline)
+	o.slots.seq, _ = s.Slot(StateSeq)
+	o.slots.event, _ = s.Slot(StateEvent)
+}
 
 // UsesTTL implements [operators.TTLProjector]: with restart: false the markers of ended
 // timers carry a TTL.

@@ -49,15 +49,13 @@ func (o *op) Process(x *operators.Exec, ev *event.Event) (bool, error) {
 		return true, nil // the first start stays
 	}
 	deadline := ev.Time.Add(o.after)
-	fields := map[string]any{
-		StateStarted:  ev.Time.UTC().Format(time.RFC3339Nano),
-		StateDeadline: deadline.UTC().Format(time.RFC3339Nano),
-		StateSeq:      float64(ev.Seq),
-	}
+	t := event.NewRecord(o.shape, nil) // set by slot: no map per start
+	t.Set(o.slots.started, event.ValueOf(ev.Time.UTC().Format(time.RFC3339Nano)))
+	t.Set(o.slots.deadline, event.ValueOf(deadline.UTC().Format(time.RFC3339Nano)))
+	t.Set(o.slots.seq, event.NumberValue(float64(ev.Seq)))
 	if o.keepEvent {
-		fields[StateEvent] = maps.Clone(ev.FieldMap()) // the event's map is reused for the next one
+		t.Set(o.slots.event, event.ValueOf(maps.Clone(ev.FieldMap()))) // the event's map is reused for the next one
 	}
-	t := event.NewRecord(o.shape, fields)
 	at, late := deadline, !deadline.After(x.Watermark) // late: due as it starts, it fires at once
 	switch {
 	case !late:
