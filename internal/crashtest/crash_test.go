@@ -287,7 +287,13 @@ func (e *crashEnv) verify(what string, count int) {
 		e.t.Fatalf("the source stream holds %d events, %d were published", len(stored), len(e.payload))
 	}
 	bad := shoptest.Mismatches(e.t, e.js, streams.DLQStream, shoptest.Oracle(stored))
-	bad = append(bad, shoptest.StatefulMismatches(e.t, e.js, streams.DLQStream, shoptest.StatefulOracle(stored))...)
+	sw := shoptest.StatefulOracle(stored)
+	bad = append(bad, shoptest.StatefulMismatches(e.t, e.js, streams.DLQStream, sw)...)
+	e.t.Logf("stateful pipeline: %d windows kept, %d closed, %d late events, %d timers fired, %d pending",
+		len(sw.Windows.State), len(sw.Windows.Closed), len(sw.Windows.Dead), len(sw.Timers.Fired), len(sw.Timers.Pending))
+	if len(sw.Windows.Closed) == 0 || len(sw.Windows.Dead) == 0 || len(sw.Timers.Fired) == 0 {
+		e.t.Error("the workload closes no window, has no late event or fires no timer: the stateful checks check little")
+	}
 	for i, m := range bad {
 		if i == 20 {
 			e.t.Errorf("... and %d more", len(bad)-20)
