@@ -185,8 +185,43 @@ func (o *Options) defaults() {
 // one emit) with the given stop, batch and cache settings. Zero batch fields are left out, so
 // that they take the configuration's defaults.
 func PipelineYAML(stop string, b config.Batch, cacheKeys int) string {
-	return fmt.Sprintf(pipelineYAML, stop, batchSection(b), cacheKeys)
+	return ConfigYAML(foldPipeline(stop, b, cacheKeys))
 }
+
+// foldPipeline is the pipeline of the standard fold, bench.
+func foldPipeline(stop string, b config.Batch, cacheKeys int) Pipeline {
+	return Pipeline{Name: "bench", Stop: stop, Batch: b, CacheKeys: cacheKeys,
+		Operators: FoldYAML("bench") + fmt.Sprintf(emitYAML, "benchout.")}
+}
+
+// Pipeline is a pipeline over the workload's stream (keyed by event.key), for [ConfigYAML].
+type Pipeline struct {
+	Name      string
+	Stop      string       // source.stop: end or follow
+	Time      string       // the event time expression ("": none)
+	Batch     config.Batch // zero fields are left out
+	CacheKeys int
+	Operators string // the items of its operators, indented as [FoldYAML]'s
+}
+
+// ConfigYAML returns a configuration of the workload's stream, BENCH, and of its derived
+// events, BENCH_OUT, with the pipelines ps.
+func ConfigYAML(ps ...Pipeline) string {
+	var b strings.Builder
+	b.WriteString(configYAML)
+	for _, p := range ps {
+		var timeLine string
+		if p.Time != "" {
+			timeLine = "    time: " + p.Time + "\n"
+		}
+		fmt.Fprintf(&b, pipelineYAML, p.Name, p.Stop, timeLine, batchSection(p.Batch), p.CacheKeys, p.Operators)
+	}
+	return b.String()
+}
+
+// FoldYAML returns the fold of the standard fold (4 fields, a handler per type) writing
+// projection, as an item of a pipeline's operators (without the standard fold's emit).
+func FoldYAML(projection string) string { return fmt.Sprintf(foldYAML, projection, "event.ref") }
 
 // batchSection returns the inside of a pipeline's batch section: b's non-zero fields.
 func batchSection(b config.Batch) string {
@@ -210,30 +245,43 @@ func batchSection(b config.Batch) string {
 	return strings.Join(parts, ", ")
 }
 
-const pipelineYAML = `
+// configYAML is the start of [ConfigYAML]'s configuration, up to its pipelines.
+const configYAML = `
 nats: {url: ""}
 http: {listen: none}
 streams:
   - {name: BENCH, subjects: ["bench.>"]}
   - {name: BENCH_OUT, subjects: ["benchout.>"]}
 pipelines:
-  - name: bench
+`
+
+// pipelineYAML is a pipeline of [ConfigYAML]: format it with the name, the stop, the time
+// line, the batch section, the cache bound and the operators.
+const pipelineYAML = `  - name: %s
     source: {stream: BENCH, start: all, stop: %s}
     key: event.key
-    batch: {%s}
+%s    batch: {%s}
     cache: {max_keys: %d}
     operators:
-      - fold:
-          projection: bench
+%s`
+
+// foldYAML is the fold of the standard fold: format it with the projection and what t3's
+// handler sets last to.
+const foldYAML = `      - fold:
+          projection: %s
           initial: {count: 0, total: 0.0, qty: 0, last: ""}
           on:
             t1: {count: state.count + 1, total: state.total + event.amount}
             t2: {count: state.count + 1, qty: state.qty + event.qty}
-            t3: {count: state.count + 1, last: event.ref}
+            t3: {count: state.count + 1, last: %s}
             t4: {count: state.count + 1, total: state.total - event.amount, qty: 'max(state.qty - 1, 0)'}
-      - emit:
+`
+
+// emitYAML is the emit of the standard fold, a derived event of each flagged event: format it
+// with the subject's prefix.
+const emitYAML = `      - emit:
           when: event.flag
-          subject: '"benchout." + key'
+          subject: '"%s" + key'
           data: {key: key, count: state.count}
 `
 
@@ -286,11 +334,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return Result{}, fmt.Errorf("bench: the latency mode runs the fold workload only")
 	}
 	cfgPath := filepath.Join(dir, "bench.yaml")
-	y := PipelineYAML(stop, o.Batch, o.CacheKeys)
-	if w := workloadPipeline[o.Workload]; w != "" {
-		y += fmt.Sprintf(w, stop, batchSection(o.Batch), workloadCache(o))
+	specs := []Pipeline{foldPipeline(stop, o.Batch, o.CacheKeys)}
+	if w, ok := workloadPipeline(o, stop); ok {
+		specs = append(specs, w)
 	}
-	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(ConfigYAML(specs...)), 0o600); err != nil {
 		return Result{}, err
 	}
 	cfg, err := config.Load(cfgPath, config.LoadOptions{Environ: []string{}})

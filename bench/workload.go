@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"runtime/pprof"
@@ -35,31 +36,17 @@ const (
 // Workloads lists the workloads.
 var Workloads = []string{WorkloadFold, WorkloadWindows, WorkloadLookup}
 
-// workloadPipeline is the second pipeline of each workload but the fold: the standard fold
-// under the name bench_w, and its additions. Format it with the stop, the batch section and
-// the cache bound.
-var workloadPipeline = map[string]string{
-	WorkloadWindows: `
-  - name: bench_w
-    source: {stream: BENCH, start: all, stop: %s}
-    key: event.key
-    time: event.ts
-    batch: {%s}
-    cache: {max_keys: %d}
-    operators:
-      - fold:
-          projection: bench_w
-          initial: {count: 0, total: 0.0, qty: 0, last: ""}
-          on:
-            t1: {count: state.count + 1, total: state.total + event.amount}
-            t2: {count: state.count + 1, qty: state.qty + event.qty}
-            t3: {count: state.count + 1, last: event.ref}
-            t4: {count: state.count + 1, total: state.total - event.amount, qty: 'max(state.qty - 1, 0)'}
-      - emit:
-          when: event.flag
-          subject: '"benchout.w." + key'
-          data: {key: key, count: state.count}
-      - window:
+// workload is what a workload but the fold adds to the standard fold in its pipeline, bench_w
+// (the fold under that name, its emit on benchout.w.).
+type workload struct {
+	time   string // the pipeline's event time ("": none)
+	before string // operators before the fold
+	last   string // what the fold's t3 handler sets last to ("": event.ref)
+	after  string // operators after the emit
+}
+
+var workloads = map[string]workload{
+	WorkloadWindows: {time: "event.ts", after: `      - window:
           projection: bench_win
           tumbling: 1m
           aggregate: {n: count(), total: sum(event.amount)}
@@ -69,28 +56,20 @@ var workloadPipeline = map[string]string{
           cancel: [t4]
           after: 30s
           emit: {subject: '"benchout.t." + key', data: {key: key, deadline: timer.deadline}}
-`,
-	WorkloadLookup: `
-  - name: bench_w
-    source: {stream: BENCH, start: all, stop: %s}
-    key: event.key
-    batch: {%s}
-    cache: {max_keys: %d}
-    operators:
-      - lookup: {projection: bench_users, key: key, as: user}
-      - fold:
-          projection: bench_w
-          initial: {count: 0, total: 0.0, qty: 0, last: ""}
-          on:
-            t1: {count: state.count + 1, total: state.total + event.amount}
-            t2: {count: state.count + 1, qty: state.qty + event.qty}
-            t3: {count: state.count + 1, last: user.name}
-            t4: {count: state.count + 1, total: state.total - event.amount, qty: 'max(state.qty - 1, 0)'}
-      - emit:
-          when: event.flag
-          subject: '"benchout.w." + key'
-          data: {key: key, count: state.count}
-`,
+`},
+	WorkloadLookup: {before: `      - lookup: {projection: bench_users, key: key, as: user}
+`, last: "user.name"},
+}
+
+// workloadPipeline returns the second pipeline of o's workload, false for the fold workload.
+func workloadPipeline(o Options, stop string) (Pipeline, bool) {
+	w, ok := workloads[o.Workload]
+	if !ok {
+		return Pipeline{}, false
+	}
+	fold := fmt.Sprintf(foldYAML, "bench_w", cmp.Or(w.last, "event.ref")) + fmt.Sprintf(emitYAML, "benchout.w.")
+	return Pipeline{Name: "bench_w", Stop: stop, Time: w.time, Batch: o.Batch, CacheKeys: workloadCache(o),
+		Operators: w.before + fold + w.after}, true
 }
 
 // workloadCache is the state cache bound of the workload pipeline: the windows workload holds

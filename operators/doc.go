@@ -12,5 +12,8 @@
 //
 // The data operators work on is in the sub-package event, the expressions they run in expr.
 // Operators are built from configuration by a [Registry] of [Spec] values; the command builds
-// the registry explicitly with operators/builtin.Registry (no init-time registration).
+// the registry explicitly with operators/builtin.Registry (no init-time registration). The
+// constructors of every operator package read their configuration with the helpers of this
+// one ([Fields], [CompileExpr], [Duration], [ParseHandler], [FieldErr]...), so that the same
+// mistake reads the same in every operator.
 package operators

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/jetfold/jetfold/operators/event"
 	"github.com/jetfold/jetfold/operators/expr"
@@ -29,41 +28,40 @@ func emitSpec() Spec {
 }
 
 func buildEmit(b BuildContext, raw any) (Operator, error) {
-	m, err := fieldMap(raw)
-	if err != nil {
-		return nil, fieldErr("", err)
+	m, errs := Fields(raw, "", "when", "subject", "data", "handler", "type")
+	if m == nil {
+		return nil, errors.Join(errs...)
 	}
-	var errs []error
-	errs = append(errs, checkKeys(m, "when", "subject", "data", "handler", "type"))
+	var err error
 	e := &emitOp{}
 	if w, ok := m["when"]; ok {
-		if e.when, err = singleExpr(w, expr.BoolResult, b.Vars); err != nil {
-			errs = append(errs, fieldErr("when", err))
+		if e.when, err = CompileExpr(w, expr.BoolResult, b.Vars); err != nil {
+			errs = append(errs, FieldErr("when", err))
 		}
 	}
-	if e.subject, err = singleExpr(m["subject"], expr.StringResult, b.Vars); err != nil {
-		errs = append(errs, fieldErr("subject", err))
+	if e.subject, err = CompileExpr(m["subject"], expr.StringResult, b.Vars); err != nil {
+		errs = append(errs, FieldErr("subject", err))
 	}
 	switch d := m["data"].(type) {
 	case map[string]any:
 		if e.fields, err = compileFields(d, b.Vars); err != nil {
-			errs = append(errs, prefixFieldErrs("data", err))
+			errs = append(errs, PrefixFieldErrs("data", err))
 		}
 	case string:
 		if e.data, err = expr.Compile(d, expr.AnyResult, b.Vars...); err != nil {
-			errs = append(errs, fieldErr("data", err))
+			errs = append(errs, FieldErr("data", err))
 		}
 	case nil:
 		e.data = expr.MustCompile("event", expr.AnyResult)
 	default:
-		errs = append(errs, fieldErr("data", fmt.Errorf("want a map of field -> expression or one expression, got %s", yamlKind(d))))
+		errs = append(errs, FieldErr("data", fmt.Errorf("want a map of field -> expression or one expression, got %s", YAMLKind(d))))
 	}
-	if e.handler, err = parseHandler(m["handler"], Once, On, All); err != nil {
-		errs = append(errs, fieldErr("handler", err))
+	if e.handler, err = ParseHandler(m["handler"], On, Once, All); err != nil {
+		errs = append(errs, FieldErr("handler", err))
 	}
 	if t, ok := m["type"]; ok {
 		if e.typ, ok = t.(string); !ok || e.typ == "" {
-			errs = append(errs, fieldErr("type", errors.New("want a non-empty string (the CloudEvents type)")))
+			errs = append(errs, FieldErr("type", errors.New("want a non-empty string (the CloudEvents type)")))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -90,7 +88,7 @@ func (e *emitOp) Process(x *Exec, ev *event.Event) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if !validSubject(subject) {
+	if !ValidSubject(subject) {
 		return false, fmt.Errorf("%w: %s: %q is not a valid subject to publish on", expr.ErrEval, e.subject.Source, subject)
 	}
 	var body any
@@ -136,31 +134,21 @@ func (e *emitOp) fires(ev *event.Event) bool {
 	}
 }
 
-// maxSubjectLen bounds a derived event's subject (NATS control lines are at most 4 KiB).
-const maxSubjectLen = 1024
-
-func validSubject(s string) bool {
-	if s == "" || len(s) > maxSubjectLen || strings.HasPrefix(s, ".") || strings.HasSuffix(s, ".") || strings.Contains(s, "..") {
-		return false
-	}
-	return !strings.ContainsAny(s, " \t\r\n*>")
-}
-
 // CheckState implements [StateChecker].
 func (e *emitOp) CheckState(st *expr.StateType) error {
 	errs := []error{}
 	if err := st.Check(e.when, expr.BoolResult, nil); err != nil {
-		errs = append(errs, fieldErr("when", err))
+		errs = append(errs, FieldErr("when", err))
 	}
 	if err := st.Check(e.subject, expr.StringResult, nil); err != nil {
-		errs = append(errs, fieldErr("subject", err))
+		errs = append(errs, FieldErr("subject", err))
 	}
 	if err := st.Check(e.data, expr.AnyResult, nil); err != nil {
-		errs = append(errs, fieldErr("data", err))
+		errs = append(errs, FieldErr("data", err))
 	}
 	for _, a := range e.fields {
 		if err := st.Check(a.expr, expr.AnyResult, nil); err != nil {
-			errs = append(errs, fieldErr("data."+a.field, err))
+			errs = append(errs, FieldErr("data."+a.field, err))
 		}
 	}
 	return errors.Join(errs...)

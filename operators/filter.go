@@ -13,9 +13,9 @@ func filterSpec() Spec {
 		Name:    "filter",
 		Summary: "filter: EXPR drops events for which EXPR is false",
 		Build: func(b BuildContext, raw any) (Operator, error) {
-			e, err := singleExpr(raw, expr.BoolResult, b.Vars)
+			e, err := CompileExpr(raw, expr.BoolResult, b.Vars)
 			if err != nil {
-				return nil, err
+				return nil, FieldErr("", err)
 			}
 			return &filterOp{cond: e}, nil
 		},

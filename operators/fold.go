@@ -24,21 +24,6 @@ const (
 	All Handler = "all"
 )
 
-func parseHandler(raw any, allowed ...Handler) (Handler, error) {
-	if raw == nil {
-		return On, nil
-	}
-	s, ok := raw.(string)
-	if ok {
-		for _, a := range allowed {
-			if Handler(s) == a {
-				return a, nil
-			}
-		}
-	}
-	return "", fmt.Errorf("handler %v: want one of %v", raw, allowed)
-}
-
 // AnyType is the `fold.on` entry that handles every type without a handler of its own.
 const AnyType = "*"
 
@@ -83,40 +68,38 @@ func foldSpec() Spec {
 }
 
 func buildFold(b BuildContext, raw any) (Operator, error) {
-	m, err := fieldMap(raw)
-	if err != nil {
-		return nil, fieldErr("", err)
+	m, errs := Fields(raw, "", "projection", "initial", "on", "handler")
+	if m == nil {
+		return nil, errors.Join(errs...)
 	}
-	var errs []error
-	errs = append(errs, checkKeys(m, "projection", "initial", "on", "handler"))
 	f := &foldOp{on: map[string][]assign{}}
 	initial := map[string]any{}
 	f.projection, _ = m["projection"].(string)
 	if !ValidName(f.projection) {
-		errs = append(errs, fieldErr("projection", fmt.Errorf("projection %q: want a name of letters, digits, - and _", f.projection)))
+		errs = append(errs, FieldErr("projection", fmt.Errorf("projection %q: want a name of letters, digits, - and _", f.projection)))
 	}
 	if raw, ok := m["initial"]; ok {
 		init, err := fieldMap(raw)
 		if err != nil {
-			errs = append(errs, fieldErr("initial", err))
+			errs = append(errs, FieldErr("initial", err))
 		} else if initial, err = jsonNormal(init); err != nil {
-			errs = append(errs, fieldErr("initial", err))
+			errs = append(errs, FieldErr("initial", err))
 		}
 	}
 	on, err := fieldMap(m["on"])
 	if err != nil {
-		errs = append(errs, fieldErr("on", fmt.Errorf("want a map of event type to field assignments: %w", err)))
+		errs = append(errs, FieldErr("on", fmt.Errorf("want a map of event type to field assignments: %w", err)))
 	}
 	for _, typ := range sortedKeys(on) {
 		fields, err := compileFields(on[typ], b.Vars)
 		if err != nil {
-			errs = append(errs, prefixFieldErrs("on."+typ, err))
+			errs = append(errs, PrefixFieldErrs("on."+typ, err))
 			continue
 		}
 		f.on[typ] = fields
 	}
-	if f.handler, err = parseHandler(m["handler"], On, All); err != nil {
-		errs = append(errs, fieldErr("handler", err))
+	if f.handler, err = ParseHandler(m["handler"], On, All); err != nil {
+		errs = append(errs, FieldErr("handler", err))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -244,38 +227,6 @@ func jsonNormal(m map[string]any) (map[string]any, error) {
 	return out, json.Unmarshal(b, &out)
 }
 
-func prefixFieldErrs(prefix string, err error) error {
-	var errs []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		for _, e := range j.Unwrap() {
-			errs = append(errs, prefixFieldErrs(prefix, e))
-		}
-		return errors.Join(errs...)
-	}
-	var fe *expr.FieldError
-	if errors.As(err, &fe) {
-		f := prefix
-		if fe.Field != "" {
-			f += "." + fe.Field
-		}
-		return &expr.FieldError{Field: f, Column: fe.Column, Err: fe.Err}
-	}
-	return &expr.FieldError{Field: prefix, Err: err}
-}
-
-// ValidName tells whether s can name a projection (a KV bucket): letters, digits, - and _.
-func ValidName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, r := range s {
-		if !(r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
-			return false
-		}
-	}
-	return true
-}
-
 // InitialTypes implements [StateFieldsAssigned].
 func (f *foldOp) InitialTypes() map[string]reflect.Type {
 	out := make(map[string]reflect.Type, len(f.initialMap))
@@ -303,7 +254,7 @@ func (f *foldOp) CheckState(st *expr.StateType) error {
 	for _, typ := range sortedKeys(f.on) {
 		for _, a := range f.on[typ] {
 			if err := st.Check(a.expr, expr.AnyResult, st.Type(a.field)); err != nil {
-				errs = append(errs, fieldErr("on."+typ+"."+a.field, err))
+				errs = append(errs, FieldErr("on."+typ+"."+a.field, err))
 			}
 		}
 	}

@@ -13,9 +13,9 @@ func keySpec() Spec {
 		Name:    "key",
 		Summary: "key: EXPR re-keys the events that follow",
 		Build: func(b BuildContext, raw any) (Operator, error) {
-			e, err := singleExpr(raw, expr.AnyResult, b.Vars)
+			e, err := CompileExpr(raw, expr.AnyResult, b.Vars)
 			if err != nil {
-				return nil, err
+				return nil, FieldErr("", err)
 			}
 			return &keyOp{expr: e}, nil
 		},

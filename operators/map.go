@@ -16,9 +16,9 @@ func mapSpec() Spec {
 		Name:    "map",
 		Summary: "map: EXPR replaces the event with EXPR's value (a map)",
 		Build: func(b BuildContext, raw any) (Operator, error) {
-			e, err := singleExpr(raw, expr.AnyResult, b.Vars)
+			e, err := CompileExpr(raw, expr.AnyResult, b.Vars)
 			if err != nil {
-				return nil, err
+				return nil, FieldErr("", err)
 			}
 			return &mapOp{expr: e}, nil
 		},

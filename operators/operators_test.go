@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jetfold/jetfold/internal/opstest"
 	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/operators/event"
 	"github.com/jetfold/jetfold/operators/expr"
@@ -69,17 +70,7 @@ func TestBuildErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			spec, _ := operators.Core().Lookup(tt.op)
-			_, err := spec.Build(operators.BuildContext{Pipeline: "p"}, tt.raw)
-			if err == nil {
-				t.Fatal("no error")
-			}
-			var fe *expr.FieldError
-			if !errors.As(err, &fe) {
-				t.Fatalf("error %v is not a FieldError", err)
-			}
-			if fe.Field != tt.field || !strings.Contains(fe.Err.Error(), tt.msg) {
-				t.Errorf("got field %q error %q, want field %q containing %q", fe.Field, fe.Err, tt.field, tt.msg)
-			}
+			opstest.BuildError(t, spec, tt.raw, tt.field, tt.msg)
 		})
 	}
 }

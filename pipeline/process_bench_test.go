@@ -45,9 +45,20 @@ func (m *benchMsg) TermWithReason(string) error      { return nil }
 // type, key, fold, emit, staging into the cache) on its workload, without NATS: the part of
 // the hot path that is jetfold's own, as a steady ns/event on a noisy machine.
 func BenchmarkProcess(b *testing.B) {
+	p := processOnly(b, bench.PipelineYAML("follow", config.Batch{}, 100_000))
+	rng := rand.New(rand.NewPCG(1, 2))
+	msgs := make([]*benchMsg, 10_000)
+	for i := range msgs {
+		msgs[i] = &benchMsg{data: bench.Payload(i, 10_000, 100, 10_000, rng)}
+	}
+	benchProcess(b, p, func(seq uint64) *benchMsg { return msgs[seq%uint64(len(msgs))] })
+}
+
+// processOnly builds the first pipeline of the configuration yaml (its operators the
+// builtin ones) to process messages without NATS.
+func processOnly(b *testing.B, yaml string) *pipeline.ProcessOnly {
 	path := filepath.Join(b.TempDir(), "p.yaml")
-	y := bench.PipelineYAML("follow", config.Batch{}, 100_000)
-	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		b.Fatal(err)
 	}
 	cfg, err := config.Load(path, config.LoadOptions{Environ: []string{}})
@@ -58,17 +69,17 @@ func BenchmarkProcess(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := pipeline.NewProcessOnly(ps[0])
-	rng := rand.New(rand.NewPCG(1, 2))
-	msgs := make([]*benchMsg, 10_000)
-	for i := range msgs {
-		msgs[i] = &benchMsg{data: bench.Payload(i, 10_000, 100, 10_000, rng)}
-	}
+	return pipeline.NewProcessOnly(ps[0])
+}
+
+// benchProcess processes msg(seq) at each iteration, seq counting from 0, with the
+// acknowledgement subject of the stream sequence seq+1, and reports events/s.
+func benchProcess(b *testing.B, p *pipeline.ProcessOnly, msg func(seq uint64) *benchMsg) {
 	b.ReportAllocs()
 	seq := uint64(0)
 	var reply []byte
 	for b.Loop() {
-		m := msgs[seq%uint64(len(msgs))]
+		m := msg(seq)
 		seq++
 		// what the client library receives: the subject of a v2 server (one allocation)
 		reply = append(reply[:0], "$JS.ACK._.hash.BENCH.c.1."...)

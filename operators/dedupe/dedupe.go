@@ -61,22 +61,22 @@ type op struct {
 // build builds a dedupe from its raw YAML value. Every problem is returned, joined, as a
 // *expr.FieldError at its field.
 func build(b operators.BuildContext, raw any) (operators.Operator, error) {
-	m, errs := fieldMap(raw, "", FieldID, FieldWithin, FieldProjection)
+	m, errs := operators.Fields(raw, "", FieldID, FieldWithin, FieldProjection)
 	if m == nil {
 		return nil, errors.Join(errs...)
 	}
 	o := &op{}
 	var err error
-	o.id, err = compile(m[FieldID], expr.StringResult, b.Vars)
-	errs = append(errs, fieldErr(FieldID, err))
-	o.within, err = duration(m[FieldWithin])
-	errs = append(errs, fieldErr(FieldWithin, err))
+	o.id, err = operators.CompileExpr(m[FieldID], expr.StringResult, b.Vars)
+	errs = append(errs, operators.FieldErr(FieldID, err))
+	o.within, err = operators.Duration(m[FieldWithin])
+	errs = append(errs, operators.FieldErr(FieldWithin, err))
 	o.projection = b.Pipeline + "_dedupe"
 	if p, ok := m[FieldProjection]; ok {
 		o.projection, _ = p.(string)
 	}
-	if !validName(o.projection) {
-		errs = append(errs, fieldErr(FieldProjection, fmt.Errorf("projection %q: want a name of letters, digits, - and _ (set one when the pipeline's name makes the default <pipeline>_dedupe invalid)", o.projection)))
+	if !operators.ValidName(o.projection) {
+		errs = append(errs, operators.FieldErr(FieldProjection, fmt.Errorf("projection %q: want a name of letters, digits, - and _ (set one when the pipeline's name makes the default <pipeline>_dedupe invalid)", o.projection)))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -5,7 +5,6 @@ package lookup
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 
 	"github.com/jetfold/jetfold/operators"
@@ -39,45 +38,27 @@ type op struct {
 var reserved = []string{"event", "type", "key", "subject", "headers", "seq", "time", "state", "window", "timer"}
 
 func build(b operators.BuildContext, raw any) (operators.Operator, error) {
-	m, ok := raw.(map[string]any)
-	if !ok {
-		return nil, &expr.FieldError{Err: fmt.Errorf("want a map {projection, key, as}, got %T", raw)}
-	}
-	var errs []error
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		if k != "projection" && k != "key" && k != "as" {
-			errs = append(errs, &expr.FieldError{Field: k, Err: fmt.Errorf("unknown field %q (valid: [projection key as])", k)})
-		}
+	m, errs := operators.Fields(raw, "", "projection", "key", "as")
+	if m == nil {
+		return nil, errors.Join(errs...)
 	}
 	o := &op{}
 	o.projection, _ = m["projection"].(string)
 	if !operators.ValidName(o.projection) {
-		errs = append(errs, &expr.FieldError{Field: "projection", Err: fmt.Errorf("projection %q: want a name of letters, digits, - and _", o.projection)})
+		errs = append(errs, operators.FieldErr("projection", fmt.Errorf("projection %q: want a name of letters, digits, - and _", o.projection)))
 	}
 	o.as, _ = m["as"].(string)
 	switch {
 	case !validIdent(o.as):
-		errs = append(errs, &expr.FieldError{Field: "as", Err: fmt.Errorf("as %q: want a variable name (letters, digits and _, not starting with a digit)", o.as)})
+		errs = append(errs, operators.FieldErr("as", fmt.Errorf("as %q: want a variable name (letters, digits and _, not starting with a digit)", o.as)))
 	case slices.Contains(reserved, o.as):
-		errs = append(errs, &expr.FieldError{Field: "as", Err: fmt.Errorf("as %q: the name is taken by the expressions' own variables %v", o.as, reserved)})
+		errs = append(errs, operators.FieldErr("as", fmt.Errorf("as %q: the name is taken by the expressions' own variables %v", o.as, reserved)))
 	case slices.Contains(b.Vars, o.as):
-		errs = append(errs, &expr.FieldError{Field: "as", Err: fmt.Errorf("as %q: an earlier lookup already sets it", o.as)})
+		errs = append(errs, operators.FieldErr("as", fmt.Errorf("as %q: an earlier lookup already sets it", o.as)))
 	}
-	src, ok := m["key"].(string)
-	if !ok || src == "" {
-		errs = append(errs, &expr.FieldError{Field: "key", Err: errors.New("want an expression giving the key to look up")})
-	} else {
-		k, err := expr.Compile(src, expr.AnyResult, b.Vars...)
-		if err != nil {
-			var fe *expr.FieldError
-			if errors.As(err, &fe) {
-				fe.Field = "key"
-				err = fe
-			}
-			errs = append(errs, err)
-		}
-		o.key = k
-	}
+	var err error
+	o.key, err = operators.CompileExpr(m["key"], expr.AnyResult, b.Vars)
+	errs = append(errs, operators.FieldErr("key", err))
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

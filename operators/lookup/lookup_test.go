@@ -31,7 +31,7 @@ func TestBuildErrors(t *testing.T) {
 		{"not a map", "users", nil, "", "want a map"},
 		{"unknown field", map[string]any{"projection": "u", "key": "event.k", "as": "u", "ttl": 1}, nil, "ttl", "unknown field"},
 		{"bad projection", map[string]any{"projection": "a.b", "key": "event.k", "as": "u"}, nil, "projection", "letters, digits"},
-		{"no key", map[string]any{"projection": "u", "as": "u"}, nil, "key", "want an expression"},
+		{"no key", map[string]any{"projection": "u", "as": "u"}, nil, "key", "missing expression"},
 		{"key not compiling", map[string]any{"projection": "u", "key": "event.k ==", "as": "u"}, nil, "key", "unexpected token"},
 		{"as reserved", map[string]any{"projection": "u", "key": "event.k", "as": "state"}, nil, "as", "taken"},
 		{"as not a name", map[string]any{"projection": "u", "key": "event.k", "as": "1x"}, nil, "as", "variable name"},

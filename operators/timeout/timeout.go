@@ -69,39 +69,39 @@ type op struct {
 
 // build builds a timeout from its raw YAML value; every problem is an *expr.FieldError.
 func build(b operators.BuildContext, raw any) (operators.Operator, error) {
-	m, errs := fieldMap(raw, "", "name", "start", "cancel", "after", "restart", "emit", "projection")
+	m, errs := operators.Fields(raw, "", "name", "start", "cancel", "after", "restart", "emit", "projection")
 	if m == nil {
 		return nil, errors.Join(errs...)
 	}
 	var err error
 	o := &op{restart: true, once: true, projection: b.Pipeline + "_timers"}
 	o.name, _ = m["name"].(string)
-	if !validName(o.name) {
-		errs = append(errs, fieldErr("name", fmt.Errorf("%q: want a name of letters, digits, - and _, unique within the pipeline", o.name)))
+	if !operators.ValidName(o.name) {
+		errs = append(errs, operators.FieldErr("name", fmt.Errorf("%q: want a name of letters, digits, - and _, unique within the pipeline", o.name)))
 	}
-	o.start, err = typeList(m["start"])
-	errs = append(errs, fieldErr("start", err))
+	o.start, err = operators.EventTypes(m["start"])
+	errs = append(errs, operators.FieldErr("start", err))
 	if c, ok := m["cancel"]; ok {
-		o.cancel, err = typeList(c)
-		errs = append(errs, fieldErr("cancel", err))
+		o.cancel, err = operators.EventTypes(c)
+		errs = append(errs, operators.FieldErr("cancel", err))
 	}
 	for _, t := range o.cancel {
 		if slices.Contains(o.start, t) {
-			errs = append(errs, fieldErr("cancel", fmt.Errorf("type %q both starts and cancels the timer", t)))
+			errs = append(errs, operators.FieldErr("cancel", fmt.Errorf("type %q both starts and cancels the timer", t)))
 		}
 	}
-	o.after, err = duration(m["after"])
-	errs = append(errs, fieldErr("after", err))
+	o.after, err = operators.Duration(m["after"])
+	errs = append(errs, operators.FieldErr("after", err))
 	if r, ok := m["restart"]; ok {
 		if o.restart, ok = r.(bool); !ok {
-			errs = append(errs, fieldErr("restart", fmt.Errorf("%v: want true or false", r)))
+			errs = append(errs, operators.FieldErr("restart", fmt.Errorf("%v: want true or false", r)))
 		}
 	}
 	if p, ok := m["projection"]; ok {
 		o.projection, _ = p.(string)
 	}
-	if !validName(o.projection) {
-		errs = append(errs, fieldErr("projection", fmt.Errorf("%q: want a name of letters, digits, - and _ (set one when the pipeline's name makes the default <pipeline>_timers invalid)", o.projection)))
+	if !operators.ValidName(o.projection) {
+		errs = append(errs, operators.FieldErr("projection", fmt.Errorf("%q: want a name of letters, digits, - and _ (set one when the pipeline's name makes the default <pipeline>_timers invalid)", o.projection)))
 	}
 	errs = append(errs, o.buildEmit(m["emit"], append(slices.Clone(b.Vars), Var))...)
 	if err := errors.Join(errs...); err != nil {
@@ -115,13 +115,13 @@ func build(b operators.BuildContext, raw any) (operators.Operator, error) {
 
 // buildEmit compiles `emit` with vars (the pipeline's and [Var]).
 func (o *op) buildEmit(raw any, vars []string) []error {
-	m, errs := fieldMap(raw, "emit.", "subject", "data", "handler", "type")
+	m, errs := operators.Fields(raw, "emit", "subject", "data", "handler", "type")
 	if m == nil {
 		return errs
 	}
 	var err error
-	o.subject, err = compile(m["subject"], expr.StringResult, vars)
-	errs = append(errs, fieldErr("emit.subject", err))
+	o.subject, err = operators.CompileExpr(m["subject"], expr.StringResult, vars)
+	errs = append(errs, operators.FieldErr("emit.subject", err))
 	var data any = defaultData
 	if d, ok := m["data"]; ok {
 		data = d
@@ -129,27 +129,24 @@ func (o *op) buildEmit(raw any, vars []string) []error {
 	if fields, ok := data.(map[string]any); ok { // made one expression: {"field": (expr), ...}
 		var srcs []string
 		for _, name := range slices.Sorted(maps.Keys(fields)) {
-			x, err := compile(fields[name], expr.AnyResult, vars)
-			if errs = append(errs, fieldErr("emit.data."+name, err)); err == nil {
+			x, err := operators.CompileExpr(fields[name], expr.AnyResult, vars)
+			if errs = append(errs, operators.FieldErr("emit.data."+name, err)); err == nil {
 				srcs = append(srcs, strconv.Quote(name)+": ("+x.Source+")")
 			}
 		}
 		data = "{" + strings.Join(srcs, ", ") + "}"
 	}
-	o.data, err = compile(data, expr.AnyResult, vars)
-	errs = append(errs, fieldErr("emit.data", err))
+	o.data, err = operators.CompileExpr(data, expr.AnyResult, vars)
+	errs = append(errs, operators.FieldErr("emit.data", err))
 	members, whole := expr.VarMembers(Var, o.subject, o.data)
 	o.keepEvent = whole || slices.Contains(members, StateEvent)
-	switch h := m["handler"]; h {
-	case nil, "once":
-	case "on", "all": // the same for a timer: a tick is never outdated
-		o.once = false
-	default:
-		errs = append(errs, fieldErr("emit.handler", fmt.Errorf("%v: want one of once, on, all", h)))
-	}
+	// on and all are the same for a timer: a tick is never outdated
+	h, err := operators.ParseHandler(m["handler"], operators.Once, operators.On, operators.All)
+	o.once = h == operators.Once
+	errs = append(errs, operators.FieldErr("emit.handler", err))
 	if t, ok := m["type"]; ok {
 		if o.typ, ok = t.(string); !ok || o.typ == "" {
-			errs = append(errs, fieldErr("emit.type", errors.New("want a non-empty string (the CloudEvents type)")))
+			errs = append(errs, operators.FieldErr("emit.type", errors.New("want a non-empty string (the CloudEvents type)")))
 		}
 	}
 	return errs

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jetfold/jetfold/internal/opstest"
 	"github.com/jetfold/jetfold/internal/oracle"
 	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/operators/event"
@@ -35,11 +36,7 @@ func config(restart bool, handler string) map[string]any {
 
 func build(t testing.TB, raw any) operators.Operator {
 	t.Helper()
-	op, err := timeout.Spec().Build(operators.BuildContext{Pipeline: "p"}, raw)
-	if err != nil {
-		t.Fatalf("build: %v", err)
-	}
-	return op
+	return opstest.Build(t, timeout.Spec(), raw)
 }
 
 func TestBuildErrors(t *testing.T) {
@@ -71,10 +68,10 @@ func TestBuildErrors(t *testing.T) {
 		{"missing start", with("start", nil), "start", "want an event type"},
 		{"empty start", with("start", []any{}), "start", "want an event type"},
 		{"start not a type", with("start", []any{1}), "start", "item 0"},
-		{"zero after", with("after", "0s"), "after", "positive duration"},
-		{"bad after", with("after", "soon"), "after", "positive duration"},
-		{"after a number", with("after", 30), "after", "positive duration"},
-		{"missing after", with("after", nil), "after", "positive duration"},
+		{"zero after", with("after", "0s"), "after", "must be positive"},
+		{"bad after", with("after", "soon"), "after", "want a duration such as"},
+		{"after a number", with("after", 30), "after", "with its unit"},
+		{"missing after", with("after", nil), "after", "missing duration"},
 		{"restart not a bool", with("restart", "yes"), "restart", "true or false"},
 		{"bad projection", with("projection", "a.b"), "projection", "letters, digits"},
 		{"name not a string", with("name", 3), "name", "want a name"},
@@ -88,16 +85,7 @@ func TestBuildErrors(t *testing.T) {
 		{"emit unknown field", emitWith("when", "true"), "emit.when", "unknown field"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := timeout.Spec().Build(operators.BuildContext{Pipeline: "p"}, tt.raw)
-			var fe *expr.FieldError
-			if !errors.As(err, &fe) {
-				t.Fatalf("error %v is not a FieldError", err)
-			}
-			if fe.Field != tt.field || !strings.Contains(fe.Err.Error(), tt.msg) {
-				t.Errorf("got field %q error %q, want field %q containing %q", fe.Field, fe.Err, tt.field, tt.msg)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { opstest.BuildError(t, timeout.Spec(), tt.raw, tt.field, tt.msg) })
 	}
 	if _, err := timeout.Spec().Build(operators.BuildContext{Pipeline: "bad.name"}, config(true, "once")); err == nil {
 		t.Error("the default projection of pipeline bad.name was accepted")
@@ -147,8 +135,8 @@ func TestExprs(t *testing.T) {
 // with jitter, some late by more than the timeout, some invalid, some that do not reach the
 // operator or that an operator after it drops, each with an id field (some repeated). The
 // first hydrated events are hydrated.
-func gen(rng *rand.Rand, n, keys, hydrated int) []input {
-	var out []input
+func gen(rng *rand.Rand, n, keys, hydrated int) []opstest.Input {
+	var out []opstest.Input
 	clock := t0
 	for i := range n {
 		clock = clock.Add(time.Duration(rng.IntN(240)) * time.Second)
@@ -161,30 +149,19 @@ func gen(rng *rand.Rand, n, keys, hydrated int) []input {
 		if i > 0 && rng.IntN(3) == 0 {
 			id = fmt.Sprintf("id%d", i-1-rng.IntN(min(i, 40)))
 		}
-		in := input{Event: oracle.Event{
+		in := opstest.Input{Event: oracle.Event{
 			Seq: uint64(i + 1), Key: fmt.Sprintf("k%d", rng.IntN(keys)), Type: typ, Time: at,
 			Fields: map[string]any{"id": id, "own": float64(i + 1)},
 			Valid:  rng.IntN(30) != 0, Reaches: rng.IntN(10) != 0, Hydrated: i < hydrated,
 		}}
-		in.droppedAfter = in.Reaches && rng.IntN(15) == 0
+		in.DroppedAfter = in.Reaches && rng.IntN(15) == 0
 		out = append(out, in)
 	}
 	return out
 }
 
-// oracleEvents returns the events as the oracle sees them: an event whose effects a later
-// operator drops did not reach the operator.
-func oracleEvents(in []input) []oracle.Event {
-	out := make([]oracle.Event, len(in))
-	for i, e := range in {
-		out[i] = e.Event
-		out[i].Reaches = e.Reaches && !e.droppedAfter
-	}
-	return out
-}
-
 // fired reads the fired timers from the derived events, in order.
-func fired(t testing.TB, outs []output) []oracle.FiredTimer {
+func fired(t testing.TB, outs []opstest.Output) []oracle.FiredTimer {
 	t.Helper()
 	var got []oracle.FiredTimer
 	for _, o := range outs {
@@ -209,7 +186,7 @@ func fired(t testing.TB, outs []output) []oracle.FiredTimer {
 		if body.Own != body.Seq {
 			t.Errorf("timer of seq %v holds the event of seq %v", body.Seq, body.Own)
 		}
-		got = append(got, oracle.FiredTimer{Timer: oracle.Timer{Key: body.Key, Started: started, Deadline: deadline, Event: uint64(body.Seq)}, By: o.by, Emit: true})
+		got = append(got, oracle.FiredTimer{Timer: oracle.Timer{Key: body.Key, Started: started, Deadline: deadline, Event: uint64(body.Seq)}, By: o.By, Emit: true})
 	}
 	return got
 }
@@ -226,9 +203,9 @@ func emitted(fs []oracle.FiredTimer) []oracle.FiredTimer {
 }
 
 // pending reads the committed timers.
-func pending(t testing.TB, s *memStore) []oracle.Timer {
+func pending(t testing.TB, s *opstest.Store) []oracle.Timer {
 	t.Helper()
-	vals := s.values("p_timers", "abandoned.")
+	vals := s.Values("p_timers", "abandoned.")
 	var out []oracle.Timer
 	for key, v := range vals {
 		if _, ended := v["ended"]; ended {
@@ -273,15 +250,15 @@ func TestMatchesOracle(t *testing.T) {
 			for seed := range uint64(20) {
 				rng := rand.New(rand.NewPCG(seed, 1))
 				events := gen(rng, 400, 6, v.hydrated)
-				want := oracle.Timeouts(oracleEvents(events), oracle.TimeoutSpec{
+				want := oracle.Timeouts(opstest.OracleEvents(events), oracle.TimeoutSpec{
 					Start: []string{"add"}, Cancel: []string{"order"}, After: 30 * time.Minute,
 					KeepFirst: !v.restart, Once: v.handler == "once",
 				})
-				d := newDriver(t, build(t, config(v.restart, v.handler)))
-				d.run(events, rng, 8, v.crash)
-				var outs []output
-				for _, id := range d.order {
-					outs = append(outs, d.published[id])
+				d := opstest.NewDriver(t, build(t, config(v.restart, v.handler)))
+				d.Run(events, rng, 8, v.crash)
+				var outs []opstest.Output
+				for _, id := range d.Order {
+					outs = append(outs, d.Published[id])
 				}
 				got := fired(t, outs)
 				wantFired := emitted(want.Fired)
@@ -292,13 +269,13 @@ func TestMatchesOracle(t *testing.T) {
 					sortFired(wantFired)
 				}
 				if !reflect.DeepEqual(got, wantFired) {
-					t.Fatalf("seed %d (%d restarts): fired\n got %v\nwant %v", seed, d.restarts, got, wantFired)
+					t.Fatalf("seed %d (%d restarts): fired\n got %v\nwant %v", seed, d.Restarts, got, wantFired)
 				}
 				if len(want.Fired) < 10 || len(want.Fired) == len(wantFired) && v.hydrated > 0 && v.handler == "once" {
 					t.Fatalf("seed %d: the events fire too few timers to tell (%d, %d emitting)", seed, len(want.Fired), len(wantFired))
 				}
-				if got := pending(t, d.store); !reflect.DeepEqual(got, want.Pending) {
-					t.Fatalf("seed %d (%d restarts): pending\n got %v\nwant %v", seed, d.restarts, got, want.Pending)
+				if got := pending(t, d.Store); !reflect.DeepEqual(got, want.Pending) {
+					t.Fatalf("seed %d (%d restarts): pending\n got %v\nwant %v", seed, d.Restarts, got, want.Pending)
 				}
 			}
 		})
@@ -312,64 +289,64 @@ func sortFired(fs []oracle.FiredTimer) {
 }
 
 // ev is a valid event that reaches the operator, at offset when from t0.
-func ev(seq uint64, key, typ, when string) input {
+func ev(seq uint64, key, typ, when string) opstest.Input {
 	d, err := time.ParseDuration(when)
 	if err != nil {
 		panic(err)
 	}
-	return input{Event: oracle.Event{Seq: seq, Key: key, Type: typ, Time: t0.Add(d), Valid: true, Reaches: true,
+	return opstest.Input{Event: oracle.Event{Seq: seq, Key: key, Type: typ, Time: t0.Add(d), Valid: true, Reaches: true,
 		Fields: map[string]any{"id": fmt.Sprintf("id%d", seq), "own": float64(seq)}}}
 }
 
 // TestCases runs the cases of the oracle's own tests, and some more, through the operator.
 func TestCases(t *testing.T) {
-	hydrated := func(in input) input { in.Hydrated = true; return in }
-	filtered := func(in input) input { in.Reaches = false; return in }
-	dropped := func(in input) input { in.droppedAfter = true; return in }
+	hydrated := func(in opstest.Input) opstest.Input { in.Hydrated = true; return in }
+	filtered := func(in opstest.Input) opstest.Input { in.Reaches = false; return in }
+	dropped := func(in opstest.Input) opstest.Input { in.DroppedAfter = true; return in }
 	tests := []struct {
 		name      string
 		restart   bool
 		handler   string
-		events    []input
+		events    []opstest.Input
 		firedAtBy [][2]uint64 // (start seq, by) of each timer that emits, in order
 	}{
-		{name: "fires when the watermark reaches the deadline", restart: true, events: []input{
+		{name: "fires when the watermark reaches the deadline", restart: true, events: []opstest.Input{
 			ev(1, "a", "add", "0"), ev(2, "b", "view", "29m59s"), ev(3, "b", "view", "30m"),
 		}, firedAtBy: [][2]uint64{{1, 3}}},
-		{name: "a cancel at the deadline is too late, one before it cancels", restart: true, events: []input{
+		{name: "a cancel at the deadline is too late, one before it cancels", restart: true, events: []opstest.Input{
 			ev(1, "a", "add", "0"), ev(2, "a", "order", "30m"), ev(3, "c", "add", "31m"), ev(4, "c", "order", "1h0m59.999s"), ev(5, "x", "view", "2h"),
 		}, firedAtBy: [][2]uint64{{1, 2}}},
-		{name: "restart false keeps the first start", events: []input{
+		{name: "restart false keeps the first start", events: []opstest.Input{
 			ev(1, "a", "add", "0"), ev(2, "a", "add", "20m"), ev(3, "x", "view", "30m"), ev(4, "x", "view", "50m"), ev(5, "a", "add", "55m"),
 		}, firedAtBy: [][2]uint64{{1, 3}}},
-		{name: "a late start fires at once, after what its step fired", restart: true, events: []input{
+		{name: "a late start fires at once, after what its step fired", restart: true, events: []opstest.Input{
 			ev(1, "b", "add", "0"), ev(2, "x", "view", "1h"), ev(3, "a", "add", "10m"), ev(4, "a", "add", "45m"),
 		}, firedAtBy: [][2]uint64{{1, 2}, {3, 3}}},
-		{name: "timers due at one step fire by deadline, then key", restart: true, events: []input{
+		{name: "timers due at one step fire by deadline, then key", restart: true, events: []opstest.Input{
 			ev(1, "b", "add", "0"), ev(2, "a", "add", "0"), ev(3, "c", "add", "-1m"), ev(4, "x", "view", "1h"),
 		}, firedAtBy: [][2]uint64{{3, 4}, {2, 4}, {1, 4}}},
-		{name: "a start restarts a timer to an earlier deadline", restart: true, events: []input{
+		{name: "a start restarts a timer to an earlier deadline", restart: true, events: []opstest.Input{
 			ev(1, "a", "add", "20m"), ev(2, "a", "add", "0"), ev(3, "x", "view", "30m"), ev(4, "x", "view", "50m"),
 		}, firedAtBy: [][2]uint64{{2, 3}}},
-		{name: "handler once: a hydrated event's fires clear without emitting", restart: true, events: []input{
+		{name: "handler once: a hydrated event's fires clear without emitting", restart: true, events: []opstest.Input{
 			ev(1, "a", "add", "0"), hydrated(ev(2, "b", "add", "30m")), ev(3, "x", "view", "1h"),
 		}, firedAtBy: [][2]uint64{{2, 3}}},
-		{name: "handler on: a hydrated event's fires emit", restart: true, handler: "on", events: []input{
+		{name: "handler on: a hydrated event's fires emit", restart: true, handler: "on", events: []opstest.Input{
 			ev(1, "a", "add", "0"), hydrated(ev(2, "b", "add", "30m")), ev(3, "x", "view", "1h"),
 		}, firedAtBy: [][2]uint64{{1, 2}, {2, 3}}},
-		{name: "a filtered start moves the watermark and starts nothing", restart: true, events: []input{
+		{name: "a filtered start moves the watermark and starts nothing", restart: true, events: []opstest.Input{
 			ev(1, "a", "add", "0"), filtered(ev(2, "b", "add", "30m")), ev(3, "x", "view", "1h"),
 		}, firedAtBy: [][2]uint64{{1, 2}}},
-		{name: "a cancel dropped after the operator cancels nothing", restart: true, events: []input{
+		{name: "a cancel dropped after the operator cancels nothing", restart: true, events: []opstest.Input{
 			ev(1, "a", "add", "0"), dropped(ev(2, "a", "order", "10m")), ev(3, "x", "view", "1h"),
 		}, firedAtBy: [][2]uint64{{1, 3}}},
-		{name: "a start dropped after the operator starts nothing", restart: true, events: []input{
+		{name: "a start dropped after the operator starts nothing", restart: true, events: []opstest.Input{
 			dropped(ev(1, "a", "add", "0")), ev(2, "b", "add", "10m"), ev(3, "x", "view", "1h"),
 		}, firedAtBy: [][2]uint64{{2, 3}}},
-		{name: "a restart dropped after the operator leaves the first deadline", restart: true, events: []input{
+		{name: "a restart dropped after the operator leaves the first deadline", restart: true, events: []opstest.Input{
 			ev(1, "a", "add", "0"), dropped(ev(2, "a", "add", "10m")), ev(3, "x", "view", "35m"),
 		}, firedAtBy: [][2]uint64{{1, 3}}},
-		{name: "restart dropped after an earlier one", restart: true, events: []input{
+		{name: "restart dropped after an earlier one", restart: true, events: []opstest.Input{
 			ev(1, "a", "add", "10m"), dropped(ev(2, "a", "add", "0")), ev(3, "x", "view", "35m"), ev(4, "x", "view", "45m"),
 		}, firedAtBy: [][2]uint64{{1, 4}}},
 	}
@@ -378,7 +355,7 @@ func TestCases(t *testing.T) {
 			if tt.handler == "" {
 				tt.handler = "once"
 			}
-			want := oracle.Timeouts(oracleEvents(tt.events), oracle.TimeoutSpec{
+			want := oracle.Timeouts(opstest.OracleEvents(tt.events), oracle.TimeoutSpec{
 				Start: []string{"add"}, Cancel: []string{"order"}, After: 30 * time.Minute, KeepFirst: !tt.restart, Once: tt.handler == "once",
 			})
 			var wantAtBy [][2]uint64
@@ -388,16 +365,16 @@ func TestCases(t *testing.T) {
 			if !reflect.DeepEqual(wantAtBy, tt.firedAtBy) {
 				t.Fatalf("the oracle fires %v, the case says %v", wantAtBy, tt.firedAtBy)
 			}
-			d := newDriver(t, build(t, config(tt.restart, tt.handler)))
-			d.run(tt.events, rand.New(rand.NewPCG(1, 1)), 1, 0)
-			var outs []output
-			for _, id := range d.order {
-				outs = append(outs, d.published[id])
+			d := opstest.NewDriver(t, build(t, config(tt.restart, tt.handler)))
+			d.Run(tt.events, rand.New(rand.NewPCG(1, 1)), 1, 0)
+			var outs []opstest.Output
+			for _, id := range d.Order {
+				outs = append(outs, d.Published[id])
 			}
 			if got := fired(t, outs); !reflect.DeepEqual(got, emitted(want.Fired)) {
 				t.Errorf("fired\n got %v\nwant %v", got, emitted(want.Fired))
 			}
-			if got := pending(t, d.store); !reflect.DeepEqual(got, want.Pending) {
+			if got := pending(t, d.Store); !reflect.DeepEqual(got, want.Pending) {
 				t.Errorf("pending\n got %v\nwant %v", got, want.Pending)
 			}
 		})
@@ -406,76 +383,76 @@ func TestCases(t *testing.T) {
 
 // TestAdvanceNothingDue: a step at which no timer is due reads no state.
 func TestAdvanceNothingDue(t *testing.T) {
-	d := newDriver(t, build(t, config(true, "once")))
+	d := opstest.NewDriver(t, build(t, config(true, "once")))
 	for i := range 100 {
-		d.step(ev(uint64(i+1), fmt.Sprintf("k%d", i), "add", fmt.Sprintf("%dm", i)))
+		d.Step(ev(uint64(i+1), fmt.Sprintf("k%d", i), "add", fmt.Sprintf("%dm", i)))
 	}
 	// Pending: the timers started at 70m..99m, due at 100m..129m.
-	d.store.gets = 0
-	c := d.op.(operators.Clock)
+	d.Store.Gets = 0
+	c := d.Op.(operators.Clock)
 	tick := &event.Event{Seq: 101, Time: t0.Add(99*time.Minute + 59*time.Second)}
-	if err := c.Advance(&d.x, tick, t0.Add(99*time.Minute), tick.Time); err != nil {
+	if err := c.Advance(&d.X, tick, t0.Add(99*time.Minute), tick.Time); err != nil {
 		t.Fatal(err)
 	}
-	if d.store.gets != 0 || len(tick.Writes) != 0 {
-		t.Errorf("nothing due: %d reads, %d writes", d.store.gets, len(tick.Writes))
+	if d.Store.Gets != 0 || len(tick.Writes) != 0 {
+		t.Errorf("nothing due: %d reads, %d writes", d.Store.Gets, len(tick.Writes))
 	}
 	tick.Time = t0.Add(101 * time.Minute)
-	if err := c.Advance(&d.x, tick, t0.Add(99*time.Minute+59*time.Second), tick.Time); err != nil {
+	if err := c.Advance(&d.X, tick, t0.Add(99*time.Minute+59*time.Second), tick.Time); err != nil {
 		t.Fatal(err)
 	}
-	if d.store.gets != 2 || len(tick.Writes) != 2 || len(tick.Outputs) != 2 {
-		t.Errorf("two due: %d reads, %d writes, %d outputs", d.store.gets, len(tick.Writes), len(tick.Outputs))
+	if d.Store.Gets != 2 || len(tick.Writes) != 2 || len(tick.Outputs) != 2 {
+		t.Errorf("two due: %d reads, %d writes, %d outputs", d.Store.Gets, len(tick.Writes), len(tick.Outputs))
 	}
 }
 
 // TestStartRebuildsIndex: a new operator (a restart) fires the timers committed by an earlier
 // one, and forgets what an earlier run did not commit.
 func TestStartRebuildsIndex(t *testing.T) {
-	first := newDriver(t, build(t, config(true, "once")))
-	first.step(ev(1, "a", "add", "0"))
-	first.step(ev(2, "b", "add", "5m"))
-	first.store.commit(func(string) bool { return true })
-	first.cpWM = first.wm
-	first.step(ev(3, "c", "add", "6m")) // not committed
+	first := opstest.NewDriver(t, build(t, config(true, "once")))
+	first.Step(ev(1, "a", "add", "0"))
+	first.Step(ev(2, "b", "add", "5m"))
+	first.Store.Commit(func(string) bool { return true })
+	first.CheckpointWM = first.WM
+	first.Step(ev(3, "c", "add", "6m")) // not committed
 
 	op := build(t, config(true, "once"))
-	d := newDriver(t, op)
-	d.store.committed = first.store.committed
-	d.cpWM = first.cpWM
-	d.start()
-	d.step(ev(3, "x", "view", "2h"))
-	got := fired(t, d.batch)
+	d := opstest.NewDriver(t, op)
+	d.Store.Committed = first.Store.Committed
+	d.CheckpointWM = first.CheckpointWM
+	d.Start()
+	d.Step(ev(3, "x", "view", "2h"))
+	got := fired(t, d.Batch)
 	if len(got) != 2 || got[0].Key != "a" || got[1].Key != "b" {
 		t.Errorf("after a restart fired %v, want a and b", got)
 	}
 	// The same operator started again forgets its index: nothing of the uncommitted run fires.
-	d.store.committed = map[string]stored{}
-	d.start()
-	d.step(ev(4, "x", "view", "3h"))
-	if len(d.batch) != 0 {
-		t.Errorf("fired %v from a run that was not committed", fired(t, d.batch))
+	d.Store.Committed = map[string]opstest.Stored{}
+	d.Start()
+	d.Step(ev(4, "x", "view", "3h"))
+	if len(d.Batch) != 0 {
+		t.Errorf("fired %v from a run that was not committed", fired(t, d.Batch))
 	}
 }
 
 // TestApplied: an event whose effect on its key was committed before a restart changes
 // nothing there and is marked a duplicate; a cancel is not undone by it.
 func TestApplied(t *testing.T) {
-	d := newDriver(t, build(t, config(true, "once")))
-	d.step(ev(1, "a", "add", "0"))
-	d.step(ev(2, "a", "add", "10m"))
-	d.store.commit(func(string) bool { return true })
-	d.start() // the checkpoint is still at 0: events 1 and 2 are processed again
-	for _, in := range []input{ev(1, "a", "add", "0"), ev(2, "a", "add", "10m")} {
+	d := opstest.NewDriver(t, build(t, config(true, "once")))
+	d.Step(ev(1, "a", "add", "0"))
+	d.Step(ev(2, "a", "add", "10m"))
+	d.Store.Commit(func(string) bool { return true })
+	d.Start() // the checkpoint is still at 0: events 1 and 2 are processed again
+	for _, in := range []opstest.Input{ev(1, "a", "add", "0"), ev(2, "a", "add", "10m")} {
 		e := &event.Event{Seq: in.Seq, Key: in.Key, Type: in.Type, Time: in.Time, Fields: in.Fields}
-		d.x.Watermark = in.Time
-		keep, err := d.op.Process(&d.x, e)
+		d.X.Watermark = in.Time
+		keep, err := d.Op.Process(&d.X, e)
 		if err != nil || !keep || !e.Duplicate || len(e.Writes) != 0 {
 			t.Errorf("seq %d again: keep %v, err %v, duplicate %v, writes %v", in.Seq, keep, err, e.Duplicate, e.Writes)
 		}
 	}
 	e := &event.Event{Seq: 1, Key: "a", Type: "order", Time: t0}
-	if keep, err := d.op.Process(&d.x, e); err != nil || !keep || len(e.Writes) != 0 {
+	if keep, err := d.Op.Process(&d.X, e); err != nil || !keep || len(e.Writes) != 0 {
 		t.Errorf("an earlier cancel again: keep %v, err %v, writes %v", keep, err, e.Writes)
 	}
 }
@@ -484,7 +461,7 @@ func TestApplied(t *testing.T) {
 // type that neither starts nor cancels needs neither.
 func TestProcessErrors(t *testing.T) {
 	op := build(t, config(true, "once"))
-	d := newDriver(t, op)
+	d := opstest.NewDriver(t, op)
 	bad := errors.New("no time")
 	tests := []struct {
 		name string
@@ -498,7 +475,7 @@ func TestProcessErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			keep, err := op.Process(&d.x, tt.ev)
+			keep, err := op.Process(&d.X, tt.ev)
 			if (err == nil) != tt.ok || keep != tt.ok || len(tt.ev.Writes) != 0 && !tt.ok {
 				t.Errorf("keep %v, err %v, writes %v", keep, err, tt.ev.Writes)
 			}
@@ -510,18 +487,18 @@ func TestProcessErrors(t *testing.T) {
 func TestTimerVariable(t *testing.T) {
 	raw := config(true, "once")
 	raw["emit"] = map[string]any{"subject": `"cart." + key`, "type": "cart-abandoned"}
-	d := newDriver(t, build(t, raw))
+	d := opstest.NewDriver(t, build(t, raw))
 	in := ev(1, "a", "add", "1.5s")
 	in.Fields = map[string]any{"sku": "x1", "qty": 2.0}
-	d.step(in)
-	d.step(ev(2, "b", "view", "31m"))
-	if len(d.batch) != 1 {
-		t.Fatalf("fired %d", len(d.batch))
+	d.Step(in)
+	d.Step(ev(2, "b", "view", "31m"))
+	if len(d.Batch) != 1 {
+		t.Fatalf("fired %d", len(d.Batch))
 	}
-	o := d.batch[0]
+	o := d.Batch[0]
 	want := `{"deadline":"2024-01-01T00:30:01.5Z","event":{"qty":2,"sku":"x1"},"key":"a","started":"2024-01-01T00:00:01.5Z"}`
-	if string(o.Data) != want || o.Type != "cart-abandoned" || o.Key != "a" || o.by != 2 {
-		t.Errorf("derived event %s (type %s, key %s, by %d), want %s", o.Data, o.Type, o.Key, o.by, want)
+	if string(o.Data) != want || o.Type != "cart-abandoned" || o.Key != "a" || o.By != 2 {
+		t.Errorf("derived event %s (type %s, key %s, by %d), want %s", o.Data, o.Type, o.Key, o.By, want)
 	}
 }
 
@@ -534,38 +511,38 @@ func TestTimerVariable(t *testing.T) {
 func TestIdleTick(t *testing.T) {
 	for _, restart := range []bool{true, false} {
 		t.Run(fmt.Sprint("restart ", restart), func(t *testing.T) {
-			d := newDriver(t, build(t, config(restart, "once")))
+			d := opstest.NewDriver(t, build(t, config(restart, "once")))
 			idle := func() {
 				tick := &event.Event{Seq: 2, Time: t0.Add(45 * time.Minute)} // no subject
-				if err := d.op.(operators.Clock).Advance(&d.x, tick, d.wm, tick.Time); err != nil {
+				if err := d.Op.(operators.Clock).Advance(&d.X, tick, d.WM, tick.Time); err != nil {
 					t.Fatal(err)
 				}
-				d.wm = tick.Time
-				d.apply(tick)
+				d.WM = tick.Time
+				d.Apply(tick)
 			}
-			d.step(ev(1, "a", "add", "0"))
-			d.step(ev(2, "a", "add", "10m"))
+			d.Step(ev(1, "a", "add", "0"))
+			d.Step(ev(2, "a", "add", "10m"))
 			idle()
 			wantStart := uint64(2)
 			if !restart {
 				wantStart = 1
 			}
-			if got := fired(t, d.batch); len(got) != 1 || got[0].Event != wantStart || got[0].By != 2 {
+			if got := fired(t, d.Batch); len(got) != 1 || got[0].Event != wantStart || got[0].By != 2 {
 				t.Fatalf("fired %v, want the timer of seq %d", got, wantStart)
 			}
 			// The commit lands the keys, not the checkpoint (still before seq 1).
-			d.publish(len(d.batch))
-			d.store.commit(func(string) bool { return true })
-			d.start()
-			d.step(ev(1, "a", "add", "0"))
-			d.step(ev(2, "a", "add", "10m"))
+			d.Publish(len(d.Batch))
+			d.Store.Commit(func(string) bool { return true })
+			d.Start()
+			d.Step(ev(1, "a", "add", "0"))
+			d.Step(ev(2, "a", "add", "10m"))
 			idle()
-			d.publish(len(d.batch))
-			d.store.commit(func(string) bool { return true })
-			if len(d.published) != 1 {
-				t.Errorf("published %v", d.order)
+			d.Publish(len(d.Batch))
+			d.Store.Commit(func(string) bool { return true })
+			if len(d.Published) != 1 {
+				t.Errorf("published %v", d.Order)
 			}
-			if p := pending(t, d.store); len(p) != 0 {
+			if p := pending(t, d.Store); len(p) != 0 {
 				t.Errorf("left %v pending", p)
 			}
 		})
@@ -576,17 +553,17 @@ func TestIdleTick(t *testing.T) {
 // invalid) is staged as unmade, with the timer as payload, and ended: the pipeline
 // dead-letters it and goes on.
 func TestUnmadeEmit(t *testing.T) {
-	d := newDriver(t, build(t, config(true, "once")))
-	d.step(input{Event: oracle.Event{Seq: 1, Key: "a b", Type: "add", Time: t0, Valid: true, Reaches: true}})
-	d.step(input{Event: oracle.Event{Seq: 2, Key: "c", Type: "view", Time: t0.Add(time.Hour), Valid: true, Reaches: true}})
-	if len(d.batch) != 1 {
-		t.Fatalf("outputs %v, want the unmade one", d.batch)
+	d := opstest.NewDriver(t, build(t, config(true, "once")))
+	d.Step(opstest.Input{Event: oracle.Event{Seq: 1, Key: "a b", Type: "add", Time: t0, Valid: true, Reaches: true}})
+	d.Step(opstest.Input{Event: oracle.Event{Seq: 2, Key: "c", Type: "view", Time: t0.Add(time.Hour), Valid: true, Reaches: true}})
+	if len(d.Batch) != 1 {
+		t.Fatalf("outputs %v, want the unmade one", d.Batch)
 	}
-	o := d.batch[0]
+	o := d.Batch[0]
 	if o.Err == nil || !strings.Contains(o.Err.Error(), "not a valid subject") || !strings.Contains(string(o.Data), `"deadline"`) || o.ID == "" || o.Key != "a b" {
 		t.Errorf("output %+v, want an unmade emit with the timer as data, an id and the key", o)
 	}
-	if e, _ := d.store.Get(context.Background(), "p_timers", "abandoned.a b"); e != nil && e.State != nil {
+	if e, _ := d.Store.Get(context.Background(), "p_timers", "abandoned.a b"); e != nil && e.State != nil {
 		t.Errorf("the timer is still pending: %v", e.State.Map())
 	}
 }

@@ -170,7 +170,7 @@ func (o *op) render(x *operators.Exec, ev *event.Event, key string, t *event.Rec
 		return out, err
 	}
 	out.Subject, out.Type = subject, cmp.Or(o.typ, subject)
-	if !validSubject(subject) {
+	if !operators.ValidSubject(subject) {
 		return out, fmt.Errorf("%w: %s: %q is not a valid subject to publish on", expr.ErrEval, o.subject.Source, subject)
 	}
 	body, err := x.Eval(o.data, ev)

@@ -71,14 +71,14 @@ func decodeAggregates(raw any, vars []string) ([]aggregate, error) {
 	}
 	m, ok := raw.(map[string]any)
 	if !ok {
-		return nil, fieldErr("aggregate", fmt.Errorf("want a map of name -> fn(EXPR), got %s", yamlKind(raw)))
+		return nil, operators.FieldErr("aggregate", fmt.Errorf("want a map of name -> fn(EXPR), got %s", operators.YAMLKind(raw)))
 	}
 	var errs []error
 	var out []aggregate
 	for _, name := range slices.Sorted(maps.Keys(m)) {
 		a, err := parseAggregate(name, m[name], vars)
 		if err != nil {
-			errs = append(errs, fieldErr("aggregate."+name, err))
+			errs = append(errs, operators.FieldErr("aggregate."+name, err))
 			continue
 		}
 		out = append(out, a)
@@ -97,7 +97,7 @@ func parseAggregate(name string, raw any, vars []string) (aggregate, error) {
 	}
 	src, ok := raw.(string)
 	if !ok {
-		return a, fmt.Errorf("want fn(EXPR) or count(), got %s", yamlKind(raw))
+		return a, fmt.Errorf("want fn(EXPR) or count(), got %s", operators.YAMLKind(raw))
 	}
 	s := strings.TrimSpace(src)
 	open := strings.IndexByte(s, '(')

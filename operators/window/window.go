@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jetfold/jetfold/operators"
@@ -347,7 +346,7 @@ func (o *Op) delete(x *operators.Exec, tick *event.Event, k string) error {
 // it, with the window as payload, and goes on.
 func (o *Op) emitWindow(x *operators.Exec, tick *event.Event, key, k string, r *event.Record) error {
 	em := o.emit
-	if em == nil || em.handler == handlerOnce && tick.Mode != event.Live {
+	if em == nil || em.handler == operators.Once && tick.Mode != event.Live {
 		return nil
 	}
 	w := make(map[string]any, 2+len(o.aggs))
@@ -377,7 +376,7 @@ func (o *Op) render(x *operators.Exec, tick *event.Event) (string, []byte, error
 	if err != nil {
 		return "", nil, err
 	}
-	if !validSubject(subject) {
+	if !operators.ValidSubject(subject) {
 		return subject, nil, fmt.Errorf("%w: %s: %q is not a valid subject to publish on", expr.ErrEval, em.subject.Source, subject)
 	}
 	var body any
@@ -399,17 +398,6 @@ func (o *Op) render(x *operators.Exec, tick *event.Event) (string, []byte, error
 		return subject, nil, fmt.Errorf("%w: emit data: %v", expr.ErrEval, err)
 	}
 	return subject, data, nil
-}
-
-// maxSubjectLen bounds a derived event's subject (NATS control lines are at most 4 KiB).
-const maxSubjectLen = 1024
-
-// validSubject tells whether s is a subject to publish on (as the emit operator checks).
-func validSubject(s string) bool {
-	if s == "" || len(s) > maxSubjectLen || strings.HasPrefix(s, ".") || strings.HasSuffix(s, ".") || strings.Contains(s, "..") {
-		return false
-	}
-	return !strings.ContainsAny(s, " \t\r\n*>")
 }
 
 // kvKey returns the KV key of key's window starting at start (nanoseconds): <key>.<start in
