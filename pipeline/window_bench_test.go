@@ -51,10 +51,14 @@ func benchWindowPipeline(b *testing.B, yaml string) {
 		payloads[i] = bench.Payload(i, 1000, 100, 10_000, rng)
 	}
 	msg := &benchMsg{}
+	tsField := []byte(`"ts":"`)
 	benchProcess(b, p, func(seq uint64) *benchMsg {
-		// the workload's payload, with an event time 1ms after the last one's
-		ts := base.Add(time.Duration(seq) * time.Millisecond).Format("2006-01-02T15:04:05.000Z")
-		msg.data = bytes.Replace(payloads[seq%n], []byte("2026-01-01T00:00:00.000Z"), []byte(ts), 1)
+		// the workload's payload, with an event time 1ms after the last one's (the same width
+		// as the payload's own)
+		src := payloads[seq%n]
+		at := bytes.Index(src, tsField) + len(tsField)
+		ts := base.Add(time.Duration(seq) * time.Millisecond).Format("2006-01-02T15:04:05.000000Z")
+		msg.data = append(append(append(msg.data[:0], src[:at]...), ts...), src[at+len(ts):]...)
 		return msg
 	})
 }
