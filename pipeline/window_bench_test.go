@@ -19,8 +19,15 @@ func BenchmarkProcessWindow(b *testing.B) {
 		"tumbling": windowOp("tumbling: 1m"),
 		"hopping":  windowOp("hopping: {size: 5m, advance: 1m}"),
 		"session":  windowOp("session: {gap: 5s}"),
+		"timeout": `      - timeout:
+          name: quiet
+          start: [t1]
+          cancel: [t4]
+          after: 30s
+          emit: {subject: '"benchout.t." + key', data: {key: key, deadline: timer.deadline}}
+`,
 	}
-	for _, name := range []string{"fold", "tumbling", "hopping", "session"} {
+	for _, name := range []string{"fold", "tumbling", "hopping", "session", "timeout"} {
 		// the workload of `processor bench`, on event time, through the operators given
 		y := bench.ConfigYAML(bench.Pipeline{
 			Name: "bench", Stop: "end", Time: "event.ts", CacheKeys: 100_000, Operators: ops[name],

@@ -109,12 +109,16 @@ func (c *cache) markDirty(e *entry) {
 }
 
 // seal moves the dirty entries to a commit: they stay out of the LRU list until
-// [cache.committed], and the next batch starts with none dirty.
-func (c *cache) seal(fn func(e *entry)) {
+// [cache.committed], and the next batch starts with none dirty. An entry fn does not take (it
+// returns false: there is nothing to write) is evictable again at once.
+func (c *cache) seal(fn func(e *entry) bool) {
 	for _, e := range c.dirty {
-		fn(e)
-		e.Owned = false // the commit holds the state now: the next fold copies it
 		e.dirty = false
+		if !fn(e) {
+			c.pushFront(e)
+			continue
+		}
+		e.Owned = false // the commit holds the state now: the next fold copies it
 		e.committing++
 	}
 	clear(c.dirty)

@@ -242,8 +242,15 @@ func (w Write) Written(rev uint64) { w.e.rev = rev }
 // the next batch can be processed (and change the same keys) while they are committed. Their
 // entries stay in the cache until [Store.Committed].
 func (s *Store) Seal(ws []Write) []Write {
-	s.cache.seal(func(e *entry) {
+	s.cache.seal(func(e *entry) bool {
+		// A key deleted that its bucket never held, with no commit in flight that writes it
+		// (whose goroutine sets rev), needs no write: a timer started and ended, a session
+		// merged, within one batch.
+		if e.State == nil && e.committing == 0 && e.rev == 0 {
+			return false
+		}
 		ws = append(ws, Write{e: e, State: e.State, Seq: e.Seq, Time: e.Time, TTL: e.ttl})
+		return true
 	})
 	return ws
 }

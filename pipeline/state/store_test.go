@@ -122,3 +122,48 @@ func TestTablePut(t *testing.T) {
 		t.Errorf("after an eviction: complete %v, %d keys", complete, len(tb.vals))
 	}
 }
+
+// TestSealSkipsNothingToWrite: a key its bucket never held, written and deleted within one
+// batch, needs no write; deleted while the commit that creates it is in flight, or after it
+// landed, it does.
+func TestSealSkipsNothingToWrite(t *testing.T) {
+	shape := event.NewShape("n")
+	s := New(Options{MaxKeys: 10, Shapes: map[string]*event.Shape{"p": shape}})
+	s.Track("p")
+	ctx := context.Background()
+	apply := func(key string, del bool) {
+		t.Helper()
+		e, err := s.Get(ctx, "p", key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := event.Write{Projection: "p", Key: key, Seq: 1, Entry: e, Delete: del}
+		if !del {
+			w.State = event.NewRecord(shape, map[string]any{"n": 1.0})
+		}
+		if err := s.Apply(w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply("a", false)
+	apply("a", true)
+	if ws := s.Seal(nil); len(ws) != 0 {
+		t.Fatalf("sealed %d writes for a key created and deleted in one batch", len(ws))
+	}
+	apply("b", false)
+	first := s.Seal(nil) // b's creation, in flight
+	apply("b", true)
+	if ws := s.Seal(nil); len(ws) != 1 || ws[0].State != nil {
+		t.Fatalf("sealed %v, want b's deletion while its creation is in flight", ws)
+	}
+	first[0].Written(7)
+	s.Committed(first)
+	apply("c", false)
+	ws := s.Seal(nil)
+	ws[0].Written(8)
+	s.Committed(ws)
+	apply("c", true)
+	if ws := s.Seal(nil); len(ws) != 1 || ws[0].State != nil {
+		t.Fatalf("sealed %v, want c's deletion after its creation landed", ws)
+	}
+}
