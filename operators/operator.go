@@ -55,6 +55,14 @@ type Starter interface {
 	Start(x *Exec) error
 }
 
+// Claimer is implemented by operators that need keys of their projection to themselves (a
+// window's, a timer's, a dedupe's): Claims returns the projection and the prefix of the keys
+// they write ("" for all). The pipeline refuses two operators whose claims overlap, and an
+// operator writing a projection of which another claims every key.
+type Claimer interface {
+	Claims() (projection, prefix string)
+}
+
 // Reader is implemented by operators that read projections through [Store.Lookup]: the
 // pipeline warns at load about a projection that no pipeline writes.
 type Reader interface {

@@ -95,6 +95,11 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 		rekeyed := false     // a key operator came before
 		var opPaths []string // of p.ops
 		var vars []string    // set by the operators so far (operators.Binder)
+		type writer struct {
+			proj, prefix, path string
+			claims             bool // an operators.Claimer: prefix is its own
+		}
+		var wrote []writer // the projections the operators so far write
 		for j, raw := range pc.Operators {
 			opPath := fmt.Sprintf("%s.operators.%d", base, j)
 			name, val, ok := single(raw)
@@ -134,6 +139,23 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 						p.Projections = append(p.Projections, proj)
 					}
 				}
+			}
+			if pr, ok := op.(operators.Projector); ok {
+				w := writer{proj: pr.Projection(), path: opPath + "." + name}
+				if c, ok := op.(operators.Claimer); ok {
+					w.proj, w.prefix = c.Claims()
+					w.claims = true
+				}
+				for _, o := range wrote {
+					if o.proj == w.proj && (o.claims || w.claims) &&
+						(!o.claims || !w.claims || strings.HasPrefix(o.prefix, w.prefix) || strings.HasPrefix(w.prefix, o.prefix)) {
+						e := cfg.Errorf(w.path, "projection %q: this operator and the one at %s write the same keys", w.proj, cfg.Pos(o.path))
+						e.Hint = "a window, a timeout (by name) or a dedupe needs its keys to itself: give it a projection of its own, or the timeouts different names"
+						errs = append(errs, e)
+						break
+					}
+				}
+				wrote = append(wrote, w)
 			}
 			p.ops = append(p.ops, op)
 			opPaths = append(opPaths, opPath+"."+name)

@@ -187,3 +187,6 @@ func (o *op) UsesTTL() bool { return true }
 
 // Exprs implements [operators.Expressioner].
 func (o *op) Exprs() []*expr.Expr { return []*expr.Expr{o.id} }
+
+// Claims implements [operators.Claimer]: a dedupe's keys are all its projection's.
+func (o *op) Claims() (string, string) { return o.projection, "" }

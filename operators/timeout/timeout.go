@@ -184,3 +184,6 @@ func (o *op) Exprs() []*expr.Expr {
 	}
 	return []*expr.Expr{o.subject, o.data}
 }
+
+// Claims implements [operators.Claimer]: the keys of its name.
+func (o *op) Claims() (string, string) { return o.projection, o.prefix }

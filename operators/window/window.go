@@ -445,3 +445,6 @@ func floorDiv(a, b int64) int64 {
 
 // floorMod is a - floorDiv(a, b)*b.
 func floorMod(a, b int64) int64 { return a - floorDiv(a, b)*b }
+
+// Claims implements [operators.Claimer]: a window's keys are all its projection's.
+func (o *Op) Claims() (string, string) { return o.projection, "" }
