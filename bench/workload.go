@@ -27,6 +27,9 @@ const (
 	// 10,000, 1,000,000 events span 100 s, about 3 windows per key of 10,000, some 40 events
 	// each; at 1,000, 16.7 minutes, 17 windows per key of 6 events.
 	WorkloadWindows = "windows"
+	// WorkloadStateful is the window and the timeout of WorkloadWindows alone, without the
+	// fold: a pipeline of stateful operators next to one that folds.
+	WorkloadStateful = "stateful"
 	// WorkloadLookup adds to the standard fold a lookup of each event's key in a projection
 	// of another pipeline (Keys users, written before the run), whose value one handler
 	// folds.
@@ -34,7 +37,7 @@ const (
 )
 
 // Workloads lists the workloads.
-var Workloads = []string{WorkloadFold, WorkloadWindows, WorkloadLookup}
+var Workloads = []string{WorkloadFold, WorkloadWindows, WorkloadStateful, WorkloadLookup}
 
 // workload is what a workload but the fold adds to the standard fold in its pipeline, bench_w
 // (the fold under that name, its emit on benchout.w.).
@@ -43,10 +46,11 @@ type workload struct {
 	before string // operators before the fold
 	last   string // what the fold's t3 handler sets last to ("": event.ref)
 	after  string // operators after the emit
+	noFold bool   // the pipeline is the operators before and after alone
 }
 
-var workloads = map[string]workload{
-	WorkloadWindows: {time: "event.ts", after: `      - window:
+// windowAndTimeout are the stateful operators of WorkloadWindows and WorkloadStateful.
+const windowAndTimeout = `      - window:
           projection: bench_win
           tumbling: 1m
           aggregate: {n: count(), total: sum(event.amount)}
@@ -56,7 +60,11 @@ var workloads = map[string]workload{
           cancel: [t4]
           after: 30s
           emit: {subject: '"benchout.t." + key', data: {key: key, deadline: timer.deadline}}
-`},
+`
+
+var workloads = map[string]workload{
+	WorkloadWindows:  {time: "event.ts", after: windowAndTimeout},
+	WorkloadStateful: {time: "event.ts", after: windowAndTimeout, noFold: true},
 	WorkloadLookup: {before: `      - lookup: {projection: bench_users, key: key, as: user}
 `, last: "user.name"},
 }
@@ -68,6 +76,9 @@ func workloadPipeline(o Options, stop string) (Pipeline, bool) {
 		return Pipeline{}, false
 	}
 	fold := fmt.Sprintf(foldYAML, "bench_w", cmp.Or(w.last, "event.ref")) + fmt.Sprintf(emitYAML, "benchout.w.")
+	if w.noFold {
+		fold = ""
+	}
 	return Pipeline{Name: "bench_w", Stop: stop, Time: w.time, Batch: o.Batch, CacheKeys: workloadCache(o),
 		Operators: w.before + fold + w.after}, true
 }
@@ -77,7 +88,7 @@ func workloadPipeline(o Options, stop string) (Pipeline, bool) {
 // about 8 entries per key (with 4, twice the commits and a third more keys written: 0.48
 // of the fold's rate instead of 0.63, one run each).
 func workloadCache(o Options) int {
-	if o.Workload == WorkloadWindows {
+	if o.Workload == WorkloadWindows || o.Workload == WorkloadStateful {
 		return 8 * o.CacheKeys
 	}
 	return o.CacheKeys

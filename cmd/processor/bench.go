@@ -75,7 +75,7 @@ publishes at --rate events/s for --duration and reports publish-to-visible laten
 	f.IntVar(&o.Rounds, "rounds", 3, "measure the raw consume and the pipeline this many times each, alternating; report the round of the median ratio")
 	f.IntVar(&o.CacheKeys, "cache", 0, "state cache bound (default: --keys)")
 	f.StringVar(&o.URL, "nats-url", "", "run against this NATS server instead of an embedded one (its bench streams are deleted first)")
-	f.StringVar(&o.Workload, "workload", bench.WorkloadFold, "fold, windows (the fold plus a window and a timeout) or lookup (the fold plus a lookup): the last two also run the fold alone, and report both")
+	f.StringVar(&o.Workload, "workload", bench.WorkloadFold, "fold, windows (the fold plus a window and a timeout), stateful (the window and the timeout alone) or lookup (the fold plus a lookup): all but fold also run the fold alone, and report both")
 	f.IntVar(&o.EventRate, "event-rate", 10_000, "events per second of event time (the events' ts field): how many events a window of --workload windows holds")
 	f.BoolVar(&o.Latency, "latency", false, "latency mode")
 	f.IntVar(&o.Rate, "rate", 10_000, "latency mode: events per second")
