@@ -38,6 +38,10 @@ type Checkpoint struct {
 	// Watermark is the pipeline's watermark at the checkpoint: the greatest event time read
 	// up to it (see operators.Clock).
 	Watermark time.Time `json:"watermark,omitzero"`
+	// Definitions holds, per projection the pipeline writes, the definition of the operators
+	// that write it (their configuration, as canonical JSON) when the checkpoint was written:
+	// a start that finds another says what changed.
+	Definitions map[string]string `json:"definitions,omitempty"`
 	// Revision is the KV revision the checkpoint was read at or written as (not stored).
 	Revision uint64 `json:"-"`
 }

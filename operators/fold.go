@@ -34,6 +34,9 @@ type foldOp struct {
 	shape      *event.Shape
 	initialMap map[string]any
 	initial    *event.Record
+	// initialSlots are the slots of initial's fields in shape, in the order of initialNames.
+	initialNames []string
+	initialSlots []int
 	on         map[string][]assign
 	handler    Handler
 }
@@ -51,6 +54,12 @@ func (f *foldOp) Shape() *event.Shape { return f.shape }
 func (f *foldOp) UseShape(s *event.Shape) {
 	f.shape = s
 	f.initial = event.NewRecord(s, f.initialMap)
+	f.initialNames = sortedKeys(f.initialMap)
+	f.initialSlots = f.initialSlots[:0]
+	for _, n := range f.initialNames {
+		i, _ := s.Slot(n) // the shape has every field the fold names
+		f.initialSlots = append(f.initialSlots, i)
+	}
 	for _, as := range f.on {
 		for i := range as {
 			as[i].slot, _ = s.Slot(as[i].field)
@@ -152,6 +161,9 @@ func (f *foldOp) Process(x *Exec, ev *event.Event) (bool, error) {
 				return true, nil
 			}
 			cur, last, owned = e.State, *e, e.Owned
+			if filled, ok := f.filled(cur); ok {
+				cur, owned = filled, false
+			}
 		}
 	}
 	if cur == nil {
@@ -259,4 +271,26 @@ func (f *foldOp) CheckState(st *expr.StateType) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// filled returns a copy of r with the fields of initial that r lacks set to their initial
+// values, and true; r and false when it lacks none. A field added to initial after keys got
+// state (a changed pipeline) so reaches them when they are next read, instead of reading as
+// nil.
+func (f *foldOp) filled(r *event.Record) (*event.Record, bool) {
+	var out *event.Record
+	for i, name := range f.initialNames {
+		if r.Shape() == f.shape {
+			if v := r.At(f.initialSlots[i]); !v.Absent() {
+				continue
+			}
+		} else if _, ok := r.Field(name); ok {
+			continue
+		}
+		if out == nil {
+			out = r.Clone(f.shape)
+		}
+		out.Set(f.initialSlots[i], event.ValueOf(f.initialMap[name]))
+	}
+	return out, out != nil
 }

@@ -135,3 +135,31 @@ func TestMapCopiesState(t *testing.T) {
 		t.Errorf("the state changed to %s", b)
 	}
 }
+
+// TestInitialFillsOldStates: a field added to initial after a key got state reads as its
+// initial value, not nil (a changed pipeline is not an outage), and the stored record is left
+// as it was.
+func TestInitialFillsOldStates(t *testing.T) {
+	f, err := buildFold(BuildContext{}, map[string]any{
+		"projection": "p",
+		"initial":    map[string]any{"n": 0, "adds": 0},
+		"on":         map[string]any{"t": map[string]any{"n": "state.n + 1", "adds": "state.adds + 1"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fold := f.(*foldOp)
+	for _, owned := range []bool{true, false} {
+		stored := &event.Entry{State: event.NewRecord(fold.shape, map[string]any{"n": 5.0}), Seq: 1, Owned: owned}
+		ev := &event.Event{Seq: 2, Type: "t", Key: "k"}
+		if _, err := fold.Process(&Exec{Store: oneEntry{stored}}, ev); err != nil {
+			t.Fatalf("owned %v: %v", owned, err)
+		}
+		if got := ev.Writes[0].State.Map(); got["n"] != 6.0 || got["adds"] != 1.0 {
+			t.Errorf("owned %v: staged %v, want n 6 and adds 1", owned, got)
+		}
+		if got := stored.State.Map(); len(got) != 1 {
+			t.Errorf("owned %v: the stored state changed to %v", owned, got)
+		}
+	}
+}

@@ -55,6 +55,10 @@ type Pipeline struct {
 	ttl    map[string]bool
 	// starters are the operators to start at every start of a run.
 	starters []operators.Starter
+	// rawOps are the configurations of ops, in order; defs the definitions of the
+	// projections, kept with the checkpoint (see definitions).
+	rawOps []config.Operator
+	defs   map[string]string
 	// Warnings are what is legal but likely a mistake, each at its place in the file (a
 	// lookup of a projection that no pipeline writes).
 	Warnings []*diag.Error
@@ -158,6 +162,7 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 				wrote = append(wrote, w)
 			}
 			p.ops = append(p.ops, op)
+			p.rawOps = append(p.rawOps, raw)
 			opPaths = append(opPaths, opPath+"."+name)
 			if c, ok := op.(operators.Clock); ok {
 				p.clocks = append(p.clocks, c)
@@ -204,6 +209,7 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 			p.peekLayout = event.NewLayout(peek)
 		}
 		p.inPlace = !opaque
+		p.defs = p.definitions()
 		out = append(out, p)
 	}
 	for _, rd := range reads {

@@ -121,6 +121,7 @@ type Runner struct {
 	acks         bool   // the consumer is acknowledged (AckAll) after each commit
 	lastDelivery uint64 // delivery sequence of the last message of a durable consumer
 	pf           prefetcher
+	defsChecked  bool // the checkpoint's definitions were compared with the pipeline's
 }
 
 // NewRunner returns a runner for p.
@@ -271,7 +272,7 @@ func (r *Runner) start(ctx context.Context) (*source.Source, error) {
 		// Write a checkpoint before reading anything: its time bounds the read-back of
 		// outputs after a crash, and "new" is pinned to a sequence now, so that a restart
 		// before the first commit does not skip what arrived in between.
-		cp = checkpoint.Checkpoint{Stream: pc.Source.Stream, Initial: true}
+		cp = checkpoint.Checkpoint{Stream: pc.Source.Stream, Initial: true, Definitions: r.p.defs}
 		if r.p.Start.Kind == config.StartNew {
 			cp.Seq, cp.Initial = stream.CachedInfo().State.LastSeq, false
 		}
@@ -284,13 +285,20 @@ func (r *Runner) start(ctx context.Context) (*source.Source, error) {
 		return nil, fmt.Errorf("%w: the checkpoint of %s is a position in stream %s, the pipeline now reads %s (rename the pipeline to start over)",
 			ErrStopped, r.p.Name, cp.Stream, pc.Source.Stream)
 	}
+	if !r.defsChecked {
+		r.defsChecked = true // once per run, not at every restart
+		for _, change := range changedDefinitions(cp.Definitions, r.p.defs) {
+			r.log.Warn("the pipeline changed since its checkpoint: keys keep their state (a field added to initial reads as its initial value); to recompute them from the history, delete the projection's bucket and the pipeline's checkpoint and run again",
+				"projection", change.projection, "change", change.what)
+		}
+	}
 	r.lastSeq = cp.Seq
 	r.watermark = cp.Watermark
 	r.m.Checkpoint.WithLabelValues(r.p.Name).Set(float64(cp.Seq))
 	r.committer = commit.New(commit.Options{
 		Pipeline: r.p.Name, Stream: pc.Source.Stream, JS: js, Pub: r.pub, Checkpoints: r.cps,
 		Instance: r.o.Instance, MaxPayload: r.maxPayload, DLQStream: r.dlqStream,
-		OutputStreams: r.o.OutputStreams, Logger: r.log,
+		OutputStreams: r.o.OutputStreams, Logger: r.log, Definitions: r.p.defs,
 	}, cp)
 	if err := r.committer.Recover(ctx); err != nil {
 		return nil, err

@@ -38,6 +38,9 @@ type Options struct {
 	OutputStreams []string
 	// Logger receives the committer's log lines.
 	Logger *slog.Logger
+	// Definitions are the pipeline's projection definitions, written with every checkpoint
+	// (see checkpoint.Checkpoint.Definitions).
+	Definitions map[string]string
 }
 
 // Committer commits a pipeline's batches with the protocol of this package, from the
@@ -139,7 +142,7 @@ func (c *Committer) Commit(ctx context.Context, b Batch) (Result, error) {
 	if b.Watermark.After(wm) {
 		wm = b.Watermark
 	}
-	cp, err := c.o.Checkpoints.Commit(ctx, c.o.Pipeline, checkpoint.Checkpoint{Seq: b.LastSeq, Stream: c.o.Stream, Outputs: outSeqs, Watermark: wm})
+	cp, err := c.o.Checkpoints.Commit(ctx, c.o.Pipeline, checkpoint.Checkpoint{Seq: b.LastSeq, Stream: c.o.Stream, Outputs: outSeqs, Watermark: wm, Definitions: c.o.Definitions})
 	if err != nil {
 		return Result{}, err
 	}
