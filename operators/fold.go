@@ -37,8 +37,8 @@ type foldOp struct {
 	// initialSlots are the slots of initial's fields in shape, in the order of initialNames.
 	initialNames []string
 	initialSlots []int
-	on         map[string][]assign
-	handler    Handler
+	on           map[string][]assign
+	handler      Handler
 }
 
 // Projection returns the name of the projection the fold writes.
