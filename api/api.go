@@ -38,7 +38,7 @@ type Options struct {
 
 // New returns the handler of every endpoint.
 func New(o Options) http.Handler {
-	h := &handler{o: o}
+	h := &handler{o: o, replays: make(chan struct{}, 1)}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -80,7 +80,11 @@ func (h *handler) projection(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-type handler struct{ o Options }
+type handler struct {
+	o Options
+	// replays lets one replay (?at=) run at a time: each reads the source from its start.
+	replays chan struct{}
+}
 
 func (h *handler) ready(w http.ResponseWriter, _ *http.Request) {
 	if h.o.Ready != nil && !h.o.Ready() {
@@ -117,6 +121,10 @@ func (h *handler) pipelines(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) get(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Has("at") {
+		h.getAt(w, r)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	st, err := state.Read(ctx, h.o.JS, r.PathValue("name"), r.PathValue("key"))
@@ -127,6 +135,76 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadGateway, err)
 	default:
 		writeJSON(w, http.StatusOK, st)
+	}
+}
+
+// replayTimeout bounds a replay (?at=), waiting for the one before included.
+const replayTimeout = 2 * time.Minute
+
+// AtValue is the answer of GET /v1/projections/{name}/{key}?at=: the state of a key just
+// after a position of the source, replayed (see pipeline.Replay).
+type AtValue struct {
+	Projection string          `json:"projection"`
+	Key        string          `json:"key"`
+	Value      json.RawMessage `json:"state"`
+	// Seq is the last source sequence applied to the key, At the position replayed to.
+	Seq  uint64     `json:"seq"`
+	At   uint64     `json:"at"`
+	Time *time.Time `json:"time,omitempty"`
+	// Replayed is the number of source events replayed.
+	Replayed int `json:"replayed"`
+}
+
+// getAt answers ?at=SEQ|RFC3339 (and subject=, repeatable, from=SEQ), as `processor get
+// --at` does: 400 for a bad position or a refused subject filter, 404 for no state there,
+// 409 when the source no longer holds the history.
+func (h *handler) getAt(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	at, err := pipeline.ParseAt(q.Get("at"))
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, fmt.Errorf("at: %w", err))
+		return
+	}
+	var from uint64
+	if v := q.Get("from"); v != "" {
+		if from, err = strconv.ParseUint(v, 10, 64); err != nil || from == 0 {
+			writeErr(w, http.StatusBadRequest, errors.New("from: want a stream sequence (1 or more)"))
+			return
+		}
+	}
+	name, key := r.PathValue("name"), r.PathValue("key")
+	i := slices.IndexFunc(h.o.Pipelines, func(p *pipeline.Pipeline) bool { return slices.Contains(p.Projections, name) })
+	if i < 0 {
+		writeErr(w, http.StatusNotFound, fmt.Errorf("projection %q: no pipeline of this process writes it", name))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), replayTimeout)
+	defer cancel()
+	select {
+	case h.replays <- struct{}{}:
+		defer func() { <-h.replays }()
+	case <-ctx.Done():
+		writeErr(w, http.StatusServiceUnavailable, errors.New("another replay is running: try again later"))
+		return
+	}
+	res, err := pipeline.Replay(ctx, h.o.JS, h.o.Pipelines[i], pipeline.ReplayOptions{
+		Projection: name, Key: key, At: at, Subjects: q["subject"], From: from,
+	})
+	switch {
+	case errors.Is(err, pipeline.ErrInvalidAt) || errors.Is(err, pipeline.ErrSubjectsRefused) || err != nil && key == "":
+		writeErr(w, http.StatusBadRequest, err)
+	case errors.Is(err, pipeline.ErrNoHistory):
+		writeErr(w, http.StatusConflict, err)
+	case err != nil:
+		writeErr(w, http.StatusBadGateway, err)
+	case res.State == nil:
+		writeErr(w, http.StatusNotFound, fmt.Errorf("%s/%s: no state at %s (sequence %d)", name, key, at, res.UpTo))
+	default:
+		v := AtValue{Projection: name, Key: key, Value: res.State, Seq: res.Seq, At: res.UpTo, Replayed: res.Read}
+		if !res.Time.IsZero() {
+			v.Time = &res.Time
+		}
+		writeJSON(w, http.StatusOK, v)
 	}
 }
 

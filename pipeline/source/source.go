@@ -334,6 +334,11 @@ type Options struct {
 	Conn *nats.Conn
 	// Logger receives the source's log lines.
 	Logger *slog.Logger
+	// ReadOnly opens nats.go's ordered consumer whatever the stream's retention (it
+	// acknowledges nothing), and deletes no consumer an earlier run left: for a replay of
+	// the source (pipeline.Replay), which must change nothing. Work-queue retention is
+	// still refused.
+	ReadOnly bool
 }
 
 // Open opens the source of a pipeline on stream from its checkpoint; [Source.Start] starts
@@ -356,6 +361,9 @@ func Open(ctx context.Context, stream jetstream.Stream, o Options) (*Source, err
 		log = slog.New(slog.DiscardHandler)
 	}
 	prefix := "jetfold_" + o.Pipeline
+	if o.ReadOnly {
+		prefix = "jetfold_replay_" + o.Pipeline
+	}
 	policy, seq, t := jetstream.DeliverAllPolicy, uint64(0), (*time.Time)(nil)
 	switch {
 	case !o.Initial:
@@ -368,13 +376,16 @@ func Open(ctx context.Context, stream jetstream.Stream, o Options) (*Source, err
 	}
 	name := stream.CachedInfo().Config.Name
 	opts := options{conn: o.Conn, cfg: o.Batch, log: log}
-	switch stream.CachedInfo().Config.Retention {
-	case jetstream.WorkQueuePolicy:
+	retention := stream.CachedInfo().Config.Retention
+	if retention == jetstream.WorkQueuePolicy {
 		return nil, fmt.Errorf("%w: %s deletes what is acknowledged; a pipeline replays its source: use limits or interest retention", ErrWorkQueue, name)
-	case jetstream.LimitsPolicy:
+	}
+	if retention == jetstream.LimitsPolicy || o.ReadOnly {
 		// A durable of an earlier version (named after the pipeline) is no longer used.
-		if err := stream.DeleteConsumer(ctx, prefix); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return nil, fmt.Errorf("delete consumer %s: %w", prefix, err)
+		if !o.ReadOnly {
+			if err := stream.DeleteConsumer(ctx, prefix); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return nil, fmt.Errorf("delete consumer %s: %w", prefix, err)
+			}
 		}
 		// Ephemeral and unacknowledged, kept ordered by nats.go (see Source).
 		cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{

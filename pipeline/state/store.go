@@ -48,6 +48,11 @@ type Options struct {
 	// TableKeys bounds each replica of a projection the pipeline reads (see
 	// [Store.Lookup]); 0 means MaxKeys.
 	TableKeys int
+	// Memory makes the store hold the pipeline's projections in memory only, from empty (a
+	// replay of the source, see pipeline.Replay): Get never reads a bucket, every key starts
+	// without state, and a key changed stays cached as long as nothing seals it. The
+	// projections of other pipelines are still read from their buckets (Lookup).
+	Memory bool
 }
 
 // Store is the state of one pipeline's projections: a bounded LRU cache of per-key states
@@ -110,9 +115,20 @@ func (s *Store) Track(proj string) { s.cache.track(proj) }
 // max_value_size allows (a state over it is a dead letter, not a write refused at every
 // commit).
 func (s *Store) ValueLimit(maxPayload int) int {
-	limit := maxPayload - 1024
+	sizes := make([]int32, 0, len(s.buckets))
 	for _, st := range s.buckets {
-		if m := int(st.CachedInfo().Config.MaxMsgSize); m > 0 {
+		sizes = append(sizes, st.CachedInfo().Config.MaxMsgSize)
+	}
+	return ValueLimit(maxPayload, sizes...)
+}
+
+// ValueLimit returns the largest state that buckets whose max_value_size are maxValueSize
+// (0 or less: none) accept from a server whose payload limit is maxPayload (see
+// [Store.ValueLimit]).
+func ValueLimit(maxPayload int, maxValueSize ...int32) int {
+	limit := maxPayload - 1024
+	for _, m := range maxValueSize {
+		if m := int(m); m > 0 {
 			limit = min(limit, m-min(1024, m/2))
 		}
 	}
@@ -125,7 +141,7 @@ func (s *Store) Get(ctx context.Context, proj, key string) (*event.Entry, error)
 		return &e.Entry, nil
 	}
 	e := newEntry(proj, key)
-	if !s.cache.absent(proj, key) {
+	if !s.o.Memory && !s.cache.absent(proj, key) {
 		s.reads++
 		if err := s.load(ctx, e); err != nil {
 			return nil, err
@@ -153,6 +169,16 @@ func (s *Store) Scan(ctx context.Context, proj, prefix string, fn func(key strin
 		}
 	}
 	return nil
+}
+
+// Peek returns the cached entry of proj/key, without reading it or marking it used; false
+// when the cache does not hold it. With Options.Memory, a key changed since the store was
+// made is always cached.
+func (s *Store) Peek(proj, key string) (*event.Entry, bool) {
+	if e, ok := s.cache.byProj[proj][key]; ok {
+		return &e.Entry, true
+	}
+	return nil, false
 }
 
 // Dirty returns the number of keys changed since the last Seal.
