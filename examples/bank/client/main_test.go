@@ -31,7 +31,9 @@ func TestCommands(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- pipeline.RunAll(ctx, ps, pipeline.Options{JS: js, OutputStreams: []string{"BANK_EVENTS"}}) }()
+	go func() {
+		done <- pipeline.RunAll(ctx, ps, pipeline.Options{JS: js, OutputStreams: []string{"BANK_EVENTS"}})
+	}()
 
 	tests := []struct {
 		cmd  Command
