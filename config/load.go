@@ -156,6 +156,14 @@ func isNull(n *yaml.Node) bool {
 // yamlLineRe matches the line number that YAML errors start with.
 var yamlLineRe = regexp.MustCompile(`^line (\d+): (.*)$`)
 
+// YAMLErrors turns an error of go.yaml.in/yaml/v3 reading data, the content of file, into
+// located errors as [Load] reports them: at the line YAML names (its parser's off-by-one
+// corrected), the column of that line's first non-blank character, and at the bracket of a
+// flow collection that is not closed. Other files jetfold reads (test cases) use it.
+func YAMLErrors(file string, data []byte, err error) []*diag.Error {
+	return (&Config{File: file}).yamlErrors(data, err)
+}
+
 // yamlErrors turns a YAML parse or unmarshal error into *Errors. YAML reports lines but not
 // columns; the column given is that of the first non-blank character of the line.
 func (c *Config) yamlErrors(data []byte, err error) []*diag.Error {

@@ -69,7 +69,6 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	pf.BoolVar(&g.logJSON, "log-json", false, "log as JSON lines")
 	root.AddCommand(runCmd(g), validateCmd(g), getCmd(g), statusCmd(g), publishCmd(g), benchCmd(g))
-	root.AddCommand(dlqCmd(g), versionCmd(g))
-	root.AddCommand(historyCmd(g))
+	root.AddCommand(dlqCmd(g), versionCmd(g), historyCmd(g), testCmd(g))
 	return root
 }
