@@ -4,24 +4,39 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 )
 
-// TestShopCases runs the README's test command on the shop example's cases, so that CI keeps
-// them passing: every case of the file must pass, each on a line of its own.
-func TestShopCases(t *testing.T) {
-	file, err := os.ReadFile("../../examples/shop/cases.yaml")
+// TestExampleCases runs every example's cases (examples/*/cases.yaml) through the test
+// command, so that CI keeps them passing: every case of each file must pass, each on a line
+// of its own, and every example has cases.
+func TestExampleCases(t *testing.T) {
+	dirs, err := filepath.Glob("../../examples/*/pipelines.yaml")
+	if err != nil || len(dirs) < 3 {
+		t.Fatalf("examples %v (%v), want at least 3", dirs, err)
+	}
+	for _, cfg := range dirs {
+		dir := filepath.Dir(cfg)
+		t.Run(filepath.Base(dir), func(t *testing.T) { exampleCases(t, dir, map[string]int{"shop": 5}[filepath.Base(dir)]) })
+	}
+}
+
+// exampleCases runs the cases of one example, which must hold at least least of them (1 when
+// 0).
+func exampleCases(t *testing.T, dir string, least int) {
+	file, err := os.ReadFile(filepath.Join(dir, "cases.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	cases := len(regexp.MustCompile(`(?m)^  - name: `).FindAll(file, -1))
-	if cases < 5 {
-		t.Fatalf("%d cases in examples/shop/cases.yaml, want at least 5", cases)
+	if cases < max(least, 1) {
+		t.Fatalf("%d cases in %s/cases.yaml, want at least %d", cases, dir, max(least, 1))
 	}
 	var out, errOut bytes.Buffer
-	code := Main([]string{"test", "-c", "../../examples/shop/pipelines.yaml", "../../examples/shop/cases.yaml"}, &out, &errOut)
+	code := Main([]string{"test", "-c", filepath.Join(dir, "pipelines.yaml"), filepath.Join(dir, "cases.yaml")}, &out, &errOut)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errOut.String())
 	}
