@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jetfold/jetfold/config"
+	"github.com/jetfold/jetfold/internal/natstest"
 	"github.com/jetfold/jetfold/pipeline/source"
 )
 
@@ -155,13 +156,7 @@ func (s *fakeStage) Committed(j *Job[*fakeBatch]) (bool, error) {
 // waitFor polls cond with a deadline.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	natstest.Eventually(t, 10*time.Second, what, cond)
 }
 
 func batchConfig() config.Batch {

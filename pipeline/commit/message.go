@@ -53,10 +53,7 @@ func MsgID(pipeline string, seq uint64, n int) string {
 // make (o.Err set): its reason, o.Data as payload, and the id of the derived event with
 // ":dlq" appended, so that it is published once across crashes as the event would have been.
 func Unmade(pipeline string, ev *event.Event, n int, o event.Output, limit int) *nats.Msg {
-	id := MsgID(pipeline, ev.Seq, n)
-	if o.ID != "" {
-		id = pipeline + ":" + o.ID
-	}
+	id := outputID(pipeline, ev, n, o)
 	return newDeadLetter(deadLetterOf{
 		pipeline: pipeline, seq: ev.Seq, subject: ev.Subject, data: o.Data,
 		reason: o.Err.Error(), emitted: o.Subject, id: id + ":dlq", limit: limit,
@@ -67,11 +64,8 @@ func Unmade(pipeline string, ev *event.Event, n int, o event.Output, limit int) 
 // the deterministic id [MsgID] (or "<pipeline>:" + o.ID when the operator gave one) as
 // Nats-Msg-Id and ce-id.
 func Derived(pipeline string, ev *event.Event, n int, o event.Output) *nats.Msg {
-	id := MsgID(pipeline, ev.Seq, n)
-	if o.ID != "" {
-		id = pipeline + ":" + o.ID // fired by time: an id of the operator's own
-	}
-	h := nats.Header{}
+	id := outputID(pipeline, ev, n, o)
+	h := make(nats.Header, 10) // the headers set below
 	h.Set(jetstream.MsgIDHeader, id)
 	h.Set("ce-specversion", "1.0")
 	h.Set("ce-id", id)
@@ -88,6 +82,15 @@ func Derived(pipeline string, ev *event.Event, n int, o event.Output) *nats.Msg 
 	h.Set("content-type", "application/json")
 	h.Set(HeaderSourceSeq, strconv.FormatUint(ev.Seq, 10))
 	return &nats.Msg{Subject: o.Subject, Data: o.Data, Header: h}
+}
+
+// outputID is the id of the n-th derived event of ev: [MsgID], or "<pipeline>:" + o.ID when
+// the operator gave one (fired by time: an id of the operator's own).
+func outputID(pipeline string, ev *event.Event, n int, o event.Output) string {
+	if o.ID != "" {
+		return pipeline + ":" + o.ID
+	}
+	return MsgID(pipeline, ev.Seq, n)
 }
 
 // DeadLetter builds the dead letter of source message m (stream sequence seq): its payload

@@ -168,7 +168,7 @@ func (t *table) fetch(ctx context.Context, key string) (map[string]any, error) {
 	var val map[string]any
 	if !ReadMeta(msg.Header).Deleted {
 		if val, err = decode.State(msg.Data); err != nil {
-			return nil, fmt.Errorf("%w: value of %s/%s is not a JSON object: %v", ErrUnavailable, t.proj, key, err)
+			return nil, fmt.Errorf("value of %s/%s is not a JSON object: %w", t.proj, key, err) // a dead letter, as in Store.load
 		}
 	}
 	t.put(key, val, msg.Sequence)

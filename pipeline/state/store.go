@@ -395,7 +395,9 @@ func (s *Store) load(ctx context.Context, e *entry) error {
 	}
 	m, err := decode.State(msg.Data)
 	if err != nil {
-		return fmt.Errorf("%w: value of %s/%s is not a JSON object: %v", ErrUnavailable, e.proj, e.key, err)
+		// Not NATS failing but a value someone else wrote: reading it again cannot help, so
+		// the event that needs it is a dead letter rather than a restart (ErrUnavailable).
+		return fmt.Errorf("value of %s/%s is not a JSON object: %w", e.proj, e.key, err)
 	}
 	e.State, e.Seq, e.Time, e.Owned, e.Roomy = event.NewRecord(s.o.Shapes[e.proj], m), meta.Seq, meta.Time, s.o.InPlace, false
 	return nil
@@ -452,8 +454,9 @@ func (s *Store) keys(ctx context.Context, proj, prefix string) ([]string, error)
 		if err != nil {
 			return nil, fmt.Errorf("%w: list %s: %v", ErrUnavailable, proj, err)
 		}
+		prefixLen := len(streams.KVSubject(proj, ""))
 		for subj := range info.State.Subjects {
-			k, err := streams.DecodeKey(subj[len(streams.KVSubject(proj, "")):])
+			k, err := streams.DecodeKey(subj[prefixLen:])
 			if err == nil && strings.HasPrefix(k, prefix) {
 				keys[k] = struct{}{}
 			}
