@@ -32,7 +32,8 @@ const EndedTTL = 24 * time.Hour
 // defaultData is the body of a derived event when `emit.data` is not set.
 const defaultData = `{"key": key, "started": timer.started, "deadline": timer.deadline, "event": timer.event}`
 
-// ErrBadTimer is returned for a value of the projection whose deadline does not parse.
+// ErrBadTimer is the reason of the dead letter of a timer in the projection whose deadline
+// does not parse: the first tick ends it (see Start).
 var ErrBadTimer = errors.New("not a timer")
 
 // Spec returns the spec of the timeout operator (Name "timeout"), for a registry.
