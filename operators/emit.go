@@ -88,8 +88,8 @@ func (e *emitOp) Process(x *Exec, ev *event.Event) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if !ValidSubject(subject) {
-		return false, fmt.Errorf("%w: %s: %q is not a valid subject to publish on", expr.ErrEval, e.subject.Source, subject)
+	if err := CheckSubject(e.subject, subject); err != nil {
+		return false, err
 	}
 	var body any
 	if e.data != nil {
@@ -107,9 +107,9 @@ func (e *emitOp) Process(x *Exec, ev *event.Event) (bool, error) {
 		}
 		body = m
 	}
-	b, err := json.Marshal(body)
+	b, err := EncodeData(body)
 	if err != nil {
-		return false, fmt.Errorf("%w: emit data: %v", expr.ErrEval, err)
+		return false, err
 	}
 	typ := e.typ
 	if typ == "" {
@@ -117,6 +117,25 @@ func (e *emitOp) Process(x *Exec, ev *event.Event) (bool, error) {
 	}
 	ev.Outputs = append(ev.Outputs, event.Output{Subject: subject, Type: typ, Data: b})
 	return true, nil
+}
+
+// CheckSubject returns nil when s, what the expression subject gave, is a subject a derived
+// event can be published on (see [ValidSubject]); an error wrapping expr.ErrEval otherwise.
+func CheckSubject(subject *expr.Expr, s string) error {
+	if !ValidSubject(s) {
+		return fmt.Errorf("%w: %s: %q is not a valid subject to publish on", expr.ErrEval, subject.Source, s)
+	}
+	return nil
+}
+
+// EncodeData returns the JSON encoding of a derived event's body; an error wrapping
+// expr.ErrEval when it does not encode.
+func EncodeData(body any) ([]byte, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: emit data: %v", expr.ErrEval, err)
+	}
+	return b, nil
 }
 
 // fires tells whether the handler lets this event emit.

@@ -11,7 +11,6 @@ import (
 
 	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/operators/event"
-	"github.com/jetfold/jetfold/operators/expr"
 )
 
 // Process implements [operators.Operator]: a start type sets the timer of the event's key (or
@@ -177,17 +176,15 @@ func (o *op) render(x *operators.Exec, ev *event.Event, key string, t *event.Rec
 		return out, err
 	}
 	out.Subject, out.Type = subject, cmp.Or(o.typ, subject)
-	if !operators.ValidSubject(subject) {
-		return out, fmt.Errorf("%w: %s: %q is not a valid subject to publish on", expr.ErrEval, o.subject.Source, subject)
+	if err := operators.CheckSubject(o.subject, subject); err != nil {
+		return out, err
 	}
 	body, err := x.Eval(o.data, ev)
 	if err != nil {
 		return out, err
 	}
-	if out.Data, err = json.Marshal(body); err != nil {
-		return out, fmt.Errorf("%w: emit data: %v", expr.ErrEval, err)
-	}
-	return out, nil
+	out.Data, err = operators.EncodeData(body)
+	return out, err
 }
 
 // outputID is the id of the derived event of key's timer t: the same in every run.
