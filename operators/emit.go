@@ -59,11 +59,8 @@ func buildEmit(b BuildContext, raw any) (Operator, error) {
 	if e.handler, err = ParseHandler(m["handler"], On, Once, All); err != nil {
 		errs = append(errs, FieldErr("handler", err))
 	}
-	if t, ok := m["type"]; ok {
-		if e.typ, ok = t.(string); !ok || e.typ == "" {
-			errs = append(errs, FieldErr("type", errors.New("want a non-empty string (the CloudEvents type)")))
-		}
-	}
+	e.typ, err = EmitType(m)
+	errs = append(errs, FieldErr("type", err))
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -117,6 +114,19 @@ func (e *emitOp) Process(x *Exec, ev *event.Event) (bool, error) {
 	}
 	ev.Outputs = append(ev.Outputs, event.Output{Subject: subject, Type: typ, Data: b})
 	return true, nil
+}
+
+// EmitType reads the `type` of an emit's fields m: "" when it has none (the subject is then
+// the type), an error when it is not a non-empty string.
+func EmitType(m map[string]any) (string, error) {
+	t, ok := m["type"]
+	if !ok {
+		return "", nil
+	}
+	if s, ok := t.(string); ok && s != "" {
+		return s, nil
+	}
+	return "", errors.New("want a non-empty string (the CloudEvents type)")
 }
 
 // CheckSubject returns nil when s, what the expression subject gave, is a subject a derived

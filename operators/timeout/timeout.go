@@ -145,11 +145,8 @@ func (o *op) buildEmit(raw any, vars []string) []error {
 	h, err := operators.ParseHandler(m["handler"], operators.Once, operators.On, operators.All)
 	o.once = h == operators.Once
 	errs = append(errs, operators.FieldErr("emit.handler", err))
-	if t, ok := m["type"]; ok {
-		if o.typ, ok = t.(string); !ok || o.typ == "" {
-			errs = append(errs, operators.FieldErr("emit.type", errors.New("want a non-empty string (the CloudEvents type)")))
-		}
-	}
+	o.typ, err = operators.EmitType(m)
+	errs = append(errs, operators.FieldErr("emit.type", err))
 	return errs
 }
 
