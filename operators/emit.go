@@ -59,11 +59,8 @@ func buildEmit(b BuildContext, raw any) (Operator, error) {
 	if e.handler, err = ParseHandler(m["handler"], On, Once, All); err != nil {
 		errs = append(errs, FieldErr("handler", err))
 	}
-	if t, ok := m["type"]; ok {
-		if e.typ, ok = t.(string); !ok || e.typ == "" {
-			errs = append(errs, FieldErr("type", errors.New("want a non-empty string (the CloudEvents type)")))
-		}
-	}
+	e.typ, err = EmitType(m)
+	errs = append(errs, FieldErr("type", err))
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -88,8 +85,8 @@ func (e *emitOp) Process(x *Exec, ev *event.Event) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if !ValidSubject(subject) {
-		return false, fmt.Errorf("%w: %s: %q is not a valid subject to publish on", expr.ErrEval, e.subject.Source, subject)
+	if err := CheckSubject(e.subject, subject); err != nil {
+		return false, err
 	}
 	var body any
 	if e.data != nil {
@@ -107,9 +104,9 @@ func (e *emitOp) Process(x *Exec, ev *event.Event) (bool, error) {
 		}
 		body = m
 	}
-	b, err := json.Marshal(body)
+	b, err := EncodeData(body)
 	if err != nil {
-		return false, fmt.Errorf("%w: emit data: %v", expr.ErrEval, err)
+		return false, err
 	}
 	typ := e.typ
 	if typ == "" {
@@ -117,6 +114,38 @@ func (e *emitOp) Process(x *Exec, ev *event.Event) (bool, error) {
 	}
 	ev.Outputs = append(ev.Outputs, event.Output{Subject: subject, Type: typ, Data: b})
 	return true, nil
+}
+
+// EmitType reads the `type` of an emit's fields m: "" when it has none (the subject is then
+// the type), an error when it is not a non-empty string.
+func EmitType(m map[string]any) (string, error) {
+	t, ok := m["type"]
+	if !ok {
+		return "", nil
+	}
+	if s, ok := t.(string); ok && s != "" {
+		return s, nil
+	}
+	return "", errors.New("want a non-empty string (the CloudEvents type)")
+}
+
+// CheckSubject returns nil when s, what the expression subject gave, is a subject a derived
+// event can be published on (see [ValidSubject]); an error wrapping expr.ErrEval otherwise.
+func CheckSubject(subject *expr.Expr, s string) error {
+	if !ValidSubject(s) {
+		return fmt.Errorf("%w: %s: %q is not a valid subject to publish on", expr.ErrEval, subject.Source, s)
+	}
+	return nil
+}
+
+// EncodeData returns the JSON encoding of a derived event's body; an error wrapping
+// expr.ErrEval when it does not encode.
+func EncodeData(body any) ([]byte, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: emit data: %v", expr.ErrEval, err)
+	}
+	return b, nil
 }
 
 // fires tells whether the handler lets this event emit.

@@ -164,7 +164,10 @@ func StatefulMismatches(t testing.TB, js jetstream.JetStream, dlqStream string, 
 			N      float64 `json:"n"`
 			Total  float64 `json:"total"`
 		}
-		_ = json.Unmarshal(m.Data(), &b)
+		if err := json.Unmarshal(m.Data(), &b); err != nil {
+			bad = append(bad, fmt.Sprintf("window close event %s: %v", m.Data(), err))
+			continue
+		}
 		id := b.UserID + "@" + b.Start
 		if seen[id] {
 			bad = append(bad, fmt.Sprintf("window %s closed twice", id))
@@ -198,7 +201,10 @@ func StatefulMismatches(t testing.TB, js jetstream.JetStream, dlqStream string, 
 			Started  string `json:"started"`
 			Deadline string `json:"deadline"`
 		}
-		_ = json.Unmarshal(m.Data(), &b)
+		if err := json.Unmarshal(m.Data(), &b); err != nil {
+			bad = append(bad, fmt.Sprintf("timer event %s: %v", m.Data(), err))
+			continue
+		}
 		id := b.UserID + "@" + b.Deadline + "@" + b.Started
 		if seen[id] {
 			bad = append(bad, fmt.Sprintf("timer %s fired twice", id))

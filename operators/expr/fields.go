@@ -1,7 +1,8 @@
 package expr
 
 import (
-	"sort"
+	"maps"
+	"slices"
 
 	"github.com/expr-lang/expr/ast"
 )
@@ -15,25 +16,33 @@ func EventFields(exprs ...*Expr) (fields []string, all bool) {
 
 // Fields is [EventFields] for the variable ident (`state`, say).
 func Fields(ident string, exprs ...*Expr) (fields []string, all bool) {
+	return collect(exprs, func(seen map[string]bool) collector {
+		return &fieldCollector{ident: ident, covered: map[*ast.IdentifierNode]bool{}, seen: seen}
+	})
+}
+
+// collector is an ast.Visitor that records in a map the members an expression reads and
+// tells whether it uses the variable in some other way.
+type collector interface {
+	ast.Visitor
+	uncovered() bool
+}
+
+// collect walks each expression of exprs with a collector of its own from mk, all recording
+// in one map; it returns the members recorded, sorted, and whether one use was uncovered.
+func collect(exprs []*Expr, mk func(seen map[string]bool) collector) ([]string, bool) {
 	seen := map[string]bool{}
+	whole := false
 	for _, e := range exprs {
 		if e == nil {
 			continue
 		}
 		node := e.program.Node()
-		c := &fieldCollector{ident: ident, covered: map[*ast.IdentifierNode]bool{}, seen: seen}
+		c := mk(seen)
 		ast.Walk(&node, c)
-		for _, id := range c.idents {
-			if !c.covered[id] {
-				all = true
-			}
-		}
+		whole = whole || c.uncovered()
 	}
-	for f := range seen {
-		fields = append(fields, f)
-	}
-	sort.Strings(fields)
-	return fields, all
+	return slices.Sorted(maps.Keys(seen)), whole
 }
 
 type fieldCollector struct {
@@ -41,6 +50,10 @@ type fieldCollector struct {
 	covered map[*ast.IdentifierNode]bool
 	idents  []*ast.IdentifierNode
 	seen    map[string]bool
+}
+
+func (c *fieldCollector) uncovered() bool {
+	return slices.ContainsFunc(c.idents, func(id *ast.IdentifierNode) bool { return !c.covered[id] })
 }
 
 // Visit implements ast.Visitor.
@@ -83,25 +96,9 @@ func (c *fieldCollector) Visit(n *ast.Node) {
 // when one uses the variable in any other way (as a whole, with a computed index), so that
 // every member may be read.
 func VarMembers(name string, exprs ...*Expr) (members []string, whole bool) {
-	seen := map[string]bool{}
-	for _, e := range exprs {
-		if e == nil {
-			continue
-		}
-		node := e.program.Node()
-		c := &varCollector{name: name, seen: seen, covered: map[ast.Node]bool{}}
-		ast.Walk(&node, c)
-		for _, n := range c.refs {
-			if !c.covered[n] {
-				whole = true
-			}
-		}
-	}
-	for m := range seen {
-		members = append(members, m)
-	}
-	sort.Strings(members)
-	return members, whole
+	return collect(exprs, func(seen map[string]bool) collector {
+		return &varCollector{name: name, seen: seen, covered: map[ast.Node]bool{}}
+	})
 }
 
 // varCollector finds the reads of a further variable (`_vars.name`, as varPatcher writes it).
@@ -110,6 +107,10 @@ type varCollector struct {
 	seen    map[string]bool
 	refs    []ast.Node        // every `_vars.name`
 	covered map[ast.Node]bool // those read by a constant member
+}
+
+func (c *varCollector) uncovered() bool {
+	return slices.ContainsFunc(c.refs, func(n ast.Node) bool { return !c.covered[n] })
 }
 
 // Visit implements ast.Visitor.

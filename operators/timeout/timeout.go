@@ -32,7 +32,8 @@ const EndedTTL = 24 * time.Hour
 // defaultData is the body of a derived event when `emit.data` is not set.
 const defaultData = `{"key": key, "started": timer.started, "deadline": timer.deadline, "event": timer.event}`
 
-// ErrBadTimer is returned for a value of the projection whose deadline does not parse.
+// ErrBadTimer is the reason of the dead letter of a timer in the projection whose deadline
+// does not parse: the first tick ends it (see Start).
 var ErrBadTimer = errors.New("not a timer")
 
 // Spec returns the spec of the timeout operator (Name "timeout"), for a registry.
@@ -144,11 +145,8 @@ func (o *op) buildEmit(raw any, vars []string) []error {
 	h, err := operators.ParseHandler(m["handler"], operators.Once, operators.On, operators.All)
 	o.once = h == operators.Once
 	errs = append(errs, operators.FieldErr("emit.handler", err))
-	if t, ok := m["type"]; ok {
-		if o.typ, ok = t.(string); !ok || o.typ == "" {
-			errs = append(errs, operators.FieldErr("emit.type", errors.New("want a non-empty string (the CloudEvents type)")))
-		}
-	}
+	o.typ, err = operators.EmitType(m)
+	errs = append(errs, operators.FieldErr("emit.type", err))
 	return errs
 }
 

@@ -435,6 +435,37 @@ func TestStartRebuildsIndex(t *testing.T) {
 	}
 }
 
+// TestBadTimer: a committed timer whose deadline does not parse does not stop the operator
+// from starting; the next tick dead-letters it (an unmade derived event with the timer as
+// payload) and ends it, and the other timers fire as usual.
+func TestBadTimer(t *testing.T) {
+	d := opstest.NewDriver(t, build(t, config(true, "once")))
+	d.Step(ev(1, "a", "add", "0"))
+	d.Step(ev(2, "b", "add", "1m"))
+	d.Store.Commit(func(string) bool { return true })
+	d.CheckpointWM = d.WM
+	k := opstest.Key("p_timers", "abandoned.b")
+	st := d.Store.Committed[k]
+	st.Data = []byte(`{"deadline": "soon", "seq": 2, "started": "x"}`)
+	d.Store.Committed[k] = st
+	d.Start()
+	d.Step(ev(3, "x", "view", "2h"))
+	if len(d.Batch) != 2 {
+		t.Fatalf("derived events %+v, want b's dead letter and a's", d.Batch)
+	}
+	b, a := d.Batch[0], d.Batch[1]
+	if b.Key != "b" || !errors.Is(b.Err, timeout.ErrBadTimer) || !strings.Contains(string(b.Data), `"soon"`) {
+		t.Errorf("bad timer: key %q, err %v, data %s", b.Key, b.Err, b.Data)
+	}
+	if a.Key != "a" || a.Err != nil {
+		t.Errorf("timer a: key %q, err %v", a.Key, a.Err)
+	}
+	d.Store.Commit(func(string) bool { return true })
+	if v := d.Store.Values("p_timers", ""); len(v) != 0 {
+		t.Errorf("timers left: %v", v)
+	}
+}
+
 // TestApplied: an event whose effect on its key was committed before a restart changes
 // nothing there and is marked a duplicate; a cancel is not undone by it.
 func TestApplied(t *testing.T) {

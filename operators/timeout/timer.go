@@ -3,6 +3,7 @@ package timeout
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -10,7 +11,6 @@ import (
 
 	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/operators/event"
-	"github.com/jetfold/jetfold/operators/expr"
 )
 
 // Process implements [operators.Operator]: a start type sets the timer of the event's key (or
@@ -116,11 +116,12 @@ func (o *op) Advance(x *operators.Exec, tick *event.Event, _, to time.Time) erro
 		key      string
 		e        *event.Entry
 		deadline time.Time
+		bad      error // the deadline does not parse (ErrBadTimer)
 	}
 	var fire []due
 	for _, key := range o.idx.popDue(to, nil) {
 		e, deadline, err := o.timer(x, o.prefix+key)
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrBadTimer) {
 			return err
 		}
 		if e == nil {
@@ -132,7 +133,7 @@ func (o *op) Advance(x *operators.Exec, tick *event.Event, _, to time.Time) erro
 			o.idx.note(key, deadline)
 			continue
 		}
-		fire = append(fire, due{key: key, e: e, deadline: deadline})
+		fire = append(fire, due{key: key, e: e, deadline: deadline, bad: err})
 	}
 	slices.SortFunc(fire, func(a, b due) int {
 		return cmp.Or(a.deadline.Compare(b.deadline), cmp.Compare(a.key, b.key))
@@ -141,7 +142,13 @@ func (o *op) Advance(x *operators.Exec, tick *event.Event, _, to time.Time) erro
 	for _, d := range fire {
 		o.ticked = append(o.ticked, d.key)
 		if o.fires(tick.Mode) {
-			out, err := o.render(x, tick, d.key, d.e.State, d.deadline)
+			var out event.Output
+			err := d.bad
+			if err == nil {
+				out, err = o.render(x, tick, d.key, d.e.State, d.deadline)
+			} else {
+				out = event.Output{Key: d.key, ID: o.outputID(d.key, d.e.State, d.deadline)}
+			}
 			if err != nil {
 				// Staged as unmade: the pipeline dead-letters it, with the timer as payload.
 				out.Err = fmt.Errorf("timeout %s: emit of the timer of %q: %w", o.name, d.key, err)
@@ -163,24 +170,27 @@ func (o *op) render(x *operators.Exec, ev *event.Event, key string, t *event.Rec
 	defer func(k string) { ev.Key = k; delete(ev.Vars, Var) }(ev.Key)
 	ev.Key = key
 	ev.SetVar(Var, t.Map())
-	seq, _ := t.Get(StateSeq).(float64)
-	out := event.Output{Key: key, ID: fmt.Sprintf("timeout:%s:%s:%d:%d", o.name, key, deadline.UnixMilli(), uint64(seq))} // the same in every run
+	out := event.Output{Key: key, ID: o.outputID(key, t, deadline)}
 	subject, err := x.EvalString(o.subject, ev)
 	if err != nil {
 		return out, err
 	}
 	out.Subject, out.Type = subject, cmp.Or(o.typ, subject)
-	if !operators.ValidSubject(subject) {
-		return out, fmt.Errorf("%w: %s: %q is not a valid subject to publish on", expr.ErrEval, o.subject.Source, subject)
+	if err := operators.CheckSubject(o.subject, subject); err != nil {
+		return out, err
 	}
 	body, err := x.Eval(o.data, ev)
 	if err != nil {
 		return out, err
 	}
-	if out.Data, err = json.Marshal(body); err != nil {
-		return out, fmt.Errorf("%w: emit data: %v", expr.ErrEval, err)
-	}
-	return out, nil
+	out.Data, err = operators.EncodeData(body)
+	return out, err
+}
+
+// outputID is the id of the derived event of key's timer t: the same in every run.
+func (o *op) outputID(key string, t *event.Record, deadline time.Time) string {
+	seq, _ := t.Get(StateSeq).(float64)
+	return fmt.Sprintf("timeout:%s:%s:%d:%d", o.name, key, deadline.UnixMilli(), uint64(seq))
 }
 
 // Start implements [operators.Starter]: it rebuilds the index from the projection's timers.
@@ -192,8 +202,10 @@ func (o *op) Start(x *operators.Exec) error {
 		return fmt.Errorf("timeout %s: list timers: %w", o.name, err)
 	}
 	for _, k := range keys {
+		// A timer whose deadline does not parse is indexed as due at once (the zero time):
+		// the next tick dead-letters and ends it, instead of every start failing.
 		e, deadline, err := o.timer(x, k)
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrBadTimer) {
 			return err
 		}
 		if e != nil {
@@ -204,6 +216,8 @@ func (o *op) Start(x *operators.Exec) error {
 }
 
 // timer reads the timer of projection key k: its entry and deadline, a nil entry for none.
+// For a timer whose deadline does not parse, it returns the entry, the zero time and an error
+// wrapping ErrBadTimer.
 func (o *op) timer(x *operators.Exec, k string) (*event.Entry, time.Time, error) {
 	e, err := x.Store.Get(x.Ctx, o.projection, k)
 	if err != nil {
@@ -215,7 +229,7 @@ func (o *op) timer(x *operators.Exec, k string) (*event.Entry, time.Time, error)
 	s, _ := e.State.Get(StateDeadline).(string)
 	d, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("timeout %s: %s/%s: deadline %q: %w", o.name, o.projection, k, s, ErrBadTimer)
+		return e, time.Time{}, fmt.Errorf("timeout %s: %s/%s: deadline %q: %w", o.name, o.projection, k, s, ErrBadTimer)
 	}
 	return e, d, nil
 }

@@ -117,7 +117,7 @@ func TestEndToEnd(t *testing.T) {
 	half := len(events) / 2
 	for i, upto := range []int{half, len(events)} {
 		var payloads [][]byte
-		for _, e := range events[len(events[:i*half]):upto] {
+		for _, e := range events[i*half : upto] {
 			payloads = append(payloads, e2ePayload(e))
 		}
 		natstest.Publish(t, js, "ev.order", payloads)

@@ -125,9 +125,9 @@ type pending struct {
 // forgetting what an earlier run left. Windows whose end is after the checkpoint's watermark -
 // lateness are open (whatever KV says: a close committed after the checkpoint is found when
 // the window comes due again), the others closed, or deleted when their end + retention has
-// passed. Keys that are no window of this operator's are ignored. Sessions are read (their end is in their value); a session whose start lies
-// within another of its key is what remains of a merge whose deletion a crash lost, and is
-// deleted on the next tick.
+// passed. Keys that are no window of this operator's are ignored. Sessions are read (their
+// end is in their value); a session whose start lies within another of its key is what
+// remains of a merge whose deletion a crash lost, and is deleted on the next tick.
 func (o *Op) Start(x *operators.Exec) error {
 	o.open, o.closed, o.sessions = o.open[:0], queue{}, map[string][]span{}
 	o.pend, o.stale = pending{}, nil

@@ -180,11 +180,8 @@ func decodeEmit(raw any, vars []string) (*emitSpec, error) {
 	}
 	e.handler, err = operators.ParseHandler(m["handler"], operators.Once, operators.On, operators.All)
 	errs = append(errs, operators.FieldErr("emit.handler", err))
-	if t, ok := m["type"]; ok {
-		if e.typ, ok = t.(string); !ok || e.typ == "" {
-			errs = append(errs, operators.FieldErr("emit.type", errors.New("want a non-empty string (the CloudEvents type)")))
-		}
-	}
+	e.typ, err = operators.EmitType(m)
+	errs = append(errs, operators.FieldErr("emit.type", err))
 	return e, errors.Join(errs...)
 }
 

@@ -376,8 +376,8 @@ func (o *Op) render(x *operators.Exec, tick *event.Event) (string, []byte, error
 	if err != nil {
 		return "", nil, err
 	}
-	if !operators.ValidSubject(subject) {
-		return subject, nil, fmt.Errorf("%w: %s: %q is not a valid subject to publish on", expr.ErrEval, em.subject.Source, subject)
+	if err := operators.CheckSubject(em.subject, subject); err != nil {
+		return subject, nil, err
 	}
 	var body any
 	if em.data != nil {
@@ -393,11 +393,8 @@ func (o *Op) render(x *operators.Exec, tick *event.Event) (string, []byte, error
 		}
 		body = m
 	}
-	data, err := json.Marshal(body)
-	if err != nil {
-		return subject, nil, fmt.Errorf("%w: emit data: %v", expr.ErrEval, err)
-	}
-	return subject, data, nil
+	data, err := operators.EncodeData(body)
+	return subject, data, err
 }
 
 // kvKey returns the KV key of key's window starting at start (nanoseconds): <key>.<start in
