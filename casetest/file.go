@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"go.yaml.in/yaml/v3"
 
@@ -785,25 +786,7 @@ func checkSubject(s string) error {
 
 // captures reports whether one of the subject filters (with wildcards) matches subject.
 func captures(filters []string, subject string) bool {
-	for _, f := range filters {
-		if subjectMatches(f, subject) {
-			return true
-		}
-	}
-	return false
-}
-
-func subjectMatches(filter, subject string) bool {
-	f, s := strings.Split(filter, "."), strings.Split(subject, ".")
-	for i, t := range f {
-		if t == ">" {
-			return len(s) > i
-		}
-		if i >= len(s) || t != "*" && t != s[i] {
-			return false
-		}
-	}
-	return len(f) == len(s)
+	return slices.ContainsFunc(filters, func(f string) bool { return server.SubjectMatchesFilter(subject, f) })
 }
 
 // hasHeader reports whether h has the header name, in any case.

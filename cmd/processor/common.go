@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/jetfold/jetfold/config"
@@ -83,6 +84,31 @@ func (g *globals) connect(ctx context.Context, log *slog.Logger, existing bool) 
 		return nil, nil, nil, fmt.Errorf("nats: %w", err)
 	}
 	return cfg, ps, conn, nil
+}
+
+// openProjection is openExisting for a command that reads key of proj: it checks first that
+// a pipeline of the configuration writes proj (and returns that pipeline) and that key is not
+// empty. A configuration that never ran (nothing to read) is exit code 2.
+func (g *globals) openProjection(ctx context.Context, proj, key string) (*pipeline.Pipeline, *streams.Conn, error) {
+	_, ps, err := g.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	i := slices.IndexFunc(ps, func(p *pipeline.Pipeline) bool { return slices.Contains(p.Projections, proj) })
+	if i < 0 {
+		return nil, nil, fmt.Errorf("unknown projection %q: %s has %s", proj, g.config, strings.Join(projections(ps), ", "))
+	}
+	if key == "" {
+		return nil, nil, errors.New("the key is empty: a projection holds no state for an empty key")
+	}
+	_, _, conn, err := g.openExisting(ctx, g.stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	if conn == nil {
+		return nil, nil, &exitError{code: 2} // nothing ran yet: openExisting said so
+	}
+	return ps[i], conn, nil
 }
 
 // projections returns the projections the pipelines write, in order.

@@ -3,8 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -37,22 +35,9 @@ of the key.`,
 			if len(f.subjects) > 0 || f.from > 0 {
 				return errors.New("--subject and --from go with --at")
 			}
-			_, ps, err := g.load()
+			_, conn, err := g.openProjection(cmd.Context(), proj, key)
 			if err != nil {
 				return err
-			}
-			if known := projections(ps); !slices.Contains(known, proj) {
-				return fmt.Errorf("unknown projection %q: %s has %s", proj, g.config, strings.Join(known, ", "))
-			}
-			if key == "" {
-				return errors.New("the key is empty: a projection holds no state for an empty key")
-			}
-			_, _, conn, err := g.openExisting(cmd.Context(), g.stderr)
-			if err != nil {
-				return err
-			}
-			if conn == nil {
-				return &exitError{code: 2} // nothing ran yet: openExisting said so
 			}
 			defer conn.Close()
 			st, err := state.Read(cmd.Context(), conn.JS, proj, key)

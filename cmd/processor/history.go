@@ -3,10 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -39,33 +36,19 @@ func (g *globals) replay(ctx context.Context, proj, key string, f replayFlags, o
 			return pipeline.ReplayResult{}, fmt.Errorf("--at: %w", err)
 		}
 	}
-	_, ps, err := g.load()
+	p, conn, err := g.openProjection(ctx, proj, key)
 	if err != nil {
 		return pipeline.ReplayResult{}, err
-	}
-	i := slices.IndexFunc(ps, func(p *pipeline.Pipeline) bool { return slices.Contains(p.Projections, proj) })
-	if i < 0 {
-		return pipeline.ReplayResult{}, fmt.Errorf("unknown projection %q: %s has %s", proj, g.config, strings.Join(projections(ps), ", "))
-	}
-	if key == "" {
-		return pipeline.ReplayResult{}, errors.New("the key is empty: a projection holds no state for an empty key")
-	}
-	_, _, conn, err := g.openExisting(ctx, g.stderr)
-	if err != nil {
-		return pipeline.ReplayResult{}, err
-	}
-	if conn == nil {
-		return pipeline.ReplayResult{}, &exitError{code: 2} // nothing ran yet: openExisting said so
 	}
 	defer conn.Close()
-	res, err := pipeline.Replay(ctx, conn.JS, ps[i], pipeline.ReplayOptions{
+	res, err := pipeline.Replay(ctx, conn.JS, p, pipeline.ReplayOptions{
 		Projection: proj, Key: key, At: at, Subjects: f.subjects, From: f.from, OnChange: onChange,
 	})
 	if err != nil {
 		return res, err
 	}
 	if res.Deleted > 0 {
-		fmt.Fprintf(g.stderr, "warning: stream %s has %d messages deleted from its middle: the replay cannot read them, the pipeline may have\n", ps[i].Config.Source.Stream, res.Deleted)
+		fmt.Fprintf(g.stderr, "warning: stream %s has %d messages deleted from its middle: the replay cannot read them, the pipeline may have\n", p.Config.Source.Stream, res.Deleted)
 	}
 	return res, nil
 }

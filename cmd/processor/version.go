@@ -21,6 +21,9 @@ var release = regexp.MustCompile(`^v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$`)
 
 var pseudo = regexp.MustCompile(`\d{14}-[0-9a-f]{12}$`)
 
+// isRelease tells whether v, a module version, is a release: a tag, not a pseudo-version.
+func isRelease(v string) bool { return release.MatchString(v) && !pseudo.MatchString(v) }
+
 // versionLine returns "jetfold <version> (<commit>, <go version>)". The version is
 // [version], or when that was not set, the module version of a `go install ...@vX.Y.Z`.
 // The commit is the VCS revision Go stamped into the binary, with "-dirty" when the tree
@@ -28,7 +31,7 @@ var pseudo = regexp.MustCompile(`\d{14}-[0-9a-f]{12}$`)
 func versionLine() string {
 	v, commit := version, "unknown"
 	if bi, ok := debug.ReadBuildInfo(); ok {
-		if mv := bi.Main.Version; v == "dev" && release.MatchString(mv) && !pseudo.MatchString(mv) {
+		if mv := bi.Main.Version; v == "dev" && isRelease(mv) {
 			v = mv
 		}
 		var rev, modified string

@@ -31,7 +31,7 @@ func TestReleaseVersion(t *testing.T) {
 		{"v1.2.0+dirty", false},
 	}
 	for _, r := range rows {
-		if got := release.MatchString(r.v) && !pseudo.MatchString(r.v); got != r.want {
+		if got := isRelease(r.v); got != r.want {
 			t.Errorf("%q: release %v, want %v", r.v, got, r.want)
 		}
 	}

@@ -526,8 +526,7 @@ func (e *crashEnv) stopGracefully(c *child) {
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-c.done:
-		var ee *exec.ExitError
-		if errors.As(err, &ee) || err != nil {
+		if err != nil {
 			e.t.Fatalf("SIGTERM: exit %v\n%s", err, e.childLog())
 		}
 	case <-time.After(30 * time.Second):
