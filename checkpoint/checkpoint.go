@@ -42,8 +42,37 @@ type Checkpoint struct {
 	// that write it (their configuration, as canonical JSON) when the checkpoint was written:
 	// a start that finds another says what changed.
 	Definitions map[string]string `json:"definitions,omitempty"`
+	// Buckets names, per projection whose current version is not its first, the bucket that
+	// holds it (see [BucketName]); a projection it does not name is in the bucket of its own
+	// name. Every commit keeps it; a rebuild's switch changes it ([Store.Switch]).
+	Buckets map[string]string `json:"buckets,omitempty"`
+	// Switched is set by a rebuild's switch until the pipeline's next commit: the pipeline
+	// must then run the definitions of this checkpoint (those the rebuild folded with), not
+	// another file's.
+	Switched *Switched `json:"switched,omitempty"`
+	// Rebuild describes the rebuild whose checkpoint this is (nil for a pipeline's own).
+	Rebuild *Rebuild `json:"rebuild,omitempty"`
 	// Revision is the KV revision the checkpoint was read at or written as (not stored).
 	Revision uint64 `json:"-"`
+}
+
+// Switched describes the switch to rebuilt versions (see Checkpoint.Switched).
+type Switched struct {
+	// Version is the version switched to; By the process that switched.
+	Version int    `json:"version"`
+	By      string `json:"by,omitempty"`
+}
+
+// Rebuild describes a rebuild in progress (see Checkpoint.Rebuild).
+type Rebuild struct {
+	// Version is the version it writes; From where it started reading ("all", "seq:N",
+	// "time:T"); Started when, and By which process.
+	Version int       `json:"version"`
+	From    string    `json:"from"`
+	Started time.Time `json:"started"`
+	By      string    `json:"by,omitempty"`
+	// Total is the number of source events to replay, as counted when it started.
+	Total uint64 `json:"total,omitempty"`
 }
 
 // Store keeps one checkpoint per pipeline in a KV bucket, written with compare-and-set on the

@@ -26,6 +26,11 @@ var ErrHeld = errors.New("another process holds the lease")
 // ErrLeaseLost is the cause of a lease context's cancellation when the lease was lost.
 var ErrLeaseLost = errors.New("lease lost")
 
+// ErrYielded is the cause of a lease context's cancellation when another process asked for
+// the lease ([Leases.Yield]): the holder finishes what it has in hand, releases the lease and
+// stands by.
+var ErrYielded = errors.New("lease asked for")
+
 // Leases grants per-pipeline leases: of all processes running a pipeline, the one holding its
 // lease processes it, the others wait. A lease is a KV entry with a per-message TTL that its
 // holder renews every TTL/4; when the holder dies, the entry expires and a waiting process takes
@@ -82,6 +87,8 @@ func OpenLeases(ctx context.Context, js jetstream.JetStream, o LeaseOptions) (*L
 type leaseValue struct {
 	Holder string    `json:"holder"`
 	Since  time.Time `json:"since"`
+	// Yield names the process that asked the holder for the lease (see Leases.Yield).
+	Yield string `json:"yield,omitempty"`
 }
 
 // Acquire waits until this process holds the lease of name, or ctx ends. The returned
@@ -195,6 +202,12 @@ func (l *Leases) keep(parent context.Context, name, subject string, rev uint64, 
 				case err == nil:
 					rev, renewed = next, sent
 				case isConflict(err):
+					if yrev, by, ok := l.askedFor(subject); ok {
+						l.log.Info("lease asked for by another process: handing the pipeline over", "pipeline", name, "to", by)
+						rev = yrev // so that release deletes the entry
+						cancel(ErrYielded)
+						return
+					}
 					l.log.Error("lease taken by another process; stopping here", "pipeline", name)
 					cancel(ErrLeaseLost)
 					return
@@ -220,6 +233,49 @@ func (l *Leases) keep(parent context.Context, name, subject string, rev uint64, 
 		_, _ = l.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(rev))
 	}
 	return ctx, release, nil
+}
+
+// Yield asks the holder of the lease of name to hand it over: it finishes the work in hand,
+// releases the lease and stands by (its lease context ends with [ErrYielded]), so that the
+// caller's next [Leases.AcquireWithin] takes it. It does nothing when the lease is free or
+// held by this process.
+func (l *Leases) Yield(ctx context.Context, name string) error {
+	subject := "$KV." + LeaseBucket + "." + name
+	m, err := l.stream.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("yield %s: %w", name, err)
+	}
+	var v leaseValue
+	if m.Header.Get("KV-Operation") != "" || json.Unmarshal(m.Data, &v) != nil || v.Holder == "" || v.Holder == l.holder {
+		return nil
+	}
+	v.Yield = l.holder
+	b, _ := json.Marshal(v)
+	_, err = l.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: b, Header: nats.Header{}},
+		jetstream.WithExpectLastSequencePerSubject(m.Sequence), jetstream.WithMsgTTL(l.ttl))
+	if err != nil && !isConflict(err) { // a conflict: renewed meanwhile, or released; the caller asks again
+		return fmt.Errorf("yield %s: %w", name, err)
+	}
+	return nil
+}
+
+// askedFor tells whether the lease entry at subject is still this holder's with a request to
+// yield it, and returns its revision and the requester.
+func (l *Leases) askedFor(subject string) (uint64, string, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), l.ttl/8)
+	defer cancel()
+	m, err := l.stream.GetLastMsgForSubject(ctx, subject)
+	if err != nil {
+		return 0, "", false
+	}
+	var v leaseValue
+	if json.Unmarshal(m.Data, &v) != nil || v.Holder != l.holder || v.Yield == "" {
+		return 0, "", false
+	}
+	return m.Sequence, v.Yield, true
 }
 
 func isConflict(err error) bool {

@@ -99,6 +99,9 @@ func (r stage) Committed(j *batch.Job[*unit]) (end bool, err error) {
 	if r.health.State != status.Running {
 		r.setHealth(status.Running, nil)
 	}
+	if errors.Is(b.Stop, errStopAt) {
+		return true, nil
+	}
 	if b.Stop != nil {
 		r.log.Error("stopping on error (on_error: stop)", "err", b.Stop)
 		return false, b.Stop

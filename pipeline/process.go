@@ -85,6 +85,10 @@ func (r *Runner) processMsg(b *unit, sm source.Msg) error {
 		return fmt.Errorf("message metadata: %w", sm.Err)
 	}
 	seq := md.Seq
+	if r.o.StopAt > 0 && seq > r.o.StopAt {
+		b.Stop = errStopAt // the batch ends before it, and the run with the batch
+		return nil
+	}
 	if r.acks {
 		// A durable consumer, new at every start: a delivery sequence that does not follow
 		// the last one (from 1) means messages were lost in transit (a reconnect), which the

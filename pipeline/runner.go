@@ -26,12 +26,17 @@ var (
 	ErrStopped = errors.New("pipeline stopped on error")
 	// errCaughtUp ends a `stop: end` pipeline once it has committed the end of its stream.
 	errCaughtUp = batch.ErrCaughtUp
+	// errStopAt ends the batch before the first event past Options.StopAt.
+	errStopAt = errors.New("stop position reached")
 )
 
 // The backoff between restarts: firstBackoff, doubling up to maxBackoff. Variables for tests.
 var (
 	firstBackoff = 200 * time.Millisecond
 	maxBackoff   = 10 * time.Second
+	// yieldPause is how long a pipeline that handed its lease over waits before it stands by
+	// for it again.
+	yieldPause = 2 * time.Second
 )
 
 // commitTimeout bounds the processing and commit of one batch.
@@ -68,6 +73,13 @@ type Options struct {
 	// HydrateUntil marks the events up to this source sequence as hydrated (a replay on
 	// purpose): they rebuild state but fire no `once` emit.
 	HydrateUntil uint64
+	// CheckpointKey is the key of the pipeline's checkpoint (default: its name); a rebuild
+	// runs the pipeline under a checkpoint of its own (checkpoint.RebuildKey), which names the
+	// buckets it writes.
+	CheckpointKey string
+	// StopAt, when set, ends the run (as caught up) once the events up to this source
+	// sequence are committed: no later event is taken.
+	StopAt uint64
 }
 
 // CommitInfo describes one commit, for progress reports.
@@ -138,6 +150,9 @@ func NewRunner(p *Pipeline, o Options) *Runner {
 	if o.Instance == "" {
 		o.Instance = "jetfold"
 	}
+	if o.CheckpointKey == "" {
+		o.CheckpointKey = p.Name
+	}
 	return &Runner{p: p, o: o, log: o.Logger.With("pipeline", p.Name), m: o.Metrics}
 }
 
@@ -177,6 +192,16 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		r.setHealth(status.Running, nil)
 		err = r.run(held)
 		release()
+		if ctx.Err() == nil && errors.Is(context.Cause(held), checkpoint.ErrYielded) {
+			// Handed over (to a rebuild's switch): let the asker take the lease, then stand
+			// by and go on.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(yieldPause):
+			}
+			continue
+		}
 		if ctx.Err() == nil && errors.Is(context.Cause(held), checkpoint.ErrLeaseLost) {
 			r.m.Fenced.WithLabelValues(r.p.Name).Inc()
 			continue // stand by again
@@ -252,11 +277,6 @@ func (r *Runner) start(ctx context.Context) (*source.Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("source stream %s: %w", pc.Source.Stream, err)
 	}
-	for _, proj := range r.p.Projections {
-		if err := r.store.Open(ctx, js, proj, r.p.ttl[proj]); err != nil {
-			return nil, err
-		}
-	}
 	cpkv, err := streams.EnsureBucket(ctx, js, streams.CheckpointBucket)
 	if err != nil {
 		return nil, err
@@ -265,9 +285,8 @@ func (r *Runner) start(ctx context.Context) (*source.Source, error) {
 		return nil, err
 	}
 	r.maxPayload = int(js.Conn().MaxPayload())
-	r.valueLimit = r.store.ValueLimit(r.maxPayload)
 	r.cps = checkpoint.NewStore(cpkv)
-	cp, err := r.cps.Load(ctx, r.p.Name)
+	cp, err := r.cps.Load(ctx, r.o.CheckpointKey)
 	if errors.Is(err, checkpoint.ErrNotFound) {
 		// Write a checkpoint before reading anything: its time bounds the read-back of
 		// outputs after a crash, and "new" is pinned to a sequence now, so that a restart
@@ -276,16 +295,27 @@ func (r *Runner) start(ctx context.Context) (*source.Source, error) {
 		if r.p.Start.Kind == config.StartNew {
 			cp.Seq, cp.Initial = stream.CachedInfo().State.LastSeq, false
 		}
-		cp, err = r.cps.Commit(ctx, r.p.Name, cp)
+		cp, err = r.cps.Commit(ctx, r.o.CheckpointKey, cp)
 	}
 	if err != nil {
 		return nil, err
 	}
+	if cp.Switched != nil && len(changedDefinitions(cp.Definitions, r.p.defs)) > 0 {
+		return nil, fmt.Errorf("%w: %s was rebuilt as version %d with another definition of its projections than this file's, and switched to it: run it with the file the rebuild used",
+			ErrStopped, r.p.Name, cp.Switched.Version)
+	}
+	// The buckets of the versions the checkpoint names, which the pipeline writes.
+	for _, proj := range r.p.Projections {
+		if err := r.store.Open(ctx, js, proj, cp.Bucket(proj), r.p.ttl[proj]); err != nil {
+			return nil, err
+		}
+	}
+	r.valueLimit = r.store.ValueLimit(r.maxPayload)
 	if cp.Stream != "" && cp.Stream != pc.Source.Stream && !cp.Initial {
 		return nil, fmt.Errorf("%w: the checkpoint of %s is a position in stream %s, the pipeline now reads %s (rename the pipeline to start over)",
 			ErrStopped, r.p.Name, cp.Stream, pc.Source.Stream)
 	}
-	if !r.defsChecked {
+	if !r.defsChecked && r.o.CheckpointKey == r.p.Name {
 		r.defsChecked = true // once per run, not at every restart
 		for _, change := range changedDefinitions(cp.Definitions, r.p.defs) {
 			r.log.Warn("the pipeline changed since its checkpoint: keys keep their state (a field added to initial reads as its initial value); to recompute them from the history, delete the projection's bucket and the pipeline's checkpoint and run again",
@@ -296,7 +326,7 @@ func (r *Runner) start(ctx context.Context) (*source.Source, error) {
 	r.watermark = cp.Watermark
 	r.m.Checkpoint.WithLabelValues(r.p.Name).Set(float64(cp.Seq))
 	r.committer = commit.New(commit.Options{
-		Pipeline: r.p.Name, Stream: pc.Source.Stream, JS: js, Pub: r.pub, Checkpoints: r.cps,
+		Pipeline: r.p.Name, Stream: pc.Source.Stream, JS: js, Pub: r.pub, Checkpoints: r.cps, Key: r.o.CheckpointKey,
 		Instance: r.o.Instance, MaxPayload: r.maxPayload, DLQStream: r.dlqStream,
 		OutputStreams: r.o.OutputStreams, Logger: r.log, Definitions: r.p.defs,
 	}, cp)
@@ -317,7 +347,7 @@ func (r *Runner) start(ctx context.Context) (*source.Source, error) {
 	r.acks = src.Acks()
 	pending := src.Pending()
 	r.m.Pending.WithLabelValues(r.p.Name).Set(float64(pending))
-	if pc.Source.Stop == "end" && pending == 0 {
+	if pc.Source.Stop == "end" && pending == 0 || r.o.StopAt > 0 && cp.Seq >= r.o.StopAt {
 		r.done = true
 	}
 	r.log.Info("pipeline started", "stream", pc.Source.Stream, "checkpoint", cp.Seq, "resumed", !cp.Initial, "pending", pending)

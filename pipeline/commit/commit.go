@@ -26,8 +26,10 @@ type Options struct {
 	// JS reads back what an earlier run published; Pub publishes the commits, a JetStream
 	// context of the committer's own (see streams.NewPublisher).
 	JS, Pub jetstream.JetStream
-	// Checkpoints stores the checkpoint.
+	// Checkpoints stores the checkpoint, under Key (default: Pipeline; a rebuild's own, see
+	// checkpoint.RebuildKey).
 	Checkpoints *checkpoint.Store
+	Key         string
 	// Instance names the process in the values it writes (Jetfold-Writer).
 	Instance string
 	// MaxPayload is the server's payload limit, which dead letters fit.
@@ -58,6 +60,9 @@ type Committer struct {
 func New(o Options, cp checkpoint.Checkpoint) *Committer {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Key == "" {
+		o.Key = o.Pipeline
 	}
 	return &Committer{o: o, checkpoint: cp}
 }
@@ -142,7 +147,11 @@ func (c *Committer) Commit(ctx context.Context, b Batch) (Result, error) {
 	if b.Watermark.After(wm) {
 		wm = b.Watermark
 	}
-	cp, err := c.o.Checkpoints.Commit(ctx, c.o.Pipeline, checkpoint.Checkpoint{Seq: b.LastSeq, Stream: c.o.Stream, Outputs: outSeqs, Watermark: wm, Definitions: c.o.Definitions})
+	// The versions it writes stay; a switch's mark goes with the first commit after it.
+	cp, err := c.o.Checkpoints.Commit(ctx, c.o.Key, checkpoint.Checkpoint{
+		Seq: b.LastSeq, Stream: c.o.Stream, Outputs: outSeqs, Watermark: wm, Definitions: c.o.Definitions,
+		Buckets: c.checkpoint.Buckets, Rebuild: c.checkpoint.Rebuild,
+	})
 	if err != nil {
 		return Result{}, err
 	}

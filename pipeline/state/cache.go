@@ -154,8 +154,9 @@ func (c *cache) over() bool { return c.n > c.max }
 
 func (c *cache) len() int { return c.n }
 
-func newEntry(proj, key string) *entry {
-	e := &entry{proj: proj, key: key, subj: streams.KVSubject(proj, streams.EncodeKey(key))}
+// newEntry returns the entry of proj/key, which lives in bucket.
+func newEntry(proj, bucket, key string) *entry {
+	e := &entry{proj: proj, key: key, subj: streams.KVSubject(bucket, streams.EncodeKey(key))}
 	if n := copy(e.keyBuf[:], key); n == len(key) && n > 0 {
 		e.key = unsafe.String(&e.keyBuf[0], n)
 	}

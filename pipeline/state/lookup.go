@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetfold/jetfold/pipeline/decode"
+	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -67,6 +68,7 @@ type table struct {
 	vals     map[string]tableValue
 	complete bool // the watch delivered the whole bucket and nothing was evicted since
 
+	bucket  string               // the bucket of its current version
 	stream  jetstream.Stream     // the bucket's stream, for direct gets
 	watcher jetstream.KeyWatcher // nil until the bucket exists
 	retry   time.Time            // when to look for a missing bucket again
@@ -110,14 +112,21 @@ func (t *table) watch(ctx context.Context, js jetstream.JetStream) error {
 		return nil
 	}
 	t.retry = time.Now().Add(time.Second)
-	kv, err := js.KeyValue(ctx, t.proj)
+	// The current version of the projection, as a rebuild last switched it (a switch after
+	// this start is followed at the pipeline's next start).
+	bucket, err := checkpoint.CurrentBucket(ctx, js, t.proj)
+	if err != nil {
+		return fmt.Errorf("%w: lookup %s: %v", ErrUnavailable, t.proj, err)
+	}
+	t.bucket = bucket
+	kv, err := js.KeyValue(ctx, bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil // nothing written there yet: every key is absent
 	}
 	if err != nil {
 		return fmt.Errorf("%w: lookup %s: %v", ErrUnavailable, t.proj, err)
 	}
-	if t.stream, err = js.Stream(ctx, streams.KVStream(t.proj)); err != nil {
+	if t.stream, err = js.Stream(ctx, streams.KVStream(bucket)); err != nil {
 		return fmt.Errorf("%w: lookup %s: %v", ErrUnavailable, t.proj, err)
 	}
 	// The watch outlives ctx (a batch's): it ends with the store (Close).
@@ -158,7 +167,7 @@ func (t *table) fetch(ctx context.Context, key string) (map[string]any, error) {
 	if t.stream == nil {
 		return nil, nil // no bucket yet
 	}
-	msg, err := t.stream.GetLastMsgForSubject(ctx, streams.KVSubject(t.proj, streams.EncodeKey(key)))
+	msg, err := t.stream.GetLastMsgForSubject(ctx, streams.KVSubject(t.bucket, streams.EncodeKey(key)))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, nil
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -25,17 +26,21 @@ type Value struct {
 	Time       *time.Time      `json:"time,omitempty"`
 }
 
-// Read reads the committed state of key in projection. It returns [ErrNoState] when the
-// key (or the projection) has none.
+// Read reads the committed state of key in the current version of projection (see
+// checkpoint.Current). It returns [ErrNoState] when the key (or the projection) has none.
 func Read(ctx context.Context, js jetstream.JetStream, projection, key string) (Value, error) {
-	s, err := js.Stream(ctx, streams.KVStream(projection))
+	bucket, err := checkpoint.CurrentBucket(ctx, js, projection)
+	if err != nil {
+		return Value{}, err
+	}
+	s, err := js.Stream(ctx, streams.KVStream(bucket))
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return Value{}, fmt.Errorf("projection %s: %w", projection, ErrNoState)
 	}
 	if err != nil {
 		return Value{}, fmt.Errorf("projection %s: %w", projection, err)
 	}
-	msg, err := s.GetLastMsgForSubject(ctx, streams.KVSubject(projection, streams.EncodeKey(key)))
+	msg, err := s.GetLastMsgForSubject(ctx, streams.KVSubject(bucket, streams.EncodeKey(key)))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return Value{}, fmt.Errorf("%s/%s: %w", projection, key, ErrNoState)
 	}

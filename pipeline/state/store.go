@@ -65,6 +65,7 @@ type Store struct {
 	cache   *cache
 	js      jetstream.JetStream
 	buckets map[string]jetstream.Stream // the projections the pipeline writes
+	names   map[string]string           // their buckets' names, where not the projection's
 	tables  map[string]*table           // replicas of those it only reads (see Lookup)
 	reads   int                         // reads on demand (by Get)
 
@@ -77,15 +78,22 @@ func New(o Options) *Store {
 	return &Store{o: o, cache: newCache(o.MaxKeys), buckets: map[string]jetstream.Stream{}, tables: map[string]*table{}}
 }
 
-// Open opens (creating when missing) the bucket of projection proj. The store learns whether
-// the bucket is empty: then it knows every key that exists is one it wrote, and a miss of
-// another key needs no read.
-func (s *Store) Open(ctx context.Context, js jetstream.JetStream, proj string, ttl bool) error {
+// Open opens (creating when missing) bucket as the bucket of projection proj (its own name,
+// or a version's: see checkpoint.BucketName). The store learns whether the bucket is empty:
+// then it knows every key that exists is one it wrote, and a miss of another key needs no
+// read.
+func (s *Store) Open(ctx context.Context, js jetstream.JetStream, proj, bucket string, ttl bool) error {
 	s.js = js
-	if _, err := streams.EnsureBucket(ctx, js, proj); err != nil {
+	if _, err := streams.EnsureBucket(ctx, js, bucket); err != nil {
 		return err
 	}
-	st, err := js.Stream(ctx, streams.KVStream(proj))
+	if bucket != proj {
+		if s.names == nil {
+			s.names = map[string]string{}
+		}
+		s.names[proj] = bucket
+	}
+	st, err := js.Stream(ctx, streams.KVStream(bucket))
 	if err != nil {
 		return fmt.Errorf("projection %s: %w", proj, err)
 	}
@@ -101,6 +109,14 @@ func (s *Store) Open(ctx context.Context, js jetstream.JetStream, proj string, t
 		s.Track(proj)
 	}
 	return nil
+}
+
+// bucket returns the name of the bucket of proj.
+func (s *Store) bucket(proj string) string {
+	if b, ok := s.names[proj]; ok {
+		return b
+	}
+	return proj
 }
 
 // Connect gives the store the JetStream context it reads with (Open does too).
@@ -140,7 +156,7 @@ func (s *Store) Get(ctx context.Context, proj, key string) (*event.Entry, error)
 	if e, ok := s.cache.get(proj, key); ok {
 		return &e.Entry, nil
 	}
-	e := newEntry(proj, key)
+	e := newEntry(proj, s.bucket(proj), key)
 	if !s.o.Memory && !s.cache.absent(proj, key) {
 		s.reads++
 		if err := s.load(ctx, e); err != nil {
@@ -323,7 +339,7 @@ func (s *Store) ReadAhead(ctx context.Context, keys []Key, room int) int {
 			continue
 		}
 		s.seen[pk] = struct{}{}
-		s.miss = append(s.miss, newEntry(k.Projection, k.Key))
+		s.miss = append(s.miss, newEntry(k.Projection, s.bucket(k.Projection), k.Key))
 	}
 	if len(s.miss) == 0 {
 		return 0
@@ -450,11 +466,11 @@ func (s *Store) Keys(ctx context.Context, proj, prefix string) ([]string, error)
 func (s *Store) keys(ctx context.Context, proj, prefix string) ([]string, error) {
 	keys := map[string]struct{}{}
 	if st, ok := s.buckets[proj]; ok {
-		info, err := st.Info(ctx, jetstream.WithSubjectFilter(streams.KVSubject(proj, ">")))
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter(streams.KVSubject(s.bucket(proj), ">")))
 		if err != nil {
 			return nil, fmt.Errorf("%w: list %s: %v", ErrUnavailable, proj, err)
 		}
-		prefixLen := len(streams.KVSubject(proj, ""))
+		prefixLen := len(streams.KVSubject(s.bucket(proj), ""))
 		for subj := range info.State.Subjects {
 			k, err := streams.DecodeKey(subj[prefixLen:])
 			if err == nil && strings.HasPrefix(k, prefix) {

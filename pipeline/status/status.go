@@ -81,7 +81,7 @@ func Read(ctx context.Context, js jetstream.JetStream, p Of) (Status, error) {
 	st.Lag = st.Head - min(st.Checkpoint, st.Head)
 	if len(p.Subjects) > 0 && st.Checkpoint < st.Head {
 		// Only events that match the filter count.
-		n, err := countAfter(ctx, stream, p.Subjects, st.Checkpoint)
+		n, err := CountAfter(ctx, stream, p.Subjects, st.Checkpoint)
 		if err != nil {
 			return st, err
 		}
@@ -89,7 +89,7 @@ func Read(ctx context.Context, js jetstream.JetStream, p Of) (Status, error) {
 	}
 	if name, err := js.StreamNameBySubject(ctx, streams.DLQSubject(p.Pipeline)); err == nil {
 		if s, err := js.Stream(ctx, name); err == nil {
-			if st.DeadLetters, err = countAfter(ctx, s, []string{streams.DLQSubject(p.Pipeline)}, 0); err != nil {
+			if st.DeadLetters, err = CountAfter(ctx, s, []string{streams.DLQSubject(p.Pipeline)}, 0); err != nil {
 				return st, err
 			}
 		}
@@ -100,7 +100,11 @@ func Read(ctx context.Context, js jetstream.JetStream, p Of) (Status, error) {
 		st = st.WithHealth(h)
 	}
 	for _, proj := range p.Projections {
-		s, err := js.Stream(ctx, streams.KVStream(proj))
+		bucket, err := checkpoint.CurrentBucket(ctx, js, proj)
+		if err != nil {
+			return st, err
+		}
+		s, err := js.Stream(ctx, streams.KVStream(bucket))
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			st.Keys[proj] = 0
 			continue
@@ -113,9 +117,9 @@ func Read(ctx context.Context, js jetstream.JetStream, p Of) (Status, error) {
 	return st, nil
 }
 
-// countAfter counts the messages on subjects after seq with a short-lived ordered consumer's
-// pending count.
-func countAfter(ctx context.Context, s jetstream.Stream, subjects []string, seq uint64) (uint64, error) {
+// CountAfter counts the messages on subjects (none: all) after seq, with a short-lived
+// ordered consumer's pending count.
+func CountAfter(ctx context.Context, s jetstream.Stream, subjects []string, seq uint64) (uint64, error) {
 	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq + 1,
 	})

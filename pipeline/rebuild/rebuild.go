@@ -1,0 +1,549 @@
+// Package rebuild refolds a pipeline's projections from its source stream into new versions
+// of their buckets while the pipeline goes on serving and updating the current ones, then
+// switches the pipeline and its readers to the new versions at one checkpoint.
+//
+// # How
+//
+//  1. A lock: the lease `<pipeline>.rebuild` (a second rebuild is refused, [ErrRunning]).
+//  2. A checkpoint of its own, `<pipeline>.rebuild` in the checkpoint bucket, which names the
+//     buckets it writes (`<projection>_v<N>`) and where it started: an interrupted rebuild
+//     resumes from it, if the pipeline's definition and --from are the same; otherwise it
+//     starts over, dropping what it wrote.
+//  3. Rounds: it runs the pipeline (pipeline.Runner, with the checkpoint above) over the source
+//     up to the live pipeline's checkpoint as read at the round's start, never past it. Every
+//     event is hydrated: `once` emits and timers do not fire, `on` and `all` emits do, with the
+//     ids the live run gave them, so that JetStream (within its duplicate window) or a consumer
+//     (by `ce-id`) drops the copies.
+//  4. When a round starts close to the live checkpoint, the switch: it asks the live pipeline's
+//     holder for its lease (checkpoint.Leases.Yield), which commits what it has in hand and
+//     stands by; takes the lease; catches up to the live checkpoint exactly; and writes, in one
+//     atomic batch (checkpoint.Store.Switch), the pipeline's checkpoint naming the new buckets
+//     and the pointers readers follow, and deletes its own checkpoint. No event is applied
+//     twice or missed: the new versions hold every event up to the checkpoint, and the
+//     pipeline goes on after it. Then it gives the lease back: the pipeline resumes on the
+//     new versions.
+//  5. With DropOld, the buckets of older versions are deleted.
+//
+// After a switch the pipeline must run the definition the rebuild used: a process running
+// another refuses to run it (pipeline.ErrStopped), until it runs the rebuild's file.
+package rebuild
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetfold/jetfold/checkpoint"
+	"github.com/jetfold/jetfold/config"
+	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/streams"
+)
+
+// ErrRunning is returned by [Run] while another rebuild of the pipeline runs.
+var ErrRunning = errors.New("a rebuild of this pipeline is running")
+
+// ErrNoHandover is returned by [Run] when the live pipeline's holder does not hand its lease
+// over in time.
+var ErrNoHandover = errors.New("the live pipeline did not hand over")
+
+// Options configures [Run].
+type Options struct {
+	// JS is the JetStream context to work with.
+	JS jetstream.JetStream
+	// Pipeline is the pipeline to rebuild, with the definition to rebuild it with. Build it
+	// for the rebuild: its operators must not be those of a runner of this process.
+	Pipeline *pipeline.Pipeline
+	// From is where the replay starts: "all", "seq:N" or "time:T" (RFC3339); "" is the
+	// pipeline's source.start.
+	From string
+	// Leases grants the rebuild's lock and, for the switch, the pipeline's lease. Its holder
+	// name must be this rebuild's own (not that of a process running the pipeline).
+	Leases *checkpoint.Leases
+	// Instance names the process in what it writes (Jetfold-Writer).
+	Instance string
+	// Logger receives the rebuild's log lines; nil discards them.
+	Logger *slog.Logger
+	// OutputStreams are the streams derived events may go to (see pipeline.Options).
+	OutputStreams []string
+	// OnProgress, when set, is called after each commit of the replay, and at each phase.
+	OnProgress func(Progress)
+	// DropOld deletes the buckets of older versions after the switch.
+	DropOld bool
+	// Handover bounds the wait for the live pipeline's lease (default 1 minute).
+	Handover time.Duration
+	// CloseEnough is the gap to the live checkpoint, in stream sequences, under which a round
+	// goes on to the switch (default 1,000).
+	CloseEnough uint64
+}
+
+// Progress is how far a rebuild is.
+type Progress struct {
+	Pipeline string
+	// Version is the version being written.
+	Version int
+	// Phase is "replay", "handover", "switch" or "done".
+	Phase string
+	// Done and Total are stream positions: how many of the sequences to replay are behind
+	// the rebuild, of how many (the live checkpoint moves on while it runs).
+	Done, Total uint64
+	// Elapsed is the time since this run of the rebuild started; Rate the positions per
+	// second replayed in it.
+	Elapsed time.Duration
+	Rate    float64
+}
+
+// Left estimates the time left at the current rate (0: unknown).
+func (p Progress) Left() time.Duration {
+	if p.Rate <= 0 || p.Done >= p.Total {
+		return 0
+	}
+	return time.Duration(float64(p.Total-p.Done) / p.Rate * float64(time.Second))
+}
+
+// Result is what a rebuild did.
+type Result struct {
+	// Version is the version switched to; Buckets the bucket of each projection.
+	Version int
+	Buckets map[string]string
+	// Seq is the checkpoint the pipeline switched at.
+	Seq uint64
+	// Resumed is set when an interrupted rebuild was resumed.
+	Resumed bool
+	// Dropped are the buckets deleted (DropOld).
+	Dropped []string
+}
+
+// rebuild is one run of [Run].
+type rebuild struct {
+	o       Options
+	p       *pipeline.Pipeline
+	name    string
+	cps     *checkpoint.Store
+	stream  jetstream.Stream
+	base    uint64 // the sequence before the first one replayed
+	began   time.Time
+	doneAt  uint64 // Done when this run began
+	version int
+	last    Progress
+}
+
+// Run rebuilds the projections of o.Pipeline into new versions and switches to them (see the
+// package documentation). An interrupted rebuild (ctx ends) keeps its checkpoint: running it
+// again resumes.
+func Run(ctx context.Context, o Options) (Result, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Handover == 0 {
+		o.Handover = time.Minute
+	}
+	if o.CloseEnough == 0 {
+		o.CloseEnough = 1000
+	}
+	p := o.Pipeline
+	rb := &rebuild{o: o, p: p, name: p.Name, began: time.Now()}
+	start := p.Start
+	if o.From != "" {
+		var err error
+		if start, err = (config.Source{Start: o.From}).StartPosition(); err != nil {
+			return Result{}, fmt.Errorf("rebuild %s: --from: %w", p.Name, err)
+		}
+	}
+	if start.Kind == config.StartNew {
+		return Result{}, fmt.Errorf("rebuild %s: the pipeline starts at `new`, so there is no history to replay: say where with --from (all, seq:N, time:T)", p.Name)
+	}
+	if o.From == "" {
+		o.From = p.Config.Source.Start
+		if o.From == "" {
+			o.From = config.StartAll
+		}
+	}
+
+	held, release, err := o.Leases.AcquireWithin(ctx, checkpoint.RebuildKey(p.Name), time.Millisecond)
+	if errors.Is(err, checkpoint.ErrHeld) {
+		return Result{}, fmt.Errorf("rebuild %s: %w (%v)", p.Name, ErrRunning, err)
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("rebuild %s: %w", p.Name, err)
+	}
+	defer release()
+	ctx = held
+
+	kv, err := streams.EnsureBucket(ctx, o.JS, streams.CheckpointBucket)
+	if err != nil {
+		return Result{}, err
+	}
+	rb.cps = checkpoint.NewStore(kv)
+	if rb.stream, err = o.JS.Stream(ctx, p.Config.Source.Stream); err != nil {
+		return Result{}, fmt.Errorf("rebuild %s: source stream %s: %w", p.Name, p.Config.Source.Stream, err)
+	}
+	cp, resumed, err := rb.prepare(ctx, start, o.From)
+	if err != nil {
+		return Result{}, err
+	}
+	rb.version = cp.Rebuild.Version
+	rb.base = rb.baseOf(ctx, start)
+	rb.doneAt = sub(cp.Seq, rb.base)
+
+	q := p.ForRebuild(start)
+	// Rounds up to the live checkpoint as it moves, until one starts close to it.
+	for {
+		live, err := rb.live(ctx)
+		if err != nil {
+			return Result{}, err
+		}
+		at, err := rb.replay(ctx, q, live.Seq)
+		if err != nil {
+			return Result{}, err
+		}
+		if live.Seq <= at+o.CloseEnough {
+			break
+		}
+	}
+
+	// The switch, under the pipeline's lease.
+	rb.report("handover", 0, 0)
+	unlock, err := rb.handover(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	defer unlock()
+	var done checkpoint.Checkpoint
+	for try := 0; ; try++ {
+		live, err := rb.live(ctx)
+		if err != nil {
+			return Result{}, err
+		}
+		if _, err := rb.replay(ctx, q, live.Seq); err != nil {
+			return Result{}, err
+		}
+		rb.report("switch", 0, 0)
+		done, err = rb.switchTo(ctx, live)
+		if errors.Is(err, checkpoint.ErrFenced) && try < 5 {
+			o.Logger.Warn("the pipeline committed during the switch: catching up again", "pipeline", p.Name)
+			continue
+		}
+		if err != nil {
+			return Result{}, err
+		}
+		break
+	}
+	unlock()
+	res := Result{Version: rb.version, Buckets: done.Buckets, Seq: done.Seq, Resumed: resumed}
+	o.Logger.Info("switched to the rebuilt version", "pipeline", p.Name, "version", rb.version, "checkpoint", done.Seq, "buckets", done.Buckets)
+	if o.DropOld {
+		if res.Dropped, err = DropOld(ctx, o.JS, p); err != nil {
+			return res, err
+		}
+	}
+	rb.report("done", 0, 0)
+	return res, nil
+}
+
+// prepare returns the rebuild's checkpoint: the one of an interrupted rebuild with the same
+// definition and start, or a new one (dropping what another left).
+func (rb *rebuild) prepare(ctx context.Context, start config.StartPos, from string) (checkpoint.Checkpoint, bool, error) {
+	p, log := rb.p, rb.o.Logger
+	live, err := rb.cps.Load(ctx, p.Name)
+	if err != nil && !errors.Is(err, checkpoint.ErrNotFound) {
+		return checkpoint.Checkpoint{}, false, err
+	}
+	old, err := rb.cps.Load(ctx, checkpoint.RebuildKey(p.Name))
+	switch {
+	case err == nil && old.Rebuild != nil && old.Rebuild.From == from && old.Stream == p.Config.Source.Stream &&
+		len(pipeline.DefinitionChanges(old.Definitions, p.Definitions())) == 0 && maps.Equal(old.Definitions, p.Definitions()):
+		log.Info("resuming the rebuild", "pipeline", p.Name, "version", old.Rebuild.Version, "checkpoint", old.Seq)
+		return old, true, nil
+	case err == nil:
+		log.Warn("an interrupted rebuild of another definition or start: starting over", "pipeline", p.Name, "was", old.Rebuild)
+		for proj, bucket := range old.Buckets {
+			if bucket != live.Bucket(proj) {
+				if err := deleteBucket(ctx, rb.o.JS, bucket); err != nil {
+					return checkpoint.Checkpoint{}, false, err
+				}
+			}
+		}
+		if err := rb.cps.Delete(ctx, checkpoint.RebuildKey(p.Name)); err != nil {
+			return checkpoint.Checkpoint{}, false, err
+		}
+	case !errors.Is(err, checkpoint.ErrNotFound):
+		return checkpoint.Checkpoint{}, false, err
+	}
+
+	version := 1
+	for _, proj := range p.Projections {
+		cur, err := checkpoint.Current(ctx, rb.o.JS, proj)
+		if err != nil {
+			return checkpoint.Checkpoint{}, false, err
+		}
+		version = max(version, cur.Version, checkpoint.VersionOf(proj, live.Bucket(proj)))
+	}
+	version++
+	cp := checkpoint.Checkpoint{
+		Stream: p.Config.Source.Stream, Initial: true, Definitions: p.Definitions(), Buckets: map[string]string{},
+		Rebuild: &checkpoint.Rebuild{Version: version, From: from, Started: time.Now().UTC(), By: rb.o.Instance},
+	}
+	for _, proj := range p.Projections {
+		bucket := checkpoint.BucketName(proj, version)
+		// A bucket of that name is what a rebuild left before it wrote its checkpoint.
+		if err := deleteBucket(ctx, rb.o.JS, bucket); err != nil {
+			return checkpoint.Checkpoint{}, false, err
+		}
+		if err := createLike(ctx, rb.o.JS, bucket, live.Bucket(proj)); err != nil {
+			return checkpoint.Checkpoint{}, false, err
+		}
+		cp.Buckets[proj] = bucket
+	}
+	cp, err = rb.cps.Commit(ctx, checkpoint.RebuildKey(p.Name), cp)
+	if err != nil {
+		return checkpoint.Checkpoint{}, false, err
+	}
+	log.Info("rebuild started", "pipeline", p.Name, "version", version, "from", from, "buckets", cp.Buckets)
+	return cp, false, nil
+}
+
+// live loads the pipeline's checkpoint (zero when it never ran).
+func (rb *rebuild) live(ctx context.Context) (checkpoint.Checkpoint, error) {
+	cp, err := rb.cps.Load(ctx, rb.name)
+	if errors.Is(err, checkpoint.ErrNotFound) {
+		return checkpoint.Checkpoint{}, nil
+	}
+	if err != nil {
+		return cp, err
+	}
+	if cp.Initial {
+		cp.Seq = 0 // it has read nothing yet
+	}
+	return cp, nil
+}
+
+// replay runs the pipeline, hydrated, from the rebuild's checkpoint up to upto, and returns
+// the rebuild's checkpoint after it.
+func (rb *rebuild) replay(ctx context.Context, q *pipeline.Pipeline, upto uint64) (uint64, error) {
+	cp, err := rb.cps.Load(ctx, checkpoint.RebuildKey(rb.name))
+	if err != nil {
+		return 0, fmt.Errorf("rebuild %s: %w", rb.name, err)
+	}
+	if cp.Initial {
+		cp.Seq = 0
+	}
+	total := sub(upto, rb.base)
+	if upto == 0 || cp.Seq >= upto {
+		rb.report("replay", sub(cp.Seq, rb.base), total)
+		return cp.Seq, nil
+	}
+	var at uint64 = cp.Seq
+	r := pipeline.NewRunner(q, pipeline.Options{
+		JS: rb.o.JS, Logger: rb.o.Logger.With("rebuild", rb.version), Instance: rb.o.Instance,
+		OutputStreams: rb.o.OutputStreams, CheckpointKey: checkpoint.RebuildKey(rb.name),
+		StopAt: upto, HydrateUntil: math.MaxUint64,
+		OnCommit: func(c pipeline.CommitInfo) {
+			at = c.Seq
+			rb.report("replay", sub(c.Seq, rb.base), total)
+		},
+	})
+	if err := r.Run(ctx); err != nil {
+		return at, fmt.Errorf("rebuild %s: %w", rb.name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return at, fmt.Errorf("rebuild %s interrupted at %d (run it again to resume): %w", rb.name, at, err)
+	}
+	cp, err = rb.cps.Load(ctx, checkpoint.RebuildKey(rb.name))
+	if err != nil {
+		return at, fmt.Errorf("rebuild %s: %w", rb.name, err)
+	}
+	rb.report("replay", sub(max(cp.Seq, upto), rb.base), total)
+	return max(cp.Seq, upto), nil // past upto are only other subjects' messages
+}
+
+// handover takes the pipeline's lease, asking its holder for it; unlock gives it back (once).
+func (rb *rebuild) handover(ctx context.Context) (unlock func(), err error) {
+	deadline := time.Now().Add(rb.o.Handover)
+	for {
+		if err := rb.o.Leases.Yield(ctx, rb.name); err != nil {
+			return nil, err
+		}
+		_, release, err := rb.o.Leases.AcquireWithin(ctx, rb.name, time.Second)
+		if err == nil {
+			var once bool
+			return func() {
+				if !once {
+					once = true
+					release()
+				}
+			}, nil
+		}
+		if !errors.Is(err, checkpoint.ErrHeld) {
+			return nil, fmt.Errorf("rebuild %s: %w", rb.name, err)
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("rebuild %s: %w within %s: %v (a process of a jetfold without rebuilds holds it?)", rb.name, ErrNoHandover, rb.o.Handover, err)
+		}
+	}
+}
+
+// switchTo writes the switch from live to the rebuilt versions.
+func (rb *rebuild) switchTo(ctx context.Context, live checkpoint.Checkpoint) (checkpoint.Checkpoint, error) {
+	own, err := rb.cps.Load(ctx, checkpoint.RebuildKey(rb.name))
+	if err != nil {
+		return checkpoint.Checkpoint{}, fmt.Errorf("rebuild %s: %w", rb.name, err)
+	}
+	if !own.Initial && own.Seq > live.Seq && live.Seq > 0 {
+		return checkpoint.Checkpoint{}, fmt.Errorf("rebuild %s: at %d, past the pipeline's checkpoint %d", rb.name, own.Seq, live.Seq)
+	}
+	next := checkpoint.Checkpoint{
+		Seq: live.Seq, Stream: rb.p.Config.Source.Stream, Initial: live.Seq == 0,
+		Watermark: own.Watermark, Definitions: own.Definitions, Buckets: own.Buckets,
+		Switched: &checkpoint.Switched{Version: rb.version, By: rb.o.Instance},
+	}
+	if live.Seq == 0 {
+		next.Seq = own.Seq // the pipeline never ran: it goes on after what the rebuild read
+		next.Initial = own.Initial
+	}
+	// Read back (after a crash) from the live run's positions: earlier is only slower.
+	next.Outputs = maps.Clone(live.Outputs)
+	for s, seq := range own.Outputs {
+		if _, ok := next.Outputs[s]; !ok {
+			if next.Outputs == nil {
+				next.Outputs = map[string]uint64{}
+			}
+			next.Outputs[s] = seq
+		}
+	}
+	return rb.cps.Switch(ctx, rb.o.JS, checkpoint.SwitchOptions{Pipeline: rb.name, Live: live, Next: next, Done: checkpoint.RebuildKey(rb.name)})
+}
+
+// baseOf returns the sequence before the first one the rebuild replays.
+func (rb *rebuild) baseOf(ctx context.Context, start config.StartPos) uint64 {
+	if start.Kind == config.StartSeq && start.Seq > 0 {
+		return start.Seq - 1
+	}
+	info, err := rb.stream.Info(ctx)
+	if err != nil || info.State.FirstSeq == 0 {
+		return 0
+	}
+	if start.Kind == config.StartTime {
+		if after, err := countSince(ctx, rb.stream, start.Time); err == nil {
+			return sub(info.State.LastSeq, after)
+		}
+	}
+	return info.State.FirstSeq - 1
+}
+
+// countSince counts the messages stored at or after t.
+func countSince(ctx context.Context, s jetstream.Stream, t time.Time) (uint64, error) {
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &t})
+	if err != nil {
+		return 0, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.NumPending, nil
+}
+
+// report calls OnProgress (done and total 0: as last reported).
+func (rb *rebuild) report(phase string, done, total uint64) {
+	if rb.o.OnProgress == nil {
+		return
+	}
+	pr := rb.last
+	pr.Pipeline, pr.Version, pr.Phase = rb.name, rb.version, phase
+	if total > 0 {
+		pr.Done, pr.Total = done, total
+	}
+	pr.Elapsed = time.Since(rb.began)
+	if s := pr.Elapsed.Seconds(); s > 0 && pr.Done > rb.doneAt {
+		pr.Rate = float64(pr.Done-rb.doneAt) / s
+	}
+	rb.last = pr
+	rb.o.OnProgress(pr)
+}
+
+// DropOld deletes the buckets of the versions older than the current one of each projection p
+// writes, and returns their names.
+func DropOld(ctx context.Context, js jetstream.JetStream, p *pipeline.Pipeline) ([]string, error) {
+	var dropped []string
+	for _, proj := range p.Projections {
+		cur, err := checkpoint.Current(ctx, js, proj)
+		if err != nil {
+			return dropped, err
+		}
+		for v := 1; v < cur.Version; v++ {
+			bucket := checkpoint.BucketName(proj, v)
+			_, err := js.KeyValue(ctx, bucket)
+			if errors.Is(err, jetstream.ErrBucketNotFound) {
+				continue
+			}
+			if err != nil {
+				return dropped, fmt.Errorf("drop %s: %w", bucket, err)
+			}
+			if err := deleteBucket(ctx, js, bucket); err != nil {
+				return dropped, err
+			}
+			dropped = append(dropped, bucket)
+		}
+	}
+	slices.Sort(dropped)
+	return dropped, nil
+}
+
+// deleteBucket deletes a bucket, if it exists.
+func deleteBucket(ctx context.Context, js jetstream.JetStream, bucket string) error {
+	err := js.DeleteKeyValue(ctx, bucket)
+	if err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("delete bucket %s: %w", bucket, err)
+	}
+	return nil
+}
+
+// createLike creates bucket with the settings of the bucket like (replicas, storage, limits,
+// TTLs), or the defaults when like does not exist.
+func createLike(ctx context.Context, js jetstream.JetStream, bucket, like string) error {
+	s, err := js.Stream(ctx, streams.KVStream(like))
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = streams.EnsureBucket(ctx, js, bucket)
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", like, err)
+	}
+	c := s.CachedInfo().Config
+	_, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: bucket, Description: strings.TrimSpace(c.Description + " (rebuilt)"), MaxValueSize: c.MaxMsgSize,
+		History: uint8(max(1, min(c.MaxMsgsPerSubject, 64))), TTL: c.MaxAge, MaxBytes: c.MaxBytes, Storage: c.Storage,
+		Replicas: c.Replicas, Placement: c.Placement, Compression: c.Compression != jetstream.NoCompression,
+		LimitMarkerTTL: c.SubjectDeleteMarkerTTL,
+	})
+	if err != nil {
+		return fmt.Errorf("create bucket %s: %w", bucket, err)
+	}
+	if c.AllowMsgTTL {
+		s2, err := js.Stream(ctx, streams.KVStream(bucket))
+		if err != nil {
+			return fmt.Errorf("bucket %s: %w", bucket, err)
+		}
+		cfg := s2.CachedInfo().Config
+		cfg.AllowMsgTTL = true
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("bucket %s: %w", bucket, err)
+		}
+	}
+	return nil
+}
+
+func sub(a, b uint64) uint64 {
+	if a < b {
+		return 0
+	}
+	return a - b
+}
