@@ -135,6 +135,10 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 				switch {
 				case proj == streams.CheckpointBucket || proj == streams.HealthBucket || proj == checkpoint.LeaseBucket:
 					errs = append(errs, cfg.Errorf(path, "projection %q is reserved for jetfold's own use", proj))
+				case checkpoint.IsVersionName(proj):
+					e := cfg.Errorf(path, "projection %q: names ending in _v<N> are the buckets of rebuilt versions", proj)
+					e.Hint = "rename it (" + strings.ReplaceAll(proj, "_v", "_ver") + ", for one)"
+					errs = append(errs, e)
 				case writers[proj] != "" && writers[proj] != pc.Name:
 					errs = append(errs, cfg.Errorf(path, "projection %q is already written by pipeline %q: one projection, one writer", proj, writers[proj]))
 				default:

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetfold/jetfold/checkpoint"
+	"github.com/jetfold/jetfold/internal/failpoint"
 	"github.com/jetfold/jetfold/pipeline/state"
 	"github.com/jetfold/jetfold/streams"
 )
@@ -121,7 +122,7 @@ func (c *Committer) Commit(ctx context.Context, b Batch) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	failpoint("after-outputs")
+	failpoint.Hit("after-outputs")
 
 	// 2. Projection keys, each with the revision it was read at: a value written by anyone
 	//    else since then fails the write (fencing).
@@ -130,7 +131,7 @@ func (c *Committer) Commit(ctx context.Context, b Batch) (Result, error) {
 	w.OnAck = func(i int, a *jetstream.PubAck) { b.Writes[i].Written(a.Sequence) }
 	err = publishAll(ctx, w, len(b.Writes), func(i int) (*nats.Msg, error) {
 		if i == len(b.Writes)/2 && i > 0 {
-			failpoint("mid-keys", func() { _ = c.o.Pub.Conn().Flush() }) // half the keys sent
+			failpoint.Hit("mid-keys", func() { _ = c.o.Pub.Conn().Flush() }) // half the keys sent
 		}
 		return b.Writes[i].Msg(writer)
 	})
@@ -140,7 +141,7 @@ func (c *Committer) Commit(ctx context.Context, b Batch) (Result, error) {
 		}
 		return Result{}, fmt.Errorf("write projection keys: %w", err)
 	}
-	failpoint("after-keys")
+	failpoint.Hit("after-keys")
 
 	// 3. The checkpoint, compare-and-set on its revision.
 	wm := c.checkpoint.Watermark
@@ -156,7 +157,7 @@ func (c *Committer) Commit(ctx context.Context, b Batch) (Result, error) {
 		return Result{}, err
 	}
 	c.checkpoint = cp
-	failpoint("after-checkpoint")
+	failpoint.Hit("after-checkpoint")
 	if c.published != nil && b.LastSeq >= c.publishedMax {
 		c.published = nil // every read-back id is behind the checkpoint now
 	}

@@ -43,6 +43,7 @@ import (
 
 	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/config"
+	"github.com/jetfold/jetfold/internal/failpoint"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/streams"
 )
@@ -226,6 +227,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			return Result{}, err
 		}
 		rb.report("switch", 0, 0)
+		failpoint.Hit("before-switch")
 		done, err = rb.switchTo(ctx, live)
 		if errors.Is(err, checkpoint.ErrFenced) && try < 5 {
 			o.Logger.Warn("the pipeline committed during the switch: catching up again", "pipeline", p.Name)
@@ -236,6 +238,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 		break
 	}
+	failpoint.Hit("after-switch")
 	unlock()
 	res := Result{Version: rb.version, Buckets: done.Buckets, Seq: done.Seq, Resumed: resumed}
 	o.Logger.Info("switched to the rebuilt version", "pipeline", p.Name, "version", rb.version, "checkpoint", done.Seq, "buckets", done.Buckets)

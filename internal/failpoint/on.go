@@ -1,6 +1,6 @@
 //go:build failpoints
 
-package commit
+package failpoint
 
 import (
 	"math/rand/v2"
@@ -11,7 +11,7 @@ import (
 )
 
 // Failpoints, compiled in only with -tags failpoints (the crash tests build the processor
-// so): JETFOLD_FAILPOINTS lists points of the commit where the process SIGKILLs itself with
+// so): JETFOLD_FAILPOINTS lists points (of the commit, of a rebuild) where the process SIGKILLs itself with
 // probability JETFOLD_FAILPOINT_P, so that crashes land inside the commit protocol, not only
 // where an outside kill happens to fall.
 var (
@@ -19,8 +19,9 @@ var (
 	failP, _   = strconv.ParseFloat(os.Getenv("JETFOLD_FAILPOINT_P"), 64)
 )
 
-// failpoint kills the process at point name, calling before first when it is set.
-func failpoint(name string, before ...func()) {
+// Hit kills the process at point name when JETFOLD_FAILPOINTS lists it (with probability
+// JETFOLD_FAILPOINT_P), calling before first when it is set.
+func Hit(name string, before ...func()) {
 	for _, f := range failpoints {
 		if f == name && rand.Float64() < failP {
 			for _, b := range before {
