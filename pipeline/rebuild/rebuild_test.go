@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetfold/jetfold/checkpoint"
@@ -21,7 +20,6 @@ import (
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/pipeline/rebuild"
 	"github.com/jetfold/jetfold/pipeline/state"
-	"github.com/jetfold/jetfold/streams"
 )
 
 // tallyYAML is a pipeline that sums `v` per key; %s is the handler's factor (the change a
@@ -108,6 +106,17 @@ func (f *fixture) publish(ctx context.Context, n, keys int, prefix string) {
 		f.mu.Lock()
 		f.evs = append(f.evs, ev{seq: ack.Sequence, k: k, v: v})
 		f.mu.Unlock()
+	}
+}
+
+// runV1 publishes n events over keys and runs the old definition over them to the end.
+func (f *fixture) runV1(n, keys int) {
+	f.t.Helper()
+	v1 := f.build("v1", 1, "out.first")
+	v1.Config.Source.Stop = "end"
+	f.publish(context.Background(), n, keys, "a")
+	if err := pipeline.NewRunner(v1, pipeline.Options{JS: f.js, OutputStreams: []string{"OUT"}}).Run(context.Background()); err != nil {
+		f.t.Fatal(err)
 	}
 }
 
@@ -306,5 +315,85 @@ func TestRefusesSecondRebuild(t *testing.T) {
 	}
 }
 
-var _ = nats.Header{}
-var _ = streams.CheckpointBucket
+
+// TestResume: a rebuild interrupted in the middle keeps its checkpoint; run again, it resumes
+// from it (Result.Resumed) and ends equal to the oracle. Then DropOld deletes version 1.
+func TestResume(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.runV1(3000, 30)
+	// Interrupted once it has committed part of the history.
+	p := f.build("v2", 2, "out.first2")
+	p.Config.Batch.Size = 10
+	ictx, interrupt := context.WithCancel(ctx)
+	var at uint64
+	_, err := rebuild.Run(ictx, rebuild.Options{JS: f.js, Pipeline: p, Leases: f.leases("r1"), OutputStreams: []string{"OUT"},
+		OnProgress: func(p rebuild.Progress) {
+			if p.Phase == "replay" && p.Done >= 500 && at == 0 {
+				at = p.Done
+				interrupt()
+			}
+		}})
+	if err == nil || !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted rebuild: %v, want context.Canceled", err)
+	}
+	if _, err := f.js.KeyValue(ctx, "tally_v2"); err != nil {
+		t.Fatalf("the interrupted rebuild's bucket: %v", err)
+	}
+	if p, _ := checkpoint.Current(ctx, f.js, "tally"); p.Version != 1 {
+		t.Fatalf("switched by an interrupted rebuild: %+v", p)
+	}
+	var first uint64
+	res, err := rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: f.build("v2", 2, "out.first2"), Leases: f.leases("r2"), OutputStreams: []string{"OUT"}, DropOld: true,
+		OnProgress: func(p rebuild.Progress) {
+			if first == 0 && p.Done > 0 {
+				first = p.Done
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Resumed || first < at {
+		t.Errorf("resumed %v at %d: want it resumed at %d or later", res.Resumed, first, at)
+	}
+	evs := f.events()
+	diff(t, "version 2", f.bucket("tally_v2"), oracle(evs, evs[len(evs)-1].seq, 2))
+	if len(res.Dropped) != 1 || res.Dropped[0] != "tally" {
+		t.Errorf("dropped %v, want [tally]", res.Dropped)
+	}
+	if _, err := f.js.KeyValue(ctx, "tally"); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Errorf("version 1 after DropOld: %v", err)
+	}
+	if out := f.outputs(); out["out.first2"] != 0 {
+		t.Errorf("a rebuild fired %d `once` emits", out["out.first2"])
+	}
+}
+
+// TestStartOver: a rebuild with another definition than an interrupted one starts over:
+// version 2 is written anew, not on top of what the other left.
+func TestStartOver(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.runV1(1000, 10)
+	p := f.build("v3", 3, "out.first")
+	p.Config.Batch.Size = 10
+	ictx, interrupt := context.WithCancel(ctx)
+	_, err := rebuild.Run(ictx, rebuild.Options{JS: f.js, Pipeline: p, Leases: f.leases("r1"),
+		OnProgress: func(p rebuild.Progress) {
+			if p.Done >= 300 {
+				interrupt()
+			}
+		}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted rebuild: %v", err)
+	}
+	res, err := rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: f.build("v2", 2, "out.first"), Leases: f.leases("r2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Resumed || res.Version != 2 {
+		t.Errorf("result %+v: want a new version 2", res)
+	}
+	evs := f.events()
+	diff(t, "version 2", f.bucket("tally_v2"), oracle(evs, evs[len(evs)-1].seq, 2))
+}
