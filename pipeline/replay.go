@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/operators/event"
@@ -337,7 +338,11 @@ func newReplayer(ctx context.Context, js jetstream.JetStream, p *Pipeline) (*Run
 	// The projections' own limits, read where their buckets exist (nothing is created).
 	var sizes []int32
 	for _, proj := range p.Projections {
-		s, err := js.Stream(ctx, streams.KVStream(proj))
+		bucket, err := checkpoint.CurrentBucket(ctx, js, proj)
+		if err != nil {
+			return nil, err
+		}
+		s, err := js.Stream(ctx, streams.KVStream(bucket))
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			continue
 		}

@@ -315,7 +315,6 @@ func TestRefusesSecondRebuild(t *testing.T) {
 	}
 }
 
-
 // TestResume: a rebuild interrupted in the middle keeps its checkpoint; run again, it resumes
 // from it (Result.Resumed) and ends equal to the oracle. Then DropOld deletes version 1.
 func TestResume(t *testing.T) {
@@ -396,4 +395,57 @@ func TestStartOver(t *testing.T) {
 	}
 	evs := f.events()
 	diff(t, "version 2", f.bucket("tally_v2"), oracle(evs, evs[len(evs)-1].seq, 2))
+}
+
+const readerYAML = `
+nats: {url: %q}
+http: {listen: none}
+streams:
+  - {name: Q, subjects: ["q.>"]}
+pipelines:
+  - name: reader
+    source: {stream: Q, start: all, stop: follow}
+    key: event.k
+    batch: {size: 10, max_wait: 10ms}
+    operators:
+      - lookup: {projection: tally, key: key, as: t}
+      - fold:
+          projection: seen
+          on:
+            "*": {sum: t.sum}
+`
+
+// TestLookupFollowsSwitch: a pipeline that looks up a rebuilt projection reads the new
+// version after the switch, without a restart.
+func TestLookupFollowsSwitch(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	f.runV1(500, 5)
+	reader := pipetest.Build(t, f.js, filepath.Join(f.dir, "reader.yaml"), fmt.Sprintf(readerYAML, f.url), nil)[0]
+	done := make(chan error, 1)
+	go func() { done <- pipeline.NewRunner(reader, pipeline.Options{JS: f.js}).Run(ctx) }()
+	evs := f.events()
+	last := evs[len(evs)-1].seq
+	seen := func(want int) func() bool {
+		return func() bool {
+			v, err := state.Read(ctx, f.js, "seen", "a1")
+			return err == nil && strings.Contains(string(v.Value), fmt.Sprintf(`"sum":%d`, want))
+		}
+	}
+	if _, err := f.js.Publish(ctx, "q.x", []byte(`{"type":"q","k":"a1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, time.Minute, "the reader sees version 1", seen(oracle(evs, last, 1)["a1"][1]))
+	if _, err := rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: f.build("v2", 2, "out.first"), Leases: f.leases("r")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.js.Publish(ctx, "q.x", []byte(`{"type":"q","k":"a1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, time.Minute, "the reader sees version 2", seen(oracle(evs, last, 2)["a1"][1]))
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -2,15 +2,17 @@ package state
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/jetfold/jetfold/pipeline/decode"
 	"github.com/jetfold/jetfold/checkpoint"
+	"github.com/jetfold/jetfold/pipeline/decode"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -21,8 +23,9 @@ import (
 // delivered the whole bucket, or when the bucket holds more keys than the replica's bound
 // (Options.TableKeys), a key the replica lacks is read from the bucket (a direct get). The
 // value is the committed one as this process last saw it: a commit of the other pipeline
-// reaches the replica after the watch's delivery delay. The returned map must not be
-// changed.
+// reaches the replica after the watch's delivery delay. The replica follows the projection's
+// current version: when a rebuild switches it (checkpoint.Current), the next lookup starts a
+// replica of the new bucket. The returned map must not be changed.
 func (s *Store) Lookup(ctx context.Context, proj, key string) (map[string]any, error) {
 	if _, ok := s.buckets[proj]; ok || s.o.Shapes[proj] != nil {
 		e, err := s.Get(ctx, proj, key)
@@ -32,6 +35,10 @@ func (s *Store) Lookup(ctx context.Context, proj, key string) (map[string]any, e
 		return e.State.Map(), nil
 	}
 	t := s.tables[proj]
+	if t != nil && t.switched.Load() {
+		t.stop() // a rebuild switched the projection to another bucket: replicate that one
+		t = nil
+	}
 	if t == nil {
 		t = &table{proj: proj, vals: map[string]tableValue{}, limit: s.o.TableKeys}
 		if t.limit <= 0 {
@@ -68,10 +75,12 @@ type table struct {
 	vals     map[string]tableValue
 	complete bool // the watch delivered the whole bucket and nothing was evicted since
 
-	bucket  string               // the bucket of its current version
-	stream  jetstream.Stream     // the bucket's stream, for direct gets
-	watcher jetstream.KeyWatcher // nil until the bucket exists
-	retry   time.Time            // when to look for a missing bucket again
+	bucket   string               // the bucket of its current version
+	versions jetstream.KeyWatcher // of the projection's pointer (checkpoint.Current)
+	switched atomic.Bool          // the pointer moved to another bucket than bucket
+	stream   jetstream.Stream     // the bucket's stream, for direct gets
+	watcher  jetstream.KeyWatcher // nil until the bucket exists
+	retry    time.Time            // when to look for a missing bucket again
 }
 
 // tableValue is one key of a replica: its value (nil: deleted) at a revision.
@@ -119,6 +128,9 @@ func (t *table) watch(ctx context.Context, js jetstream.JetStream) error {
 		return fmt.Errorf("%w: lookup %s: %v", ErrUnavailable, t.proj, err)
 	}
 	t.bucket = bucket
+	if err := t.watchVersion(ctx, js); err != nil {
+		return err
+	}
 	kv, err := js.KeyValue(ctx, bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil // nothing written there yet: every key is absent
@@ -188,4 +200,37 @@ func (t *table) stop() {
 	if t.watcher != nil {
 		_ = t.watcher.Stop()
 	}
+	if t.versions != nil {
+		_ = t.versions.Stop()
+	}
+}
+
+// watchVersion watches the projection's pointer (once), and sets switched when it names
+// another bucket than the replica's.
+func (t *table) watchVersion(ctx context.Context, js jetstream.JetStream) error {
+	if t.versions != nil {
+		return nil
+	}
+	kv, err := streams.EnsureBucket(ctx, js, streams.CheckpointBucket)
+	if err != nil {
+		return fmt.Errorf("%w: lookup %s: %v", ErrUnavailable, t.proj, err)
+	}
+	w, err := kv.Watch(context.WithoutCancel(ctx), checkpoint.PointerKey(t.proj))
+	if err != nil {
+		return fmt.Errorf("%w: watch the version of %s: %v", ErrUnavailable, t.proj, err)
+	}
+	t.versions = w
+	bucket := t.bucket
+	go func() {
+		for e := range w.Updates() {
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			var p checkpoint.Pointer
+			if json.Unmarshal(e.Value(), &p) == nil && p.Bucket != "" && p.Bucket != bucket {
+				t.switched.Store(true)
+			}
+		}
+	}()
+	return nil
 }
