@@ -84,6 +84,9 @@ func OpenLeases(ctx context.Context, js jetstream.JetStream, o LeaseOptions) (*L
 	return &Leases{js: js, stream: s, ttl: o.TTL, holder: o.Holder, dead: o.Dead, log: o.Logger}, nil
 }
 
+// TTL returns how long a lease outlives its holder's last renewal.
+func (l *Leases) TTL() time.Duration { return l.ttl }
+
 type leaseValue struct {
 	Holder string    `json:"holder"`
 	Since  time.Time `json:"since"`

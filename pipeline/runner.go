@@ -34,8 +34,8 @@ var (
 var (
 	firstBackoff = 200 * time.Millisecond
 	maxBackoff   = 10 * time.Second
-	// yieldPause is how long a pipeline that handed its lease over waits before it stands by
-	// for it again.
+	// yieldPause is the least a pipeline that handed its lease over waits before it stands
+	// by for it again (else half the lease TTL).
 	yieldPause = 2 * time.Second
 )
 
@@ -193,12 +193,12 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		err = r.run(held)
 		release()
 		if ctx.Err() == nil && errors.Is(context.Cause(held), checkpoint.ErrYielded) {
-			// Handed over (to a rebuild's switch): let the asker take the lease, then stand
-			// by and go on.
+			// Handed over (to a rebuild's switch): let the asker take the lease (it looks
+			// every TTL/4), then stand by and go on.
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-time.After(yieldPause):
+			case <-time.After(max(yieldPause, r.o.Leases.TTL()/2)):
 			}
 			continue
 		}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -447,5 +448,44 @@ func TestLookupFollowsSwitch(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSameDefinitionGoesOn: a rebuild with the definition the live pipeline runs (the HTTP
+// route's case) hands over and back: the live runner, never stopped, goes on in version 2
+// after the switch, and version 2 ends equal to the oracle of every event.
+func TestSameDefinitionGoesOn(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	v1 := f.build("v1", 1, "out.first")
+	f.publish(ctx, 1000, 20, "a")
+	var at atomic.Uint64
+	done := make(chan error, 1)
+	go func() {
+		done <- pipeline.NewRunner(v1, pipeline.Options{JS: f.js, Leases: f.leases("live"), OutputStreams: []string{"OUT"},
+			OnCommit: func(c pipeline.CommitInfo) { at.Store(c.Seq) }}).Run(ctx)
+	}()
+	pubDone := make(chan struct{})
+	go func() { defer close(pubDone); f.publish(ctx, 2000, 20, "a") }()
+	res, err := rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: f.build("v1", 1, "out.first"), Leases: f.leases("rebuilder"),
+		OutputStreams: []string{"OUT"}, CloseEnough: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-pubDone
+	f.publish(ctx, 100, 20, "a")
+	evs := f.events()
+	last := evs[len(evs)-1].seq
+	natstest.Eventually(t, 2*time.Minute, "the live pipeline goes on after the switch", func() bool { return at.Load() >= last })
+	select {
+	case err := <-done:
+		t.Fatalf("the live pipeline stopped: %v", err)
+	default:
+	}
+	diff(t, "version 1", f.bucket("tally"), oracle(evs, res.Seq, 1))
+	diff(t, "version 2", f.bucket("tally_v2"), oracle(evs, last, 1))
+	if out := f.outputs(); out["out.ev"] != len(evs) || out["out.first"] != 20 {
+		t.Errorf("outputs %v: want %d out.ev and 20 out.first", out, len(evs))
 	}
 }
