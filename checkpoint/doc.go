@@ -15,4 +15,14 @@
 // restarts from the checkpoint the winner wrote (or stops after repeated refusals with
 // [ErrFenced]). Two writers can therefore never lose each other's updates, and since both
 // fold the same events deterministically, any value either writes is a correct prefix fold.
+//
+// # Versions of a projection
+//
+// A rebuild (package pipeline/rebuild) writes a projection anew into the bucket of its next
+// version ([BucketName]: `<projection>_v<N>`), then switches to it: one atomic batch of the
+// checkpoint bucket ([Store.Switch]) replaces the pipeline's checkpoint, which names the
+// buckets it writes (Checkpoint.Buckets), and moves the pointers readers follow
+// (`version.<projection>`, see [Current]), so that the pipeline and every reader move at the
+// same checkpoint. The pipeline's holder hands its lease over for the switch
+// ([Leases.Yield]): it commits what it has in hand and stands by.
 package checkpoint
