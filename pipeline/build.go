@@ -14,6 +14,7 @@ import (
 	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/operators/event"
 	"github.com/jetfold/jetfold/operators/expr"
+	"github.com/jetfold/jetfold/pipeline/control"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -133,7 +134,7 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 				}
 				path := opPath + "." + name + ".projection"
 				switch {
-				case proj == streams.CheckpointBucket || proj == streams.HealthBucket || proj == checkpoint.LeaseBucket:
+				case proj == streams.CheckpointBucket || proj == streams.HealthBucket || proj == checkpoint.LeaseBucket || proj == control.Bucket:
 					errs = append(errs, cfg.Errorf(path, "projection %q is reserved for jetfold's own use", proj))
 				case checkpoint.IsVersionName(proj):
 					e := cfg.Errorf(path, "projection %q: names ending in _v<N> are the buckets of rebuilt versions", proj)

@@ -178,7 +178,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 	}()
 	if r.o.Leases == nil {
 		r.setHealth(status.Running, nil)
-		return r.run(ctx)
+		return r.runGated(ctx)
 	}
 	for {
 		r.setHealth(status.Standby, nil)
@@ -190,7 +190,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 			return nil // ctx ended while standing by
 		}
 		r.setHealth(status.Running, nil)
-		err = r.run(held)
+		err = r.runGated(held)
 		release()
 		if ctx.Err() == nil && errors.Is(context.Cause(held), checkpoint.ErrYielded) {
 			// Handed over (to a rebuild's switch): let the asker take the lease (it looks

@@ -24,6 +24,9 @@ const (
 	Standby = "standby"
 	// Stopped: the process stopped the pipeline (SIGTERM, the end of its stream).
 	Stopped = "stopped"
+	// Paused: an operator paused the pipeline (processor pause): it reads nothing until
+	// resumed.
+	Paused = "paused"
 )
 
 // Health is what the process running a pipeline reports of it.
