@@ -15,8 +15,12 @@ var errPaused = errors.New("paused")
 
 // runGated is run, paused while the pipeline's control entry asks it (package control): a
 // pause ends the run in hand as a SIGTERM would (what is in hand is committed), and the
-// pipeline reads nothing more until it is resumed. The lease, if any, stays held.
+// pipeline reads nothing more until it is resumed. The lease, if any, stays held. A rebuild's
+// run (under a checkpoint of its own) is not the pipeline's, and pauses with it not.
 func (r *Runner) runGated(ctx context.Context) error {
+	if r.o.CheckpointKey != r.p.Name {
+		return r.run(ctx)
+	}
 	g := &gate{changed: make(chan struct{})}
 	var stop func()
 	for wait := firstBackoff; ; wait = min(wait*2, maxBackoff) {
