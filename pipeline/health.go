@@ -46,6 +46,11 @@ func (r *Runner) setHealth(state string, cause error) {
 		}
 	}
 	r.m.Failing.WithLabelValues(r.p.Name).Set(failing)
+	paused := 0.0
+	if state == status.Paused {
+		paused = 1
+	}
+	r.m.Paused.WithLabelValues(r.p.Name).Set(paused)
 	r.writeHealth(h)
 }
 

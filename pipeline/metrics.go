@@ -37,6 +37,10 @@ type Metrics struct {
 	StateReads     *prometheus.CounterVec
 	Refused        *prometheus.CounterVec
 	Failing        *prometheus.GaugeVec
+	Paused         *prometheus.GaugeVec
+	// NATSConnected is 1 while the process is connected to NATS; the process sets it (see
+	// cmd/processor run).
+	NATSConnected prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not registered).
@@ -88,10 +92,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Failing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "jetfold_pipeline_failing", Help: "1 while the pipeline cannot make progress (the same error repeats at every restart), else 0.",
 		}, byPipeline),
+		Paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "jetfold_pipeline_paused", Help: "1 while the pipeline is paused (processor pause), else 0.",
+		}, byPipeline),
+		NATSConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jetfold_nats_connected", Help: "1 while the process is connected to NATS, else 0.",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Events, m.Emitted, m.BatchDuration, m.CommitDuration, m.Checkpoint,
-			m.Pending, m.StateKeys, m.Restarts, m.Fenced, m.Latency, m.Oversize, m.StateReads, m.Refused, m.Failing)
+			m.Pending, m.StateKeys, m.Restarts, m.Fenced, m.Latency, m.Oversize, m.StateReads, m.Refused, m.Failing,
+			m.Paused, m.NATSConnected)
 	}
 	return m
 }
