@@ -37,6 +37,21 @@ type Status struct {
 	Since *time.Time `json:"since,omitempty"`
 	// Instance is the process that reported State.
 	Instance string `json:"instance,omitempty"`
+	// Versions is the current version of each projection rebuilt at least once (see
+	// checkpoint.Current).
+	Versions map[string]int `json:"versions,omitempty"`
+	// Rebuild is the rebuild in progress (or interrupted), if any.
+	Rebuild *Rebuild `json:"rebuild,omitempty"`
+}
+
+// Rebuild is where a rebuild of the pipeline is.
+type Rebuild struct {
+	// Version is the version it writes, Checkpoint the last source sequence it committed,
+	// Started when it started and By which process.
+	Version    int       `json:"version"`
+	Checkpoint uint64    `json:"checkpoint"`
+	Started    time.Time `json:"started"`
+	By         string    `json:"by,omitempty"`
 }
 
 // WithHealth returns st with the state, error, since and instance of h.
@@ -70,11 +85,17 @@ func Read(ctx context.Context, js jetstream.JetStream, p Of) (Status, error) {
 	}
 	st.Head = stream.CachedInfo().State.LastSeq
 	if kv, err := js.KeyValue(ctx, streams.CheckpointBucket); err == nil {
-		if cp, err := checkpoint.NewStore(kv).Load(ctx, p.Pipeline); err == nil {
+		cps := checkpoint.NewStore(kv)
+		if cp, err := cps.Load(ctx, p.Pipeline); err == nil {
 			st.Checkpoint = cp.Seq
 			t := cp.Committed
 			st.LastCommit = &t
 		} else if !errors.Is(err, checkpoint.ErrNotFound) {
+			return st, err
+		}
+		if rb, err := cps.Load(ctx, checkpoint.RebuildKey(p.Pipeline)); err == nil && rb.Rebuild != nil {
+			st.Rebuild = &Rebuild{Version: rb.Rebuild.Version, Checkpoint: rb.Seq, Started: rb.Rebuild.Started, By: rb.Rebuild.By}
+		} else if err != nil && !errors.Is(err, checkpoint.ErrNotFound) {
 			return st, err
 		}
 	}
@@ -100,11 +121,17 @@ func Read(ctx context.Context, js jetstream.JetStream, p Of) (Status, error) {
 		st = st.WithHealth(h)
 	}
 	for _, proj := range p.Projections {
-		bucket, err := checkpoint.CurrentBucket(ctx, js, proj)
+		cur, err := checkpoint.Current(ctx, js, proj)
 		if err != nil {
 			return st, err
 		}
-		s, err := js.Stream(ctx, streams.KVStream(bucket))
+		if cur.Version > 1 {
+			if st.Versions == nil {
+				st.Versions = map[string]int{}
+			}
+			st.Versions[proj] = cur.Version
+		}
+		s, err := js.Stream(ctx, streams.KVStream(cur.Bucket))
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			st.Keys[proj] = 0
 			continue
