@@ -38,9 +38,11 @@ const reuseTimeout = time.Second
 // Connect connects as [streams.Connect] does when cfg.URL is set. When it is empty, it
 // connects to the embedded server: with o.Reuse to the one a running processor of this store
 // directory serves on the embedded listen address, otherwise (or when there is none) to one
-// it starts on the store directory ([Start]), which the connection's Close shuts down. It
-// returns [ErrNoStore] (with o.NoCreate), [ErrStoreInUse] and [ErrStart], wrapped, as well
-// as the errors of [streams.Connect].
+// it starts on the store directory ([Start]), which the connection's Close shuts down. The
+// embedded server speaks no TLS and requires no credentials: cfg's TLS files are not used with
+// it, and the credentials, if any, are presented and accepted. It returns [ErrNoStore] (with
+// o.NoCreate), [ErrStoreInUse] and [ErrStart], wrapped, as well as the errors of
+// [streams.Connect].
 func Connect(ctx context.Context, cfg config.NATS, o ConnectOptions) (*streams.Conn, error) {
 	if cfg.URL != "" {
 		return streams.Connect(ctx, cfg, o.ConnectOptions)
@@ -73,6 +75,7 @@ func Connect(ctx context.Context, cfg config.NATS, o ConnectOptions) (*streams.C
 func reuse(ctx context.Context, cfg config.NATS, o streams.ConnectOptions, log *slog.Logger) *streams.Conn {
 	rc := cfg
 	rc.URL = "nats://" + listenAddr(cfg.Embedded)
+	rc.TLS = config.TLS{} // the embedded server speaks no TLS: its files are for a URL's server
 	o.Server, o.Timeout = nil, reuseTimeout
 	c, err := streams.Connect(ctx, rc, o)
 	if err != nil {
