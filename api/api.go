@@ -49,6 +49,9 @@ type Options struct {
 	// BaseContext returns the context of the work that outlives a request (the rebuilds):
 	// the process's, which ends at shutdown. Nil: context.Background().
 	BaseContext func() context.Context
+	// RebuildHolder, when set, returns the process that runs a rebuild of a pipeline ("":
+	// none): POST /v1/pipelines/{name}/rebuild then answers 409 at once.
+	RebuildHolder func(ctx context.Context, pipeline string) (string, error)
 }
 
 // New returns the handler of every endpoint.

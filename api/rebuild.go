@@ -123,8 +123,7 @@ func (h *handler) pipeline(next http.HandlerFunc) http.HandlerFunc {
 
 // startRebuild answers POST /v1/pipelines/{name}/rebuild: it starts the rebuild in the
 // background and answers 202, or 409 while this process's last rebuild of the pipeline runs,
-// 400 for a bad from or drop_old. A rebuild that another process runs is reported by GET as
-// failed (rebuild.ErrRunning).
+// or while another process runs one (Options.RebuildHolder), 400 for a bad from or drop_old.
 func (h *handler) startRebuild(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	req := RebuildRequest{Pipeline: r.PathValue("name"), From: q.Get("from")}
@@ -138,6 +137,15 @@ func (h *handler) startRebuild(w http.ResponseWriter, r *http.Request) {
 		var err error
 		if req.DropOld, err = strconv.ParseBool(v); err != nil {
 			writeErr(w, http.StatusBadRequest, errors.New("drop_old: want true or false"))
+			return
+		}
+	}
+	if h.o.RebuildHolder != nil {
+		if holder, err := h.o.RebuildHolder(r.Context(), req.Pipeline); err != nil {
+			writeErr(w, http.StatusServiceUnavailable, fmt.Errorf("rebuild %s: %w", req.Pipeline, err))
+			return
+		} else if holder != "" {
+			writeErr(w, http.StatusConflict, fmt.Errorf("a rebuild of %s runs in process %s", req.Pipeline, holder))
 			return
 		}
 	}

@@ -272,3 +272,26 @@ func sameState(t *testing.T, a, b string) bool {
 	}
 	return len(va.Value) > 0 && string(va.Value) == string(vb.Value)
 }
+
+// TestRebuildRunningElsewhere: while another process runs a rebuild of the pipeline
+// (Options.RebuildHolder names it), POST answers 409 and starts nothing.
+func TestRebuildRunningElsewhere(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.Server(t))
+	started := false
+	h := httptest.NewServer(api.New(api.Options{
+		JS: js, Gatherer: prometheus.NewRegistry(), Pipelines: []*pipeline.Pipeline{{Name: "carts", Projections: []string{"carts"}}}, Token: token,
+		Rebuild: func(context.Context, api.RebuildRequest, func(rebuild.Progress)) (rebuild.Result, error) {
+			started = true
+			return rebuild.Result{}, nil
+		},
+		RebuildHolder: func(context.Context, string) (string, error) { return "host-1-42-rebuild", nil },
+	}))
+	defer h.Close()
+	resp, body := do(t, http.MethodPost, h.URL+"/v1/pipelines/carts/rebuild", "Bearer "+token)
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "runs in process host-1-42-rebuild") {
+		t.Errorf("POST = %d %s, want 409 naming the process", resp.StatusCode, body)
+	}
+	if code, _ := rebuildStatus(t, h.URL); code != http.StatusNotFound || started {
+		t.Errorf("GET = %d, started %v: want nothing started", code, started)
+	}
+}

@@ -44,6 +44,22 @@ type Leases struct {
 	holder string
 	dead   func(string) bool
 	log    *slog.Logger
+	quiet  bool // AcquireWithin does not log that it stands by (see Quiet)
+}
+
+// Quiet returns leases that do not log while they wait for a lease another process holds:
+// for callers that report it their own way (a rebuild's lock, its hand-over).
+func (l *Leases) Quiet() *Leases {
+	q := *l
+	q.quiet = true
+	return &q
+}
+
+// Holder returns the process that holds the lease of name ("" when free, or held by this
+// process).
+func (l *Leases) Holder(ctx context.Context, name string) (string, error) {
+	_, holder, err := l.current(ctx, "$KV."+LeaseBucket+"."+name)
+	return holder, err
 }
 
 // LeaseOptions configures [OpenLeases].
@@ -125,7 +141,7 @@ func (l *Leases) AcquireWithin(ctx context.Context, name string, within time.Dur
 		switch {
 		case err != nil && !isConflict(err):
 			l.log.Warn("lease: NATS error, retrying", "pipeline", name, "err", err)
-		case !waiting && holder != "":
+		case !waiting && holder != "" && !l.quiet:
 			l.log.Warn("standing by: another process holds the lease of this pipeline; this one takes over when it stops", "pipeline", name, "holder", holder)
 			waiting = true
 		}

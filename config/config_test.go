@@ -746,3 +746,41 @@ func TestHTTPToken(t *testing.T) {
 		})
 	}
 }
+
+// TestAuthConflicts: one authentication method at a time, a password with its user, both
+// halves of a client certificate; the messages name fields, never values.
+func TestAuthConflicts(t *testing.T) {
+	const pipelines = `
+streams: [{name: S, subjects: ["s.>"]}]
+pipelines:
+  - name: p
+    source: {stream: S}
+    key: event.k
+    operators:
+      - fold: {projection: x, on: {"*": {n: "1"}}}
+`
+	tests := []struct {
+		name, nats, want string
+	}{
+		{"user and token", "nats: {user: u, password: SECRET, token: SECRET}", "nats.token is set with nats.user"},
+		{"creds and nkey", "nats: {creds_file: /a, nkey_file: /b}", "nats.nkey_file is set with nats.creds_file"},
+		{"password alone", "nats: {password: SECRET}", "nats.password is set without nats.user"},
+		{"cert without key", "nats: {tls: {cert_file: /c}}", "cert_file is set without nats.tls.key_file"},
+		{"key without cert", "nats: {tls: {key_file: /k}}", "key_file is set without nats.tls.cert_file"},
+		{"an alias as a password", "nats: {user: u, password: *SECRET}", "invalid YAML"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := load(t, tt.nats+"\n"+pipelines)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "SECRET") {
+				t.Errorf("the error shows the value: %v", err)
+			}
+		})
+	}
+	if _, _, err := load(t, "nats: {user: u, password: SECRET}\n"+pipelines); err != nil {
+		t.Errorf("user and password: %v", err)
+	}
+}

@@ -156,6 +156,11 @@ func isNull(n *yaml.Node) bool {
 // yamlLineRe matches the line number that YAML errors start with.
 var yamlLineRe = regexp.MustCompile(`^line (\d+): (.*)$`)
 
+// yamlValueRe matches what YAML's messages quote of the file: a scalar that does not decode as
+// its tag says (`value`) and the name of an anchor. Either may be a secret (to YAML, a password
+// written *like-this is an alias): messages leave them out, the position says where.
+var yamlValueRe = regexp.MustCompile("`[^`]*`|anchor '[^']*'")
+
 // YAMLErrors turns an error of go.yaml.in/yaml/v3 reading data, the content of file, into
 // located errors as [Load] reports them: at the line YAML names (its parser's off-by-one
 // corrected), the column of that line's first non-blank character, and at the bracket of a
@@ -188,9 +193,19 @@ func (c *Config) yamlErrors(data []byte, err error) []*diag.Error {
 				line++
 			}
 		}
+		quoted := yamlValueRe.MatchString(l)
+		l = yamlValueRe.ReplaceAllStringFunc(l, func(m string) string {
+			if strings.HasPrefix(m, "anchor") {
+				return "anchor"
+			}
+			return "value"
+		})
 		e := &diag.Error{
 			Pos: diag.Pos{File: c.File, Line: max(line, 1), Col: firstCol(data, line)},
 			Msg: "invalid YAML: " + l,
+		}
+		if quoted {
+			e.Hint = "to YAML, a value that starts with * or & is an alias or an anchor, and one after a !! tag must be of that type: quote the value"
 		}
 		if open, ok := strings.CutPrefix(l, "did not find expected ',' or "); ok {
 			// The line opens the flow collection that is not closed: point at its bracket.

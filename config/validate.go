@@ -87,6 +87,7 @@ func (c *Config) validate() []*diag.Error {
 				"invalid sync_interval %q in nats.embedded", si)
 		}
 	}
+	v.auth()
 	if c.Processor.LeaseTTL < time.Second {
 		v.add("processor.lease_ttl", "such as 5s", "processor.lease_ttl must be at least 1s, got %s", c.Processor.LeaseTTL)
 	}
@@ -258,4 +259,35 @@ func orList(s []string) string {
 		return strings.Join(s, "")
 	}
 	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
+}
+
+// auth checks that nats sets one authentication method at most, a password with its user and
+// both halves of a client certificate. It never quotes a value: it may be a secret.
+func (v *validator) auth() {
+	n := v.c.NATS
+	var set []string
+	for _, f := range []struct {
+		path string
+		on   bool
+	}{
+		{"nats.creds_file", n.CredsFile != ""}, {"nats.nkey_file", n.NKeyFile != ""},
+		{"nats.user", n.User != ""}, {"nats.token", n.Token != ""},
+	} {
+		if f.on {
+			set = append(set, f.path)
+		}
+	}
+	for _, p := range set[min(1, len(set)):] {
+		v.add(p, "set one of creds_file, nkey_file, user (with password) or token",
+			"%s is set with %s: one authentication method at a time", diag.DisplayPath(p), diag.DisplayPath(set[0]))
+	}
+	if n.Password != "" && n.User == "" {
+		v.add("nats.password", "set nats.user too", "nats.password is set without nats.user")
+	}
+	switch {
+	case n.TLS.CertFile != "" && n.TLS.KeyFile == "":
+		v.add("nats.tls.cert_file", "set nats.tls.key_file, the key of the certificate", "nats.tls.cert_file is set without nats.tls.key_file")
+	case n.TLS.KeyFile != "" && n.TLS.CertFile == "":
+		v.add("nats.tls.key_file", "set nats.tls.cert_file, the certificate of the key", "nats.tls.key_file is set without nats.tls.cert_file")
+	}
 }

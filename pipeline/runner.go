@@ -318,7 +318,7 @@ func (r *Runner) start(ctx context.Context) (*source.Source, error) {
 	if !r.defsChecked && r.o.CheckpointKey == r.p.Name {
 		r.defsChecked = true // once per run, not at every restart
 		for _, change := range changedDefinitions(cp.Definitions, r.p.defs) {
-			r.log.Warn("the pipeline changed since its checkpoint: keys keep their state (a field added to initial reads as its initial value); to recompute them from the history, delete the projection's bucket and the pipeline's checkpoint and run again",
+			r.log.Warn("the pipeline changed since its checkpoint: keys keep their state (a field added to initial reads as its initial value); to recompute them from the history: processor rebuild",
 				"projection", change.projection, "change", change.what)
 		}
 	}

@@ -206,6 +206,17 @@ func (r rebuilder) run(ctx context.Context, p *pipeline.Pipeline, o rebuild.Opti
 	return rebuild.Run(ctx, o)
 }
 
+// running returns the process that runs a rebuild of pipeline ("" when none, or this one).
+func (r rebuilder) running(ctx context.Context, pipeline string) (string, error) {
+	leases, err := checkpoint.OpenLeases(ctx, r.js, checkpoint.LeaseOptions{
+		TTL: r.cfg.Processor.LeaseTTL, Holder: r.holder, Dead: deadRebuilder(hostname()),
+	})
+	if err != nil {
+		return "", err
+	}
+	return leases.Holder(ctx, checkpoint.RebuildKey(pipeline))
+}
+
 // runName rebuilds the pipeline called name, built afresh from r.cfg.
 func (r rebuilder) runName(ctx context.Context, name string, o rebuild.Options) (rebuild.Result, error) {
 	ps, err := pipeline.Build(r.cfg, builtin.Registry())

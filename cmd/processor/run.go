@@ -121,6 +121,7 @@ func runCmd(g *globals) *cobra.Command {
 					log.Info("rebuild asked for over HTTP", "pipeline", req.Pipeline, "from", req.From, "drop_old", req.DropOld)
 					return rb.runName(ctx, req.Pipeline, rebuild.Options{From: req.From, DropOld: req.DropOld, OnProgress: onProgress})
 				},
+				RebuildHolder: rb.running,
 			}, log); err != nil {
 				return err
 			} else {

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -166,10 +165,9 @@ func TestSecretsNeverShown(t *testing.T) {
 func TestValidateHidesSecrets(t *testing.T) {
 	secret := randomSecret()
 	tests := []struct {
-		name  string
-		nats  string
-		env   []string
-		known string // a leak of package config, not fixed yet: the case is skipped, saying so
+		name string
+		nats string
+		env  []string
 	}{
 		{name: "a list", nats: "  password: [SECRET, x]\n"},
 		{name: "a map", nats: "  token: {SECRET: x}\n"},
@@ -183,16 +181,11 @@ func TestValidateHidesSecrets(t *testing.T) {
 		{name: "a variable past the field", env: []string{"JETFOLD_NATS_TOKEN_X=SECRET"}},
 		// Valid to package config today: connecting refuses it (streams.ErrCredentials).
 		{name: "a password without user", env: []string{"JETFOLD_NATS_PASSWORD=SECRET"}},
-		{name: "an unknown anchor", nats: "  password: *SECRET\n",
-			known: "config.Load reports YAML's error, unknown anchor 'SECRET' referenced"},
-		{name: "a tag that does not fit", nats: "  password: !!int SECRET\n",
-			known: "config.Load reports YAML's error, cannot decode !!str `SECRET` as a !!int"},
+		{name: "an unknown anchor", nats: "  password: *SECRET\n"},
+		{name: "a tag that does not fit", nats: "  password: !!int SECRET\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.known != "" {
-				t.Skipf("known leak, to fix in package config: %s", tt.known)
-			}
 			t.Parallel()
 			dir := t.TempDir()
 			cfg := "nats:\n  url: nats://127.0.0.1:1\n" + strings.ReplaceAll(tt.nats, "SECRET", secret) + secretsPipeline
@@ -400,22 +393,4 @@ func (p *processor) get(url string) (string, int) {
 // of a test holds by chance.
 func randomSecret() string {
 	return "s3cr3t" + rand.Text()[:18]
-}
-
-// syncBuffer is a bytes.Buffer that a child process's output and the test may use at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

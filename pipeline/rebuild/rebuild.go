@@ -11,7 +11,8 @@
 //     starts over, dropping what it wrote.
 //  3. Rounds: it runs the pipeline (pipeline.Runner, with the checkpoint above) over the source
 //     up to the live pipeline's checkpoint as read at the round's start, never past it. Every
-//     event is hydrated: `once` emits and timers do not fire, `on` and `all` emits do, with the
+//     event is hydrated: `once` emits do not fire, nor do timers with `handler: once` (the
+//     default; the timer ends in the rebuilt state without emitting), `on` and `all` emits do, with the
 //     ids the live run gave them, so that JetStream (within its duplicate window) or a consumer
 //     (by `ce-id`) drops the copies.
 //  4. When a round starts close to the live checkpoint, the switch: it asks the live pipeline's
@@ -149,6 +150,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.CloseEnough == 0 {
 		o.CloseEnough = 1000
 	}
+	o.Leases = o.Leases.Quiet() // the rebuild says what it waits for
 	p := o.Pipeline
 	rb := &rebuild{o: o, p: p, name: p.Name, began: time.Now()}
 	start := p.Start
@@ -212,6 +214,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 
 	// The switch, under the pipeline's lease.
 	rb.report("handover", 0, 0)
+	if holder, err := o.Leases.Holder(ctx, p.Name); err == nil && holder != "" {
+		o.Logger.Info("asking the process that runs the pipeline to hand it over for the switch", "pipeline", p.Name, "holder", holder)
+	}
 	unlock, err := rb.handover(ctx)
 	if err != nil {
 		return Result{}, err
