@@ -68,6 +68,10 @@ func New(o Options) http.Handler {
 		mux.HandleFunc("POST /v1/pipelines/{name}/rebuild", h.authorized(h.connected(h.pipeline(h.startRebuild))))
 		mux.HandleFunc("GET /v1/pipelines/{name}/rebuild", h.authorized(h.pipeline(h.rebuildStatus)))
 	}
+	if o.Token != "" {
+		mux.HandleFunc("POST /v1/pipelines/{name}/pause", h.authorized(h.connected(h.pipeline(h.pause(true)))))
+		mux.HandleFunc("POST /v1/pipelines/{name}/resume", h.authorized(h.connected(h.pipeline(h.pause(false)))))
+	}
 	return mux
 }
 

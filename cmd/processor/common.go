@@ -130,3 +130,17 @@ func hostname() string {
 	}
 	return strings.ReplaceAll(h, " ", "_")
 }
+
+// pipelineNamed returns the pipeline of ps called name, or an error (exit 2) naming those
+// there are.
+func (g *globals) pipelineNamed(ps []*pipeline.Pipeline, name string) (*pipeline.Pipeline, error) {
+	i := slices.IndexFunc(ps, func(p *pipeline.Pipeline) bool { return p.Name == name })
+	if i < 0 {
+		names := make([]string, len(ps))
+		for j, p := range ps {
+			names[j] = p.Name
+		}
+		return nil, &exitError{code: 2, err: fmt.Errorf("error: unknown pipeline %q: %s has %s", name, g.config, strings.Join(names, ", "))}
+	}
+	return ps[i], nil
+}

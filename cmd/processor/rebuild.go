@@ -103,15 +103,10 @@ func (g *globals) rebuild(ctx context.Context, name string, f rebuildFlags) erro
 	if err != nil {
 		return err
 	}
-	i := slices.IndexFunc(ps, func(p *pipeline.Pipeline) bool { return p.Name == name })
-	if i < 0 {
-		var names []string
-		for _, p := range ps {
-			names = append(names, p.Name)
-		}
-		return &exitError{code: 2, err: fmt.Errorf("error: unknown pipeline %q: %s has %s", name, g.config, strings.Join(names, ", "))}
+	p, err := g.pipelineNamed(ps, name) // built by this command: no runner of this process uses its operators
+	if err != nil {
+		return err
 	}
-	p := ps[i] // built by this command: no runner of this process uses its operators
 
 	// As get: nothing is created before the first run (then there is nothing to rebuild).
 	_, _, conn, err := g.openExisting(ctx, g.stderr)

@@ -69,12 +69,19 @@ func runCmd(g *globals) *cobra.Command {
 					log.Warn(w.Error())
 				}
 			}
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			metrics := pipeline.NewMetrics(reg)
 			var connected atomic.Bool
+			setConnected := func(up bool) {
+				connected.Store(up)
+				metrics.NATSConnected.Set(map[bool]float64{false: 0, true: 1}[up])
+			}
 			conn, err := embedded.Connect(ctx, cfg.NATS, embedded.ConnectOptions{
 				ConnectOptions: streams.ConnectOptions{
 					Name: "jetfold " + hostname(), Logger: log,
-					OnDisconnect: func() { connected.Store(false) },
-					OnReconnect:  func() { connected.Store(true) },
+					OnDisconnect: func() { setConnected(false) },
+					OnReconnect:  func() { setConnected(true) },
 				},
 				WaitForStore: true,
 			})
@@ -85,7 +92,7 @@ func runCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("nats: %w", err)
 			}
 			defer conn.Close()
-			connected.Store(true)
+			setConnected(true)
 			log.Info("connected to NATS", "url", conn.URL, "embedded", conn.Server != nil)
 			if err := streams.EnsureStreams(ctx, conn.JS, cfg.Streams, log); err != nil {
 				return err
@@ -95,9 +102,6 @@ func runCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			metrics := pipeline.NewMetrics(reg)
 			board := status.NewBoard()
 			instance := cfg.Processor.Instance
 			if instance == "" {
@@ -260,7 +264,7 @@ func summarize(g *globals, conn *streams.Conn, ps []*pipeline.Pipeline, reg prom
 			fmt.Fprintf(g.stdout, "pipeline %s: status unavailable: %v\n", p.Name, err)
 			continue
 		}
-		fmt.Fprintf(g.stdout, "pipeline %s: checkpoint %d of %d (lag %d), keys %s, dead letters %d\n", p.Name, st.Checkpoint, st.Head, st.Lag, keys(st.Keys), st.DeadLetters)
+		fmt.Fprintf(g.stdout, "pipeline %s: checkpoint %d of %d (lag %d), keys %s, dead letters %d\n", p.Name, st.Checkpoint, st.Head, st.Lag, keys(st.Keys, st.Versions), st.DeadLetters)
 		if st.State == status.Failing {
 			fmt.Fprintf(g.stdout, "pipeline %s: failing: %s\n", p.Name, st.Error)
 		}

@@ -123,7 +123,7 @@ func TestSecretsNeverShown(t *testing.T) {
 		{name: "password, token and creds file at once", setup: creds,
 			nats:    "  url: $URL\n  user: alice\n  creds_file: $CREDS\n",
 			env:     []string{"JETFOLD_NATS_PASSWORD=$PASSWORD", "JETFOLD_NATS_TOKEN=$TOKEN"},
-			wantErr: "unusable NATS credentials: creds_file, user and token are set together"},
+			wantErr: "nats.token is set with nats.creds_file: one authentication method at a time"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

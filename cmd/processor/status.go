@@ -16,6 +16,7 @@ import (
 
 func statusCmd(g *globals) *cobra.Command {
 	var asJSON bool
+	var watch time.Duration
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Per pipeline: checkpoint, stream head, lag, keys, last commit",
@@ -26,51 +27,92 @@ func statusCmd(g *globals) *cobra.Command {
 				return err // nil when nothing was started yet: openExisting said so
 			}
 			defer conn.Close()
-			var out []status.Status
-			for _, p := range ps {
-				st, err := pipeline.ReadStatus(cmd.Context(), conn.JS, p)
-				if err != nil {
-					return fmt.Errorf("status of %s: %w", p.Name, err)
+			for {
+				var out []status.Status
+				for _, p := range ps {
+					st, err := pipeline.ReadStatus(cmd.Context(), conn.JS, p)
+					if err != nil {
+						if watch > 0 && cmd.Context().Err() != nil {
+							return nil // Ctrl-C while watching
+						}
+						return fmt.Errorf("status of %s: %w", p.Name, err)
+					}
+					out = append(out, st)
 				}
-				out = append(out, st)
-			}
-			if asJSON {
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(out)
-			}
-			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "PIPELINE\tSTREAM\tCHECKPOINT\tHEAD\tLAG\tKEYS\tDEAD LETTERS\tLAST COMMIT\tSTATE")
-			for _, st := range out {
-				last := "never"
-				if st.LastCommit != nil {
-					last = st.LastCommit.UTC().Format(time.RFC3339)
+				if watch > 0 && isTerminal(g.stdout) {
+					fmt.Fprint(g.stdout, "\033[H\033[2J") // clear the screen: the table redrawn in place
 				}
-				state := st.State
-				if state == "" {
-					state = "not started"
+				if err := printStatus(g, out, asJSON); err != nil {
+					return err
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%d\t%s\t%s\n", st.Pipeline, st.Stream, st.Checkpoint, st.Head, st.Lag, keys(st.Keys), st.DeadLetters, last, state)
-			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			for _, st := range out {
-				if st.DeadLetters > 0 && st.DeadLetters*2 > st.Checkpoint {
-					fmt.Fprintf(g.stdout, "WARNING: most events of %s were dead-lettered (%d of %d): processor dlq -c %s %s list\n", st.Pipeline, st.DeadLetters, st.Checkpoint, g.config, st.Pipeline)
+				if watch <= 0 {
+					return nil
 				}
-				if st.State == status.Failing {
-					fmt.Fprintf(g.stdout, "pipeline %s failing since %s (%s): %s\n", st.Pipeline, st.Since.UTC().Format(time.RFC3339), st.Instance, st.Error)
+				select {
+				case <-cmd.Context().Done():
+					return nil
+				case <-time.After(watch):
+				}
+				if !isTerminal(g.stdout) && !asJSON {
+					fmt.Fprintln(g.stdout)
 				}
 			}
-			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().DurationVar(&watch, "watch", 0, "print it again at this interval (such as 2s) until interrupted")
 	return cmd
 }
 
-func keys(m map[string]uint64) string {
+// printStatus prints the statuses as a table, or JSON.
+func printStatus(g *globals, out []status.Status, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(g.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PIPELINE\tSTREAM\tCHECKPOINT\tHEAD\tLAG\tKEYS\tDEAD LETTERS\tLAST COMMIT\tSTATE")
+	for _, st := range out {
+		last := "never"
+		if st.LastCommit != nil {
+			last = st.LastCommit.UTC().Format(time.RFC3339)
+		}
+		state := st.State
+		if state == "" {
+			state = "not started"
+		}
+		if st.Paused && st.State != status.Paused {
+			state = "pausing (" + state + ")" // asked; the process running it has not said so yet
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%d\t%s\t%s\n", st.Pipeline, st.Stream, st.Checkpoint, st.Head, st.Lag, keys(st.Keys, st.Versions), st.DeadLetters, last, state)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, st := range out {
+		if st.DeadLetters > 0 && st.DeadLetters*2 > st.Checkpoint {
+			fmt.Fprintf(g.stdout, "WARNING: most events of %s were dead-lettered (%d of %d): processor dlq -c %s %s list\n", st.Pipeline, st.DeadLetters, st.Checkpoint, g.config, st.Pipeline)
+		}
+		if st.State == status.Failing {
+			fmt.Fprintf(g.stdout, "pipeline %s failing since %s (%s): %s\n", st.Pipeline, st.Since.UTC().Format(time.RFC3339), st.Instance, st.Error)
+		}
+		if st.Paused {
+			by := ""
+			if st.PausedBy != "" {
+				by = " by " + st.PausedBy
+			}
+			fmt.Fprintf(g.stdout, "pipeline %s paused%s: processor resume -c %s %s\n", st.Pipeline, by, g.config, st.Pipeline)
+		}
+		if rb := st.Rebuild; rb != nil {
+			fmt.Fprintf(g.stdout, "rebuild of %s to version %d: at %d of %d, since %s (%s)\n", st.Pipeline, rb.Version, rb.Checkpoint, st.Checkpoint, rb.Started.UTC().Format(time.RFC3339), rb.By)
+		}
+	}
+	return nil
+}
+
+// keys lists the keys per projection, with the version of those rebuilt ("carts=12 (v2)").
+func keys(m map[string]uint64, versions map[string]int) string {
 	names := make([]string, 0, len(m))
 	for n := range m {
 		names = append(names, n)
@@ -79,6 +121,9 @@ func keys(m map[string]uint64) string {
 	parts := make([]string, len(names))
 	for i, n := range names {
 		parts[i] = fmt.Sprintf("%s=%d", n, m[n])
+		if v := versions[n]; v > 1 {
+			parts[i] += fmt.Sprintf(" (v%d)", v)
+		}
 	}
 	if len(parts) == 0 {
 		return "-"

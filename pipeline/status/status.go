@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetfold/jetfold/checkpoint"
+	"github.com/jetfold/jetfold/pipeline/control"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -42,6 +43,9 @@ type Status struct {
 	Versions map[string]int `json:"versions,omitempty"`
 	// Rebuild is the rebuild in progress (or interrupted), if any.
 	Rebuild *Rebuild `json:"rebuild,omitempty"`
+	// Paused is set while the pipeline is asked to pause (processor pause), by PausedBy.
+	Paused   bool   `json:"paused,omitempty"`
+	PausedBy string `json:"paused_by,omitempty"`
 }
 
 // Rebuild is where a rebuild of the pipeline is.
@@ -114,6 +118,11 @@ func Read(ctx context.Context, js jetstream.JetStream, p Of) (Status, error) {
 				return st, err
 			}
 		}
+	}
+	if c, err := control.Get(ctx, js, p.Pipeline); err != nil {
+		return st, err
+	} else if c.Paused {
+		st.Paused, st.PausedBy = true, c.By
 	}
 	if h, ok, err := readHealth(ctx, js, p.Pipeline); err != nil {
 		return st, fmt.Errorf("health: %w", err)
