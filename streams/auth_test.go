@@ -32,6 +32,9 @@ type authCase struct {
 	env     []string // JETFOLD_ variables, NAME=value
 	wantErr error    // errors.Is; nil with wantMsg "": the connection works
 	wantMsg string   // a part of the error's message
+	// loadMsg, when set, is a part of the error that loading the configuration must fail with
+	// (package config refuses it before any connection).
+	loadMsg string
 }
 
 // authMethod is a server that requires one authentication method, and the cases tried on it.
@@ -79,6 +82,15 @@ func tryAuthCase(t *testing.T, tt authCase, dir string, vars map[string]string, 
 		environ = append(environ, expand(e))
 	}
 	cfg, err := config.Load(path, config.LoadOptions{Environ: environ})
+	if tt.loadMsg != "" {
+		if err == nil || !strings.Contains(err.Error(), tt.loadMsg) {
+			t.Fatalf("load: %v, want an error with %q", err, tt.loadMsg)
+		}
+		if what := secrets.Find(err.Error()); what != "" {
+			t.Errorf("the error holds the %s: %v", what, err)
+		}
+		return
+	}
 	if err != nil {
 		t.Fatalf("load:\n%s\n%v", yaml, err)
 	}
@@ -175,7 +187,7 @@ func authMethods() []authMethod {
 					wantErr: os.ErrNotExist, wantMsg: "/nonexistent/user.creds"},
 				{name: "none", yaml: "  url: $URL\n", wantErr: nats.ErrAuthorization, wantMsg: "(without credentials)"},
 				{name: "and a password", yaml: "  url: $URL\n  creds_file: $CREDS\n  user: alice\n",
-					env: []string{"JETFOLD_NATS_PASSWORD=$PASSWORD"}, wantErr: streams.ErrCredentials, wantMsg: "creds_file and user are set together"},
+					env: []string{"JETFOLD_NATS_PASSWORD=$PASSWORD"}, loadMsg: "nats.user is set with nats.creds_file"},
 			},
 		},
 		{
@@ -228,7 +240,7 @@ func authMethods() []authMethod {
 					wantErr: nats.ErrAuthorization, wantMsg: `(as user "alice" without a password)`},
 				{name: "none", yaml: "  url: $URL\n", wantErr: nats.ErrAuthorization, wantMsg: "(without credentials)"},
 				{name: "password without user", yaml: "  url: $URL\n", env: []string{"JETFOLD_NATS_PASSWORD=$PASSWORD"},
-					wantErr: streams.ErrCredentials, wantMsg: "password is set without user"},
+					loadMsg: "nats.password is set without nats.user"},
 				{name: "user in the URL and the file", yaml: "  url: nats://alice:$PASSWORD@$HOSTPORT\n  user: alice\n  password: $PASSWORD\n",
 					wantErr: streams.ErrCredentials, wantMsg: "user and the user info of url are set together"},
 			},
@@ -274,7 +286,7 @@ func authMethods() []authMethod {
 					wantMsg: "certificate signed by unknown authority"},
 				{name: "no TLS", yaml: "  url: $URL\n", wantMsg: "(without credentials)"},
 				{name: "certificate without its key", yaml: "  url: $URL\n  tls: {ca_file: $CA, cert_file: $CERT}\n",
-					wantErr: streams.ErrCredentials, wantMsg: "tls.cert_file is set without tls.key_file"},
+					loadMsg: "nats.tls.cert_file is set without nats.tls.key_file"},
 				{name: "key in place of the certificate", yaml: "  url: $URL\n  tls: {ca_file: $CA, cert_file: $KEY, key_file: $KEY}\n",
 					wantMsg: "client certificate"},
 			},
