@@ -245,7 +245,7 @@ func (l *Leases) keep(parent context.Context, name, subject string, rev uint64, 
 		close(stop)
 		<-done
 		cancel(context.Canceled)
-		ctx, c := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, c := context.WithTimeout(context.Background(), max(2*time.Second, l.ttl))
 		defer c()
 		// Delete only if still ours: a delete marker with the expected revision.
 		m := &nats.Msg{Subject: subject, Header: nats.Header{"KV-Operation": []string{"DEL"}}}

@@ -316,8 +316,9 @@ func TestRefusesSecondRebuild(t *testing.T) {
 	}
 }
 
-// TestResume: a rebuild interrupted in the middle keeps its checkpoint; run again, it resumes
-// from it (Result.Resumed) and ends equal to the oracle. Then DropOld deletes version 1.
+// TestResume: a rebuild interrupted in the middle keeps its checkpoint; run again (by the same
+// holder: a loaded machine may leave the first one's lock to its TTL), it resumes from it
+// (Result.Resumed) and ends equal to the oracle. Then DropOld deletes version 1.
 func TestResume(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
@@ -327,7 +328,7 @@ func TestResume(t *testing.T) {
 	p.Config.Batch.Size = 10
 	ictx, interrupt := context.WithCancel(ctx)
 	var at uint64
-	_, err := rebuild.Run(ictx, rebuild.Options{JS: f.js, Pipeline: p, Leases: f.leases("r1"), OutputStreams: []string{"OUT"},
+	_, err := rebuild.Run(ictx, rebuild.Options{JS: f.js, Pipeline: p, Leases: f.leases("rebuilder"), OutputStreams: []string{"OUT"},
 		OnProgress: func(p rebuild.Progress) {
 			if p.Phase == "replay" && p.Done >= 500 && at == 0 {
 				at = p.Done
@@ -344,7 +345,7 @@ func TestResume(t *testing.T) {
 		t.Fatalf("switched by an interrupted rebuild: %+v", p)
 	}
 	var first uint64
-	res, err := rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: f.build("v2", 2, "out.first2"), Leases: f.leases("r2"), OutputStreams: []string{"OUT"}, DropOld: true,
+	res, err := rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: f.build("v2", 2, "out.first2"), Leases: f.leases("rebuilder"), OutputStreams: []string{"OUT"}, DropOld: true,
 		OnProgress: func(p rebuild.Progress) {
 			if first == 0 && p.Done > 0 {
 				first = p.Done
@@ -378,7 +379,7 @@ func TestStartOver(t *testing.T) {
 	p := f.build("v3", 3, "out.first")
 	p.Config.Batch.Size = 10
 	ictx, interrupt := context.WithCancel(ctx)
-	_, err := rebuild.Run(ictx, rebuild.Options{JS: f.js, Pipeline: p, Leases: f.leases("r1"),
+	_, err := rebuild.Run(ictx, rebuild.Options{JS: f.js, Pipeline: p, Leases: f.leases("rebuilder"),
 		OnProgress: func(p rebuild.Progress) {
 			if p.Done >= 300 {
 				interrupt()
@@ -387,7 +388,7 @@ func TestStartOver(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted rebuild: %v", err)
 	}
-	res, err := rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: f.build("v2", 2, "out.first"), Leases: f.leases("r2")})
+	res, err := rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: f.build("v2", 2, "out.first"), Leases: f.leases("rebuilder")})
 	if err != nil {
 		t.Fatal(err)
 	}
