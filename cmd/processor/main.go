@@ -75,6 +75,6 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	pf.BoolVar(&g.logJSON, "log-json", false, "log as JSON lines")
 	root.AddCommand(runCmd(g), validateCmd(g), getCmd(g), statusCmd(g), publishCmd(g), benchCmd(g))
 	root.AddCommand(dlqCmd(g), versionCmd(g), historyCmd(g), testCmd(g), rebuildCmd(g))
-	root.AddCommand(pauseCmd(g, true), pauseCmd(g, false))
+	root.AddCommand(pauseCmd(g, true), pauseCmd(g, false), backupCmd(g), restoreCmd(g))
 	return root
 }
