@@ -362,6 +362,9 @@ func (rb *rebuild) replay(ctx context.Context, q *pipeline.Pipeline, upto uint64
 		return at, fmt.Errorf("rebuild %s: %w", rb.name, err)
 	}
 	if err := ctx.Err(); err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, checkpoint.ErrLeaseLost) {
+			err = fmt.Errorf("%w: its lock was lost (the process was stalled or cut off from NATS for over half the lease TTL)", cause)
+		}
 		return at, fmt.Errorf("rebuild %s interrupted at %d (run it again to resume): %w", rb.name, at, err)
 	}
 	cp, err = rb.cps.Load(ctx, checkpoint.RebuildKey(rb.name))

@@ -128,7 +128,7 @@ func (f *fixture) events() []ev {
 }
 
 func (f *fixture) leases(holder string) *checkpoint.Leases {
-	l, err := checkpoint.OpenLeases(context.Background(), f.js, checkpoint.LeaseOptions{TTL: time.Second, Holder: holder})
+	l, err := checkpoint.OpenLeases(context.Background(), f.js, checkpoint.LeaseOptions{TTL: 3 * time.Second, Holder: holder})
 	if err != nil {
 		f.t.Fatal(err)
 	}

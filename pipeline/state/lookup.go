@@ -74,6 +74,7 @@ type table struct {
 	mu       sync.Mutex
 	vals     map[string]tableValue
 	complete bool // the watch delivered the whole bucket and nothing was evicted since
+	want     int  // keys the bucket had when the watch started
 
 	bucket   string               // the bucket of its current version
 	versions jetstream.KeyWatcher // of the projection's pointer (checkpoint.Current)
@@ -141,6 +142,12 @@ func (t *table) watch(ctx context.Context, js jetstream.JetStream) error {
 	if t.stream, err = js.Stream(ctx, streams.KVStream(bucket)); err != nil {
 		return fmt.Errorf("%w: lookup %s: %v", ErrUnavailable, t.proj, err)
 	}
+	// The keys the bucket had as the watch starts: until that many are delivered, the
+	// replica is not complete, even after the watch's "initial values done" mark (which,
+	// while the bucket is written, can come before every key has).
+	t.mu.Lock()
+	t.want = int(t.stream.CachedInfo().State.NumSubjects)
+	t.mu.Unlock()
 	// The watch outlives ctx (a batch's): it ends with the store (Close).
 	w, err := kv.WatchAll(context.WithoutCancel(ctx))
 	if err != nil {
@@ -156,7 +163,7 @@ func (t *table) follow(w jetstream.KeyWatcher) {
 	for e := range w.Updates() {
 		if e == nil { // the bucket's values up to now are all delivered
 			t.mu.Lock()
-			t.complete = len(t.vals) < t.limit
+			t.complete = len(t.vals) >= t.want && len(t.vals) < t.limit
 			t.mu.Unlock()
 			continue
 		}
