@@ -17,6 +17,7 @@ import (
 
 	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/config"
+	"github.com/jetfold/jetfold/operators/builtin"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/pipeline/rebuild"
 	"github.com/jetfold/jetfold/streams"
@@ -203,6 +204,19 @@ func (r rebuilder) run(ctx context.Context, p *pipeline.Pipeline, o rebuild.Opti
 	}
 	o.JS, o.Pipeline, o.Leases, o.Instance, o.Logger, o.OutputStreams = r.js, p, leases, r.holder, r.log, outputs
 	return rebuild.Run(ctx, o)
+}
+
+// runName rebuilds the pipeline called name, built afresh from r.cfg.
+func (r rebuilder) runName(ctx context.Context, name string, o rebuild.Options) (rebuild.Result, error) {
+	ps, err := pipeline.Build(r.cfg, builtin.Registry())
+	if err != nil {
+		return rebuild.Result{}, fmt.Errorf("rebuild %s: %w", name, err)
+	}
+	i := slices.IndexFunc(ps, func(p *pipeline.Pipeline) bool { return p.Name == name })
+	if i < 0 {
+		return rebuild.Result{}, fmt.Errorf("rebuild: no pipeline %q", name)
+	}
+	return r.run(ctx, ps[i], o)
 }
 
 // deadRebuilder is checkpoint.DeadLocal for holders made by LocalHolder, with or without the

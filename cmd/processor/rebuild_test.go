@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -209,5 +212,98 @@ func TestProgressShowTerminal(t *testing.T) {
 	blank := "\r" + strings.Repeat(" ", len(line)) + "\r"
 	if want := "\r" + line + blank + "a log line\n" + line + "\n"; b.String() != want {
 		t.Errorf("terminal output = %q\nwant %q", b.String(), want)
+	}
+}
+
+// TestRebuildOverHTTP: a running processor with a token serves the rebuild route; the
+// rebuild takes the pipeline over from the process's own runner, switches, and the runner
+// goes on on the new version.
+func TestRebuildOverHTTP(t *testing.T) {
+	srv := natstest.Server(t)
+	_, js := natstest.Connect(t, srv)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "p.yaml")
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte("t0ken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	yaml := strings.Replace(fmt.Sprintf(rebuildYAML, srv.ClientURL()), "http: {listen: none}", "http: {listen: \"127.0.0.1:0\"}", 1)
+	yaml = strings.Replace(yaml, "stop: end", "stop: follow", 1) + "processor: {lease_ttl: 1s}\n" // a quick hand-over
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("JETFOLD_HTTP_TOKEN_FILE", tokenFile)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut syncBuffer
+	code := make(chan int, 1)
+	go func() { code <- mainContext(ctx, []string{"run", "-c", cfg}, &out, &errOut) }()
+	addr := regexp.MustCompile(`msg="http listening" addr=(\S+)`)
+	var base string
+	natstest.Eventually(t, 20*time.Second, "the HTTP listener", func() bool {
+		m := addr.FindStringSubmatch(errOut.String())
+		if m != nil {
+			base = "http://" + m[1]
+		}
+		return m != nil
+	})
+	natstest.Publish(t, js, "shop.orders", [][]byte{[]byte(`{"type": "order", "user_id": "alice"}`)}) // the run created the stream
+	state := func() string {
+		resp, err := http.Get(base + "/v1/projections/totals/alice")
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	natstest.Eventually(t, 20*time.Second, "alice's first order", func() bool { return strings.Contains(state(), `"state":{"count":1}`) })
+
+	post := func(auth string) int {
+		req, _ := http.NewRequest(http.MethodPost, base+"/v1/pipelines/totals/rebuild", nil)
+		req.Header.Set("Authorization", auth)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := post("Bearer nope"); c != http.StatusUnauthorized {
+		t.Fatalf("POST with another token = %d, want 401", c)
+	}
+	if c := post("Bearer t0ken"); c != http.StatusAccepted {
+		t.Fatalf("POST = %d, want 202", c)
+	}
+	var status string
+	natstest.Eventually(t, 30*time.Second, "the rebuild to end", func() bool {
+		req, _ := http.NewRequest(http.MethodGet, base+"/v1/pipelines/totals/rebuild", nil)
+		req.Header.Set("Authorization", "Bearer t0ken")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		status = string(b)
+		return !strings.Contains(status, `"state":"running"`)
+	})
+	if !strings.Contains(status, `"state":"done"`) || !strings.Contains(status, `"buckets":{"totals":"totals_v2"}`) {
+		t.Fatalf("rebuild status: %s\n%s", status, errOut.String())
+	}
+
+	// The runner goes on, on the new version, which readers read.
+	natstest.Publish(t, js, "shop.orders", [][]byte{[]byte(`{"type": "order", "user_id": "alice"}`)})
+	natstest.Eventually(t, 20*time.Second, "alice's second order, on version 2", func() bool { return strings.Contains(state(), `"state":{"count":2}`) })
+	if cur, err := checkpoint.CurrentBucket(context.Background(), js, "totals"); err != nil || cur != "totals_v2" {
+		t.Errorf("current bucket = %q, %v", cur, err)
+	}
+	cancel()
+	if c := <-code; c != 0 {
+		t.Errorf("run: exit %d\n%s", c, errOut.String())
+	}
+	if strings.Contains(errOut.String(), "t0ken") || strings.Contains(out.String(), "t0ken") {
+		t.Error("the output shows the token")
 	}
 }
