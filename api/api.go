@@ -9,13 +9,16 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/pipeline/rebuild"
 	"github.com/jetfold/jetfold/pipeline/state"
 	"github.com/jetfold/jetfold/pipeline/status"
 	"github.com/jetfold/jetfold/streams"
@@ -34,11 +37,23 @@ type Options struct {
 	// Board, when set, holds the live health of the process's pipelines: a failing pipeline
 	// makes /readyz answer 503, and GET /v1/pipelines reports it.
 	Board *status.Board
+
+	// Token is the bearer token that the write routes require (POST and GET
+	// /v1/pipelines/{name}/rebuild): "" leaves them out, and so does a nil Rebuild.
+	Token string
+	// Rebuild rebuilds the pipeline that req names (see pipeline/rebuild.Run), calling
+	// onProgress as it goes, and returns when it has switched or failed. It runs in the
+	// background, on the context of BaseContext, not on the request's: it must build the
+	// pipeline afresh, not use the one a runner of the process runs.
+	Rebuild func(ctx context.Context, req RebuildRequest, onProgress func(rebuild.Progress)) (rebuild.Result, error)
+	// BaseContext returns the context of the work that outlives a request (the rebuilds):
+	// the process's, which ends at shutdown. Nil: context.Background().
+	BaseContext func() context.Context
 }
 
 // New returns the handler of every endpoint.
 func New(o Options) http.Handler {
-	h := &handler{o: o, replays: make(chan struct{}, 1)}
+	h := &handler{o: o, replays: make(chan struct{}, 1), rebuilds: map[string]*RebuildStatus{}}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -46,6 +61,10 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("GET /v1/pipelines", h.connected(h.pipelines))
 	mux.HandleFunc("GET /v1/projections/{name}/{key...}", h.connected(h.projection(h.get)))
 	mux.HandleFunc("GET /v1/projections/{name}", h.connected(h.projection(h.list)))
+	if o.Token != "" && o.Rebuild != nil {
+		mux.HandleFunc("POST /v1/pipelines/{name}/rebuild", h.authorized(h.connected(h.pipeline(h.startRebuild))))
+		mux.HandleFunc("GET /v1/pipelines/{name}/rebuild", h.authorized(h.pipeline(h.rebuildStatus)))
+	}
 	return mux
 }
 
@@ -84,6 +103,10 @@ type handler struct {
 	o Options
 	// replays lets one replay (?at=) run at a time: each reads the source from its start.
 	replays chan struct{}
+
+	mu sync.Mutex
+	// rebuilds holds the last rebuild this process started of each pipeline, by name.
+	rebuilds map[string]*RebuildStatus
 }
 
 func (h *handler) ready(w http.ResponseWriter, _ *http.Request) {
@@ -221,7 +244,12 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	prefix := r.URL.Query().Get("prefix")
-	kv, err := h.o.JS.KeyValue(ctx, r.PathValue("name"))
+	bucket, err := checkpoint.CurrentBucket(ctx, h.o.JS, r.PathValue("name")) // the current version's
+	if err != nil {
+		writeErr(w, http.StatusBadGateway, err)
+		return
+	}
+	kv, err := h.o.JS.KeyValue(ctx, bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		writeErr(w, http.StatusNotFound, err)
 		return

@@ -1,5 +1,6 @@
-// Package api serves jetfold's HTTP listener: Prometheus metrics, health probes and the
-// read API for pipelines and projections. It exposes no write: there is no route that changes
-// state, so there is no token to configure yet (the first write route brings bearer-token
-// auth with it).
+// Package api serves jetfold's HTTP listener: Prometheus metrics, health probes, the read API
+// for pipelines and projections, and one write route, behind a bearer token: POST
+// /v1/pipelines/{name}/rebuild starts a rebuild of a pipeline in the background (see
+// pipeline/rebuild), and GET on the same path reports how far it is. Without a token
+// (Options.Token, from http.token_file) that route is not served at all.
 package api

@@ -1,6 +1,10 @@
 package config
 
 import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/jetfold/jetfold/config/diag"
@@ -86,6 +90,32 @@ type HTTP struct {
 	// Listen is the address (default 127.0.0.1:8080 when the field is absent); "" or "none"
 	// set explicitly disables the listener.
 	Listen string `koanf:"listen"`
+	// TokenFile is the path of a file holding the bearer token that the API's write routes
+	// (POST /v1/pipelines/{name}/rebuild) require; surrounding white space is trimmed. ""
+	// (the default) leaves those routes out. A relative path resolves against the working
+	// directory. See [HTTP.Token].
+	TokenFile string `koanf:"token_file"`
+}
+
+// ErrEmptyToken is returned by [HTTP.Token] for a token file that holds only white space.
+var ErrEmptyToken = errors.New("the token file is empty")
+
+// Token reads the bearer token from TokenFile: "" and a nil error when TokenFile is "". A
+// file that cannot be read, or holds only white space ([ErrEmptyToken]), is an error naming
+// the file, never its content.
+func (h HTTP) Token() (string, error) {
+	if h.TokenFile == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(h.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("http.token_file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("http.token_file %s: %w", h.TokenFile, ErrEmptyToken)
+	}
+	return tok, nil
 }
 
 // Processor configures this process among the processes that run the same pipelines.

@@ -469,6 +469,11 @@ func TestLoadEnv(t *testing.T) {
 			},
 		},
 		{
+			name:  "token file, absent from the file",
+			env:   []string{"JETFOLD_HTTP_TOKEN_FILE=/run/secrets/jetfold-token"},
+			check: func(c *config.Config) bool { return c.HTTP.TokenFile == "/run/secrets/jetfold-token" },
+		},
+		{
 			name:  "empty value disables http",
 			env:   []string{"JETFOLD_HTTP_LISTEN="},
 			check: func(c *config.Config) bool { return c.HTTP.Listen == "" },
@@ -699,6 +704,44 @@ func TestStartPosition(t *testing.T) {
 			}
 			if got.Kind != tt.want.Kind || got.Seq != tt.want.Seq || !got.Time.Equal(tt.want.Time) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestHTTPToken: the token is the file's content trimmed; no file configured is no token; a
+// missing or blank file is an error that names the file and never shows a token.
+func TestHTTPToken(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name    string
+		file    string
+		want    string
+		wantErr error
+	}{
+		{name: "none configured", file: "", want: ""},
+		{name: "trimmed", file: write("tok", "  s3cret-token\n"), want: "s3cret-token"},
+		{name: "blank", file: write("blank", " \n\t\n"), wantErr: config.ErrEmptyToken},
+		{name: "missing", file: filepath.Join(dir, "nope"), wantErr: fs.ErrNotExist},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := config.HTTP{TokenFile: tt.file}.Token()
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr != nil) != (err != nil) {
+				t.Fatalf("Token() error = %v, want %v", err, tt.wantErr)
+			}
+			if err != nil && !strings.Contains(err.Error(), "http.token_file") {
+				t.Errorf("error %q does not name the field", err)
+			}
+			if got != tt.want {
+				t.Errorf("Token() = %q, want %q", got, tt.want)
 			}
 		})
 	}

@@ -18,16 +18,19 @@ import (
 	"github.com/jetfold/jetfold/streams/embedded"
 )
 
-func (g *globals) logger() *slog.Logger {
+func (g *globals) logger() *slog.Logger { return g.loggerTo(g.stderr) }
+
+// loggerTo is the logger of --log-level and --log-json, writing to w.
+func (g *globals) loggerTo(w io.Writer) *slog.Logger {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
 		lvl = slog.LevelInfo
 	}
 	opts := &slog.HandlerOptions{Level: lvl}
 	if g.logJSON {
-		return slog.New(slog.NewJSONHandler(g.stderr, opts))
+		return slog.New(slog.NewJSONHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(g.stderr, opts))
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // load reads, validates and compiles the configuration. Problems come back as one

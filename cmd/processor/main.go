@@ -27,6 +27,11 @@ func main() { os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr)) }
 func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	return mainContext(ctx, args, stdout, stderr)
+}
+
+// mainContext is [Main] with the context that SIGINT and SIGTERM would cancel.
+func mainContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRoot(stdout, stderr)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
@@ -69,6 +74,6 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	pf.BoolVar(&g.logJSON, "log-json", false, "log as JSON lines")
 	root.AddCommand(runCmd(g), validateCmd(g), getCmd(g), statusCmd(g), publishCmd(g), benchCmd(g))
-	root.AddCommand(dlqCmd(g), versionCmd(g), historyCmd(g), testCmd(g))
+	root.AddCommand(dlqCmd(g), versionCmd(g), historyCmd(g), testCmd(g), rebuildCmd(g))
 	return root
 }

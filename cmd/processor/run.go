@@ -25,6 +25,7 @@ import (
 	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/pipeline/rebuild"
 	"github.com/jetfold/jetfold/pipeline/status"
 	"github.com/jetfold/jetfold/streams"
 	"github.com/jetfold/jetfold/streams/embedded"
@@ -53,6 +54,10 @@ func runCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, ps, err := g.load()
+			if err != nil {
+				return err
+			}
+			token, err := cfg.HTTP.Token()
 			if err != nil {
 				return err
 			}
@@ -94,16 +99,32 @@ func runCmd(g *globals) *cobra.Command {
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			metrics := pipeline.NewMetrics(reg)
 			board := status.NewBoard()
+			instance := cfg.Processor.Instance
+			if instance == "" {
+				instance = checkpoint.LocalHolder(hostname())
+			}
+			// Rebuilds asked for over HTTP run on the process's context, and end before it
+			// exits (an interrupted rebuild resumes at the next request).
+			rebuilds := &background{}
+			rctx, stopRebuilds := context.WithCancel(ctx)
+			defer rebuilds.closeWait()
+			defer stopRebuilds()
+			rb := rebuilder{cfg: cfg, js: conn.JS, log: log, holder: instance + "-rebuild"}
 			if stop, err := serveHTTP(cfg.HTTP, api.Options{
 				JS: conn.JS, Pipelines: ps, Gatherer: reg, Ready: connected.Load, Connected: connected.Load, Board: board,
+				Token: token, BaseContext: func() context.Context { return rctx },
+				Rebuild: func(ctx context.Context, req api.RebuildRequest, onProgress func(rebuild.Progress)) (rebuild.Result, error) {
+					if !rebuilds.add() {
+						return rebuild.Result{}, fmt.Errorf("rebuild %s: the processor is stopping", req.Pipeline)
+					}
+					defer rebuilds.done()
+					log.Info("rebuild asked for over HTTP", "pipeline", req.Pipeline, "from", req.From, "drop_old", req.DropOld)
+					return rb.runName(ctx, req.Pipeline, rebuild.Options{From: req.From, DropOld: req.DropOld, OnProgress: onProgress})
+				},
 			}, log); err != nil {
 				return err
 			} else {
 				defer stop()
-			}
-			instance := cfg.Processor.Instance
-			if instance == "" {
-				instance = checkpoint.LocalHolder(hostname())
 			}
 			leases, err := checkpoint.OpenLeases(ctx, conn.JS, checkpoint.LeaseOptions{
 				TTL: cfg.Processor.LeaseTTL, Holder: instance, Logger: log,
@@ -121,6 +142,8 @@ func runCmd(g *globals) *cobra.Command {
 				JS: conn.JS, Logger: log, Metrics: metrics, Instance: instance,
 				OnCommit: progress(log, t), Leases: leases, OutputStreams: outputs, Board: board, MaxStandby: wait,
 			})
+			stopRebuilds()
+			rebuilds.closeWait()
 			summarize(g, conn, ps, reg, t)
 			if runErr != nil {
 				return &exitError{code: 1, err: runErr}
@@ -177,6 +200,9 @@ func serveHTTP(c config.HTTP, o api.Options, log *slog.Logger) (stop func(), err
 		}
 	}()
 	log.Info("http listening", "addr", ln.Addr().String())
+	if o.Token != "" {
+		log.Info("http: POST /v1/pipelines/{name}/rebuild served, behind the bearer token of http.token_file")
+	}
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -299,4 +325,34 @@ func runCounts(reg prometheus.Gatherer) map[string]map[string]float64 {
 		}
 	}
 	return out
+}
+
+// background counts the work a process runs beside its pipelines (rebuilds asked for over
+// HTTP), so that it can wait for it before exiting.
+type background struct {
+	mu     sync.Mutex
+	wg     sync.WaitGroup
+	closed bool
+}
+
+// add counts one more piece of work; false once closeWait was called (do not start it).
+func (b *background) add() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	b.wg.Add(1)
+	return true
+}
+
+// done ends one piece of work that add counted.
+func (b *background) done() { b.wg.Done() }
+
+// closeWait refuses more work and waits for what runs to end (tell it to first).
+func (b *background) closeWait() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.wg.Wait()
 }
