@@ -160,14 +160,22 @@ func (e *crashEnv) start(cfg string, env ...string) *child {
 	return e.startLogged(cfg, "child.log", env...)
 }
 
-// startLogged starts the processor with its output appended to the file logName.
+// startLogged starts `processor run` on cfg with its output appended to the file logName.
 func (e *crashEnv) startLogged(cfg, logName string, env ...string) *child {
+	e.t.Helper()
+	return e.startArgs(logName, env, "run", "-c", cfg, "--log-level", "info")
+}
+
+// startArgs starts the processor with args, env added to its environment and its output
+// (stdout and stderr) appended to the file logName.
+func (e *crashEnv) startArgs(logName string, env []string, args ...string) *child {
 	e.t.Helper()
 	log, err := os.OpenFile(filepath.Join(e.dir, logName), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	cmd := exec.Command(e.bin, "run", "-c", cfg, "--log-level", "info")
+	cmd := exec.Command(e.bin, args...)
+	dieWithTest(cmd)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {

@@ -9,6 +9,12 @@
 // end, and that the source consumers killed processes leave behind go within their
 // inactivity threshold.
 //
+// The rebuild tests do the same to `processor rebuild` (package pipeline/rebuild) beside a
+// live `processor run` under load: SIGKILLs from outside during the replay and the hand-over,
+// at each failpoint of the rebuild's commits and on both sides of its switch, interruptions
+// that the next run resumes; then both versions of the projection, the switch point and the
+// derived events are compared with an oracle of their own.
+//
 // A failure prints its seed; JETFOLD_CRASH_SEED=<seed> replays the same kill times and
 // workload. JETFOLD_LONG_TESTS=1 runs the long form, on 50,000 events instead of 10,000;
 // -short runs fewer faults. JETFOLD_CRASH_DIR=<dir> puts the store and the children's logs
