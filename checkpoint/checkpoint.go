@@ -46,9 +46,8 @@ type Checkpoint struct {
 	// holds it (see [BucketName]); a projection it does not name is in the bucket of its own
 	// name. Every commit keeps it; a rebuild's switch changes it ([Store.Switch]).
 	Buckets map[string]string `json:"buckets,omitempty"`
-	// Switched is set by a rebuild's switch until the pipeline's next commit: the pipeline
-	// must then run the definitions of this checkpoint (those the rebuild folded with), not
-	// another file's.
+	// Switched is set by a rebuild's switch, and kept by every commit after it: a process
+	// that runs the definitions the rebuild replaced (an old file) must not run the pipeline.
 	Switched *Switched `json:"switched,omitempty"`
 	// Rebuild describes the rebuild whose checkpoint this is (nil for a pipeline's own).
 	Rebuild *Rebuild `json:"rebuild,omitempty"`
@@ -61,6 +60,8 @@ type Switched struct {
 	// Version is the version switched to; By the process that switched.
 	Version int    `json:"version"`
 	By      string `json:"by,omitempty"`
+	// Replaced are the definitions of the pipeline's projections before the switch.
+	Replaced map[string]string `json:"replaced,omitempty"`
 }
 
 // Rebuild describes a rebuild in progress (see Checkpoint.Rebuild).

@@ -221,15 +221,23 @@ func (l *Leases) keep(parent context.Context, name, subject string, rev uint64, 
 				case err == nil:
 					rev, renewed = next, sent
 				case isConflict(err):
-					if yrev, by, ok := l.askedFor(subject); ok {
-						l.log.Info("lease asked for by another process: handing the pipeline over", "pipeline", name, "to", by)
-						rev = yrev // so that release deletes the entry
+					e, ok := l.entry(subject)
+					switch {
+					case ok && e.v.Holder == l.holder && e.v.Yield != "":
+						l.log.Info("lease asked for by another process: handing the pipeline over", "pipeline", name, "to", e.v.Yield)
+						rev = e.seq // so that release deletes the entry
 						cancel(ErrYielded)
 						return
+					case ok && e.v.Holder == l.holder:
+						// A renewal of ours whose reply was lost (a timeout) was stored after
+						// all: go on from its revision. The lease still counts from the last
+						// renewal known to have succeeded.
+						rev = e.seq
+					default:
+						l.log.Error("lease taken by another process; stopping here", "pipeline", name)
+						cancel(ErrLeaseLost)
+						return
 					}
-					l.log.Error("lease taken by another process; stopping here", "pipeline", name)
-					cancel(ErrLeaseLost)
-					return
 				default:
 					l.log.Warn("lease renewal failed", "pipeline", name, "err", err)
 				}
@@ -281,20 +289,25 @@ func (l *Leases) Yield(ctx context.Context, name string) error {
 	return nil
 }
 
-// askedFor tells whether the lease entry at subject is still this holder's with a request to
-// yield it, and returns its revision and the requester.
-func (l *Leases) askedFor(subject string) (uint64, string, bool) {
+// leaseEntry is a lease entry as stored, with its revision.
+type leaseEntry struct {
+	v   leaseValue
+	seq uint64
+}
+
+// entry reads the lease entry at subject; false when it cannot be read or is no lease.
+func (l *Leases) entry(subject string) (leaseEntry, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.ttl/8)
 	defer cancel()
 	m, err := l.stream.GetLastMsgForSubject(ctx, subject)
 	if err != nil {
-		return 0, "", false
+		return leaseEntry{}, false
 	}
 	var v leaseValue
-	if json.Unmarshal(m.Data, &v) != nil || v.Holder != l.holder || v.Yield == "" {
-		return 0, "", false
+	if json.Unmarshal(m.Data, &v) != nil || v.Holder == "" {
+		return leaseEntry{}, false
 	}
-	return m.Sequence, v.Yield, true
+	return leaseEntry{v: v, seq: m.Sequence}, true
 }
 
 func isConflict(err error) bool {

@@ -300,7 +300,9 @@ func (r *Runner) start(ctx context.Context) (*source.Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cp.Switched != nil && len(changedDefinitions(cp.Definitions, r.p.defs)) > 0 {
+	if sw := cp.Switched; sw != nil && len(changedDefinitions(cp.Definitions, r.p.defs)) > 0 &&
+		len(sw.Replaced) > 0 && len(changedDefinitions(sw.Replaced, r.p.defs)) == 0 {
+		// This process runs the definition the rebuild replaced: an old file.
 		return nil, fmt.Errorf("%w: %s was rebuilt as version %d with another definition of its projections than this file's, and switched to it: run it with the file the rebuild used",
 			ErrStopped, r.p.Name, cp.Switched.Version)
 	}

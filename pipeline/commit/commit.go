@@ -148,10 +148,10 @@ func (c *Committer) Commit(ctx context.Context, b Batch) (Result, error) {
 	if b.Watermark.After(wm) {
 		wm = b.Watermark
 	}
-	// The versions it writes stay; a switch's mark goes with the first commit after it.
+	// The versions it writes, and the mark of the last switch, stay.
 	cp, err := c.o.Checkpoints.Commit(ctx, c.o.Key, checkpoint.Checkpoint{
 		Seq: b.LastSeq, Stream: c.o.Stream, Outputs: outSeqs, Watermark: wm, Definitions: c.o.Definitions,
-		Buckets: c.checkpoint.Buckets, Rebuild: c.checkpoint.Rebuild,
+		Buckets: c.checkpoint.Buckets, Rebuild: c.checkpoint.Rebuild, Switched: c.checkpoint.Switched,
 	})
 	if err != nil {
 		return Result{}, err

@@ -413,7 +413,7 @@ func (rb *rebuild) switchTo(ctx context.Context, live checkpoint.Checkpoint) (ch
 	next := checkpoint.Checkpoint{
 		Seq: live.Seq, Stream: rb.p.Config.Source.Stream, Initial: live.Seq == 0,
 		Watermark: own.Watermark, Definitions: own.Definitions, Buckets: own.Buckets,
-		Switched: &checkpoint.Switched{Version: rb.version, By: rb.o.Instance},
+		Switched: &checkpoint.Switched{Version: rb.version, By: rb.o.Instance, Replaced: live.Definitions},
 	}
 	if live.Seq == 0 {
 		next.Seq = own.Seq // the pipeline never ran: it goes on after what the rebuild read

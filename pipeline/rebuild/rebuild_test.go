@@ -495,3 +495,31 @@ func TestSameDefinitionGoesOn(t *testing.T) {
 		t.Errorf("outputs %v: want %d out.ev and 20 out.first", out, len(evs))
 	}
 }
+
+// TestOldFileRefusedLater: the refusal of the definition a rebuild replaced outlives the
+// commits of the new one (an old replica restarted later), while a third definition (an edit
+// after the rebuild) is only warned about.
+func TestOldFileRefusedLater(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.runV1(300, 3)
+	if _, err := rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: f.build("v2", 2, "out.first"), Leases: f.leases("r")}); err != nil {
+		t.Fatal(err)
+	}
+	run := func(name string, factor int) error {
+		p := f.build(name, factor, "out.first")
+		p.Config.Source.Stop = "end"
+		return pipeline.NewRunner(p, pipeline.Options{JS: f.js}).Run(ctx)
+	}
+	f.publish(ctx, 10, 3, "a")
+	if err := run("v2", 2); err != nil {
+		t.Fatalf("the new definition: %v", err)
+	}
+	f.publish(ctx, 10, 3, "a")
+	if err := run("v1", 1); !errors.Is(err, pipeline.ErrStopped) {
+		t.Fatalf("the replaced definition after the new one committed: %v, want it refused", err)
+	}
+	if err := run("v3", 3); err != nil {
+		t.Fatalf("a later edit: %v, want it run (with a warning)", err)
+	}
+}
