@@ -837,7 +837,12 @@ func (r *rebuildEnv) outMismatches(evs []tallyEvent, switchedAt uint64) []string
 
 // verifyRebuild compares the source stream, both versions of the projection, the pipeline's
 // checkpoint and OUT with the oracle, for a switch at sequence switchedAt.
-func (r *rebuildEnv) verifyRebuild(switchedAt uint64) {
+func (r *rebuildEnv) verifyRebuild(switchedAt uint64) { r.verifyRebuildFrozen(switchedAt, switchedAt) }
+
+// verifyRebuildFrozen is verifyRebuild for a version 1 frozen at frozenAt, before the switch
+// (the last live run died inside a commit at frozenAt, after publishing derived events of
+// events up to switchedAt).
+func (r *rebuildEnv) verifyRebuildFrozen(switchedAt, frozenAt uint64) {
 	t := r.t
 	t.Helper()
 	evs := r.events()
@@ -857,7 +862,7 @@ func (r *rebuildEnv) verifyRebuild(switchedAt uint64) {
 			t.Fatalf("event %d recorded at sequence %d", i+1, e.seq)
 		}
 	}
-	bad := tallyMismatches("tally (version 1, frozen at the switch)", r.bucket("tally"), foldTally(evs, switchedAt, 1))
+	bad := tallyMismatches("tally (version 1, frozen at the switch)", r.bucket("tally"), foldTally(evs, frozenAt, 1))
 	bad = append(bad, tallyMismatches("tally_v2", r.bucket("tally_v2"), foldTally(evs, last, 2))...)
 	bad = append(bad, r.outMismatches(evs, switchedAt)...)
 	if cp, err := r.load("tally"); err != nil || cp.Seq != last || cp.Bucket("tally") != "tally_v2" {
@@ -965,17 +970,13 @@ func TestCrashRebuildResume(t *testing.T) {
 }
 
 // TestCrashRebuildAfterLiveCrash: the live run dies inside a commit, after it published the
-// derived events of a batch and before its checkpoint (failpoint after-outputs); a rebuild
-// then takes the pipeline's lease from the dead process and switches at that checkpoint S.
-// The rebuild's definition processes the events after S, so OUT must hold its derived events
-// of them: its `once` emits for the keys that first appear after S.
-//
-// It fails: the run of the new definition reads back the dead run's derived events of the
-// events after S (same ids: pipeline, sequence, index, whatever the definition) and publishes
-// none of its own; OUT keeps the old definition's out.first.<key> and never gets
-// out.first2.<key> (and within the duplicate window JetStream would drop them anyway).
+// derived events of a batch and before its checkpoint S (failpoint after-outputs); a rebuild
+// then takes the pipeline's lease from the dead process. Those events after S have derived
+// events out, the old definition's, with the ids the new one would give them: the switch goes
+// after them (S'), so that they keep those, and the new definition emits from S' on. OUT must
+// hold, for keys first seen up to S', the old `once` emit, and for keys first seen after it
+// (published after the rebuild), the new one; version 1 stays at S.
 func TestCrashRebuildAfterLiveCrash(t *testing.T) {
-	t.Skip("known product bug (see the doc comment); remove this line to reproduce it")
 	rng := rand.New(rand.NewPCG(seed(t), 10))
 	r := newRebuildEnv(t)
 	v1 := r.config("v1end", "end", 1, "out.first")
@@ -1002,9 +1003,14 @@ func TestCrashRebuildAfterLiveCrash(t *testing.T) {
 	b := watch(r.startArgs("rebuild.log", nil, "rebuild", "-c", v2, "tally"))
 	t.Cleanup(func() { _ = b.c.cmd.Process.Kill() })
 	natstest.Progress(t, "the rebuild", childStall, rebuildLimit, r.rebuildProgress, func() bool { return !b.running() })
-	if p := r.pointer(); b.err != nil || p.Version != 2 || p.Seq != at {
-		t.Fatalf("the rebuild: %v, pointer %+v; want a switch at %d\n%s", b.err, p, at, r.logOf("rebuild.log"))
+	p := r.pointer()
+	if b.err != nil || p.Version != 2 || p.Seq <= at || !strings.Contains(r.logOf("rebuild.log"), "died inside a commit") {
+		t.Fatalf("the rebuild: %v, pointer %+v; want a switch after %d, past the dead run's derived events\n%s", b.err, p, at, r.logOf("rebuild.log"))
+	}
+	// Keys the new definition sees first.
+	if err := r.publish(100, func(i int) string { return "m" + strconv.Itoa(i%newKeys) }, rng); err != nil {
+		t.Fatal(err)
 	}
 	r.runToEnd(v2, "v2.log")
-	r.verifyRebuild(at)
+	r.verifyRebuildFrozen(p.Seq, at)
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -126,4 +127,19 @@ func idSeq(id, prefix string) uint64 {
 	}
 	n, _ := strconv.ParseUint(rest, 10, 64)
 	return n
+}
+
+// Orphans reads back, as [Committer.Recover] does, what a run of the pipeline published
+// after checkpoint cp without committing it (it died inside a commit), and returns the
+// highest source sequence among those messages (0: none). A rebuild switches after it: the
+// events whose derived events are out are the old run's, not the new definition's to emit.
+func Orphans(ctx context.Context, o Options, cp checkpoint.Checkpoint) (uint64, error) {
+	c := New(o, cp)
+	if err := c.Recover(ctx); err != nil {
+		return 0, err
+	}
+	if c.publishedMax <= cp.Seq {
+		return 0, nil
+	}
+	return c.publishedMax, nil
 }

@@ -46,6 +46,7 @@ import (
 	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/internal/failpoint"
 	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/pipeline/commit"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -228,12 +229,16 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		if _, err := rb.replay(ctx, q, live.Seq); err != nil {
+		at, err := rb.orphans(ctx, live)
+		if err != nil {
+			return Result{}, err
+		}
+		if _, err := rb.replay(ctx, q, at); err != nil {
 			return Result{}, err
 		}
 		rb.report("switch", 0, 0)
 		failpoint.Hit("before-switch")
-		done, err = rb.switchTo(ctx, live)
+		done, err = rb.switchTo(ctx, live, at)
 		if errors.Is(err, checkpoint.ErrFenced) && try < 5 {
 			o.Logger.Warn("the pipeline committed during the switch: catching up again", "pipeline", p.Name)
 			continue
@@ -401,17 +406,42 @@ func (rb *rebuild) handover(ctx context.Context) (unlock func(), err error) {
 	}
 }
 
-// switchTo writes the switch from live to the rebuilt versions.
-func (rb *rebuild) switchTo(ctx context.Context, live checkpoint.Checkpoint) (checkpoint.Checkpoint, error) {
+// orphans returns where the switch goes: the live checkpoint, or past it when the pipeline's
+// last run died inside a commit after it published the derived events of later events (its
+// lease expired rather than being handed over). Those events keep the derived events they
+// have, their old definition's, and the rebuild folds them hydrated: the new definition
+// takes over after them.
+func (rb *rebuild) orphans(ctx context.Context, live checkpoint.Checkpoint) (uint64, error) {
+	if live.Seq == 0 {
+		return 0, nil
+	}
+	at, err := commit.Orphans(ctx, commit.Options{
+		Pipeline: rb.name, Stream: rb.p.Config.Source.Stream, JS: rb.o.JS, DLQStream: streams.DLQStream,
+		OutputStreams: rb.o.OutputStreams, Logger: rb.o.Logger,
+	}, live)
+	if err != nil {
+		return 0, fmt.Errorf("rebuild %s: %w", rb.name, err)
+	}
+	if at <= live.Seq {
+		return live.Seq, nil
+	}
+	rb.o.Logger.Warn("the pipeline's last run died inside a commit, after it published the derived events of events up to a later sequence: the switch goes after them (they keep those derived events)",
+		"pipeline", rb.name, "checkpoint", live.Seq, "switch", at)
+	return at, nil
+}
+
+// switchTo writes the switch from live to the rebuilt versions, at source sequence at (the
+// live checkpoint, or past it: see orphans).
+func (rb *rebuild) switchTo(ctx context.Context, live checkpoint.Checkpoint, at uint64) (checkpoint.Checkpoint, error) {
 	own, err := rb.cps.Load(ctx, checkpoint.RebuildKey(rb.name))
 	if err != nil {
 		return checkpoint.Checkpoint{}, fmt.Errorf("rebuild %s: %w", rb.name, err)
 	}
-	if !own.Initial && own.Seq > live.Seq && live.Seq > 0 {
-		return checkpoint.Checkpoint{}, fmt.Errorf("rebuild %s: at %d, past the pipeline's checkpoint %d", rb.name, own.Seq, live.Seq)
+	if !own.Initial && own.Seq > at && live.Seq > 0 {
+		return checkpoint.Checkpoint{}, fmt.Errorf("rebuild %s: at %d, past the switch's position %d", rb.name, own.Seq, at)
 	}
 	next := checkpoint.Checkpoint{
-		Seq: live.Seq, Stream: rb.p.Config.Source.Stream, Initial: live.Seq == 0,
+		Seq: at, Stream: rb.p.Config.Source.Stream, Initial: live.Seq == 0,
 		Watermark: own.Watermark, Definitions: own.Definitions, Buckets: own.Buckets,
 		Switched: &checkpoint.Switched{Version: rb.version, By: rb.o.Instance, Replaced: live.Definitions},
 	}
