@@ -36,7 +36,7 @@ func TestChangedPipeline(t *testing.T) {
 	e := newEnv(t)
 	run := func(initial, handler string) string {
 		t.Helper()
-		var logs syncBuffer
+		var logs natstest.Buffer
 		ps := e.pipelines("c.yaml", fmt.Sprintf(changeYAML, e.srv.ClientURL(), initial, handler))
 		if err := e.run(ps, pipeline.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}); err != nil {
 			t.Fatal(err)

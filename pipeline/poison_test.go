@@ -1,14 +1,12 @@
 package pipeline_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -421,7 +419,7 @@ func TestFailingPipeline(t *testing.T) {
 			}
 			ps := e.buildCount(countOpts{start: "all", stop: stop})
 			e.pub("ev.a", `{"k":"a","type":"t"}`, `{"k":`, `{"k":"a","type":"t"}`)
-			var logs syncBuffer
+			var logs natstest.Buffer
 			log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			metrics := pipeline.NewMetrics(nil)
 			board := status.NewBoard()
@@ -482,22 +480,4 @@ func TestFailingPipeline(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,7 +1,6 @@
 package streams_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -94,7 +92,7 @@ func tryAuthCase(t *testing.T, tt authCase, dir string, vars map[string]string, 
 	if err != nil {
 		t.Fatalf("load:\n%s\n%v", yaml, err)
 	}
-	var logs syncBuffer
+	var logs natstest.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -309,24 +307,6 @@ func randomSecret() string {
 	return "s3cr3t" + rand.Text()[:18]
 }
 
-// syncBuffer is a bytes.Buffer that NATS' callback goroutines and the test may use at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestReconnectAfterRefusal: when the server stops accepting the credentials of a running
 // connection (rotated on the server first), the connection keeps trying, logging each refusal
 // without a secret, and is back once the server accepts them again.
@@ -336,7 +316,7 @@ func TestReconnectAfterRefusal(t *testing.T) {
 	rotated := secrets.Add("rotated password", randomSecret())
 	opts := authtest.UserPassword("alice", pw)
 	s := authtest.Server(t, opts)
-	var logs syncBuffer
+	var logs natstest.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	disconnected, reconnected := make(chan struct{}, 1), make(chan struct{}, 1)
 	c, err := streams.Connect(context.Background(), config.NATS{URL: s.ClientURL(), User: "alice", Password: pw}, streams.ConnectOptions{

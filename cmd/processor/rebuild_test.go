@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -110,24 +109,6 @@ func TestRebuildExitCodes(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer that a command writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestRebuildInterruptedResumes: a rebuild interrupted (here while it waits for the live
 // pipeline's holder, which does not hand over) says how to resume and exits 1; the same
 // command then resumes it and switches.
@@ -148,7 +129,7 @@ func TestRebuildInterruptedResumes(t *testing.T) {
 
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var out, errOut syncBuffer
+	var out, errOut natstest.Buffer
 	code := make(chan int, 1)
 	args := []string{"rebuild", "-c", cfg, "totals"}
 	go func() { code <- mainContext(cctx, args, &out, &errOut) }()
@@ -236,7 +217,7 @@ func TestRebuildOverHTTP(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errOut syncBuffer
+	var out, errOut natstest.Buffer
 	code := make(chan int, 1)
 	go func() { code <- mainContext(ctx, []string{"run", "-c", cfg}, &out, &errOut) }()
 	addr := regexp.MustCompile(`msg="http listening" addr=(\S+)`)

@@ -291,7 +291,7 @@ func (p *processor) runAndAsk(proxy *natstest.Proxy) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := p.command(ctx, "run", "--log-level", "debug")
-	var stdout, stderr syncBuffer
+	var stdout, stderr natstest.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,8 +1,10 @@
 package natstest
 
 import (
+	"bytes"
 	"context"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -193,4 +195,25 @@ func ReadAll(t testing.TB, js jetstream.JetStream, stream, subject string) []jet
 	}
 	t.Fatalf("reading %s: %v", stream, ctx.Err())
 	return nil
+}
+
+// Buffer is a bytes.Buffer that several goroutines (a logger's, a child process's output, the
+// test's) may use at once.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write implements io.Writer.
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns what was written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
