@@ -14,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetfold/jetfold/streams"
 )
 
 // LeaseBucket is the KV bucket that holds one lease per pipeline.
@@ -88,7 +90,7 @@ func OpenLeases(ctx context.Context, js jetstream.JetStream, o LeaseOptions) (*L
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	_, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: LeaseBucket, History: 1, Storage: jetstream.FileStorage, LimitMarkerTTL: time.Second,
+		Bucket: LeaseBucket, History: 1, Storage: jetstream.FileStorage, LimitMarkerTTL: time.Second, Replicas: streams.Replicas(js),
 	})
 	if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
 		return nil, fmt.Errorf("lease bucket: %w", err)

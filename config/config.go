@@ -60,6 +60,10 @@ type NATS struct {
 	Token string `koanf:"token"`
 	// TLS holds the client TLS files.
 	TLS TLS `koanf:"tls"`
+	// KVReplicas is the number of replicas of the KV buckets jetfold creates (projections,
+	// checkpoints, leases, health, control) and of its dead-letter stream JETFOLD_DLQ, on a
+	// server at URL (default 1; 3 on a 3-node cluster). Those that exist keep theirs.
+	KVReplicas int `koanf:"kv_replicas"`
 }
 
 // Embedded configures the in-process nats-server used when NATS.URL is empty.

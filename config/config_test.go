@@ -784,3 +784,21 @@ pipelines:
 		t.Errorf("user and password: %v", err)
 	}
 }
+
+// TestKVReplicas: nats.kv_replicas is 1 to 5.
+func TestKVReplicas(t *testing.T) {
+	const rest = `
+streams: [{name: S, subjects: ["s.>"]}]
+pipelines:
+  - {name: p, source: {stream: S}, key: event.k, operators: [{fold: {projection: x, on: {"*": {n: "1"}}}}]}
+`
+	for _, tt := range []struct {
+		n    string
+		fail bool
+	}{{"3", false}, {"0", false}, {"6", true}, {"-1", true}} {
+		_, _, err := load(t, "nats: {url: nats://h:4222, kv_replicas: "+tt.n+"}\n"+rest)
+		if (err != nil) != tt.fail || tt.fail && !strings.Contains(err.Error(), "nats.kv_replicas must be 1 to 5") {
+			t.Errorf("kv_replicas %s: %v, want failure %v", tt.n, err, tt.fail)
+		}
+	}
+}

@@ -88,6 +88,9 @@ func (c *Config) validate() []*diag.Error {
 		}
 	}
 	v.auth()
+	if r := c.NATS.KVReplicas; r < 0 || r > 5 {
+		v.add("nats.kv_replicas", "1 to 5: as many as the NATS cluster has servers, at most", "nats.kv_replicas must be 1 to 5, got %d", r)
+	}
 	if c.Processor.LeaseTTL < time.Second {
 		v.add("processor.lease_ttl", "such as 5s", "processor.lease_ttl must be at least 1s, got %s", c.Processor.LeaseTTL)
 	}

@@ -135,7 +135,7 @@ func Connect(ctx context.Context, cfg config.NATS, o ConnectOptions) (*Conn, err
 		c.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	c.NC, c.JS = nc, js
+	c.NC, c.JS = nc, WithReplicas(js, cfg.KVReplicas)
 	return c, nil
 }
 

@@ -26,7 +26,7 @@ func EnsureBucket(ctx context.Context, js jetstream.JetStream, name string) (jet
 	if !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, fmt.Errorf("open bucket %s: %w", name, err)
 	}
-	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, History: 1, Storage: jetstream.FileStorage})
+	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, History: 1, Storage: jetstream.FileStorage, Replicas: Replicas(js)})
 	if errors.Is(err, jetstream.ErrBucketExists) {
 		return js.KeyValue(ctx, name)
 	}
@@ -81,4 +81,28 @@ func validKey(k string) bool {
 		}
 	}
 	return true
+}
+
+// WithReplicas returns js, through which the KV buckets and the dead-letter stream jetfold
+// creates get n replicas (config nats.kv_replicas; see [Replicas]).
+func WithReplicas(js jetstream.JetStream, n int) jetstream.JetStream {
+	if n <= 1 {
+		return js
+	}
+	return replicated{js, n}
+}
+
+// replicated is a JetStream context that says how many replicas what jetfold creates gets.
+type replicated struct {
+	jetstream.JetStream
+	n int
+}
+
+// Replicas returns the replicas of the buckets and streams jetfold creates through js: those
+// of [WithReplicas], or 1.
+func Replicas(js jetstream.JetStream) int {
+	if r, ok := js.(replicated); ok {
+		return r.n
+	}
+	return 1
 }

@@ -94,7 +94,7 @@ func EnsureCaptured(ctx context.Context, js jetstream.JetStream, subject, name s
 		return "", fmt.Errorf("find stream for %s: %w", subject, err)
 	}
 	_, err = js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: name, Subjects: captureSubjects, Storage: jetstream.FileStorage, Duplicates: dupWindow,
+		Name: name, Subjects: captureSubjects, Storage: jetstream.FileStorage, Duplicates: dupWindow, Replicas: Replicas(js),
 	})
 	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return "", fmt.Errorf("create stream %s: %w", name, err)

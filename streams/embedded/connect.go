@@ -47,6 +47,7 @@ func Connect(ctx context.Context, cfg config.NATS, o ConnectOptions) (*streams.C
 	if cfg.URL != "" {
 		return streams.Connect(ctx, cfg, o.ConnectOptions)
 	}
+	cfg.KVReplicas = 0 // one server: one replica
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
