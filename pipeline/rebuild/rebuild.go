@@ -151,6 +151,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.CloseEnough == 0 {
 		o.CloseEnough = 1000
 	}
+	if o.Leases == nil || o.JS == nil || o.Pipeline == nil {
+		return Result{}, errors.New("rebuild: Options.JS, Pipeline and Leases are required")
+	}
 	o.Leases = o.Leases.Quiet() // the rebuild says what it waits for
 	p := o.Pipeline
 	rb := &rebuild{o: o, p: p, name: p.Name, began: time.Now()}
@@ -272,11 +275,12 @@ func (rb *rebuild) prepare(ctx context.Context, start config.StartPos, from stri
 	old, err := rb.cps.Load(ctx, checkpoint.RebuildKey(p.Name))
 	switch {
 	case err == nil && old.Rebuild != nil && old.Rebuild.From == from && old.Stream == p.Config.Source.Stream &&
-		len(pipeline.DefinitionChanges(old.Definitions, p.Definitions())) == 0 && maps.Equal(old.Definitions, p.Definitions()):
+		maps.Equal(old.Definitions, p.Definitions()):
 		log.Info("resuming the rebuild", "pipeline", p.Name, "version", old.Rebuild.Version, "checkpoint", old.Seq)
 		return old, true, nil
 	case err == nil:
-		log.Warn("an interrupted rebuild of another definition or start: starting over", "pipeline", p.Name, "was", old.Rebuild)
+		log.Warn("an interrupted rebuild of another definition or start: starting over", "pipeline", p.Name,
+			"was", old.Rebuild, "changes", pipeline.DefinitionChanges(old.Definitions, p.Definitions()))
 		for proj, bucket := range old.Buckets {
 			if bucket != live.Bucket(proj) {
 				if err := deleteBucket(ctx, rb.o.JS, bucket); err != nil {
