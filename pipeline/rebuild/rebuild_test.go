@@ -18,6 +18,7 @@ import (
 	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/internal/natstest"
 	"github.com/jetfold/jetfold/internal/pipetest"
+	"github.com/jetfold/jetfold/internal/shoptest"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/pipeline/rebuild"
 	"github.com/jetfold/jetfold/pipeline/state"
@@ -522,4 +523,71 @@ func TestOldFileRefusedLater(t *testing.T) {
 	if err := run("v3", 3); err != nil {
 		t.Fatalf("a later edit: %v, want it run (with a warning)", err)
 	}
+}
+
+// TestSameStateAsRun: a rebuild with the definition a run used writes, byte for byte, the
+// state the run wrote, for a pipeline with a window, a dedupe and a timeout (their
+// projections included): a rebuild is the run, hydrated.
+func TestSameStateAsRun(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	yaml := fmt.Sprintf("nats: {url: %q}\nhttp: {listen: none}\n%s\npipelines:%s", f.url, shoptest.Streams,
+		fmt.Sprintf(shoptest.Stateful, "all", "end", 200, 1000))
+	build := func() *pipeline.Pipeline {
+		return pipetest.Build(t, f.js, filepath.Join(f.dir, "stateful.yaml"), yaml, nil)[0]
+	}
+	p := build()
+	natstest.Publish(t, f.js, shoptest.Subject, shoptest.Workload(7, 3000, 40))
+	if err := pipeline.NewRunner(p, pipeline.Options{JS: f.js, OutputStreams: []string{"SHOP_DERIVED"}}).Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: build(), Leases: f.leases("r"), OutputStreams: []string{"SHOP_DERIVED"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Buckets) != 3 {
+		t.Fatalf("buckets %v, want the window's, the dedupe's and the timers'", res.Buckets)
+	}
+	for proj, bucket := range res.Buckets {
+		run, rebuilt := f.values(proj), f.values(bucket)
+		if len(run) == 0 {
+			t.Errorf("%s: the run wrote nothing", proj)
+		}
+		for k, v := range run {
+			if rebuilt[k] != v {
+				t.Errorf("%s/%s: run %s, rebuild %s", proj, k, v, rebuilt[k])
+			}
+		}
+		for k := range rebuilt {
+			if _, ok := run[k]; !ok {
+				t.Errorf("%s/%s: only in the rebuild", proj, k)
+			}
+		}
+	}
+}
+
+// values reads every live key of bucket as its raw value.
+func (f *fixture) values(bucket string) map[string]string {
+	f.t.Helper()
+	ctx := context.Background()
+	kv, err := f.js.KeyValue(ctx, bucket)
+	if err != nil {
+		f.t.Fatalf("bucket %s: %v", bucket, err)
+	}
+	out := map[string]string{}
+	keys, err := kv.ListKeys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return out
+	}
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for k := range keys.Keys() {
+		e, err := kv.Get(ctx, k)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		out[k] = string(e.Value())
+	}
+	return out
 }
