@@ -14,6 +14,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -27,6 +30,10 @@ import (
 // checkpoint write) and the rest (the checkpoint's ack and the source ack).
 
 type breakdown struct {
+	mode string
+	reg  *prometheus.Registry
+	m    *pipeline.Metrics
+
 	before []metrics.Sample
 	after  []metrics.Sample
 
@@ -42,12 +49,29 @@ type seenMsg struct {
 
 var rtMetrics = []string{"/gc/pauses:seconds", "/sched/latencies:seconds", "/gc/cycles/total:gc-cycles"}
 
-func startBreakdown(js jetstream.JetStream) *breakdown {
+// newBreakdown returns nil unless JETFOLD_BENCH_BREAKDOWN is set.
+func newBreakdown() *breakdown {
 	mode := os.Getenv("JETFOLD_BENCH_BREAKDOWN")
 	if mode == "" || mode == "0" {
 		return nil
 	}
-	b := &breakdown{}
+	return &breakdown{mode: mode, reg: prometheus.NewRegistry()}
+}
+
+// metrics returns the pipeline metrics to read the batch durations from (nil: the default).
+func (b *breakdown) metrics() *pipeline.Metrics {
+	if b == nil {
+		return nil
+	}
+	b.m = pipeline.NewMetrics(b.reg)
+	return b.m
+}
+
+func (b *breakdown) start(js jetstream.JetStream) {
+	if b == nil {
+		return
+	}
+	mode := b.mode
 	b.before = samples()
 	if mode == "2" {
 		nc := js.Conn()
@@ -71,7 +95,6 @@ func startBreakdown(js jetstream.JetStream) *breakdown {
 		})
 		add("benchout.>", func(string) byte { return 'o' })
 	}
-	return b
 }
 
 func samples() []metrics.Sample {
@@ -255,6 +278,27 @@ func (b *breakdown) report(w io.Writer, pubs []time.Time, seqs []uint64, commits
 	row("previous end -> launch", gaps)
 	fmt.Fprintf(w, "  events per commit: p50 %d p90 %d max %d; keys per commit: p50 %d p90 %d max %d\n",
 		pct(evs, .5), pct(evs, .9), pct(evs, 1), pct(ks, .5), pct(ks, .9), pct(ks, 1))
+	var pend []time.Duration
+	for _, c := range commits {
+		pend = append(pend, time.Duration(c.pending))
+	}
+	fmt.Fprintf(w, "  source events not yet delivered after a commit (lag): p50 %d p90 %d p99 %d max %d\n",
+		pct(pend, .5), pct(pend, .9), pct(pend, .99), pct(pend, 1))
+	if mfs, err := b.reg.Gather(); err == nil {
+		for _, mf := range mfs {
+			if mf.GetName() != "jetfold_batch_duration_seconds" && mf.GetName() != "jetfold_end_to_end_latency_seconds" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				h := m.GetHistogram()
+				fmt.Fprintf(w, "  %s (per batch; cumulative buckets):", mf.GetName())
+				for _, bk := range h.GetBucket() {
+					fmt.Fprintf(w, " <=%gms:%d", bk.GetUpperBound()*1e3, bk.GetCumulativeCount())
+				}
+				fmt.Fprintf(w, " n=%d mean %.2fms\n", h.GetSampleCount(), h.GetSampleSum()/float64(max(h.GetSampleCount(), 1))*1e3)
+			}
+		}
+	}
 	// commit duration by size
 	type bucket struct {
 		lo, hi int

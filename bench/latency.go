@@ -23,6 +23,7 @@ type mark struct {
 	// the commit's duration, events and keys (for the breakdown)
 	dur          time.Duration
 	events, keys int
+	pending      uint64
 }
 
 // runLatency publishes at a fixed rate through a following pipeline and measures, per event,
@@ -36,12 +37,13 @@ func runLatency(ctx context.Context, js jetstream.JetStream, ps []*pipeline.Pipe
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
+	bd := newBreakdown()
 	go func() {
-		done <- pipeline.RunAll(runCtx, ps, pipeline.Options{JS: js, OnCommit: func(c pipeline.CommitInfo) {
+		done <- pipeline.RunAll(runCtx, ps, pipeline.Options{JS: js, Metrics: bd.metrics(), OnCommit: func(c pipeline.CommitInfo) {
 			now := time.Now()
 			mu.Lock()
 			defer mu.Unlock()
-			commits = append(commits, mark{c.Seq, now, c.Duration, c.Events, c.Keys})
+			commits = append(commits, mark{c.Seq, now, c.Duration, c.Events, c.Keys, c.Pending})
 			if target > 0 && c.Seq >= target {
 				select {
 				case <-caught:
@@ -54,7 +56,7 @@ func runLatency(ctx context.Context, js jetstream.JetStream, ps []*pipeline.Pipe
 	if err := waitConsumer(ctx, js, done); err != nil {
 		return res, err
 	}
-	bd := startBreakdown(js)
+	bd.start(js)
 
 	type sent struct {
 		at  time.Time
