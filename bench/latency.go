@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -19,6 +20,10 @@ import (
 type mark struct {
 	seq uint64
 	at  time.Time
+	// the commit's duration, events and keys (for the breakdown)
+	dur          time.Duration
+	events, keys int
+	pending      uint64
 }
 
 // runLatency publishes at a fixed rate through a following pipeline and measures, per event,
@@ -32,12 +37,13 @@ func runLatency(ctx context.Context, js jetstream.JetStream, ps []*pipeline.Pipe
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
+	bd := newBreakdown()
 	go func() {
-		done <- pipeline.RunAll(runCtx, ps, pipeline.Options{JS: js, OnCommit: func(c pipeline.CommitInfo) {
+		done <- pipeline.RunAll(runCtx, ps, pipeline.Options{JS: js, Metrics: bd.metrics(), OnCommit: func(c pipeline.CommitInfo) {
 			now := time.Now()
 			mu.Lock()
 			defer mu.Unlock()
-			commits = append(commits, mark{c.Seq, now})
+			commits = append(commits, mark{c.Seq, now, c.Duration, c.Events, c.Keys, c.Pending})
 			if target > 0 && c.Seq >= target {
 				select {
 				case <-caught:
@@ -50,6 +56,7 @@ func runLatency(ctx context.Context, js jetstream.JetStream, ps []*pipeline.Pipe
 	if err := waitConsumer(ctx, js, done); err != nil {
 		return res, err
 	}
+	bd.start(js)
 
 	type sent struct {
 		at  time.Time
@@ -57,6 +64,7 @@ func runLatency(ctx context.Context, js jetstream.JetStream, ps []*pipeline.Pipe
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
 	var out []sent
+	stalls := 0
 	perMs := max(o.Rate/1000, 1)
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
@@ -66,11 +74,25 @@ func runLatency(ctx context.Context, js jetstream.JetStream, ps []*pipeline.Pipe
 		// publish what the rate owes by now, so a late tick catches up
 		owed := int(time.Since(began).Seconds()*float64(o.Rate)) - i
 		for range min(owed, 10*perMs) {
-			f, err := js.PublishAsync("bench.ev", Payload(i, o.Keys, o.EmitEvery, o.EventRate, rng))
+			data := Payload(i, o.Keys, o.EmitEvery, o.EventRate, rng)
+			at := time.Now()
+			f, err := js.PublishAsync("bench.ev", data)
+			for errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+				// the server is behind the offered rate: wait for it rather than fail, and
+				// count the wait in the event's latency (it is measured from the first try)
+				stalls++
+				select {
+				case <-js.PublishAsyncComplete():
+				case <-time.After(10 * time.Millisecond):
+				case <-ctx.Done():
+					return res, ctx.Err()
+				}
+				f, err = js.PublishAsync("bench.ev", data)
+			}
 			if err != nil {
 				return res, fmt.Errorf("publish: %w", err)
 			}
-			out = append(out, sent{time.Now(), f})
+			out = append(out, sent{at, f})
 			i++
 		}
 	}
@@ -98,6 +120,9 @@ func runLatency(ctx context.Context, js jetstream.JetStream, ps []*pipeline.Pipe
 	case <-ctx.Done():
 		return res, ctx.Err()
 	}
+	if bd != nil {
+		bd.stop()
+	}
 	cancel()
 	if err := <-done; err != nil {
 		return res, err
@@ -106,6 +131,14 @@ func runLatency(ctx context.Context, js jetstream.JetStream, ps []*pipeline.Pipe
 	for i, s := range out {
 		j := sort.Search(len(commits), func(k int) bool { return commits[k].seq >= seqs[i] })
 		lat[i] = commits[j].at.Sub(s.at)
+	}
+	if bd != nil {
+		pubs := make([]time.Time, len(out))
+		for i, s := range out {
+			pubs[i] = s.at
+		}
+		fmt.Fprintf(os.Stderr, "publisher stalls (too many outstanding async publishes): %d\n", stalls)
+		bd.report(os.Stderr, pubs, seqs, commits, lat)
 	}
 	slices.Sort(lat)
 	l := res.Latency
