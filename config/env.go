@@ -19,7 +19,7 @@ func EnvName(path string) string {
 
 // OtherEnv are the JETFOLD_ variables that jetfold reads for itself and that set no field:
 // failpoints of the crash tests, and the tests' own knobs.
-var OtherEnv = []string{"JETFOLD_FAILPOINTS", "JETFOLD_FAILPOINT_P", "JETFOLD_CRASH_SEED", "JETFOLD_CRASH_DIR", "JETFOLD_LONG_TESTS"}
+var OtherEnv = []string{"JETFOLD_FAILPOINTS", "JETFOLD_FAILPOINT_P", "JETFOLD_CRASH_SEED", "JETFOLD_CRASH_DIR", "JETFOLD_LONG_TESTS", "JETFOLD_BENCH_BREAKDOWN"}
 
 // loadEnv loads the JETFOLD_ variables of environ into k, as koanf's env provider layer over
 // the file's, sets c.env and c.IgnoredEnv (the names that set no field, sorted), and returns
