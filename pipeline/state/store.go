@@ -71,9 +71,6 @@ type Store struct {
 
 	miss []*entry // scratch of ReadAhead
 	seen map[[2]string]struct{}
-	// noMulti is set when a server refused a multi-last direct get: ReadAhead reads one key
-	// a request from then on.
-	noMulti atomic.Bool
 }
 
 // New returns an empty store; [Store.Open] opens its projections.
@@ -321,16 +318,12 @@ func (s *Store) MaxKeys() int { return s.cache.max }
 // Key is a key of a projection.
 type Key struct{ Projection, Key string }
 
-// readAheadWorkers is how many single-key reads ahead are in flight at once, where keys are
-// not read in batches (see [Store.ReadAhead]).
+// readAheadWorkers is how many reads ahead are in flight at once.
 const readAheadWorkers = 32
 
 // ReadAhead reads the committed state of those of keys that the cache lacks and whose bucket
-// may hold them, many at once, and puts them in the cache; at most room of them. The keys of
-// a projection whose bucket allows direct gets are read with multi-last direct gets (see
-// multiget.go): up to multiLastMax keys a request, multiLastInFlight requests in flight; the
-// others, and those of a request the server refused, one direct get each. A failed read is
-// left to Get, which retries it. It returns the number of keys read.
+// may hold them, many at once, and puts them in the cache; at most room of them. A failed
+// read is left to Get, which retries it. It returns the number of keys read.
 func (s *Store) ReadAhead(ctx context.Context, keys []Key, room int) int {
 	s.miss = s.miss[:0]
 	if s.seen == nil {
@@ -351,69 +344,21 @@ func (s *Store) ReadAhead(ctx context.Context, keys []Key, room int) int {
 	if len(s.miss) == 0 {
 		return 0
 	}
-	// One projection's keys together, so that a batch reads one stream.
-	slices.SortStableFunc(s.miss, func(a, b *entry) int { return strings.Compare(a.proj, b.proj) })
 	loaded := make([]bool, len(s.miss))
-	var batches, singles [][2]int // ranges of s.miss
-	for i := 0; i < len(s.miss); {
-		j := i + 1
-		for j < len(s.miss) && s.miss[j].proj == s.miss[i].proj {
-			j++
-		}
-		if !s.canBatch(s.miss[i].proj) {
-			singles = append(singles, [2]int{i, j})
-			i = j
-			continue
-		}
-		// Split the keys across the requests in flight, none under multiLastMin keys (but
-		// the last) nor over multiLastMax.
-		size := min(max((j-i+multiLastInFlight-1)/multiLastInFlight, multiLastMin), multiLastMax)
-		for ; i < j; i += size {
-			batches = append(batches, [2]int{i, min(i+size, j)})
-		}
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex // guards singles against the batches' goroutines
 	var next atomic.Int64
-	for range min(len(batches), multiLastInFlight) {
-		wg.Go(func() {
+	var wg sync.WaitGroup
+	for range min(len(s.miss), readAheadWorkers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
 			for {
-				b := int(next.Add(1)) - 1
-				if b >= len(batches) {
+				i := int(next.Add(1)) - 1
+				if i >= len(s.miss) {
 					return
 				}
-				r := batches[b]
-				if err := s.loadMany(ctx, s.miss[r[0]].proj, s.miss[r[0]:r[1]], loaded[r[0]:r[1]]); err != nil && errors.Is(err, errMultiLast) {
-					// Refused (an older server), cut short: read the rest one by one. Other
-					// errors (a timeout, a disconnection) leave the rest to Get.
-					mu.Lock()
-					singles = append(singles, r)
-					mu.Unlock()
-				}
-			}
-		})
-	}
-	wg.Wait()
-	var one []int // the entries read one by one
-	for _, r := range singles {
-		for i := r[0]; i < r[1]; i++ {
-			if !loaded[i] {
-				one = append(one, i)
-			}
-		}
-	}
-	next.Store(0)
-	for range min(len(one), readAheadWorkers) {
-		wg.Go(func() {
-			for {
-				k := int(next.Add(1)) - 1
-				if k >= len(one) {
-					return
-				}
-				i := one[k]
 				loaded[i] = s.load(ctx, s.miss[i]) == nil
 			}
-		})
+		}()
 	}
 	wg.Wait()
 	n := 0
