@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"strings"
@@ -110,6 +111,9 @@ type leaseValue struct {
 	Since  time.Time `json:"since"`
 	// Yield names the process that asked the holder for the lease (see Leases.Yield).
 	Yield string `json:"yield,omitempty"`
+	// Nonce is drawn at each acquisition: a holder that finds its name on the entry tells
+	// its own write (a renewal whose reply was lost) from another instance's of that name.
+	Nonce string `json:"nonce,omitempty"`
 }
 
 // Acquire waits until this process holds the lease of name, or ctx ends. The returned
@@ -134,10 +138,11 @@ func (l *Leases) AcquireWithin(ctx context.Context, name string, within time.Dur
 		rev, holder, err := l.current(ctx, subject)
 		if err == nil && holder == "" {
 			sent := time.Now()
-			rev, err = l.write(ctx, subject, rev)
+			nonce := strconv.FormatUint(rand.Uint64(), 36)
+			rev, err = l.write(ctx, subject, rev, nonce)
 			if err == nil {
 				l.log.Info("lease acquired", "pipeline", name, "holder", l.holder)
-				return l.keep(ctx, name, subject, rev, sent)
+				return l.keep(ctx, name, subject, rev, sent, nonce)
 			}
 		}
 		switch {
@@ -184,8 +189,8 @@ func (l *Leases) current(ctx context.Context, subject string) (uint64, string, e
 }
 
 // write sets the lease to this holder if its revision is still rev.
-func (l *Leases) write(ctx context.Context, subject string, rev uint64) (uint64, error) {
-	b, _ := json.Marshal(leaseValue{Holder: l.holder, Since: time.Now().UTC()})
+func (l *Leases) write(ctx context.Context, subject string, rev uint64, nonce string) (uint64, error) {
+	b, _ := json.Marshal(leaseValue{Holder: l.holder, Since: time.Now().UTC(), Nonce: nonce})
 	ack, err := l.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: b, Header: nats.Header{}},
 		jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(l.ttl))
 	if err != nil {
@@ -199,7 +204,7 @@ func (l *Leases) write(ctx context.Context, subject string, rev uint64) (uint64,
 // runs from when it stored it, later): past that, the holder gives it up by itself, well
 // before anyone else can take it. Renewal goes on after parent ends (a SIGTERM drain still
 // commits under the lease) until release is called.
-func (l *Leases) keep(parent context.Context, name, subject string, rev uint64, since time.Time) (context.Context, func(), error) {
+func (l *Leases) keep(parent context.Context, name, subject string, rev uint64, since time.Time, nonce string) (context.Context, func(), error) {
 	ctx, cancel := context.WithCancelCause(parent)
 	stop := make(chan struct{})
 	done := make(chan struct{})
@@ -217,7 +222,7 @@ func (l *Leases) keep(parent context.Context, name, subject string, rev uint64, 
 			if time.Since(renewed) >= l.ttl/4 {
 				sent := time.Now()
 				wctx, wcancel := context.WithTimeout(context.Background(), l.ttl/8)
-				next, err := l.write(wctx, subject, rev)
+				next, err := l.write(wctx, subject, rev, nonce)
 				wcancel()
 				switch {
 				case err == nil:
@@ -225,12 +230,12 @@ func (l *Leases) keep(parent context.Context, name, subject string, rev uint64, 
 				case isConflict(err):
 					e, ok := l.entry(subject)
 					switch {
-					case ok && e.v.Holder == l.holder && e.v.Yield != "":
+					case ok && e.v.Holder == l.holder && e.v.Nonce == nonce && e.v.Yield != "":
 						l.log.Info("lease asked for by another process: handing the pipeline over", "pipeline", name, "to", e.v.Yield)
 						rev = e.seq // so that release deletes the entry
 						cancel(ErrYielded)
 						return
-					case ok && e.v.Holder == l.holder:
+					case ok && e.v.Holder == l.holder && e.v.Nonce == nonce:
 						// A renewal of ours whose reply was lost (a timeout) was stored after
 						// all: go on from its revision. The lease still counts from the last
 						// renewal known to have succeeded.
