@@ -228,7 +228,9 @@ func (l *Leases) keep(parent context.Context, name, subject string, rev uint64, 
 				case err == nil:
 					rev, renewed = next, sent
 				case isConflict(err):
-					e, ok := l.entry(subject)
+					rctx, rcancel := context.WithTimeout(context.Background(), l.ttl/8)
+					e, ok := l.entry(rctx, subject)
+					rcancel()
 					switch {
 					case ok && e.v.Holder == l.holder && e.v.Nonce == nonce && e.v.Yield != "":
 						l.log.Info("lease asked for by another process: handing the pipeline over", "pipeline", name, "to", e.v.Yield)
@@ -275,21 +277,14 @@ func (l *Leases) keep(parent context.Context, name, subject string, rev uint64, 
 // held by this process.
 func (l *Leases) Yield(ctx context.Context, name string) error {
 	subject := "$KV." + LeaseBucket + "." + name
-	m, err := l.stream.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil
+	e, ok := l.entry(ctx, subject)
+	if !ok || e.v.Holder == l.holder {
+		return nil // free (or unreadable: the caller's acquisition finds out), or ours
 	}
-	if err != nil {
-		return fmt.Errorf("yield %s: %w", name, err)
-	}
-	var v leaseValue
-	if m.Header.Get("KV-Operation") != "" || json.Unmarshal(m.Data, &v) != nil || v.Holder == "" || v.Holder == l.holder {
-		return nil
-	}
-	v.Yield = l.holder
-	b, _ := json.Marshal(v)
-	_, err = l.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: b, Header: nats.Header{}},
-		jetstream.WithExpectLastSequencePerSubject(m.Sequence), jetstream.WithMsgTTL(l.ttl))
+	e.v.Yield = l.holder
+	b, _ := json.Marshal(e.v)
+	_, err := l.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: b, Header: nats.Header{}},
+		jetstream.WithExpectLastSequencePerSubject(e.seq), jetstream.WithMsgTTL(l.ttl))
 	if err != nil && !isConflict(err) { // a conflict: renewed meanwhile, or released; the caller asks again
 		return fmt.Errorf("yield %s: %w", name, err)
 	}
@@ -302,16 +297,15 @@ type leaseEntry struct {
 	seq uint64
 }
 
-// entry reads the lease entry at subject; false when it cannot be read or is no lease.
-func (l *Leases) entry(subject string) (leaseEntry, bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), l.ttl/8)
-	defer cancel()
+// entry reads the lease entry at subject; false when it cannot be read or is no lease (free,
+// expired or released).
+func (l *Leases) entry(ctx context.Context, subject string) (leaseEntry, bool) {
 	m, err := l.stream.GetLastMsgForSubject(ctx, subject)
 	if err != nil {
 		return leaseEntry{}, false
 	}
 	var v leaseValue
-	if json.Unmarshal(m.Data, &v) != nil || v.Holder == "" {
+	if m.Header.Get("KV-Operation") != "" || json.Unmarshal(m.Data, &v) != nil || v.Holder == "" {
 		return leaseEntry{}, false
 	}
 	return leaseEntry{v: v, seq: m.Sequence}, true

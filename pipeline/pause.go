@@ -18,7 +18,7 @@ var errPaused = errors.New("paused")
 // pipeline reads nothing more until it is resumed. The lease, if any, stays held. A rebuild's
 // run (under a checkpoint of its own) is not the pipeline's, and pauses with it not.
 func (r *Runner) runGated(ctx context.Context) error {
-	if r.o.CheckpointKey != r.p.Name {
+	if r.rebuilding() {
 		return r.run(ctx)
 	}
 	g := &gate{changed: make(chan struct{})}

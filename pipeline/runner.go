@@ -136,6 +136,10 @@ type Runner struct {
 	defsChecked  bool // the checkpoint's definitions were compared with the pipeline's
 }
 
+// rebuilding tells whether the runner runs a rebuild of its pipeline (under a checkpoint of
+// its own, see Options.CheckpointKey) rather than the pipeline itself.
+func (r *Runner) rebuilding() bool { return r.o.CheckpointKey != r.p.Name }
+
 // NewRunner returns a runner for p.
 func NewRunner(p *Pipeline, o Options) *Runner {
 	if o.Logger == nil {
@@ -317,7 +321,7 @@ func (r *Runner) start(ctx context.Context) (*source.Source, error) {
 		return nil, fmt.Errorf("%w: the checkpoint of %s is a position in stream %s, the pipeline now reads %s (rename the pipeline to start over)",
 			ErrStopped, r.p.Name, cp.Stream, pc.Source.Stream)
 	}
-	if !r.defsChecked && r.o.CheckpointKey == r.p.Name {
+	if !r.defsChecked && !r.rebuilding() {
 		r.defsChecked = true // once per run, not at every restart
 		for _, change := range changedDefinitions(cp.Definitions, r.p.defs) {
 			r.log.Warn("the pipeline changed since its checkpoint: keys keep their state (a field added to initial reads as its initial value); to recompute them from the history: processor rebuild",
