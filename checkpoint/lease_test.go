@@ -67,7 +67,7 @@ func TestLeaseLostReply(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	open := func(holder string) *checkpoint.Leases {
-		l, err := checkpoint.OpenLeases(ctx, js, checkpoint.LeaseOptions{TTL: time.Second, Holder: holder})
+		l, err := checkpoint.OpenLeases(ctx, js, checkpoint.LeaseOptions{TTL: 3 * time.Second, Holder: holder})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -89,14 +89,15 @@ func TestLeaseLostReply(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: "$KV." + checkpoint.LeaseBucket + ".p", Data: e.Value(), Header: nats.Header{}},
-		jetstream.WithExpectLastSequencePerSubject(e.Revision()), jetstream.WithMsgTTL(time.Second)); err != nil {
+		jetstream.WithExpectLastSequencePerSubject(e.Revision()), jetstream.WithMsgTTL(3*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	// An absence can only be watched for a while: two TTLs of renewals.
+	// An absence can only be watched for a while: a TTL, four renewals (a 3 s TTL, so that
+	// a busy machine's late renewals do not make a give it up by itself).
 	select {
 	case <-held.Done():
 		t.Fatalf("a gave its lease up after a lost reply: %v", context.Cause(held))
-	case <-time.After(2 * time.Second):
+	case <-time.After(3 * time.Second):
 	}
 	// A request to yield can race a renewal (then it writes nothing): ask until answered.
 	b := open("b")

@@ -305,12 +305,11 @@ func TestRefusesSecondRebuild(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	p := f.build("v1", 1, "out.first")
-	held, release, err := f.leases("first").Acquire(ctx, checkpoint.RebuildKey("tally"))
+	_, release, err := f.leases("first").Acquire(ctx, checkpoint.RebuildKey("tally"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer release()
-	_ = held
 	_, err = rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: p, Leases: f.leases("second")})
 	if !errors.Is(err, rebuild.ErrRunning) {
 		t.Fatalf("second rebuild: %v, want ErrRunning", err)
