@@ -3,21 +3,15 @@ package pipeline_test
 import (
 	"bytes"
 	"context"
-	"math/rand/v2"
-	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/jetfold/jetfold/bench"
 	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/internal/natstest"
 	"github.com/jetfold/jetfold/internal/pipetest"
 	"github.com/jetfold/jetfold/pipeline"
-	"github.com/jetfold/jetfold/streams"
 )
 
 // BenchmarkReplay measures pipeline.Replay (get --at, history) on the workload of `processor
@@ -26,30 +20,13 @@ import (
 // key's: "full" replays the whole stream for one key, "subject" reads that key's subject
 // alone. events/s is stream positions covered per second; read/s the events read.
 func BenchmarkReplay(b *testing.B) {
-	n := 1_000_000
-	if v := os.Getenv("JETFOLD_REPLAY_EVENTS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil {
-			b.Fatal(err)
-		}
-	}
 	const keys = 10_000
 	srv := natstest.Server(b)
 	_, js := natstest.Connect(b, srv)
 	ps := pipetest.Build(b, js, filepath.Join(b.TempDir(), "p.yaml"), bench.PipelineYAML("end", config.Batch{}, keys), nil)
 	ctx := context.Background()
-	rng := rand.New(rand.NewPCG(1, 2))
-	w := streams.NewWindow(js, 8192)
 	began := time.Now()
-	for i := range n {
-		p := bench.Payload(i, keys, 100, 10_000, rng)
-		if err := w.Publish(ctx, &nats.Msg{Subject: "bench.ev." + keyOf(p), Data: p}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := w.Flush(ctx); err != nil {
-		b.Fatal(err)
-	}
+	n := pipetest.PublishWorkload(b, js, "REPLAY_EVENTS", 1_000_000, keys, func(p []byte) string { return "bench.ev." + keyOf(p) })
 	b.Logf("published %d events in %s", n, time.Since(began).Round(time.Millisecond))
 
 	for _, tt := range []struct {

@@ -5,13 +5,17 @@ package pipetest
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jetfold/jetfold/bench"
 	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/operators"
 	"github.com/jetfold/jetfold/operators/builtin"
@@ -96,4 +100,32 @@ func Run(ctx context.Context, t testing.TB, js jetstream.JetStream, ps []*pipeli
 			t.Fatalf("%s; RunAll did not return within %s of its context ending", stuck, Stall)
 		}
 	}
+}
+
+// PublishWorkload publishes the first n events of the workload of `processor bench` over keys
+// keys (bench.Payload, seeded: the same events every time), each on the subject that subject
+// gives for its payload; it returns once JetStream stored them all. n is JETFOLD_<env>, when
+// that variable is set, else def.
+func PublishWorkload(t testing.TB, js jetstream.JetStream, env string, def, keys int, subject func(payload []byte) string) int {
+	t.Helper()
+	n := def
+	if v := os.Getenv("JETFOLD_" + env); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil {
+			t.Fatalf("JETFOLD_%s: %v", env, err)
+		}
+	}
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(1, 2))
+	w := streams.NewWindow(js, 8192)
+	for i := range n {
+		p := bench.Payload(i, keys, 100, 10_000, rng)
+		if err := w.Publish(ctx, &nats.Msg{Subject: subject(p), Data: p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -2,14 +2,9 @@ package rebuild_test
 
 import (
 	"context"
-	"math/rand/v2"
-	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/jetfold/jetfold/bench"
 	"github.com/jetfold/jetfold/checkpoint"
@@ -18,7 +13,6 @@ import (
 	"github.com/jetfold/jetfold/internal/pipetest"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/pipeline/rebuild"
-	"github.com/jetfold/jetfold/streams"
 )
 
 // BenchmarkRebuild measures a rebuild of the standard fold of `processor bench` over
@@ -27,13 +21,6 @@ import (
 // run, rebuild events/s each rebuild's (hydrated, into a new version, then the switch), and
 // ratio the second over the first. Each rebuild drops the version before it.
 func BenchmarkRebuild(b *testing.B) {
-	n := 200_000
-	if v := os.Getenv("JETFOLD_REBUILD_EVENTS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil {
-			b.Fatal(err)
-		}
-	}
 	const keys = 10_000
 	srv := natstest.Server(b)
 	_, js := natstest.Connect(b, srv)
@@ -43,16 +30,7 @@ func BenchmarkRebuild(b *testing.B) {
 	}
 	p := build()
 	ctx := context.Background()
-	rng := rand.New(rand.NewPCG(1, 2))
-	w := streams.NewWindow(js, 8192)
-	for i := range n {
-		if err := w.Publish(ctx, &nats.Msg{Subject: "bench.ev", Data: bench.Payload(i, keys, 100, 10_000, rng)}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := w.Flush(ctx); err != nil {
-		b.Fatal(err)
-	}
+	n := pipetest.PublishWorkload(b, js, "REBUILD_EVENTS", 200_000, keys, func([]byte) string { return "bench.ev" })
 	began := time.Now()
 	if err := pipeline.NewRunner(p, pipeline.Options{JS: js}).Run(ctx); err != nil {
 		b.Fatal(err)
