@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -222,7 +221,3 @@ func decodeEntry(line []byte) (Entry, error) {
 	}
 	return e, nil
 }
-
-func encodeBase64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
-
-func decodeBase64(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }

@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
@@ -143,7 +144,7 @@ func entryOf(key string, m *jetstream.RawStreamMsg) Entry {
 	if utf8.Valid(m.Data) {
 		e.Value = string(m.Data)
 	} else {
-		e.Value, e.Base64 = encodeBase64(m.Data), true
+		e.Value, e.Base64 = base64.StdEncoding.EncodeToString(m.Data), true
 	}
 	for k, v := range m.Header {
 		if strings.HasPrefix(k, "Nats-") && k != jetstream.MsgTTLHeader {
@@ -162,7 +163,7 @@ func (e Entry) data() ([]byte, error) {
 	if !e.Base64 {
 		return []byte(e.Value), nil
 	}
-	return decodeBase64(e.Value)
+	return base64.StdEncoding.DecodeString(e.Value)
 }
 
 // ttl returns the entry's TTL and whether it has one (a TTL of "never" is none).

@@ -12,7 +12,6 @@ import (
 	"io"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -580,7 +579,7 @@ func create(ctx context.Context, js jetstream.JetStream, bucket string, e Entry,
 	if err != nil {
 		return err
 	}
-	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.Itoa(0))
+	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
 	if _, err := js.PublishMsg(ctx, msg); err != nil {
 		if checkpoint.IsWrongLastSequence(err) {
 			return fmt.Errorf("restore: %w: %s/%s was written during the restore (is a processor running?)", ErrNotEmpty, bucket, e.Key)

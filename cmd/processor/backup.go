@@ -28,7 +28,7 @@ can be ahead of it; a restored pipeline processes the events after the checkpoin
 skips, per key, those the key already holds. The streams are not in the archive: back them up
 with nats stream backup (or keep a mirror), after this backup. Restore with processor
 restore. -o - writes the archive to stdout.`,
-		Args: argsAsUsage(cobra.NoArgs),
+		Args: backupUsageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
 				return &exitError{code: 2, err: errors.New("backup: -o FILE is required (the archive to write, - for stdout)")}
@@ -64,7 +64,7 @@ restore. -o - writes the archive to stdout.`,
 					return os.Rename(f.Name(), out)
 				}
 			}
-			cw := &byteCounter{w: w}
+			cw := &backupByteCounter{w: w}
 			m, err := backup.Write(cmd.Context(), conn.JS, backup.Options{Pipelines: ps, Jetfold: versionLine()}, cw)
 			if err != nil {
 				return err
@@ -79,29 +79,29 @@ restore. -o - writes the archive to stdout.`,
 					buckets++
 				}
 			}
-			fmt.Fprintf(say, "backup written to %s: %s, %s in %s, %s\n", out, nounCount(len(m.Pipelines), "pipeline"), nounCount(keys, "key"), nounCount(buckets, "bucket"), archiveSize(cw.n))
-			printBackedUp(say, m)
+			fmt.Fprintf(say, "backup written to %s: %s, %s in %s, %s\n", out, backupNounCount(len(m.Pipelines), "pipeline"), backupNounCount(keys, "key"), backupNounCount(buckets, "bucket"), backupArchiveSize(cw.n))
+			printBackupManifest(say, m)
 			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "the archive to write (- for stdout)")
-	cmd.SetFlagErrorFunc(flagUsageError)
+	cmd.SetFlagErrorFunc(backupUsageError)
 	return cmd
 }
 
-// printBackedUp prints, per pipeline of m, its checkpoint and projections.
-func printBackedUp(w io.Writer, m backup.Manifest) {
+// printBackupManifest prints, per pipeline of m, its checkpoint and projections.
+func printBackupManifest(w io.Writer, m backup.Manifest) {
 	for _, p := range m.Pipelines {
 		switch cp := p.Checkpoint; {
 		case cp == nil:
 			fmt.Fprintf(w, "pipeline %s: never committed (stream %s)\n", p.Name, p.Stream)
 		case p.KeysAhead > 0:
-			fmt.Fprintf(w, "pipeline %s: checkpoint %d (stream %s), %s ahead of it (up to %d)\n", p.Name, cp.Seq, p.Stream, nounCount(p.KeysAhead, "key"), p.MaxKeySeq)
+			fmt.Fprintf(w, "pipeline %s: checkpoint %d (stream %s), %s ahead of it (up to %d)\n", p.Name, cp.Seq, p.Stream, backupNounCount(p.KeysAhead, "key"), p.MaxKeySeq)
 		default:
 			fmt.Fprintf(w, "pipeline %s: checkpoint %d (stream %s)\n", p.Name, cp.Seq, p.Stream)
 		}
 		for _, pr := range p.Projections {
-			fmt.Fprintf(w, "  projection %s: bucket %s (version %d), %s\n", pr.Name, pr.Bucket, pr.Version, nounCount(pr.Keys, "key"))
+			fmt.Fprintf(w, "  projection %s: bucket %s (version %d), %s\n", pr.Name, pr.Bucket, pr.Version, backupNounCount(pr.Keys, "key"))
 		}
 		if p.Paused {
 			fmt.Fprintf(w, "  paused\n")
@@ -112,43 +112,43 @@ func printBackedUp(w io.Writer, m backup.Manifest) {
 	}
 }
 
-// argsAsUsage makes cobra's argument errors usage errors (exit code 2).
-func argsAsUsage(check cobra.PositionalArgs) cobra.PositionalArgs {
+// backupUsageArgs makes cobra's argument errors usage errors (exit code 2).
+func backupUsageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := check(cmd, args); err != nil {
-			return flagUsageError(cmd, err)
+			return backupUsageError(cmd, err)
 		}
 		return nil
 	}
 }
 
-// flagUsageError is a usage error (exit code 2) that shows the command's usage line.
-func flagUsageError(cmd *cobra.Command, err error) error {
+// backupUsageError is a usage error (exit code 2) that shows the command's usage line.
+func backupUsageError(cmd *cobra.Command, err error) error {
 	return &exitError{code: 2, err: fmt.Errorf("%s: %w\nusage: %s", cmd.Name(), err, cmd.UseLine())}
 }
 
-// byteCounter counts what is written through it.
-type byteCounter struct {
+// backupByteCounter counts what is written through it.
+type backupByteCounter struct {
 	w io.Writer
 	n int64
 }
 
-func (c *byteCounter) Write(p []byte) (int, error) {
+func (c *backupByteCounter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
 }
 
-// nounCount returns "1 key", "2 keys".
-func nounCount(n int, what string) string {
+// backupNounCount returns "1 key", "2 keys".
+func backupNounCount(n int, what string) string {
 	if n == 1 {
 		return "1 " + what
 	}
 	return fmt.Sprintf("%d %ss", n, what)
 }
 
-// archiveSize returns n bytes in B, KiB or MiB.
-func archiveSize(n int64) string {
+// backupArchiveSize returns n bytes in B, KiB or MiB.
+func backupArchiveSize(n int64) string {
 	switch {
 	case n < 1<<10:
 		return fmt.Sprintf("%d B", n)

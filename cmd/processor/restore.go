@@ -29,7 +29,7 @@ writes the projection keys with their headers, then the control entries, the ver
 pointers, and the checkpoints last. It prints what it restored and what it noticed: derived
 streams that end before the sequences the checkpoints recorded, pipelines that differ from
 the configuration's.`,
-		Args: argsAsUsage(cobra.ExactArgs(1)),
+		Args: backupUsageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, ps, err := g.load()
 			if err != nil {
@@ -61,8 +61,8 @@ the configuration's.`,
 			if m.Jetfold != "" {
 				from = ", " + m.Jetfold
 			}
-			fmt.Fprintf(g.stdout, "restored %s (backup of %s%s): %s, %s created\n", name, m.Created.UTC().Format(time.RFC3339), from, nounCount(res.Keys, "key"), nounCount(len(res.Created), "bucket"))
-			printBackedUp(g.stdout, m)
+			fmt.Fprintf(g.stdout, "restored %s (backup of %s%s): %s, %s created\n", name, m.Created.UTC().Format(time.RFC3339), from, backupNounCount(res.Keys, "key"), backupNounCount(len(res.Created), "bucket"))
+			printBackupManifest(g.stdout, m)
 			for _, w := range res.Warnings {
 				fmt.Fprintln(g.stdout, "warning:", w)
 			}
@@ -73,6 +73,6 @@ the configuration's.`,
 	f := cmd.Flags()
 	f.BoolVar(&o.NoStreamCheck, "no-stream-check", false, "restore even when a source stream is missing or ends before the archive's sequences")
 	f.IntVar(&o.Replicas, "replicas", 0, "replicas of the buckets created (0: as they were)")
-	cmd.SetFlagErrorFunc(flagUsageError)
+	cmd.SetFlagErrorFunc(backupUsageError)
 	return cmd
 }
