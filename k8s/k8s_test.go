@@ -81,33 +81,32 @@ func (o *objects) decodeObject(apiVersion, kind string, data []byte) error {
 	var into any
 	switch apiVersion + " " + kind {
 	case "apps/v1 Deployment":
-		v := &appsv1.Deployment{}
-		o.deployments, into = append(o.deployments, v), v
+		into = add(&o.deployments)
 	case "v1 Service":
-		v := &corev1.Service{}
-		o.services, into = append(o.services, v), v
+		into = add(&o.services)
 	case "v1 ConfigMap":
-		v := &corev1.ConfigMap{}
-		o.configMaps, into = append(o.configMaps, v), v
+		into = add(&o.configMaps)
 	case "policy/v1 PodDisruptionBudget":
-		v := &policyv1.PodDisruptionBudget{}
-		o.pdbs, into = append(o.pdbs, v), v
+		into = add(&o.pdbs)
 	case "v1 PersistentVolumeClaim":
-		v := &corev1.PersistentVolumeClaim{}
-		o.pvcs, into = append(o.pvcs, v), v
+		into = add(&o.pvcs)
 	case "batch/v1 CronJob":
-		v := &batchv1.CronJob{}
-		o.cronJobs, into = append(o.cronJobs, v), v
+		into = add(&o.cronJobs)
 	case "monitoring.coreos.com/v1 ServiceMonitor":
-		v := &monitoringv1.ServiceMonitor{}
-		o.serviceMonitors, into = append(o.serviceMonitors, v), v
+		into = add(&o.serviceMonitors)
 	case "monitoring.coreos.com/v1 PrometheusRule":
-		v := &monitoringv1.PrometheusRule{}
-		o.rules, into = append(o.rules, v), v
+		into = add(&o.rules)
 	default:
 		return fmt.Errorf("%s %s: not a kind these manifests hold (a Secret must not be shipped: reference one by name)", apiVersion, kind)
 	}
 	return decodeStrict(data, into)
+}
+
+// add appends a new, zero T to list and returns it, for decoding into.
+func add[T any](list *[]*T) *T {
+	v := new(T)
+	*list = append(*list, v)
+	return v
 }
 
 // decodeStrict decodes data into v as the API server's strict field validation does.

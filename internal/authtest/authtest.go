@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"maps"
 	"math/big"
 	"net"
 	"os"
@@ -37,7 +38,7 @@ func (s Secrets) Add(what, value string) string {
 // Find returns what the first secret found in text is ("" when none is), in the order of the
 // names, so that a failure names the same secret each time.
 func (s Secrets) Find(text string) string {
-	for _, what := range sortedKeys(s) {
+	for _, what := range slices.Sorted(maps.Keys(s)) {
 		if v := s[what]; v != "" && strings.Contains(text, v) {
 			return what
 		}
@@ -314,14 +315,4 @@ func pemBody(p []byte) string {
 		return string(p)
 	}
 	return lines[1]
-}
-
-// sortedKeys returns the keys of m in order.
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

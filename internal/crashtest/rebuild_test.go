@@ -900,37 +900,36 @@ func TestCrashRebuildResume(t *testing.T) {
 
 	var kept uint64 // the rebuild's checkpoint the last run left
 	runs, losses := 0, 0
-	// run runs the rebuild until done tells to stop, and returns its process and log, or nil
-	// when it lost a lease before (see leaseLoss): then it is to be run again.
+	// run runs the rebuild until done tells to stop, and returns its process and log; a run
+	// that lost a lease before (see leaseLoss) is run again, up to maxLosses times in all.
 	run := func(what string, done func() bool) (*proc, string) {
 		t.Helper()
-		logName := fmt.Sprintf("rebuild-%02d.log", runs)
-		runs++
-		_, err := r.load(checkpoint.RebuildKey("tally"))
-		resume := err == nil // an earlier run left its checkpoint
-		c := watch(r.startArgs(logName, nil, "rebuild", "-c", v2, "tally", "--log-level", "info"))
-		t.Cleanup(func() { _ = c.c.cmd.Process.Kill() })
-		natstest.Progress(t, what, childStall, rebuildLimit, r.rebuildProgress, func() bool { return !c.running() || done() })
-		if resume && !strings.Contains(r.fileOf(logName), fmt.Sprintf(`msg="resuming the rebuild" pipeline=tally version=2 checkpoint=%d`, kept)) {
-			t.Errorf("run %d did not resume from %d:\n%s", runs-1, kept, r.logOf(logName))
-		}
-		var ee *exec.ExitError
-		if !c.running() && errors.As(c.err, &ee) && ee.ExitCode() == 1 && leaseLoss(r.fileOf(logName)) != "" {
-			if losses++; losses == maxLosses {
-				t.Fatalf("%d runs lost a lease:\n%s", losses, r.logOf(logName))
+		for {
+			logName := fmt.Sprintf("rebuild-%02d.log", runs)
+			runs++
+			_, err := r.load(checkpoint.RebuildKey("tally"))
+			resume := err == nil // an earlier run left its checkpoint
+			c := watch(r.startArgs(logName, nil, "rebuild", "-c", v2, "tally", "--log-level", "info"))
+			t.Cleanup(func() { _ = c.c.cmd.Process.Kill() })
+			natstest.Progress(t, what, childStall, rebuildLimit, r.rebuildProgress, func() bool { return !c.running() || done() })
+			if resume && !strings.Contains(r.fileOf(logName), fmt.Sprintf(`msg="resuming the rebuild" pipeline=tally version=2 checkpoint=%d`, kept)) {
+				t.Errorf("run %d did not resume from %d:\n%s", runs-1, kept, r.logOf(logName))
 			}
-			t.Logf("run %d: %s, again", runs-1, leaseLoss(r.fileOf(logName)))
-			kept = r.rebuildProgress()
-			return nil, ""
+			var ee *exec.ExitError
+			if !c.running() && errors.As(c.err, &ee) && ee.ExitCode() == 1 && leaseLoss(r.fileOf(logName)) != "" {
+				if losses++; losses == maxLosses {
+					t.Fatalf("%d runs lost a lease:\n%s", losses, r.logOf(logName))
+				}
+				t.Logf("run %d: %s, again", runs-1, leaseLoss(r.fileOf(logName)))
+				kept = r.rebuildProgress()
+				continue
+			}
+			return c, logName
 		}
-		return c, logName
 	}
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		// Interrupt it once it has committed past what the previous run left.
 		c, logName := run("the rebuild to replay", func() bool { return r.rebuildProgress() > kept })
-		for c == nil {
-			c, logName = run("the rebuild to replay", func() bool { return r.rebuildProgress() > kept })
-		}
 		if !c.running() {
 			t.Fatalf("the rebuild exited before it was interrupted (%v): publish more events\n%s", c.err, r.logOf(logName))
 		}
@@ -955,9 +954,6 @@ func TestCrashRebuildResume(t *testing.T) {
 
 	// The same command resumes and switches.
 	c, logName := run("the rebuild to switch", func() bool { return false })
-	for c == nil {
-		c, logName = run("the rebuild to switch", func() bool { return false })
-	}
 	want := fmt.Sprintf("pipeline tally: switched to version 2 at checkpoint %d (resumed an interrupted rebuild)", r.lastSeq())
 	if c.err != nil || !strings.Contains(r.fileOf(logName), want) {
 		t.Fatalf("the last run: %v, want it to say %q:\n%s", c.err, want, r.logOf(logName))
