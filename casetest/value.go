@@ -90,42 +90,56 @@ func decodeValue(dec *json.Decoder) (any, error) {
 // jsonText returns v as compact JSON.
 func jsonText(v any) string {
 	var b strings.Builder
-	writeJSON(&b, v)
+	writeValue(&b, &jsonStyle, v)
 	return b.String()
 }
 
-func writeJSON(b *strings.Builder, v any) {
+// A textStyle says how [writeValue] spells the parts of a value: JSON for jsonText, YAML
+// flow style for yamlFlow. Arrays and objects are written the same way in both.
+type textStyle struct {
+	comma, colon string // between elements; between a key and its value
+	number       func(json.Number) string
+	str          func(string) string // a string value or key
+	other        func(string) string // any other value, as fmt.Sprint spells it
+}
+
+var (
+	jsonStyle = textStyle{comma: ",", colon: ":", number: json.Number.String, str: quote, other: strconv.Quote}
+	flowStyle = textStyle{comma: ", ", colon: ": ", number: yamlNumber, str: yamlScalar, other: quote}
+)
+
+func writeValue(b *strings.Builder, st *textStyle, v any) {
 	switch x := v.(type) {
 	case nil:
 		b.WriteString("null")
 	case bool:
 		b.WriteString(strconv.FormatBool(x))
 	case json.Number:
-		b.WriteString(x.String())
+		b.WriteString(st.number(x))
 	case string:
-		b.WriteString(quote(x))
+		b.WriteString(st.str(x))
 	case []any:
 		b.WriteByte('[')
 		for i, e := range x {
 			if i > 0 {
-				b.WriteByte(',')
+				b.WriteString(st.comma)
 			}
-			writeJSON(b, e)
+			writeValue(b, st, e)
 		}
 		b.WriteByte(']')
 	case *object:
 		b.WriteByte('{')
 		for i, k := range x.keys {
 			if i > 0 {
-				b.WriteByte(',')
+				b.WriteString(st.comma)
 			}
-			b.WriteString(quote(k))
-			b.WriteByte(':')
-			writeJSON(b, x.vals[k])
+			b.WriteString(st.str(k))
+			b.WriteString(st.colon)
+			writeValue(b, st, x.vals[k])
 		}
 		b.WriteByte('}')
 	default:
-		fmt.Fprintf(b, "%q", fmt.Sprint(x))
+		b.WriteString(st.other(fmt.Sprint(x)))
 	}
 }
 
@@ -268,43 +282,8 @@ func yamlScalar(s string) string {
 // yamlFlow returns v as YAML in flow style, on one line: {items: 0, name: Grace 1}.
 func yamlFlow(v any) string {
 	var b strings.Builder
-	writeFlow(&b, v)
+	writeValue(&b, &flowStyle, v)
 	return b.String()
-}
-
-func writeFlow(b *strings.Builder, v any) {
-	switch x := v.(type) {
-	case nil:
-		b.WriteString("null")
-	case bool:
-		b.WriteString(strconv.FormatBool(x))
-	case json.Number:
-		b.WriteString(yamlNumber(x))
-	case string:
-		b.WriteString(yamlScalar(x))
-	case []any:
-		b.WriteByte('[')
-		for i, e := range x {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			writeFlow(b, e)
-		}
-		b.WriteByte(']')
-	case *object:
-		b.WriteByte('{')
-		for i, k := range x.keys {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString(yamlScalar(k))
-			b.WriteString(": ")
-			writeFlow(b, x.vals[k])
-		}
-		b.WriteByte('}')
-	default:
-		b.WriteString(quote(fmt.Sprint(x)))
-	}
 }
 
 // yamlNumber writes a JSON number for a case file: integers as they are, other numbers with

@@ -75,16 +75,8 @@ func describeChange(was, now string) string {
 		ha, _ := fa["on"].(map[string]any)
 		hb, _ := fb["on"].(map[string]any)
 		parts = append(parts, keyChanges("new handler of", "no handler of", ha, hb)...)
-		for _, typ := range slices.Sorted(maps.Keys(hb)) {
-			if h, ok := ha[typ]; ok && fmt.Sprint(h) != fmt.Sprint(hb[typ]) {
-				parts = append(parts, "handler of "+typ+" changed")
-			}
-		}
-		for _, k := range slices.Sorted(maps.Keys(ib)) {
-			if v, ok := ia[k]; ok && fmt.Sprint(v) != fmt.Sprint(ib[k]) {
-				parts = append(parts, "initial "+k+" changed")
-			}
-		}
+		parts = append(parts, valueChanges("handler of %s changed", ha, hb)...)
+		parts = append(parts, valueChanges("initial %s changed", ia, ib)...)
 		if fmt.Sprint(fa["handler"]) != fmt.Sprint(fb["handler"]) {
 			parts = append(parts, "handler changed")
 		}
@@ -106,6 +98,17 @@ func keyChanges(gained, lost string, a, b map[string]any) []string {
 	for _, k := range slices.Sorted(maps.Keys(a)) {
 		if _, ok := b[k]; !ok {
 			out = append(out, lost+" "+k)
+		}
+	}
+	return out
+}
+
+// valueChanges lists the keys a and b share whose values differ, each as format with the key.
+func valueChanges(format string, a, b map[string]any) []string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(b)) {
+		if v, ok := a[k]; ok && fmt.Sprint(v) != fmt.Sprint(b[k]) {
+			out = append(out, fmt.Sprintf(format, k))
 		}
 	}
 	return out
