@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -218,11 +217,11 @@ func (r rebuilder) runName(ctx context.Context, name string, o rebuild.Options) 
 	if err != nil {
 		return rebuild.Result{}, fmt.Errorf("rebuild %s: %w", name, err)
 	}
-	i := slices.IndexFunc(ps, func(p *pipeline.Pipeline) bool { return p.Name == name })
-	if i < 0 {
+	p := findPipeline(ps, name)
+	if p == nil {
 		return rebuild.Result{}, fmt.Errorf("rebuild: no pipeline %q", name)
 	}
-	return r.run(ctx, ps[i], o)
+	return r.run(ctx, p, o)
 }
 
 // deadRebuilder is checkpoint.DeadLocal for holders made by LocalHolder, with or without the
