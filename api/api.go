@@ -39,7 +39,8 @@ type Options struct {
 	Board *status.Board
 
 	// Token is the bearer token that the write routes require (POST and GET
-	// /v1/pipelines/{name}/rebuild): "" leaves them out, and so does a nil Rebuild.
+	// /v1/pipelines/{name}/rebuild, POST .../pause and .../resume): "" leaves them out; a
+	// nil Rebuild leaves out the rebuild routes.
 	Token string
 	// Rebuild rebuilds the pipeline that req names (see pipeline/rebuild.Run), calling
 	// onProgress as it goes, and returns when it has switched or failed. It runs in the
@@ -64,11 +65,11 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("GET /v1/pipelines", h.connected(h.pipelines))
 	mux.HandleFunc("GET /v1/projections/{name}/{key...}", h.connected(h.projection(h.get)))
 	mux.HandleFunc("GET /v1/projections/{name}", h.connected(h.projection(h.list)))
-	if o.Token != "" && o.Rebuild != nil {
-		mux.HandleFunc("POST /v1/pipelines/{name}/rebuild", h.authorized(h.connected(h.pipeline(h.startRebuild))))
-		mux.HandleFunc("GET /v1/pipelines/{name}/rebuild", h.authorized(h.pipeline(h.rebuildStatus)))
-	}
 	if o.Token != "" {
+		if o.Rebuild != nil {
+			mux.HandleFunc("POST /v1/pipelines/{name}/rebuild", h.authorized(h.connected(h.pipeline(h.startRebuild))))
+			mux.HandleFunc("GET /v1/pipelines/{name}/rebuild", h.authorized(h.pipeline(h.rebuildStatus)))
+		}
 		mux.HandleFunc("POST /v1/pipelines/{name}/pause", h.authorized(h.connected(h.pipeline(h.pause(true)))))
 		mux.HandleFunc("POST /v1/pipelines/{name}/resume", h.authorized(h.connected(h.pipeline(h.pause(false)))))
 	}

@@ -95,7 +95,7 @@ type HTTP struct {
 	// set explicitly disables the listener.
 	Listen string `koanf:"listen"`
 	// TokenFile is the path of a file holding the bearer token that the API's write routes
-	// (POST /v1/pipelines/{name}/rebuild) require; surrounding white space is trimmed. ""
+	// (POST /v1/pipelines/{name}/rebuild, .../pause, .../resume) require; surrounding white space is trimmed. ""
 	// (the default) leaves those routes out. A relative path resolves against the working
 	// directory. See [HTTP.Token].
 	TokenFile string `koanf:"token_file"`

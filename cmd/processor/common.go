@@ -134,13 +134,26 @@ func hostname() string {
 // pipelineNamed returns the pipeline of ps called name, or an error (exit 2) naming those
 // there are.
 func (g *globals) pipelineNamed(ps []*pipeline.Pipeline, name string) (*pipeline.Pipeline, error) {
-	i := slices.IndexFunc(ps, func(p *pipeline.Pipeline) bool { return p.Name == name })
-	if i < 0 {
-		names := make([]string, len(ps))
-		for j, p := range ps {
-			names[j] = p.Name
-		}
-		return nil, &exitError{code: 2, err: fmt.Errorf("error: unknown pipeline %q: %s has %s", name, g.config, strings.Join(names, ", "))}
+	p := findPipeline(ps, name)
+	if p == nil {
+		return nil, &exitError{code: 2, err: fmt.Errorf("error: unknown pipeline %q: %s has %s", name, g.config, strings.Join(pipelineNames(ps), ", "))}
 	}
-	return ps[i], nil
+	return p, nil
+}
+
+// findPipeline returns the pipeline of ps called name, or nil.
+func findPipeline(ps []*pipeline.Pipeline, name string) *pipeline.Pipeline {
+	if i := slices.IndexFunc(ps, func(p *pipeline.Pipeline) bool { return p.Name == name }); i >= 0 {
+		return ps[i]
+	}
+	return nil
+}
+
+// pipelineNames returns the names of ps, in order.
+func pipelineNames(ps []*pipeline.Pipeline) []string {
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		names[i] = p.Name
+	}
+	return names
 }

@@ -99,11 +99,7 @@ func dlqCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return nil, cobra.ShellCompDirectiveNoFileComp
 				}
-				names := make([]string, len(ps))
-				for i, p := range ps {
-					names[i] = p.Name
-				}
-				return names, cobra.ShellCompDirectiveNoFileComp
+				return pipelineNames(ps), cobra.ShellCompDirectiveNoFileComp
 			case 1:
 				return []string{"list", "show", "redrive"}, cobra.ShellCompDirectiveNoFileComp
 			}
@@ -125,12 +121,8 @@ func dlqCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var names []string
-			for _, p := range ps {
-				names = append(names, p.Name)
-			}
-			if !slices.Contains(names, name) {
-				return fmt.Errorf("no pipeline %q in %s; its pipelines: %s", name, g.config, strings.Join(names, ", "))
+			if findPipeline(ps, name) == nil {
+				return fmt.Errorf("no pipeline %q in %s; its pipelines: %s", name, g.config, strings.Join(pipelineNames(ps), ", "))
 			}
 			_, _, conn, err := g.openExisting(cmd.Context(), g.stdout)
 			if conn == nil {

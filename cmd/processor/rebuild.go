@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -218,11 +217,11 @@ func (r rebuilder) runName(ctx context.Context, name string, o rebuild.Options) 
 	if err != nil {
 		return rebuild.Result{}, fmt.Errorf("rebuild %s: %w", name, err)
 	}
-	i := slices.IndexFunc(ps, func(p *pipeline.Pipeline) bool { return p.Name == name })
-	if i < 0 {
+	p := findPipeline(ps, name)
+	if p == nil {
 		return rebuild.Result{}, fmt.Errorf("rebuild: no pipeline %q", name)
 	}
-	return r.run(ctx, ps[i], o)
+	return r.run(ctx, p, o)
 }
 
 // deadRebuilder is checkpoint.DeadLocal for holders made by LocalHolder, with or without the
@@ -270,12 +269,8 @@ func (s *progressShow) update(p rebuild.Progress) {
 	if !s.due(p) {
 		return
 	}
-	left := "unknown"
-	if l := p.Left(); l > 0 {
-		left = l.Round(time.Second).String()
-	}
 	s.log.Info("rebuild progress", "pipeline", p.Pipeline, "version", p.Version, "phase", p.Phase,
-		"done", p.Done, "total", p.Total, "per_s", int(p.Rate), "left", left)
+		"done", p.Done, "total", p.Total, "per_s", int(p.Rate), "left", timeLeft(p, "unknown"))
 }
 
 // due draws the line on a terminal, or tells whether to log p (the log writes through s.Write,
@@ -345,10 +340,14 @@ func progressLine(p rebuild.Progress) string {
 		frac = min(float64(p.Done)/float64(p.Total), 1)
 	}
 	n := int(frac * barWidth)
-	left := "-"
-	if l := p.Left(); l > 0 {
-		left = l.Round(time.Second).String()
-	}
 	return fmt.Sprintf("[%s%s]  %d/%d  %d/s  left %s  %s", strings.Repeat("#", n), strings.Repeat(".", barWidth-n),
-		p.Done, p.Total, int(p.Rate), left, p.Phase)
+		p.Done, p.Total, int(p.Rate), timeLeft(p, "-"), p.Phase)
+}
+
+// timeLeft is p's time left to the second, or unknown when p cannot tell.
+func timeLeft(p rebuild.Progress, unknown string) string {
+	if l := p.Left(); l > 0 {
+		return l.Round(time.Second).String()
+	}
+	return unknown
 }

@@ -206,7 +206,7 @@ func serveHTTP(c config.HTTP, o api.Options, log *slog.Logger) (stop func(), err
 	}()
 	log.Info("http listening", "addr", ln.Addr().String())
 	if o.Token != "" {
-		log.Info("http: POST /v1/pipelines/{name}/rebuild served, behind the bearer token of http.token_file")
+		log.Info("http: POST /v1/pipelines/{name}/rebuild, pause and resume served, behind the bearer token of http.token_file")
 	}
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
