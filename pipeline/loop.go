@@ -76,7 +76,7 @@ func (r stage) Quiet(b *unit) (bool, error) {
 func (r stage) BeginBurst(f batch.Feed) { r.readAhead(f) }
 
 // EndBurst implements [batch.Stage].
-func (r stage) EndBurst() { r.readsDone() }
+func (r stage) EndBurst(took int) { r.readsDone(took) }
 
 // Commit implements [batch.Stage]: it seals b and starts its commit.
 func (r stage) Commit(ctx context.Context, b *unit) *batch.Job[*unit] {

@@ -85,9 +85,10 @@ type Stage[P any] interface {
 	// Over tells whether the state cache is over its bound with keys no commit has written:
 	// the batch must be committed before it takes more.
 	Over() bool
-	// BeginBurst and EndBurst frame a burst of messages taken from f (reads ahead of them).
+	// BeginBurst and EndBurst frame a burst of messages taken from f (reads ahead of them);
+	// took is how many the burst took (none: the feed had nothing at hand).
 	BeginBurst(f Feed)
-	EndBurst()
+	EndBurst(took int)
 	// Commit seals b and starts its commit.
 	Commit(ctx context.Context, b P) *Job[P]
 	// Committed is called when j's commit has ended. It returns the error that ends the

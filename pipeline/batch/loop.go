@@ -145,11 +145,12 @@ func (l *Loop[B, P]) drain(ctx context.Context) error {
 // take processes the events at hand, at most BurstLen of them so that the timers and the
 // commit in flight are looked at often. It returns how many it took.
 func (l *Loop[B, P]) take() (int, error) {
-	if !l.full() {
-		l.stage.BeginBurst(l.feed)
+	if l.full() {
+		return 0, nil
 	}
-	defer l.stage.EndBurst()
+	l.stage.BeginBurst(l.feed)
 	n := 0
+	defer func() { l.stage.EndBurst(n) }()
 	for n < BurstLen && !l.full() {
 		m, ok := l.feed.Next()
 		if !ok {

@@ -103,7 +103,7 @@ func (s *fakeStage) Process(b *fakeBatch, m source.Msg) error {
 
 func (s *fakeStage) Over() bool      { return false }
 func (s *fakeStage) BeginBurst(Feed) {}
-func (s *fakeStage) EndBurst()       {}
+func (s *fakeStage) EndBurst(int)    {}
 func (s *fakeStage) allow(n int) {
 	for range n {
 		s.gate <- struct{}{}
