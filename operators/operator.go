@@ -69,6 +69,15 @@ type Reader interface {
 	Reads() []string
 }
 
+// KeyReader is implemented by operators that read one key of a projection through
+// [Store.Lookup], the key computed by an expression of the event: while reads are frequent,
+// the pipeline computes those keys for the events at hand and reads them ahead, many at once.
+// A key computed wrongly there (the expression reads a variable an earlier operator sets)
+// only costs a read: the operator computes its own.
+type KeyReader interface {
+	ReadsKey() (projection string, key *expr.Expr)
+}
+
 // Binder is implemented by operators that set expression variables for the operators after
 // them (see event.Event.SetVar): a lookup's `as`. The pipeline compiles the later operators'
 // expressions with these names (see [BuildContext.Vars]).

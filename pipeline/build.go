@@ -39,6 +39,9 @@ type Pipeline struct {
 	// prefetch are the projections whose folds use the pipeline's key (those before any
 	// `key` operator): their keys can be computed, and read ahead, before processing.
 	prefetch []string
+	// lookahead are the lookups before any `key` operator, whose keys prefetch computes too
+	// (see operators.KeyReader).
+	lookahead []keyRead
 	// peekLayout and peekFields are what prefetch decodes to run the type and key
 	// expressions: the fields they read, in layout's slots (or in a layout of their own when
 	// the pipeline has none; peekLayout nil: every field).
@@ -126,6 +129,10 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 			if name == "key" {
 				rekeyed = true
 			}
+			if kr, ok := op.(operators.KeyReader); ok && !rekeyed {
+				proj, key := kr.ReadsKey()
+				p.lookahead = append(p.lookahead, keyRead{proj, key})
+			}
 			if pr, ok := op.(operators.Projector); ok {
 				proj := pr.Projection()
 				// Only a fold's keys are the event's key, which read-ahead computes.
@@ -204,7 +211,11 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 			p.layout = event.NewLayout(fields)
 			expr.BindLayout(p.layout, exprs...)
 		}
-		peek, peekAll := expr.EventFields(p.typeExpr, p.keyExpr)
+		peekExprs := []*expr.Expr{p.typeExpr, p.keyExpr}
+		for _, kr := range p.lookahead {
+			peekExprs = append(peekExprs, kr.key)
+		}
+		peek, peekAll := expr.EventFields(peekExprs...)
 		switch {
 		case p.layout != nil:
 			// Not nil, which would convert every field: the key may read none.

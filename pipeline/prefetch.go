@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"github.com/jetfold/jetfold/operators/event"
+	"github.com/jetfold/jetfold/operators/expr"
 	"github.com/jetfold/jetfold/pipeline/batch"
 	"github.com/jetfold/jetfold/pipeline/decode"
 	"github.com/jetfold/jetfold/pipeline/source"
@@ -19,6 +20,12 @@ const (
 	prefetchOn = 8
 )
 
+// keyRead is a lookup whose key prefetch computes (see operators.KeyReader).
+type keyRead struct {
+	proj string
+	key  *expr.Expr
+}
+
 // prefetcher holds the state of prefetching for one runner.
 type prefetcher struct {
 	on      bool
@@ -26,7 +33,7 @@ type prefetcher struct {
 	ev      event.Event     // scratch for computing keys
 	before  int             // the store's reads when the burst began
 	fetched int             // keys read ahead for the burst
-	keys    []state.Key     // scratch: the keys of the events at hand
+	keys    []state.Key     // scratch: the keys of the events at hand, and of their lookups
 }
 
 // readAhead starts a burst of events: while prefetching is on, it reads ahead the keys of the
@@ -34,17 +41,20 @@ type prefetcher struct {
 func (r *Runner) readAhead(src batch.Feed) {
 	pf := &r.pf
 	pf.before, pf.fetched = r.store.Reads(), 0
-	if pf.on && len(r.p.prefetch) > 0 {
+	if pf.on && len(r.p.prefetch)+len(r.p.lookahead) > 0 {
 		pf.fetched = r.prefetch(src.AtHand(batch.BurstLen))
 	}
 }
 
-// readsDone ends a burst: it counts the burst's reads and decides whether the next burst
-// reads ahead.
-func (r *Runner) readsDone() {
+// readsDone ends a burst of took events: it counts the burst's reads and decides whether the
+// next burst reads ahead. A burst that took no event (the source had none at hand) says
+// nothing about the reads events need: prefetching stays as it was.
+func (r *Runner) readsDone(took int) {
 	pf := &r.pf
 	onDemand := r.store.Reads() - pf.before
-	pf.on = onDemand+pf.fetched >= prefetchOn
+	if took > 0 {
+		pf.on = onDemand+pf.fetched >= prefetchOn
+	}
 	if onDemand > 0 {
 		r.m.StateReads.WithLabelValues(r.p.Name, ReadOnDemand).Add(float64(onDemand))
 	}
@@ -55,9 +65,9 @@ func (r *Runner) readsDone() {
 }
 
 // prefetch reads the committed state of the keys that msgs will fold and the cache lacks, and
-// puts it in the cache. An event whose key cannot be computed here (a bad payload) is left to
-// processing, which reports it; a failed read is left to Get, which retries it. It returns the
-// number of keys read.
+// puts it in the cache; and the keys their lookups read (see operators.KeyReader). An event whose keys cannot be computed here (a bad payload) is left to
+// processing, which reports it; a failed read is left to Get or Lookup, which retry it. It
+// returns the number of keys read.
 func (r *Runner) prefetch(msgs []source.Msg) int {
 	pf := &r.pf
 	pf.keys = pf.keys[:0]
@@ -80,6 +90,16 @@ func (r *Runner) prefetch(msgs []source.Msg) int {
 		}
 		for _, proj := range r.p.prefetch {
 			pf.keys = append(pf.keys, state.Key{Projection: proj, Key: key})
+		}
+		if len(r.p.lookahead) > 0 {
+			ev.Key = key
+			for _, kr := range r.p.lookahead {
+				if v, err := x.Eval(kr.key, ev); err == nil && v != nil {
+					if k, err := expr.Text(v); err == nil {
+						pf.keys = append(pf.keys, state.Key{Projection: kr.proj, Key: k})
+					}
+				}
+			}
 		}
 	}
 	// Read ahead no more than a quarter of the cache: the entries read take the place of the

@@ -113,5 +113,8 @@ func (o *op) Binds() []string { return []string{o.as} }
 // Reads implements [operators.Reader].
 func (o *op) Reads() []string { return []string{o.projection} }
 
+// ReadsKey implements [operators.KeyReader].
+func (o *op) ReadsKey() (string, *expr.Expr) { return o.projection, o.key }
+
 // Exprs implements [operators.Expressioner].
 func (o *op) Exprs() []*expr.Expr { return []*expr.Expr{o.key} }

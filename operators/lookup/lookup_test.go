@@ -17,6 +17,7 @@ import (
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/streams"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestBuildErrors: each mistake is reported at its field.
@@ -174,4 +175,87 @@ func enriched(t *testing.T, js jetstream.JetStream) []string {
 		out = append(out, fmt.Sprintf("%s %s %g", b.Order, b.Name, b.N))
 	}
 	return out
+}
+
+// joinManyYAML is a join against a table larger than the pipeline's cache (and so than the
+// lookup's replica): format it with the server's URL.
+const joinManyYAML = `
+nats: {url: %q}
+http: {listen: none}
+streams:
+  - {name: EV, subjects: ["orders.>"]}
+  - {name: OUT, subjects: ["enriched.>"]}
+pipelines:
+  - name: orders
+    source: {stream: EV, stop: end}
+    key: event.order
+    type: '"order"'
+    cache: {max_keys: 1200}
+    batch: {size: 200}
+    operators:
+      - lookup: {projection: people, key: event.user, as: user}
+      - emit:
+          subject: '"enriched." + key'
+          data: {order: key, name: 'user?.name ?? "none"', n: 1}
+`
+
+// TestJoinReadAhead: a join against a table of 2,000 keys with a replica of 1,200: the keys the
+// events look up are read ahead, many at once, and every order is enriched with its user's
+// committed value (or none) as an oracle of the written table says.
+func TestJoinReadAhead(t *testing.T) {
+	srv := natstest.Server(t)
+	_, js := natstest.Connect(t, srv)
+	ctx := context.Background()
+	kv, err := streams.EnsureBucket(ctx, js, "people")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const people, orders = 2000, 3000
+	names := map[string]string{}
+	for i := range people {
+		if i%10 == 3 {
+			continue // absent
+		}
+		u, name := fmt.Sprintf("u%d", i), fmt.Sprintf("name-%d", i)
+		if _, err := kv.Put(ctx, u, []byte(fmt.Sprintf(`{"name":%q}`, name))); err != nil {
+			t.Fatal(err)
+		}
+		names[u] = name
+	}
+	ps := pipetest.Build(t, js, filepath.Join(t.TempDir(), "p.yaml"), fmt.Sprintf(joinManyYAML, srv.ClientURL()), nil)
+	var payloads [][]byte
+	var want []string
+	for i := range orders {
+		u := fmt.Sprintf("u%d", (i*7919)%people)
+		payloads = append(payloads, []byte(fmt.Sprintf(`{"order":"o%d","user":%q}`, i, u)))
+		name, ok := names[u]
+		if !ok {
+			name = "none"
+		}
+		want = append(want, fmt.Sprintf("o%d %s 1", i, name))
+	}
+	natstest.Publish(t, js, "orders.new", payloads)
+	m := pipeline.NewMetrics(nil)
+	if err := pipetest.Run(ctx, t, js, ps, pipeline.Options{OutputStreams: []string{"OUT"}, Metrics: m}); err != nil {
+		t.Fatal(err)
+	}
+	if got := enriched(t, js); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("enriched %d events, want %d; first difference at %d", len(got), len(want), firstDiff(got, want))
+	}
+	prefetched := testutil.ToFloat64(m.StateReads.WithLabelValues("orders", pipeline.ReadPrefetch))
+	onDemand := testutil.ToFloat64(m.StateReads.WithLabelValues("orders", pipeline.ReadOnDemand))
+	if prefetched < people/2 || onDemand > prefetched/4 {
+		t.Errorf("%v lookups read ahead, %v on demand: want most read ahead", prefetched, onDemand)
+	}
+	t.Logf("%v lookups read ahead, %v on demand", prefetched, onDemand)
+}
+
+// firstDiff returns the first index where a and b differ.
+func firstDiff(a, b []string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
 }

@@ -34,6 +34,19 @@ func (s *Store) Lookup(ctx context.Context, proj, key string) (map[string]any, e
 		}
 		return e.State.Map(), nil
 	}
+	t, err := s.table(ctx, proj)
+	if err != nil {
+		return nil, err
+	}
+	if v, ok, complete := t.get(key); ok || complete {
+		return v, nil
+	}
+	s.reads++
+	return t.fetch(ctx, key)
+}
+
+// table returns the replica of proj, another pipeline's projection, started when missing.
+func (s *Store) table(ctx context.Context, proj string) (*table, error) {
 	t := s.tables[proj]
 	if t != nil && t.switched.Load() {
 		t.stop() // a rebuild switched the projection to another bucket: replicate that one
@@ -52,10 +65,7 @@ func (s *Store) Lookup(ctx context.Context, proj, key string) (map[string]any, e
 	if err := t.watch(ctx, s.js); err != nil {
 		return nil, err
 	}
-	if v, ok, complete := t.get(key); ok || complete {
-		return v, nil
-	}
-	return t.fetch(ctx, key)
+	return t, nil
 }
 
 // Close stops the watches of the store's replicas.
@@ -70,6 +80,7 @@ func (s *Store) Close() {
 type table struct {
 	proj  string
 	limit int
+	ahead int // keys ReadAhead is reading into it; used by the processing goroutine only
 
 	mu       sync.Mutex
 	vals     map[string]tableValue
@@ -148,8 +159,14 @@ func (t *table) watch(ctx context.Context, js jetstream.JetStream) error {
 	t.mu.Lock()
 	t.want = int(t.stream.CachedInfo().State.NumSubjects)
 	t.mu.Unlock()
-	// The watch outlives ctx (a batch's): it ends with the store (Close).
-	w, err := kv.WatchAll(context.WithoutCancel(ctx))
+	// The watch outlives ctx (a batch's): it ends with the store (Close). A bucket with more
+	// keys than the replica holds is not delivered whole (only to be evicted at random): the
+	// replica then holds the keys read, kept current by the changes made after the start.
+	var opts []jetstream.WatchOpt
+	if t.want > t.limit {
+		opts = append(opts, jetstream.UpdatesOnly())
+	}
+	w, err := kv.WatchAll(context.WithoutCancel(ctx), opts...)
 	if err != nil {
 		return fmt.Errorf("%w: watch %s: %v", ErrUnavailable, t.proj, err)
 	}
@@ -188,6 +205,8 @@ func (t *table) fetch(ctx context.Context, key string) (map[string]any, error) {
 	}
 	msg, err := t.stream.GetLastMsgForSubject(ctx, streams.KVSubject(t.bucket, streams.EncodeKey(key)))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		// Absent, as of after the watch started: a value written since comes through it.
+		t.put(key, nil, 0)
 		return nil, nil
 	}
 	if err != nil {

@@ -69,8 +69,9 @@ type Store struct {
 	tables  map[string]*table           // replicas of those it only reads (see Lookup)
 	reads   int                         // reads on demand (by Get)
 
-	miss []*entry // scratch of ReadAhead
-	seen map[[2]string]struct{}
+	miss  []*entry    // scratch of ReadAhead
+	tmiss []tableMiss // scratch of ReadAhead
+	seen  map[[2]string]struct{}
 }
 
 // New returns an empty store; [Store.Open] opens its projections.
@@ -321,42 +322,65 @@ type Key struct{ Projection, Key string }
 // readAheadWorkers is how many reads ahead are in flight at once.
 const readAheadWorkers = 32
 
-// ReadAhead reads the committed state of those of keys that the cache lacks and whose bucket
-// may hold them, many at once, and puts them in the cache; at most room of them. A failed
-// read is left to Get, which retries it. It returns the number of keys read.
+// ReadAhead reads, many at once, the committed state of those of keys that Get or Lookup
+// would read from their buckets: the keys of the store's own projections that the cache lacks
+// and whose bucket may hold them, at most room of them, into the cache; and the keys of other
+// pipelines' projections that their replicas lack (see [Store.Lookup]), into the replicas. A
+// failed read is left to Get or Lookup, which retry it. It returns the number of keys read.
 func (s *Store) ReadAhead(ctx context.Context, keys []Key, room int) int {
 	s.miss = s.miss[:0]
+	s.tmiss = s.tmiss[:0]
 	if s.seen == nil {
 		s.seen = map[[2]string]struct{}{}
 	}
 	clear(s.seen)
 	for _, k := range keys {
-		if len(s.miss) >= room {
-			break
-		}
 		pk := [2]string{k.Projection, k.Key}
-		if _, dup := s.seen[pk]; dup || s.cache.has(k.Projection, k.Key) || s.cache.absent(k.Projection, k.Key) {
+		if _, dup := s.seen[pk]; dup {
 			continue
 		}
 		s.seen[pk] = struct{}{}
+		if _, own := s.buckets[k.Projection]; !own && s.o.Shapes[k.Projection] == nil {
+			t, err := s.table(ctx, k.Projection)
+			if err != nil || t.stream == nil {
+				continue // left to Lookup
+			}
+			// As for the cache, no more than a quarter of the replica: a key read takes the
+			// place of another, and must stay until its event is processed.
+			if _, ok, complete := t.get(k.Key); !ok && !complete && t.ahead < max(t.limit/4, 1) {
+				t.ahead++
+				s.tmiss = append(s.tmiss, tableMiss{t, k.Key})
+			}
+			continue
+		}
+		if len(s.miss) >= room || s.cache.has(k.Projection, k.Key) || s.cache.absent(k.Projection, k.Key) {
+			continue
+		}
 		s.miss = append(s.miss, newEntry(k.Projection, s.bucket(k.Projection), k.Key))
 	}
-	if len(s.miss) == 0 {
+	reads := len(s.miss) + len(s.tmiss)
+	if reads == 0 {
 		return 0
 	}
-	loaded := make([]bool, len(s.miss))
+	loaded := make([]bool, reads)
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(len(s.miss), readAheadWorkers) {
+	for range min(reads, readAheadWorkers) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
 				i := int(next.Add(1)) - 1
-				if i >= len(s.miss) {
+				switch {
+				case i >= reads:
 					return
+				case i < len(s.miss):
+					loaded[i] = s.load(ctx, s.miss[i]) == nil
+				default:
+					m := s.tmiss[i-len(s.miss)]
+					_, err := m.t.fetch(ctx, m.key)
+					loaded[i] = err == nil
 				}
-				loaded[i] = s.load(ctx, s.miss[i]) == nil
 			}
 		}()
 	}
@@ -368,9 +392,22 @@ func (s *Store) ReadAhead(ctx context.Context, keys []Key, room int) int {
 			n++
 		}
 	}
+	for i, m := range s.tmiss {
+		m.t.ahead = 0
+		if loaded[len(s.miss)+i] {
+			n++
+		}
+	}
 	clear(s.miss)
+	clear(s.tmiss)
 	s.cache.shrink() // between events: no entry is in use
 	return n
+}
+
+// tableMiss is a key a replica lacks, for ReadAhead.
+type tableMiss struct {
+	t   *table
+	key string
 }
 
 // readRetryFor is about how long a KV read is retried while the connection is down.
