@@ -106,6 +106,7 @@ func (g *globals) rebuild(ctx context.Context, name string, f rebuildFlags) erro
 	if err != nil {
 		return err
 	}
+	setMemoryLimit(g.logger(), []*pipeline.Pipeline{p})
 
 	// As get: nothing is created before the first run (then there is nothing to rebuild).
 	_, _, conn, err := g.openExisting(ctx, g.stderr)

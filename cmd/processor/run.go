@@ -5,18 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/KimMachineGun/automemlimit/memlimit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
@@ -24,6 +21,7 @@ import (
 	"github.com/jetfold/jetfold/api"
 	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/config"
+	"github.com/jetfold/jetfold/internal/memory"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/pipeline/rebuild"
 	"github.com/jetfold/jetfold/pipeline/status"
@@ -31,18 +29,13 @@ import (
 	"github.com/jetfold/jetfold/streams/embedded"
 )
 
-// setMemoryLimit keeps the heap within a container's memory limit: unless GOMEMLIMIT is set,
-// it sets the Go memory limit to 90% of the cgroup's (AUTOMEMLIMIT=off disables it, a number
-// in (0,1] changes the ratio). Outside a container with a limit it does nothing.
-func setMemoryLimit(log *slog.Logger) {
-	before := debug.SetMemoryLimit(-1)
-	limit, err := memlimit.Set(memlimit.WithRatio(0.9), memlimit.WithProvider(memlimit.FromCgroup))
-	switch {
-	case err != nil:
-		log.Debug("no memory limit from the cgroup", "err", err)
-	case limit != before && limit != math.MaxInt64:
-		log.Info("memory limit set from the cgroup", "GOMEMLIMIT", limit)
+// setMemoryLimit sets the Go soft memory limit for the pipelines ps (see memory.SetLimit).
+func setMemoryLimit(log *slog.Logger, ps []*pipeline.Pipeline) {
+	keys := 0
+	for _, p := range ps {
+		keys += p.Config.Cache.MaxKeys
 	}
+	memory.SetLimit(memory.Options{CacheKeys: keys, Logger: log})
 }
 
 func runCmd(g *globals) *cobra.Command {
@@ -63,7 +56,7 @@ func runCmd(g *globals) *cobra.Command {
 			}
 			ctx := cmd.Context()
 			log := g.logger()
-			setMemoryLimit(log)
+			setMemoryLimit(log, ps)
 			for _, p := range ps {
 				for _, w := range p.Warnings {
 					log.Warn(w.Error())
