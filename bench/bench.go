@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetfold/jetfold/config"
+	"github.com/jetfold/jetfold/internal/memory"
 	"github.com/jetfold/jetfold/operators/builtin"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/streams"
@@ -68,6 +69,13 @@ type Options struct {
 	// CPUProfile, when set, receives a CPU profile of the first round's pipeline phase only
 	// (of the workload's own pipeline, for a workload other than fold).
 	CPUProfile io.Writer
+	// Cold runs the cold mode instead of the rounds of the standard fold: a workload of twice
+	// Events, whose second half is folded by the runner that folded the first (warm) and by
+	// a new one (cold), in each round (see [Cold]).
+	Cold bool
+	// MemoryLimit sets the process's Go soft memory limit as `processor run` does (see
+	// memory.SetLimit), from the bench pipelines' cache bounds.
+	MemoryLimit bool
 	// Phase, when set, is called with "pipeline-start" and "pipeline-end" around the
 	// pipeline phase (to take allocation profiles of just that phase, for example).
 	Phase func(name string)
@@ -108,6 +116,12 @@ type Result struct {
 	KeysWritten int `json:"keys_written"`
 	// Projected is the number of keys in the projection at the end.
 	Projected int `json:"projected_keys"`
+	// KVWriteRate is the rate of the pipeline's projection writes alone (as many
+	// compare-and-set writes as KeysWritten, to keys drawn alike, published as a commit
+	// publishes them), measured after the pipeline in the same round; KVBound is the event
+	// rate those writes alone allow: Events / (KeysWritten / KVWriteRate).
+	KVWriteRate float64 `json:"kv_writes_per_s,omitempty"`
+	KVBound     float64 `json:"kv_bound_events_per_s,omitempty"`
 	// Workload is the workload run (see [Workloads]).
 	Workload string `json:"workload"`
 	// WorkloadRate is the rate of the workload's own pipeline (not for fold), from the start
@@ -124,6 +138,8 @@ type Result struct {
 	Rounds []Round `json:"rounds,omitempty"`
 	// Latency is set in latency mode.
 	Latency *Latency `json:"latency,omitempty"`
+	// Cold is set in cold mode.
+	Cold *Cold `json:"cold,omitempty"`
 }
 
 // Round is one round's measurement: the raw consume, then the pipeline.
@@ -330,8 +346,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if !slices.Contains(Workloads, o.Workload) {
 		return Result{}, fmt.Errorf("bench: unknown workload %q (want one of %v)", o.Workload, Workloads)
 	}
-	if o.Latency && o.Workload != WorkloadFold {
-		return Result{}, fmt.Errorf("bench: the latency mode runs the fold workload only")
+	if (o.Latency || o.Cold) && o.Workload != WorkloadFold {
+		return Result{}, fmt.Errorf("bench: the latency and cold modes run the fold workload only")
+	}
+	if o.Latency && o.Cold {
+		return Result{}, fmt.Errorf("bench: choose the latency mode or the cold mode")
 	}
 	cfgPath := filepath.Join(dir, "bench.yaml")
 	specs := []Pipeline{foldPipeline(stop, o.Batch, o.CacheKeys)}
@@ -350,6 +369,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	ps, err := pipeline.Build(cfg, builtin.Registry())
 	if err != nil {
 		return Result{}, fmt.Errorf("bench pipeline: %w", err)
+	}
+	if o.MemoryLimit {
+		keys := 0
+		for _, p := range ps {
+			keys += p.Config.Cache.MaxKeys
+		}
+		memory.SetLimit(memory.Options{CacheKeys: keys, Logger: o.Logger})
 	}
 	conn, err := embedded.Connect(ctx, cfg.NATS, embedded.ConnectOptions{
 		ConnectOptions: streams.ConnectOptions{Name: "jetfold-bench"}, NoListen: true,
@@ -376,6 +402,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 	}
 	o.Logger.Info("publishing the workload", "events", o.Events, "keys", o.Keys)
+	if o.Cold {
+		return runColdRounds(ctx, conn, cfg.Streams, ps, o, res)
+	}
 	if res.PublishRate, res.PayloadBytes, err = publish(ctx, conn.JS, o); err != nil {
 		return res, err
 	}
@@ -472,6 +501,13 @@ func runRound(ctx context.Context, conn *streams.Conn, ps []*pipeline.Pipeline, 
 		return fmt.Errorf("bench: %w", err)
 	}
 	res.Projected = int(kv.CachedInfo().State.NumSubjects)
+	if res.KeysWritten > 0 {
+		o.Logger.Info("kv writes alone")
+		if res.KVWriteRate, err = kvWrites(ctx, conn.NC, res.KeysWritten, res.KeysWritten/max(res.Commits, 1), o.Keys); err != nil {
+			return err
+		}
+		res.KVBound = float64(o.Events) * res.KVWriteRate / float64(res.KeysWritten)
+	}
 	return nil
 }
 

@@ -35,7 +35,23 @@ func TestSmoke(t *testing.T) {
 	if len(res.Rounds) != 2 || res.Ratio != res.Rounds[0].Ratio && res.Ratio != res.Rounds[1].Ratio {
 		t.Errorf("rounds %+v, ratio %v: want two rounds, the ratio one of theirs", res.Rounds, res.Ratio)
 	}
+	if res.KVWriteRate <= 0 || res.KVBound <= 0 {
+		t.Errorf("kv writes %v/s, bound %v: want the writes alone measured", res.KVWriteRate, res.KVBound)
+	}
 	if res.PayloadBytes < 190 || res.PayloadBytes > 230 {
 		t.Errorf("payload %d bytes, want about 200", res.PayloadBytes)
+	}
+}
+
+// TestColdSmoke runs a small cold mode: both halves folded, the cold runner from the middle to
+// the end (runCold fails otherwise), both rates and the first commit measured.
+func TestColdSmoke(t *testing.T) {
+	res, err := bench.Run(context.Background(), bench.Options{Events: 20_000, Keys: 5_000, CacheKeys: 500, Rounds: 1, Cold: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := res.Cold
+	if c == nil || c.WarmRate <= 0 || c.ColdRate <= 0 || c.FirstCommit <= 0 || c.WarmToCold <= 0 || res.RawRate <= 0 {
+		t.Errorf("result %+v, cold %+v: want every rate and the first commit measured", res, c)
 	}
 }

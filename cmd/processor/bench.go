@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -30,6 +31,7 @@ publishes at --rate events/s for --duration and reports publish-to-visible laten
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Logger = g.logger()
+			o.MemoryLimit = true
 			if cpuProfile != "" {
 				f, err := os.Create(cpuProfile)
 				if err != nil {
@@ -78,6 +80,7 @@ publishes at --rate events/s for --duration and reports publish-to-visible laten
 	f.StringVar(&o.Workload, "workload", bench.WorkloadFold, "fold, windows (the fold plus a window and a timeout), stateful (the window and the timeout alone) or lookup (the fold plus a lookup): all but fold also run the fold alone, and report both")
 	f.IntVar(&o.EventRate, "event-rate", 10_000, "events per second of event time (the events' ts field): how many events a window of --workload windows holds")
 	f.BoolVar(&o.Latency, "latency", false, "latency mode")
+	f.BoolVar(&o.Cold, "cold", false, "cold mode: publish twice --events; fold the second half with the runner that folded the first (warm cache), then with a new runner on the first half's projection (empty cache); report both rates and the new runner's time to its first commit")
 	f.IntVar(&o.Rate, "rate", 10_000, "latency mode: events per second")
 	f.DurationVar(&o.Duration, "duration", 0, "latency mode: how long to publish (default 30s)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
@@ -91,6 +94,22 @@ func printBench(g *globals, r bench.Result) {
 	if l := r.Latency; l != nil {
 		fmt.Fprintf(w, "latency at %d events/s for %s (%d events): p50 %s  p99 %s  max %s\n",
 			l.Rate, l.Duration, l.Events, l.P50, l.P99, l.Max)
+		return
+	}
+	if c := r.Cold; c != nil {
+		fmt.Fprintf(w, "workload:  %d events of %d bytes over %d keys, folded up to event %d, then on\n", 2*r.Events, r.PayloadBytes, r.Keys, r.Events)
+		fmt.Fprintf(w, "raw:       %10.0f events/s  (plain consumer, AckNone, no decoding)\n", r.RawRate)
+		fmt.Fprintf(w, "warm:      %10.0f events/s  (the runner that folded the first half goes on)\n", c.WarmRate)
+		fmt.Fprintf(w, "cold:      %10.0f events/s  (a new runner, empty cache; first commit after %s)\n", c.ColdRate, c.FirstCommit.Round(time.Millisecond))
+		fmt.Fprintf(w, "warm/cold: %10.2f", c.WarmToCold)
+		if len(r.Rounds) > 1 {
+			fmt.Fprintf(w, "  (the median of %d rounds; cold/raw:", len(r.Rounds))
+			for _, rr := range r.Rounds {
+				fmt.Fprintf(w, " %.2f", rr.Ratio)
+			}
+			fmt.Fprint(w, ")")
+		}
+		fmt.Fprintln(w)
 		return
 	}
 	fmt.Fprintf(w, "workload:  %d events of %d bytes over %d keys, %d derived events\n", r.Events, r.PayloadBytes, r.Keys, r.Emitted)
@@ -119,4 +138,8 @@ func printBench(g *globals, r bench.Result) {
 		float64(r.CPUPerEvent)/1e3, float64(r.RawCPUPerEvent)/1e3)
 	fmt.Fprintf(w, "commits:   %10d  (%d projection keys written, %.2f per event)\n",
 		r.Commits, r.KeysWritten, float64(r.KeysWritten)/float64(max(r.Events, 1)))
+	if r.KVWriteRate > 0 {
+		fmt.Fprintf(w, "kv writes: %10.0f keys/s  (as many CAS writes alone, no fold: they bound the pipeline at %.0f events/s; pipeline/bound %.2f)\n",
+			r.KVWriteRate, r.KVBound, r.PipelineRate/r.KVBound)
+	}
 }
