@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"runtime/pprof"
 	"time"
@@ -102,13 +103,7 @@ func printBench(g *globals, r bench.Result) {
 		fmt.Fprintf(w, "warm:      %10.0f events/s  (the runner that folded the first half goes on)\n", c.WarmRate)
 		fmt.Fprintf(w, "cold:      %10.0f events/s  (a new runner, empty cache; first commit after %s)\n", c.ColdRate, c.FirstCommit.Round(time.Millisecond))
 		fmt.Fprintf(w, "warm/cold: %10.2f", c.WarmToCold)
-		if len(r.Rounds) > 1 {
-			fmt.Fprintf(w, "  (the median of %d rounds; cold/raw:", len(r.Rounds))
-			for _, rr := range r.Rounds {
-				fmt.Fprintf(w, " %.2f", rr.Ratio)
-			}
-			fmt.Fprint(w, ")")
-		}
+		printRatios(w, r.Rounds, "  (the median of %d rounds; cold/raw:", ")")
 		fmt.Fprintln(w)
 		return
 	}
@@ -117,13 +112,7 @@ func printBench(g *globals, r bench.Result) {
 	fmt.Fprintf(w, "raw:       %10.0f events/s  (plain consumer, AckNone, no decoding)\n", r.RawRate)
 	fmt.Fprintf(w, "pipeline:  %10.0f events/s  (fold + emit, committed to KV)\n", r.PipelineRate)
 	fmt.Fprintf(w, "ratio:     %10.2f", r.Ratio)
-	if len(r.Rounds) > 1 {
-		fmt.Fprintf(w, "  (the median of %d rounds:", len(r.Rounds))
-		for _, rr := range r.Rounds {
-			fmt.Fprintf(w, " %.2f", rr.Ratio)
-		}
-		fmt.Fprint(w, "; the figures are its round's)")
-	}
+	printRatios(w, r.Rounds, "  (the median of %d rounds:", "; the figures are its round's)")
 	fmt.Fprintln(w)
 	if r.WorkloadRate > 0 {
 		fmt.Fprintf(w, "%-10s %10.0f events/s  (%.2f of the fold's rate, %.2f us CPU/event; rounds:", r.Workload+":", r.WorkloadRate, r.WorkloadToFold, float64(r.WorkloadCPUPerEvent)/1e3)
@@ -142,4 +131,17 @@ func printBench(g *globals, r bench.Result) {
 		fmt.Fprintf(w, "kv writes: %10.0f keys/s  (as many CAS writes alone, no fold: they bound the pipeline at %.0f events/s; pipeline/bound %.2f)\n",
 			r.KVWriteRate, r.KVBound, r.PipelineRate/r.KVBound)
 	}
+}
+
+// printRatios writes, for more than one round, lead (formatted with the number of rounds),
+// each round's ratio, then tail.
+func printRatios(w io.Writer, rounds []bench.Round, lead, tail string) {
+	if len(rounds) < 2 {
+		return
+	}
+	fmt.Fprintf(w, lead, len(rounds))
+	for _, rr := range rounds {
+		fmt.Fprintf(w, " %.2f", rr.Ratio)
+	}
+	fmt.Fprint(w, tail)
 }
