@@ -73,7 +73,7 @@ func (r stage) Quiet(b *unit) (bool, error) {
 
 // BeginBurst implements [batch.Stage]: while reads are frequent, it reads ahead the keys of
 // the events at hand.
-func (r stage) BeginBurst(f batch.Feed) { r.readAhead(f) }
+func (r stage) BeginBurst(f batch.Feed, max int) int { return r.readAhead(f, max) }
 
 // EndBurst implements [batch.Stage].
 func (r stage) EndBurst(took int) { r.readsDone(took) }

@@ -15,8 +15,10 @@ import (
 // such reads are frequent, the keys of the events at hand are read ahead, many at once, before
 // the events are processed.
 const (
-	// prefetchOn is how many KV reads in one burst of events turn prefetching on; below it,
-	// prefetching turns off again (it costs a second decode of each event).
+	// prefetchOn is how many KV reads in one burst of events turn prefetching on, as do
+	// reads for at least half the events of a shorter burst; two bursts in a row of at least
+	// as many events with fewer reads turn it off again (it costs a second decode of each
+	// event). A shorter burst with no read says too little to change it.
 	prefetchOn = 8
 )
 
@@ -29,6 +31,7 @@ type keyRead struct {
 // prefetcher holds the state of prefetching for one runner.
 type prefetcher struct {
 	on      bool
+	quiet   int             // bursts in a row with few reads
 	dec     *decode.Decoder // decodes only what the type and key expressions read
 	ev      event.Event     // scratch for computing keys
 	before  int             // the store's reads when the burst began
@@ -36,14 +39,19 @@ type prefetcher struct {
 	keys    []state.Key     // scratch: the keys of the events at hand, and of their lookups
 }
 
-// readAhead starts a burst of events: while prefetching is on, it reads ahead the keys of the
-// events src has at hand.
-func (r *Runner) readAhead(src batch.Feed) {
+// readAhead starts a burst of at most max events: while prefetching is on, it reads ahead the
+// keys of those src has at hand, and returns how many those are (0: it did not read ahead).
+// The burst ends with them: while reads are slow, more events arrive during a burst than
+// were at hand at its start, and the next burst reads theirs ahead.
+func (r *Runner) readAhead(src batch.Feed, max int) int {
 	pf := &r.pf
 	pf.before, pf.fetched = r.store.Reads(), 0
-	if pf.on && len(r.p.prefetch)+len(r.p.lookahead) > 0 {
-		pf.fetched = r.prefetch(src.AtHand(batch.BurstLen))
+	if !pf.on || len(r.p.prefetch)+len(r.p.lookahead) == 0 {
+		return 0
 	}
+	msgs := src.AtHand(max)
+	pf.fetched = r.prefetch(msgs)
+	return len(msgs)
 }
 
 // readsDone ends a burst of took events: it counts the burst's reads and decides whether the
@@ -53,7 +61,17 @@ func (r *Runner) readsDone(took int) {
 	pf := &r.pf
 	onDemand := r.store.Reads() - pf.before
 	if took > 0 {
-		pf.on = onDemand+pf.fetched >= prefetchOn
+		switch reads := onDemand + pf.fetched; {
+		case reads >= prefetchOn || reads > 0 && 2*reads >= took:
+			pf.on, pf.quiet = true, 0
+		case took >= prefetchOn:
+			// Enough events to tell, and few reads; but the burst before may have read this
+			// one's keys ahead (it reads what is at hand, and a batch can end before): only a
+			// second such burst in a row turns prefetching off.
+			if pf.quiet++; pf.quiet >= 2 {
+				pf.on = false
+			}
+		}
 	}
 	if onDemand > 0 {
 		r.m.StateReads.WithLabelValues(r.p.Name, ReadOnDemand).Add(float64(onDemand))

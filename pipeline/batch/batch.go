@@ -85,9 +85,11 @@ type Stage[P any] interface {
 	// Over tells whether the state cache is over its bound with keys no commit has written:
 	// the batch must be committed before it takes more.
 	Over() bool
-	// BeginBurst and EndBurst frame a burst of messages taken from f (reads ahead of them);
+	// BeginBurst and EndBurst frame a burst of at most max messages taken from f. BeginBurst
+	// returns how many of them it read ahead for (those at hand; 0: it did not read ahead):
+	// the burst takes no more, and the next one reads ahead of those that arrived meanwhile.
 	// took is how many the burst took (none: the feed had nothing at hand).
-	BeginBurst(f Feed)
+	BeginBurst(f Feed, max int) (covered int)
 	EndBurst(took int)
 	// Commit seals b and starts its commit.
 	Commit(ctx context.Context, b P) *Job[P]

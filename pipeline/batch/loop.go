@@ -148,10 +148,15 @@ func (l *Loop[B, P]) take() (int, error) {
 	if l.full() {
 		return 0, nil
 	}
-	l.stage.BeginBurst(l.feed)
+	// The burst takes what the batch has room for: the next batch's events would be read
+	// ahead now, and the next burst would find its keys read and nothing to read ahead.
+	limit := BurstLen
+	if covered := l.stage.BeginBurst(l.feed, min(BurstLen, max(l.lim.size-l.cur.N, 1))); covered > 0 {
+		limit = covered
+	}
 	n := 0
 	defer func() { l.stage.EndBurst(n) }()
-	for n < BurstLen && !l.full() {
+	for n < limit && !l.full() {
 		m, ok := l.feed.Next()
 		if !ok {
 			break

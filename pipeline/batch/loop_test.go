@@ -101,9 +101,9 @@ func (s *fakeStage) Process(b *fakeBatch, m source.Msg) error {
 	return nil
 }
 
-func (s *fakeStage) Over() bool      { return false }
-func (s *fakeStage) BeginBurst(Feed) {}
-func (s *fakeStage) EndBurst(int)    {}
+func (s *fakeStage) Over() bool               { return false }
+func (s *fakeStage) BeginBurst(Feed, int) int { return 0 }
+func (s *fakeStage) EndBurst(int)             {}
 func (s *fakeStage) allow(n int) {
 	for range n {
 		s.gate <- struct{}{}
