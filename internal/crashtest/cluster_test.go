@@ -1,0 +1,298 @@
+package crashtest
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetfold/jetfold/checkpoint"
+	"github.com/jetfold/jetfold/internal/natstest"
+	"github.com/jetfold/jetfold/internal/shoptest"
+	"github.com/jetfold/jetfold/streams"
+)
+
+// clusterStreams is shoptest.Streams with three replicas each.
+const clusterStreams = `
+streams:
+  - {name: SHOP, subjects: ["shop.>"], replicas: 3}
+  - {name: SHOP_DERIVED, subjects: ["derived.>"], duplicate_window: 10m, replicas: 3}
+`
+
+// clusterLeaseTTL is the processors' lease TTL in the cluster test: the default's, so that the
+// failover time measured is the one users get.
+const clusterLeaseTTL = 5 * time.Second
+
+// clusterConfig writes a configuration for a processor named instance on a cluster at url, with
+// every stream and bucket at three replicas.
+func (e *crashEnv) clusterConfig(url, stop, instance string) string {
+	e.t.Helper()
+	y := fmt.Sprintf("nats: {url: %q, kv_replicas: 3}\nhttp: {listen: none}\n", url) +
+		fmt.Sprintf("processor: {instance: %s, lease_ttl: %s}\n", instance, clusterLeaseTTL) +
+		clusterStreams + "pipelines:" + fmt.Sprintf(shoptest.Pipeline, "all", stop, 300, 500) +
+		fmt.Sprintf(shoptest.Stateful, "all", stop, 300, 2000)
+	path := filepath.Join(e.dir, instance+"-"+stop+".yaml")
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	return path
+}
+
+// TestClusterFailover runs three processors on one configuration against a 3-node JetStream
+// cluster (streams and buckets at three replicas): one holds each pipeline's lease, the others
+// stand by. Mid-run it SIGKILLs the holder of the carts pipeline and stops the node that leads
+// the checkpoint bucket, measures the time until another processor advances the carts
+// checkpoint, restarts the node, and compares the result with the oracle.
+func TestClusterFailover(t *testing.T) {
+	events := 6_000
+	switch {
+	case natstest.Long():
+		events = 30_000
+	case testing.Short():
+		events = 3_000
+	}
+	s := seed(t)
+	rng := rand.New(rand.NewPCG(s, 7))
+	cl := natstest.NewCluster(t, natstest.ClusterOptions{})
+	nc, js := cl.Connect(t)
+	e := &crashEnv{t: t, dir: t.TempDir(), bin: processor(t), nc: nc, js: js,
+		payload: shoptest.Workload(s, events, 1000)}
+	if d := os.Getenv("JETFOLD_CRASH_DIR"); d != "" {
+		e.dir = d
+	}
+	url := cl.URLs()
+
+	names := []string{"proc-a", "proc-b", "proc-c"}
+	procs := make(map[string]*child, len(names))
+	for _, n := range names {
+		procs[n] = e.startLogged(e.clusterConfig(url, "follow", n), n+".log")
+	}
+	t.Cleanup(func() {
+		for _, c := range procs {
+			_ = c.cmd.Process.Kill()
+			<-c.done
+		}
+	})
+	natstest.Eventually(t, childStall, "the SHOP stream", func() bool {
+		_, err := js.Stream(context.Background(), "SHOP")
+		return err == nil
+	})
+	leases := e.observeLeases()
+	holder := func(pipeline string) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		h, err := leases.Holder(ctx, pipeline)
+		if err != nil {
+			return ""
+		}
+		return h
+	}
+	natstest.Eventually(t, childStall, "each pipeline's lease to be held", func() bool {
+		return holder("carts") != "" && holder("stateful") != ""
+	})
+
+	half := events / 2
+	e.publish(0, half)
+	natstest.Progress(t, "the first half", childStall, childLimit, e.checkpointSeq, func() bool {
+		return e.checkpointSeq() >= uint64(half)
+	})
+	victim := holder("carts")
+	if _, ok := procs[victim]; !ok {
+		t.Fatalf("the carts lease is held by %q, not by one of %v", victim, names)
+	}
+	for _, p := range []string{"carts", "stateful"} {
+		if n := e.startedIn(names, p); n != 1 {
+			t.Fatalf("%d processes started pipeline %s before any fault, want 1 (the others stand by)", n, p)
+		}
+	}
+	standbys := 0
+	for _, n := range names {
+		if n != victim && strings.Contains(e.logOf(n+".log"), "standing by") {
+			standbys++
+		}
+	}
+	if standbys != len(names)-1 {
+		t.Fatalf("%d of the other %d processes say they stand by", standbys, len(names)-1)
+	}
+
+	// The faults: a chunk of the second half, then a SIGKILL of the carts holder at a random
+	// moment and a stop of the node that leads the checkpoint bucket, while the rest of the
+	// second half goes on being published: there is always work after the kill.
+	chunk := max(half/10, 1)
+	e.publish(half, half+chunk)
+	time.Sleep(time.Duration(rng.IntN(100)) * time.Millisecond) // a random moment, not a synchronisation
+	_ = procs[victim].cmd.Process.Signal(syscall.SIGKILL)
+	<-procs[victim].done
+	killed := time.Now()
+	delete(procs, victim)
+	atKill := e.pipelineSeq("carts")
+	down := e.leaderOf(cl, "KV_"+streams.CheckpointBucket)
+	cl.Stop(down)
+	stopped := time.Since(killed)
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		for i := half + chunk; i < events; i += chunk {
+			e.publish(i, min(i+chunk, events))
+		}
+	}()
+
+	var takeover time.Duration
+	natstest.Eventually(t, childStall, "another processor to advance the carts checkpoint", func() bool {
+		if e.pipelineSeq("carts") <= atKill {
+			return false
+		}
+		takeover = time.Since(killed)
+		return true
+	})
+	next := holder("carts")
+	t.Logf("failover: carts checkpoint %d at the kill of %s; node n%d stopped %s after the kill; advanced by %s %s after the kill (lease TTL %s, target under %s)",
+		atKill, victim, down, stopped.Round(time.Millisecond), next, takeover.Round(time.Millisecond), clusterLeaseTTL, clusterLeaseTTL+2*time.Second)
+	if next == victim || next == "" {
+		t.Fatalf("the carts lease is held by %q after the takeover; %s was killed", next, victim)
+	}
+	// The ceiling is the design's: the TTL runs out, a standby looks every TTL/4, then it
+	// starts from its checkpoint; 2 s more than that is the issue's target, a loaded machine
+	// and a leader election on top get as much again.
+	if limit := clusterLeaseTTL + clusterLeaseTTL/4 + 4*time.Second; takeover > limit {
+		t.Errorf("failover took %s, want under %s", takeover.Round(time.Millisecond), limit)
+	}
+
+	cl.Restart(down)
+	<-pubDone
+	head := e.streamHead("SHOP")
+	natstest.Progress(t, "the standbys to reach the stream head", childStall, childLimit, e.checkpointSeq, func() bool {
+		for n, c := range procs {
+			select {
+			case err := <-c.done:
+				t.Fatalf("%s exited: %v\n%s", n, err, e.logOf(n+".log"))
+			default:
+			}
+		}
+		return e.checkpointSeq() >= head
+	})
+	e.checkReplicas(3)
+	for n, c := range procs {
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-c.done:
+			if err != nil {
+				t.Fatalf("%s: SIGTERM: exit %v\n%s", n, err, e.logOf(n+".log"))
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: SIGTERM: the processor did not exit\n%s", n, e.logOf(n+".log"))
+		}
+		delete(procs, n)
+	}
+	final := e.startLogged(e.clusterConfig(url, "end", "proc-final"), "child.log")
+	e.waitExit(final, "the final run")
+	e.verify("a kill of the lease holder and a stopped NATS node", 1)
+}
+
+// observeLeases opens the lease bucket (created by the processors, at three replicas) to read
+// who holds which lease.
+func (e *crashEnv) observeLeases() *checkpoint.Leases {
+	e.t.Helper()
+	var l *checkpoint.Leases
+	natstest.Eventually(e.t, childStall, "the lease bucket", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if _, err := e.js.KeyValue(ctx, checkpoint.LeaseBucket); err != nil {
+			return false
+		}
+		var err error
+		l, err = checkpoint.OpenLeases(ctx, streams.WithReplicas(e.js, 3), checkpoint.LeaseOptions{Holder: "test-observer"})
+		return err == nil
+	})
+	return l
+}
+
+// startedIn counts the processes among names whose log says they started pipeline.
+func (e *crashEnv) startedIn(names []string, pipeline string) int {
+	n := 0
+	for _, name := range names {
+		for _, line := range strings.Split(e.logOf(name+".log"), "\n") {
+			if strings.Contains(line, `msg="pipeline started"`) && strings.Contains(line, "pipeline="+pipeline+" ") {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
+// pipelineSeq returns the checkpoint of pipeline (0 when it cannot be read).
+func (e *crashEnv) pipelineSeq(pipeline string) uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	kv, err := e.js.KeyValue(ctx, streams.CheckpointBucket)
+	if err != nil {
+		return 0
+	}
+	cp, err := checkpoint.NewStore(kv).Load(ctx, pipeline)
+	if err != nil {
+		return 0
+	}
+	return cp.Seq
+}
+
+// leaderOf returns the index of the cluster node that leads stream.
+func (e *crashEnv) leaderOf(cl *natstest.Cluster, stream string) int {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), childStall)
+	defer cancel()
+	s, err := e.js.Stream(ctx, stream)
+	if err != nil {
+		e.t.Fatalf("stream %s: %v", stream, err)
+	}
+	if ci := s.CachedInfo().Cluster; ci != nil {
+		for i := range cl.Size() {
+			if srv := cl.Server(i); srv != nil && srv.Name() == ci.Leader {
+				return i
+			}
+		}
+	}
+	e.t.Fatalf("no node of the cluster leads %s", stream)
+	return -1
+}
+
+// streamHead returns the last sequence of stream.
+func (e *crashEnv) streamHead(stream string) uint64 {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), childStall)
+	defer cancel()
+	s, err := e.js.Stream(ctx, stream)
+	if err != nil {
+		e.t.Fatalf("stream %s: %v", stream, err)
+	}
+	return s.CachedInfo().State.LastSeq
+}
+
+// checkReplicas fails the test unless every stream (KV buckets included) has n replicas: one
+// with fewer is lost with its node.
+func (e *crashEnv) checkReplicas(n int) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), childStall)
+	defer cancel()
+	list := e.js.ListStreams(ctx)
+	seen := 0
+	for info := range list.Info() {
+		seen++
+		if info.Config.Replicas != n {
+			e.t.Errorf("stream %s has %d replicas, want %d", info.Config.Name, info.Config.Replicas, n)
+		}
+	}
+	if err := list.Err(); err != nil && err != jetstream.ErrEndOfData {
+		e.t.Fatalf("list streams: %v", err)
+	}
+	if seen == 0 {
+		e.t.Fatal("no stream listed")
+	}
+}
