@@ -136,28 +136,79 @@ func (c *Cluster) Leader() int {
 	return -1
 }
 
-// WaitReady waits until a running node is the JetStream meta leader and sees every node of the
-// cluster as a peer, and every running node has caught up with the meta leader; it fails the
-// test after the cluster's Ready.
+// WaitReady waits until a running node is the JetStream meta leader and sees every running
+// node as an online peer, and every running node has caught up with the meta leader; it fails
+// the test after the cluster's Ready.
 func (c *Cluster) WaitReady() {
 	c.t.Helper()
-	Eventually(c.t, c.ready, "a JetStream meta leader that sees every node", func() bool {
+	Eventually(c.t, c.ready, "a JetStream meta leader that sees every running node", func() bool {
 		l := c.Leader()
 		if l < 0 {
 			return false
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if len(c.servers[l].JetStreamClusterPeers()) != len(c.servers) {
-			return false
-		}
+		running := 0
 		for _, s := range c.servers {
-			if s != nil && !s.JetStreamIsCurrent() {
+			if s == nil {
+				continue
+			}
+			running++
+			if !s.JetStreamIsCurrent() {
 				return false
 			}
 		}
-		return true
+		return len(c.servers[l].JetStreamClusterPeers()) == running
 	})
+}
+
+// WaitSynced waits until every running node's replica of every stream (KV buckets included)
+// holds what the others hold (the same last sequence and message count), and fails the test
+// after the cluster's Ready. Reads served by a replica (direct gets, which KV buckets allow)
+// see only what it holds: a node just restarted may still be catching up after
+// [Cluster.Restart] returns.
+func (c *Cluster) WaitSynced() {
+	c.t.Helper()
+	var lag string
+	defer func() {
+		if c.t.Failed() && lag != "" {
+			c.t.Logf("not in sync: %s", lag)
+		}
+	}()
+	Eventually(c.t, c.ready, "every replica of every stream in sync", func() bool {
+		lag = c.unsynced()
+		return lag == ""
+	})
+}
+
+// unsynced names a stream whose replicas on the running nodes differ ("" when none does).
+func (c *Cluster) unsynced() string {
+	type state struct{ last, msgs uint64 }
+	seen := map[string]state{}
+	c.mu.Lock()
+	servers := append([]*server.Server(nil), c.servers...)
+	c.mu.Unlock()
+	for _, s := range servers {
+		if s == nil {
+			continue
+		}
+		jsz, err := s.Jsz(&server.JSzOptions{Accounts: true, Streams: true})
+		if err != nil {
+			return s.Name() + ": " + err.Error()
+		}
+		for _, a := range jsz.AccountDetails {
+			for _, sd := range a.Streams {
+				key := a.Name + "/" + sd.Name
+				st := state{sd.State.LastSeq, sd.State.Msgs}
+				if prev, ok := seen[key]; ok && prev != st {
+					return fmt.Sprintf("%s on %s: last %d msgs %d, elsewhere last %d msgs %d",
+						key, s.Name(), st.last, st.msgs, prev.last, prev.msgs)
+				}
+				seen[key] = st
+			}
+		}
+	}
+	return ""
 }
 
 // Stop shuts node i down and waits until it is down.
