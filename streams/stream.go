@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetfold/jetfold/config"
@@ -22,28 +23,87 @@ func DLQSubject(pipeline string) string { return "_jetfold.dlq." + pipeline }
 // EnsureStreams creates each declared stream that is missing. An existing stream is never
 // changed: where it differs from the declaration, a warning names the differences.
 // A nil log discards the messages.
+//
+// A NATS answer that passes by itself is retried with backoff until ctx ends: a request with no
+// answer in time or no responder, JetStream temporarily unavailable, too few cluster nodes up
+// for the replicas. In a cluster these
+// come when several processes start at once (a stream another one is creating has no leader
+// yet) or a node restarts; a process must not exit on them.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, decl []config.Stream, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	for _, d := range decl {
-		want := StreamConfig(d)
-		s, err := js.Stream(ctx, d.Name)
-		switch {
-		case errors.Is(err, jetstream.ErrStreamNotFound):
-			if _, err := js.CreateStream(ctx, want); err != nil {
-				return fmt.Errorf("create stream %s: %w", d.Name, err)
+		wait := firstRetry
+		for {
+			actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+			err := ensureStream(actx, js, d, log)
+			cancel()
+			if err == nil {
+				break
 			}
-			log.Info("stream created", "stream", d.Name, "subjects", d.Subjects)
-		case err != nil:
-			return fmt.Errorf("stream %s: %w", d.Name, err)
-		default:
-			if drift := Drift(s.CachedInfo().Config, want); len(drift) > 0 {
-				log.Warn("stream differs from its declaration; left unchanged", "stream", d.Name, "differences", drift)
+			if !transient(ctx, err) {
+				return err
 			}
+			log.Warn("NATS is not ready: retrying", "stream", d.Name, "err", err, "in", wait)
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%w (retrying: %w)", ctx.Err(), err)
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, maxRetry)
 		}
 	}
 	return nil
+}
+
+// The backoff of EnsureStreams' retries, and how long one attempt may wait for its answers
+// (nats.go's default request timeout).
+const (
+	firstRetry     = 250 * time.Millisecond
+	maxRetry       = 5 * time.Second
+	attemptTimeout = 5 * time.Second
+)
+
+// ensureStream creates the declared stream d when it is missing.
+func ensureStream(ctx context.Context, js jetstream.JetStream, d config.Stream, log *slog.Logger) error {
+	want := StreamConfig(d)
+	s, err := js.Stream(ctx, d.Name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		if _, err := js.CreateStream(ctx, want); err != nil {
+			return fmt.Errorf("create stream %s: %w", d.Name, err)
+		}
+		log.Info("stream created", "stream", d.Name, "subjects", d.Subjects)
+	case err != nil:
+		return fmt.Errorf("stream %s: %w", d.Name, err)
+	default:
+		if drift := Drift(s.CachedInfo().Config, want); len(drift) > 0 {
+			log.Warn("stream differs from its declaration; left unchanged", "stream", d.Name, "differences", drift)
+		}
+	}
+	return nil
+}
+
+// JetStream's error codes for a cluster that cannot do it now: "JetStream system temporarily
+// unavailable" (no meta leader) and "no suitable peers for placement" (too few nodes up for the
+// replicas asked for; a server that is not clustered answers another code).
+const (
+	jsClusterNotAvailable = 10008
+	jsClusterNoPeers      = 10005
+)
+
+// transient tells whether err, the error of a JetStream API request made on ctx, may pass by
+// itself: the request timed out (ctx itself still live) or had no responder, JetStream was
+// temporarily unavailable, or the cluster had too few nodes up to place the replicas.
+func transient(ctx context.Context, err error) bool {
+	if err == nil || ctx.Err() != nil {
+		return false
+	}
+	var api *jetstream.APIError
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.As(err, &api) && (api.ErrorCode == jsClusterNotAvailable || api.ErrorCode == jsClusterNoPeers)
 }
 
 // StreamConfig turns a declaration into a JetStream stream configuration.
