@@ -24,46 +24,69 @@ func DLQSubject(pipeline string) string { return "_jetfold.dlq." + pipeline }
 // changed: where it differs from the declaration, a warning names the differences.
 // A nil log discards the messages.
 //
-// A NATS answer that passes by itself is retried with backoff until ctx ends: a request with no
-// answer in time or no responder, JetStream temporarily unavailable, too few cluster nodes up
-// for the replicas. In a cluster these
-// come when several processes start at once (a stream another one is creating has no leader
-// yet) or a node restarts; a process must not exit on them.
+// A NATS answer that passes by itself ([Transient]) is retried with backoff until ctx ends
+// ([Retry]). In a cluster these come when several processes start at once (a stream another
+// one is creating has no leader yet) or a node restarts; a process must not exit on them.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, decl []config.Stream, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	for _, d := range decl {
-		wait := firstRetry
-		for {
-			actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-			err := ensureStream(actx, js, d, log)
-			cancel()
-			if err == nil {
-				break
-			}
-			if !transient(ctx, err) {
-				return err
-			}
-			log.Warn("NATS is not ready: retrying", "stream", d.Name, "err", err, "in", wait)
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("%w (retrying: %w)", ctx.Err(), err)
-			case <-time.After(wait):
-			}
-			wait = min(2*wait, maxRetry)
+		err := Retry(ctx, RetryOptions{Logger: log, What: "stream " + d.Name}, func(ctx context.Context) error {
+			return ensureStream(ctx, js, d, log)
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// The backoff of EnsureStreams' retries, and how long one attempt may wait for its answers
-// (nats.go's default request timeout).
+// RetryOptions configures [Retry].
+type RetryOptions struct {
+	// Logger receives a warning per retry; nil discards them.
+	Logger *slog.Logger
+	// What names what is tried, in the warnings.
+	What string
+	// Also, when set, tells whether an error that is not [Transient] passes by itself too.
+	Also func(error) bool
+}
+
+// The backoff of [Retry], and how long one attempt may wait for its answers (nats.go's default
+// request timeout).
 const (
 	firstRetry     = 250 * time.Millisecond
 	maxRetry       = 5 * time.Second
 	attemptTimeout = 5 * time.Second
 )
+
+// Retry calls attempt until it succeeds, fails with an error that does not pass by itself
+// (see [Transient] and RetryOptions.Also), or ctx ends; then it returns the attempt's error,
+// wrapped with ctx's when ctx ended. Each attempt gets a context of at most 5 s, and the
+// attempts are spaced with backoff (250 ms doubling to 5 s).
+func Retry(ctx context.Context, o RetryOptions, attempt func(context.Context) error) error {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	for wait := firstRetry; ; wait = min(2*wait, maxRetry) {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		err := attempt(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if !Transient(ctx, err) && (o.Also == nil || !o.Also(err)) {
+			return err
+		}
+		log.Warn("NATS is not ready: retrying", "what", o.What, "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (retrying: %w)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+	}
+}
 
 // ensureStream creates the declared stream d when it is missing.
 func ensureStream(ctx context.Context, js jetstream.JetStream, d config.Stream, log *slog.Logger) error {
@@ -93,10 +116,10 @@ const (
 	jsClusterNoPeers      = 10005
 )
 
-// transient tells whether err, the error of a JetStream API request made on ctx, may pass by
+// Transient tells whether err, the error of a JetStream API request made on ctx, may pass by
 // itself: the request timed out (ctx itself still live) or had no responder, JetStream was
 // temporarily unavailable, or the cluster had too few nodes up to place the replicas.
-func transient(ctx context.Context, err error) bool {
+func Transient(ctx context.Context, err error) bool {
 	if err == nil || ctx.Err() != nil {
 		return false
 	}
