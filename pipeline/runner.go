@@ -80,6 +80,9 @@ type Options struct {
 	// StopAt, when set, ends the run (as caught up) once the events up to this source
 	// sequence are committed: no later event is taken.
 	StopAt uint64
+	// Partition is the partition of the pipeline to run (zero: the whole pipeline); it names
+	// the checkpoint and the lease (checkpoint.PartitionKey). See [Partition].
+	Partition Partition
 }
 
 // CommitInfo describes one commit, for progress reports.
@@ -134,11 +137,12 @@ type Runner struct {
 	lastDelivery uint64 // delivery sequence of the last message of a durable consumer
 	pf           prefetcher
 	defsChecked  bool // the checkpoint's definitions were compared with the pipeline's
+	foreign      bool // the event in hand belongs to another partition (see Partition)
 }
 
 // rebuilding tells whether the runner runs a rebuild of its pipeline (under a checkpoint of
 // its own, see Options.CheckpointKey) rather than the pipeline itself.
-func (r *Runner) rebuilding() bool { return r.o.CheckpointKey != r.p.Name }
+func (r *Runner) rebuilding() bool { return r.o.CheckpointKey != r.ownKey() }
 
 // NewRunner returns a runner for p.
 func NewRunner(p *Pipeline, o Options) *Runner {
@@ -154,10 +158,15 @@ func NewRunner(p *Pipeline, o Options) *Runner {
 	if o.Instance == "" {
 		o.Instance = "jetfold"
 	}
-	if o.CheckpointKey == "" {
-		o.CheckpointKey = p.Name
+	log := o.Logger.With("pipeline", p.Name)
+	if o.Partition.partitioned() {
+		log = log.With("partition", o.Partition.Index)
 	}
-	return &Runner{p: p, o: o, log: o.Logger.With("pipeline", p.Name), m: o.Metrics}
+	r := &Runner{p: p, o: o, log: log, m: o.Metrics}
+	if r.o.CheckpointKey == "" {
+		r.o.CheckpointKey = r.ownKey()
+	}
+	return r
 }
 
 // Run processes events until ctx ends (then it commits what is in flight and returns nil),
@@ -186,7 +195,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 	}
 	for {
 		r.setHealth(status.Standby, nil)
-		held, release, err := r.o.Leases.AcquireWithin(ctx, r.p.Name, r.o.MaxStandby)
+		held, release, err := r.o.Leases.AcquireWithin(ctx, r.ownKey(), r.o.MaxStandby)
 		if errors.Is(err, checkpoint.ErrHeld) {
 			return err
 		}
@@ -341,7 +350,7 @@ func (r *Runner) start(ctx context.Context) (*source.Source, error) {
 	}
 
 	src, err := source.Open(ctx, stream, source.Options{
-		Pipeline: r.p.Name, Subjects: pc.Source.Subjects, After: cp.Seq, Initial: cp.Initial,
+		Pipeline: r.consumerName(), Subjects: pc.Source.Subjects, After: cp.Seq, Initial: cp.Initial,
 		Start: r.p.Start, Batch: pc.Batch, Conn: js.Conn(), Logger: r.log,
 	})
 	if errors.Is(err, source.ErrWorkQueue) {
