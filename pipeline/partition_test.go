@@ -15,6 +15,7 @@ import (
 	"github.com/jetfold/jetfold/internal/natstest"
 	"github.com/jetfold/jetfold/internal/shoptest"
 	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/pipeline/status"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -70,6 +71,20 @@ func TestPartitionedEqualsUnpartitioned(t *testing.T) {
 	}
 	if _, err := cps.Load(ctx, "carts"); !errors.Is(err, checkpoint.ErrNotFound) {
 		t.Errorf("the unpartitioned checkpoint of carts: %v, want none", err)
+	}
+
+	// processor status: a row per partition, with its checkpoint, lag, state and holder.
+	st, err := pipeline.ReadStatus(ctx, e.js, ps[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Checkpoint != uint64(len(payloads)) || st.Lag != 0 || len(st.Partitions) != n {
+		t.Fatalf("status: checkpoint %d lag %d partitions %d, want %d 0 %d", st.Checkpoint, st.Lag, len(st.Partitions), len(payloads), n)
+	}
+	for i, p := range st.Partitions {
+		if p.Partition != i || p.Checkpoint != uint64(len(payloads)) || p.Lag != 0 || p.State != status.Stopped || p.Instance != "jetfold" {
+			t.Errorf("partition %d status %+v, want checkpoint %d, lag 0, stopped, by jetfold", i, p, len(payloads))
+		}
 	}
 }
 
