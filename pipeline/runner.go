@@ -83,6 +83,9 @@ type Options struct {
 	// Partition is the partition of the pipeline to run (zero: the whole pipeline); it names
 	// the checkpoint and the lease (checkpoint.PartitionKey). See [Partition].
 	Partition Partition
+	// Share, when set with Leases, spreads the partitions of partitioned pipelines evenly
+	// over the processes that run them (see [Share]); one Share serves one [RunAll].
+	Share *Share
 }
 
 // CommitInfo describes one commit, for progress reports.
@@ -193,9 +196,13 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		r.setHealth(status.Running, nil)
 		return r.runGated(ctx)
 	}
+	var share *shareGroup
+	if r.o.Share != nil && r.o.Partition.partitioned() {
+		share = r.o.Share.group(ctx, r.p.Name, r.o.Partition.Count)
+	}
 	for {
 		r.setHealth(status.Standby, nil)
-		held, release, err := r.o.Leases.AcquireWithin(ctx, r.ownKey(), r.o.MaxStandby)
+		held, release, err := r.acquire(ctx, share)
 		if errors.Is(err, checkpoint.ErrHeld) {
 			return err
 		}
@@ -205,6 +212,9 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		r.setHealth(status.Running, nil)
 		err = r.runGated(held)
 		release()
+		if ctx.Err() == nil && errors.Is(context.Cause(held), errShed) {
+			continue // handed over to another process: stand by
+		}
 		if ctx.Err() == nil && errors.Is(context.Cause(held), checkpoint.ErrYielded) {
 			// Handed over (to a rebuild's switch): let the asker take the lease (it looks
 			// every TTL/4), then stand by and go on.
