@@ -143,12 +143,14 @@ func (r *Runner) acquire(ctx context.Context, g *shareGroup) (context.Context, f
 	}
 	since := time.Now()
 	poll := r.o.Leases.TTL() / 4
+	quiet := r.o.Leases.Quiet() // each try would say it stands by: say it once here
+	r.log.Info("standing by: this partition runs in the process that holds its lease, within each process's fair share")
 	for {
 		if r.o.MaxStandby > 0 && time.Since(since) > r.o.MaxStandby {
 			return nil, nil, fmt.Errorf("%w: %s not taken within %s", checkpoint.ErrHeld, r.ownKey(), r.o.MaxStandby)
 		}
 		if g.room() {
-			held, release, err := r.o.Leases.AcquireWithin(ctx, r.ownKey(), poll)
+			held, release, err := quiet.AcquireWithin(ctx, r.ownKey(), poll)
 			switch {
 			case err == nil:
 				run, cancel := context.WithCancelCause(held)
@@ -161,7 +163,9 @@ func (r *Runner) acquire(ctx context.Context, g *shareGroup) (context.Context, f
 				}
 				cancel(context.Canceled) // another partition took the room meanwhile
 				release()
-			case !errors.Is(err, checkpoint.ErrHeld):
+			case errors.Is(err, checkpoint.ErrHeld):
+				continue // it looked for poll already
+			default:
 				return nil, nil, err
 			}
 		}
