@@ -125,6 +125,13 @@ func (g *shareGroup) take(p int, cancel context.CancelCauseFunc) bool {
 	return true
 }
 
+// none tells whether this process runs none of the partitions.
+func (g *shareGroup) none() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.held) == 0
+}
+
 // drop records that partition p no longer runs here.
 func (g *shareGroup) drop(p int) {
 	g.mu.Lock()
@@ -135,8 +142,9 @@ func (g *shareGroup) drop(p int) {
 // acquire stands by until the runner holds its lease, and, for a partition under a Share (g
 // not nil), until its process has room for it (see [Share]); the returned context ends when
 // the lease is lost or handed over (causes as checkpoint.Leases', or errShed), and release
-// gives the lease up. It returns checkpoint.ErrHeld after Options.MaxStandby, and ctx's error
-// when ctx ends first.
+// gives the lease up. It returns checkpoint.ErrHeld after Options.MaxStandby (under a Share,
+// only while the process runs none of the pipeline's partitions), and ctx's error when ctx
+// ends first.
 func (r *Runner) acquire(ctx context.Context, g *shareGroup) (context.Context, func(), error) {
 	if g == nil {
 		return r.o.Leases.AcquireWithin(ctx, r.ownKey(), r.o.MaxStandby)
@@ -146,8 +154,10 @@ func (r *Runner) acquire(ctx context.Context, g *shareGroup) (context.Context, f
 	quiet := r.o.Leases.Quiet() // each try would say it stands by: say it once here
 	r.log.Info("standing by: this partition runs in the process that holds its lease, within each process's fair share")
 	for {
-		if r.o.MaxStandby > 0 && time.Since(since) > r.o.MaxStandby {
-			return nil, nil, fmt.Errorf("%w: %s not taken within %s", checkpoint.ErrHeld, r.ownKey(), r.o.MaxStandby)
+		if r.o.MaxStandby > 0 && time.Since(since) > r.o.MaxStandby && g.none() {
+			// Only a process that got none of the pipeline's partitions gives up: one at its
+			// fair share keeps the others standing by.
+			return nil, nil, fmt.Errorf("%w: no partition of %s taken within %s", checkpoint.ErrHeld, r.p.Name, r.o.MaxStandby)
 		}
 		if g.room() {
 			held, release, err := quiet.AcquireWithin(ctx, r.ownKey(), poll)
