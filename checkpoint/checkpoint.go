@@ -149,8 +149,11 @@ func (s *Store) setRev(pipeline string, rev uint64) {
 const JSWrongLastSequence = 10071
 
 // IsWrongLastSequence tells whether err is JetStream's answer to a failed
-// expected-last-sequence check (a write raced by another writer).
+// expected-last-sequence check (a write raced by another writer). A replicated stream (R>1)
+// answers a write that races another one in flight on its subject with
+// jetstream.JSErrCodeStreamWrongLastSequenceConstant (10164) instead: the same conflict.
 func IsWrongLastSequence(err error) bool {
 	var api *jetstream.APIError
-	return errors.As(err, &api) && api.ErrorCode == JSWrongLastSequence
+	return errors.As(err, &api) && (api.ErrorCode == JSWrongLastSequence ||
+		api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }

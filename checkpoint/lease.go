@@ -90,13 +90,21 @@ func OpenLeases(ctx context.Context, js jetstream.JetStream, o LeaseOptions) (*L
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	_, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: LeaseBucket, History: 1, Storage: jetstream.FileStorage, LimitMarkerTTL: time.Second, Replicas: streams.Replicas(js),
-	})
-	if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
-		return nil, fmt.Errorf("lease bucket: %w", err)
-	}
-	s, err := js.Stream(ctx, "KV_"+LeaseBucket)
+	// Processes that start at once race to create the bucket: the losers' lookup of its
+	// stream may find it missing for a moment, or go unanswered (see streams.Retry).
+	var s jetstream.Stream
+	err := streams.Retry(ctx, streams.RetryOptions{Logger: o.Logger, What: "lease bucket",
+		Also: func(err error) bool { return errors.Is(err, jetstream.ErrStreamNotFound) }},
+		func(ctx context.Context) error {
+			_, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket: LeaseBucket, History: 1, Storage: jetstream.FileStorage, LimitMarkerTTL: time.Second, Replicas: streams.Replicas(js),
+			})
+			if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+				return err
+			}
+			s, err = js.Stream(ctx, "KV_"+LeaseBucket)
+			return err
+		})
 	if err != nil {
 		return nil, fmt.Errorf("lease bucket: %w", err)
 	}

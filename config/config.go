@@ -177,7 +177,17 @@ type Pipeline struct {
 	Cache Cache `koanf:"cache"`
 	// Operators is the chain of operators, in order.
 	Operators []Operator `koanf:"operators"`
+	// Partitions splits the pipeline's keys into this many partitions (1 to MaxPartitions;
+	// default 1, also when set to 0): each has its own checkpoint, lease and watermark, and
+	// runs in whichever process holds its lease. An event belongs to the partition of its key
+	// (FNV-1a of the key, modulo Partitions: nats-server's partition() function); one whose
+	// key cannot be computed to the partition of its sequence. The `key` operator (re-keying)
+	// is refused with more than one partition: a key would then be written by two partitions.
+	Partitions int `koanf:"partitions"`
 }
+
+// MaxPartitions bounds Pipeline.Partitions.
+const MaxPartitions = 256
 
 // Source says which events a pipeline reads and where it starts and stops.
 type Source struct {

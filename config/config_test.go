@@ -261,6 +261,17 @@ func TestLoadErrors(t *testing.T) {
 			count: 2,
 		},
 		{
+			name: "partitions out of range",
+			yaml: shopStream + "pipelines:\n" + carts + "    partitions: 300\n",
+			want: []string{`7:17: pipelines[0].partitions must be between 1 and 256, got 300`},
+		},
+		{
+			name: "re-key with partitions",
+			yaml: shopStream + "pipelines:\n" + carts + "    partitions: 4\n    operators:\n      - key: event.order_id\n",
+			want: []string{`9:14: pipelines[0].operators[0]: the key operator re-keys events, which a pipeline with 4 partitions ` +
+				`cannot do (a key would be written by two partitions) (hint: partition by the key the projections use: set it as the pipeline's key)`},
+		},
+		{
 			name: "operators not a list",
 			yaml: shopStream + "pipelines:\n" + carts + "    operators: {filter: x}\n",
 			want: []string{`7:16: invalid value for pipelines[0].operators: expected a list, got a map`},

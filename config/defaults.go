@@ -82,6 +82,9 @@ func (c *Config) setDefaults(present func(path string) bool) {
 		if p.Cache.MaxKeys == 0 && !present(base+".cache.max_keys") {
 			p.Cache.MaxKeys = DefaultCacheMaxKeys
 		}
+		if p.Partitions == 0 {
+			p.Partitions = 1
+		}
 	}
 }
 

@@ -152,8 +152,16 @@ func (c *Config) validate() []*diag.Error {
 		if p.Cache.MaxKeys < 1 {
 			v.add(base+".cache.max_keys", "", "%s.cache.max_keys must be at least 1, got %d", diag.DisplayPath(base), p.Cache.MaxKeys)
 		}
+		if p.Partitions < 1 || p.Partitions > MaxPartitions {
+			v.add(base+".partitions", "", "%s.partitions must be between 1 and %d, got %d", diag.DisplayPath(base), MaxPartitions, p.Partitions)
+		}
 		for j, op := range p.Operators {
 			opPath := base + ".operators." + strconv.Itoa(j)
+			if _, rekey := op["key"]; rekey && len(op) == 1 && p.Partitions > 1 {
+				v.add(opPath+".key", "partition by the key the projections use: set it as the pipeline's key",
+					"%s: the key operator re-keys events, which a pipeline with %d partitions cannot do (a key would be written by two partitions)",
+					diag.DisplayPath(opPath), p.Partitions)
+			}
 			switch {
 			case op == nil: // a list item with nothing, not even {}
 				v.errs = append(v.errs, c.operatorShapeError(opPath, nil))

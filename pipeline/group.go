@@ -7,20 +7,35 @@ import (
 	"sync"
 )
 
-// RunAll runs a runner per pipeline until ctx ends or every pipeline with `stop: end` is done
-// and no pipeline follows its stream. The first pipeline to fail stops the others; the error
-// names it.
+// RunAll runs a runner per pipeline (per partition of a partitioned one, see [Partition])
+// until ctx ends or every pipeline with `stop: end` is done and no pipeline follows its
+// stream. The first pipeline to fail stops the others; the error names it.
 func RunAll(ctx context.Context, ps []*Pipeline, o Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	type job struct {
+		p    *Pipeline
+		part Partition
+	}
+	var jobs []job
+	for _, p := range ps {
+		for _, part := range Partitions(p) {
+			jobs = append(jobs, job{p, part})
+		}
+	}
 	var wg sync.WaitGroup
-	errs := make([]error, len(ps))
-	for i, p := range ps {
+	errs := make([]error, len(jobs))
+	for i, u := range jobs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := NewRunner(p, o).Run(ctx); err != nil {
-				errs[i] = fmt.Errorf("pipeline %s: %w", p.Name, err)
+			uo := o
+			uo.Partition = u.part
+			if err := NewRunner(u.p, uo).Run(ctx); err != nil {
+				if u.part.partitioned() {
+					err = fmt.Errorf("partition %d: %w", u.part.Index, err)
+				}
+				errs[i] = fmt.Errorf("pipeline %s: %w", u.p.Name, err)
 				cancel()
 			}
 		}()

@@ -33,7 +33,7 @@ func (r *Runner) setHealth(state string, cause error) {
 	}
 	r.health = h
 	if r.o.Board != nil {
-		r.o.Board.Set(r.p.Name, h)
+		r.o.Board.Set(r.ownKey(), h) // a partition's under its own name (checkpoint.PartitionKey)
 	}
 	failing := 0.0
 	switch state {
@@ -59,7 +59,7 @@ func (r *Runner) setHealth(state string, cause error) {
 func (r *Runner) writeHealth(h status.Health) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := status.Store(ctx, r.o.JS, r.p.Name, h); err != nil {
+	if err := status.Store(ctx, r.o.JS, r.ownKey(), h); err != nil {
 		r.log.Debug("health not stored", "state", h.State, "err", err)
 	}
 }

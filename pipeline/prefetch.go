@@ -103,8 +103,8 @@ func (r *Runner) prefetch(msgs []source.Msg) int {
 			continue
 		}
 		key, err := x.EvalString(r.p.keyExpr, ev)
-		if err != nil {
-			continue
+		if err != nil || !r.o.Partition.ownsKey(key) {
+			continue // another partition's key: it is never read here
 		}
 		for _, proj := range r.p.prefetch {
 			pf.keys = append(pf.keys, state.Key{Projection: proj, Key: key})

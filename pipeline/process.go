@@ -110,8 +110,11 @@ func (r *Runner) processMsg(b *unit, sm source.Msg) error {
 	}
 	ev := &r.ev
 	ev.Reset()
+	r.foreign = false
 	kept, err := r.processOne(ev, b, m, seq, md.Time)
-	if err != nil {
+	if r.foreign {
+		// Another partition's event: read past it, nothing of it is applied here.
+	} else if err != nil {
 		ev.Rollback() // its effects are dropped
 		if errors.Is(err, errInfra) || errors.Is(err, errClock) {
 			return err
@@ -181,6 +184,7 @@ func (r *Runner) processOne(ev *event.Event, b *unit, m jetstream.Msg, seq uint6
 	}
 	err := r.dec.Decode(ev, ev.Data, ev.Header)
 	if err != nil {
+		r.foreign = !r.o.Partition.ownsSeq(seq)
 		return false, err
 	}
 	x := &r.exec
@@ -189,6 +193,12 @@ func (r *Runner) processOne(ev *event.Event, b *unit, m jetstream.Msg, seq uint6
 	}
 	if ev.Key, err = x.EvalString(r.p.keyExpr, ev); err != nil {
 		ev.KeyErr = fmt.Errorf("key: %w", err)
+	}
+	if part := r.o.Partition; part.partitioned() {
+		if ev.KeyErr == nil && !part.ownsKey(ev.Key) || ev.KeyErr != nil && !part.ownsSeq(seq) {
+			r.foreign = true // before the watermark moves: it moves with this partition's events
+			return false, nil
+		}
 	}
 	if r.p.timeExpr != nil {
 		if v, err := x.Eval(r.p.timeExpr, ev); err != nil {

@@ -14,5 +14,6 @@ func ReadStatus(ctx context.Context, js jetstream.JetStream, p *Pipeline) (statu
 	return status.Read(ctx, js, status.Of{
 		Pipeline: p.Name, Stream: p.Config.Source.Stream,
 		Subjects: p.Config.Source.Subjects, Projections: p.Projections,
+		Partitions: p.Config.Partitions,
 	})
 }

@@ -80,6 +80,12 @@ type Options struct {
 	// StopAt, when set, ends the run (as caught up) once the events up to this source
 	// sequence are committed: no later event is taken.
 	StopAt uint64
+	// Partition is the partition of the pipeline to run (zero: the whole pipeline); it names
+	// the checkpoint and the lease (checkpoint.PartitionKey). See [Partition].
+	Partition Partition
+	// Share, when set with Leases, spreads the partitions of partitioned pipelines evenly
+	// over the processes that run them (see [Share]); one Share serves one [RunAll].
+	Share *Share
 }
 
 // CommitInfo describes one commit, for progress reports.
@@ -134,11 +140,12 @@ type Runner struct {
 	lastDelivery uint64 // delivery sequence of the last message of a durable consumer
 	pf           prefetcher
 	defsChecked  bool // the checkpoint's definitions were compared with the pipeline's
+	foreign      bool // the event in hand belongs to another partition (see Partition)
 }
 
 // rebuilding tells whether the runner runs a rebuild of its pipeline (under a checkpoint of
 // its own, see Options.CheckpointKey) rather than the pipeline itself.
-func (r *Runner) rebuilding() bool { return r.o.CheckpointKey != r.p.Name }
+func (r *Runner) rebuilding() bool { return r.o.CheckpointKey != r.ownKey() }
 
 // NewRunner returns a runner for p.
 func NewRunner(p *Pipeline, o Options) *Runner {
@@ -154,10 +161,15 @@ func NewRunner(p *Pipeline, o Options) *Runner {
 	if o.Instance == "" {
 		o.Instance = "jetfold"
 	}
-	if o.CheckpointKey == "" {
-		o.CheckpointKey = p.Name
+	log := o.Logger.With("pipeline", p.Name)
+	if o.Partition.partitioned() {
+		log = log.With("partition", o.Partition.Index)
 	}
-	return &Runner{p: p, o: o, log: o.Logger.With("pipeline", p.Name), m: o.Metrics}
+	r := &Runner{p: p, o: o, log: log, m: o.Metrics}
+	if r.o.CheckpointKey == "" {
+		r.o.CheckpointKey = r.ownKey()
+	}
+	return r
 }
 
 // Run processes events until ctx ends (then it commits what is in flight and returns nil),
@@ -184,9 +196,13 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		r.setHealth(status.Running, nil)
 		return r.runGated(ctx)
 	}
+	var share *shareGroup
+	if r.o.Share != nil && r.o.Partition.partitioned() {
+		share = r.o.Share.group(ctx, r.p.Name, r.o.Partition.Count)
+	}
 	for {
 		r.setHealth(status.Standby, nil)
-		held, release, err := r.o.Leases.AcquireWithin(ctx, r.p.Name, r.o.MaxStandby)
+		held, release, err := r.acquire(ctx, share)
 		if errors.Is(err, checkpoint.ErrHeld) {
 			return err
 		}
@@ -196,6 +212,9 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		r.setHealth(status.Running, nil)
 		err = r.runGated(held)
 		release()
+		if ctx.Err() == nil && errors.Is(context.Cause(held), errShed) {
+			continue // handed over to another process: stand by
+		}
 		if ctx.Err() == nil && errors.Is(context.Cause(held), checkpoint.ErrYielded) {
 			// Handed over (to a rebuild's switch): let the asker take the lease (it looks
 			// every TTL/4), then stand by and go on.
@@ -341,7 +360,7 @@ func (r *Runner) start(ctx context.Context) (*source.Source, error) {
 	}
 
 	src, err := source.Open(ctx, stream, source.Options{
-		Pipeline: r.p.Name, Subjects: pc.Source.Subjects, After: cp.Seq, Initial: cp.Initial,
+		Pipeline: r.consumerName(), Subjects: pc.Source.Subjects, After: cp.Seq, Initial: cp.Initial,
 		Start: r.p.Start, Batch: pc.Batch, Conn: js.Conn(), Logger: r.log,
 	})
 	if errors.Is(err, source.ErrWorkQueue) {

@@ -139,6 +139,7 @@ func runCmd(g *globals) *cobra.Command {
 			runErr := pipeline.RunAll(ctx, ps, pipeline.Options{
 				JS: conn.JS, Logger: log, Metrics: metrics, Instance: instance,
 				OnCommit: progress(log, t), Leases: leases, OutputStreams: outputs, Board: board, MaxStandby: wait,
+				Share: pipeline.NewShare(leases, log),
 			})
 			stopRebuilds()
 			rebuilds.closeWait()

@@ -90,6 +90,9 @@ func printStatus(g *globals, out []status.Status, asJSON bool) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := printPartitions(g, out); err != nil {
+		return err
+	}
 	for _, st := range out {
 		if st.DeadLetters > 0 && st.DeadLetters*2 > st.Checkpoint {
 			fmt.Fprintf(g.stdout, "WARNING: most events of %s were dead-lettered (%d of %d): processor dlq -c %s %s list\n", st.Pipeline, st.DeadLetters, st.Checkpoint, g.config, st.Pipeline)
@@ -109,6 +112,27 @@ func printStatus(g *globals, out []status.Status, asJSON bool) error {
 		}
 	}
 	return nil
+}
+
+// printPartitions prints, for each partitioned pipeline, which replica holds which partition
+// and its lag.
+func printPartitions(g *globals, out []status.Status) error {
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	header := false
+	for _, st := range out {
+		for _, p := range st.Partitions {
+			if !header {
+				fmt.Fprintln(tw, "\nPIPELINE\tPARTITION\tCHECKPOINT\tLAG\tSTATE\tINSTANCE")
+				header = true
+			}
+			state := p.State
+			if state == "" {
+				state = "not started"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", st.Pipeline, p.Partition, p.Checkpoint, p.Lag, state, p.Instance)
+		}
+	}
+	return tw.Flush()
 }
 
 // keys lists the keys per projection, with the version of those rebuilt ("carts=12 (v2)").

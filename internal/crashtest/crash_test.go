@@ -98,6 +98,9 @@ type crashEnv struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	payload [][]byte
+	// cartsKeys are the checkpoint keys of the carts pipeline: its name, or its partitions'
+	// (see the cluster tests); nil means its name.
+	cartsKeys []string
 }
 
 func newCrashEnv(t *testing.T, events int, s uint64) *crashEnv {
@@ -238,7 +241,11 @@ func (e *crashEnv) checkpointSeq() uint64 {
 		return 0
 	}
 	low := uint64(math.MaxUint64)
-	for _, p := range []string{"carts", "stateful"} {
+	keys := append([]string{"stateful"}, e.cartsKeys...)
+	if len(e.cartsKeys) == 0 {
+		keys = append(keys, "carts")
+	}
+	for _, p := range keys {
 		cp, err := checkpoint.NewStore(kv).Load(ctx, p)
 		if err != nil {
 			return 0

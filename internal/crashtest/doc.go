@@ -20,5 +20,12 @@
 // -short runs fewer faults. JETFOLD_CRASH_DIR=<dir> puts the store and the children's logs
 // of the tests against a separate server in dir, to look into a failure.
 //
+// The cluster tests (TestClusterFailover, TestClusterFailoverPartitioned) run three
+// processors on one configuration against a 3-node JetStream cluster on loopback
+// (natstest.NewCluster) with every stream and bucket at three replicas, SIGKILL a lease holder
+// and stop a node during the run, log the failover time (kill to the next checkpoint advance
+// in another processor) and compare with the oracle; the partitioned one spreads the carts
+// pipeline's 4 partitions over the processors (pipeline.Share).
+//
 // The package has no code outside its tests.
 package crashtest

@@ -151,7 +151,9 @@ func Progress(t testing.TB, what string, stall, limit time.Duration, progress fu
 	}
 }
 
-// ReadAll returns every message of stream (optionally filtered by subject), in order.
+// ReadAll returns every message of stream (optionally filtered by subject), in order: as
+// many as the consumer it reads with had pending when it was created, however long the
+// server takes to deliver them (a cluster that just elected a leader may pause).
 func ReadAll(t testing.TB, js jetstream.JetStream, stream, subject string) []jetstream.Msg {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -159,10 +161,6 @@ func ReadAll(t testing.TB, js jetstream.JetStream, stream, subject string) []jet
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		t.Fatalf("stream %s: %v", stream, err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatalf("stream info %s: %v", stream, err)
 	}
 	cfg := jetstream.OrderedConsumerConfig{}
 	if subject != "" {
@@ -172,29 +170,25 @@ func ReadAll(t testing.TB, js jetstream.JetStream, stream, subject string) []jet
 	if err != nil {
 		t.Fatalf("consumer %s: %v", stream, err)
 	}
-	var out []jetstream.Msg
-	if info.State.Msgs == 0 {
-		return out
+	info := c.CachedInfo()
+	if info == nil {
+		t.Fatalf("consumer %s: no info", stream)
 	}
-	for ctx.Err() == nil {
-		batch, err := c.Fetch(1000, jetstream.FetchMaxWait(200*time.Millisecond))
+	want := int(info.NumPending)
+	out := make([]jetstream.Msg, 0, want)
+	for len(out) < want && ctx.Err() == nil {
+		batch, err := c.Fetch(min(want-len(out), 1000), jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			t.Fatalf("fetch %s: %v", stream, err)
 		}
-		n := 0
 		for m := range batch.Messages() {
 			out = append(out, m)
-			n++
-			if md, err := m.Metadata(); err == nil && md.NumPending == 0 {
-				return out
-			}
-		}
-		if n == 0 && subject != "" {
-			return out // nothing (more) on that subject
 		}
 	}
-	t.Fatalf("reading %s: %v", stream, ctx.Err())
-	return nil
+	if len(out) < want {
+		t.Fatalf("reading %s: %d of %d messages: %v", stream, len(out), want, ctx.Err())
+	}
+	return out
 }
 
 // Buffer is a bytes.Buffer that several goroutines (a logger's, a child process's output, the

@@ -57,6 +57,10 @@ var ErrRunning = errors.New("a rebuild of this pipeline is running")
 // over in time.
 var ErrNoHandover = errors.New("the live pipeline did not hand over")
 
+// ErrPartitioned is returned by [Run] for a pipeline with more than one partition: its switch
+// would move the pipeline's own checkpoint, which its partitions do not read (not done yet).
+var ErrPartitioned = errors.New("a partitioned pipeline cannot be rebuilt yet")
+
 // Options configures [Run].
 type Options struct {
 	// JS is the JetStream context to work with.
@@ -156,6 +160,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	o.Leases = o.Leases.Quiet() // the rebuild says what it waits for
 	p := o.Pipeline
+	if p.Config.Partitions > 1 {
+		return Result{}, fmt.Errorf("rebuild %s: %w", p.Name, ErrPartitioned)
+	}
 	rb := &rebuild{o: o, p: p, name: p.Name, began: time.Now()}
 	start := p.Start
 	if o.From != "" {

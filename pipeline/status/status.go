@@ -46,6 +46,23 @@ type Status struct {
 	// Paused is set while the pipeline is asked to pause (processor pause), by PausedBy.
 	Paused   bool   `json:"paused,omitempty"`
 	PausedBy string `json:"paused_by,omitempty"`
+	// Partitions holds each partition of a partitioned pipeline (config partitions); then
+	// Checkpoint is the lowest of theirs, Lag counts from it, LastCommit is the latest, and
+	// State is failing when one is, else running when one is.
+	Partitions []Partition `json:"partitions,omitempty"`
+}
+
+// Partition is the status of one partition of a pipeline.
+type Partition struct {
+	Partition  int        `json:"partition"`
+	Checkpoint uint64     `json:"checkpoint"`
+	Lag        uint64     `json:"lag"`
+	LastCommit *time.Time `json:"last_commit,omitempty"`
+	// State and Instance are as the process that runs the partition last reported them:
+	// Instance is the replica that holds it while State is running.
+	State    string     `json:"state,omitempty"`
+	Since    *time.Time `json:"since,omitempty"`
+	Instance string     `json:"instance,omitempty"`
 }
 
 // Rebuild is where a rebuild of the pipeline is.
@@ -74,6 +91,8 @@ type Of struct {
 	Pipeline, Stream string
 	// Subjects filter the source (all when empty); Projections are those it writes.
 	Subjects, Projections []string
+	// Partitions is the pipeline's number of partitions (0 or 1: not partitioned).
+	Partitions int
 }
 
 // Read reads the status of pipeline p from NATS; it does not need p to be running. A source
@@ -103,6 +122,11 @@ func Read(ctx context.Context, js jetstream.JetStream, p Of) (Status, error) {
 			return st, err
 		}
 	}
+	if p.Partitions > 1 {
+		if err := readPartitions(ctx, js, p, &st); err != nil {
+			return st, err
+		}
+	}
 	st.Lag = st.Head - min(st.Checkpoint, st.Head)
 	if len(p.Subjects) > 0 && st.Checkpoint < st.Head {
 		// Only events that match the filter count.
@@ -126,7 +150,7 @@ func Read(ctx context.Context, js jetstream.JetStream, p Of) (Status, error) {
 	}
 	if h, ok, err := readHealth(ctx, js, p.Pipeline); err != nil {
 		return st, fmt.Errorf("health: %w", err)
-	} else if ok {
+	} else if ok && p.Partitions <= 1 {
 		st = st.WithHealth(h)
 	}
 	for _, proj := range p.Projections {
@@ -151,6 +175,58 @@ func Read(ctx context.Context, js jetstream.JetStream, p Of) (Status, error) {
 		st.Keys[proj] = s.CachedInfo().State.Msgs
 	}
 	return st, nil
+}
+
+// readPartitions reads the checkpoint and health of each partition of p into st.Partitions,
+// and sums them up in st (see Status.Partitions).
+func readPartitions(ctx context.Context, js jetstream.JetStream, p Of, st *Status) error {
+	kv, err := js.KeyValue(ctx, streams.CheckpointBucket)
+	if err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return fmt.Errorf("checkpoints: %w", err)
+	}
+	st.Checkpoint, st.LastCommit = 0, nil
+	for i := range p.Partitions {
+		key := checkpoint.PartitionKey(p.Pipeline, i)
+		ps := Partition{Partition: i}
+		if kv != nil {
+			cp, err := checkpoint.NewStore(kv).Load(ctx, key)
+			switch {
+			case err == nil:
+				ps.Checkpoint = cp.Seq
+				t := cp.Committed
+				ps.LastCommit = &t
+				if st.LastCommit == nil || t.After(*st.LastCommit) {
+					st.LastCommit = &t
+				}
+			case !errors.Is(err, checkpoint.ErrNotFound):
+				return err
+			}
+		}
+		ps.Lag = st.Head - min(ps.Checkpoint, st.Head)
+		if i == 0 || ps.Checkpoint < st.Checkpoint {
+			st.Checkpoint = ps.Checkpoint
+		}
+		h, ok, err := readHealth(ctx, js, key)
+		if err != nil {
+			return fmt.Errorf("health of partition %d: %w", i, err)
+		}
+		if ok {
+			ps.State, ps.Instance = h.State, h.Instance
+			if !h.Since.IsZero() {
+				t := h.Since
+				ps.Since = &t
+			}
+			switch {
+			case st.State == Failing:
+			case h.State == Failing:
+				st.State, st.Error = Failing, h.Error
+			case h.State == Running || st.State == "":
+				st.State = h.State
+			}
+		}
+		st.Partitions = append(st.Partitions, ps)
+	}
+	return nil
 }
 
 // CountAfter counts the messages on subjects (none: all) after seq, with a short-lived

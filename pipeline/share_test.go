@@ -1,0 +1,189 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jetfold/jetfold/checkpoint"
+	"github.com/jetfold/jetfold/internal/natstest"
+	"github.com/jetfold/jetfold/internal/shoptest"
+	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/streams"
+)
+
+// TestShareMovesPartitions runs the shop pipeline in 4 partitions in one process, then a
+// second (two RunAll with their own leases and Share): the partitions even out, 2 and 2; when
+// the second stops, the first takes them all back. Events arrive all along; the result equals
+// the oracle of the unpartitioned pipeline.
+func TestShareMovesPartitions(t *testing.T) {
+	const n = 4
+	e := newEnv(t)
+	payloads := shoptest.Workload(4, 9000, 300)
+	yaml := fmt.Sprintf(shopYAML, e.srv.ClientURL(), "all", "follow", 300, 100000)
+	yaml = strings.Replace(yaml, "    key: event.user_id\n", fmt.Sprintf("    key: event.user_id\n    partitions: %d\n", n), 1)
+	ps := e.pipelines("p.yaml", yaml)
+	ctx := context.Background()
+	observer, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: time.Second, Holder: "observer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	holders := func() map[string]int {
+		out := map[string]int{}
+		for i := range n {
+			h, err := observer.Holder(ctx, checkpoint.PartitionKey("carts", i))
+			if err == nil && h != "" {
+				out[h]++
+			}
+		}
+		return out
+	}
+	type proc struct {
+		cancel context.CancelFunc
+		done   chan error
+	}
+	start := func(name string) proc {
+		l, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: time.Second, Holder: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		p := proc{cancel: cancel, done: make(chan error, 1)}
+		go func() {
+			p.done <- pipeline.RunAll(rctx, ps, pipeline.Options{JS: e.js, Instance: name, Leases: l, Share: pipeline.NewShare(l, nil)})
+		}()
+		t.Cleanup(func() { cancel(); <-p.done })
+		return p
+	}
+	stop := func(name string, p proc) {
+		p.cancel()
+		select {
+		case err := <-p.done:
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			p.done <- nil // for the cleanup
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s did not stop", name)
+		}
+	}
+	caughtUp := func(what string, upTo int) {
+		low := func() uint64 {
+			kv, err := e.js.KeyValue(ctx, streams.CheckpointBucket)
+			if err != nil {
+				return 0 // not created yet
+			}
+			m := uint64(0)
+			for i := range n {
+				cp, err := checkpoint.NewStore(kv).Load(ctx, checkpoint.PartitionKey("carts", i))
+				if err != nil {
+					return 0
+				}
+				if i == 0 || cp.Seq < m {
+					m = cp.Seq
+				}
+			}
+			return m
+		}
+		natstest.Progress(t, what, 30*time.Second, 2*time.Minute, low, func() bool { return low() >= uint64(upTo) })
+	}
+
+	e.publish(payloads[:3000])
+	a := start("A")
+	natstest.Eventually(t, 30*time.Second, "A to hold every partition", func() bool { return holders()["A"] == n })
+	caughtUp("A alone", 3000)
+
+	b := start("B")
+	natstest.Eventually(t, 30*time.Second, "the partitions to even out", func() bool {
+		h := holders()
+		return h["A"] == n/2 && h["B"] == n/2
+	})
+	e.publish(payloads[3000:6000])
+	caughtUp("A and B", 6000)
+
+	stop("B", b)
+	natstest.Eventually(t, 30*time.Second, "A to take every partition back", func() bool { return holders()["A"] == n })
+	e.publish(payloads[6000:])
+	caughtUp("A alone again", len(payloads))
+	stop("A", a)
+	e.check(payloads)
+}
+
+// TestShareWait checks Options.MaxStandby (run --wait) under a Share: a process that got
+// partitions keeps running past it, though some of its runners still stand by; one that got
+// none (every process is at its fair share) gives up with checkpoint.ErrHeld.
+func TestShareWait(t *testing.T) {
+	const n, wait = 4, time.Second
+	e := newEnv(t)
+	yaml := fmt.Sprintf(shopYAML, e.srv.ClientURL(), "all", "follow", 300, 100000)
+	yaml = strings.Replace(yaml, "    key: event.user_id\n", fmt.Sprintf("    key: event.user_id\n    partitions: %d\n", n), 1)
+	ps := e.pipelines("p.yaml", yaml)
+	e.publish(shoptest.Workload(5, 500, 50))
+	ctx := context.Background()
+	observer, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: time.Second, Holder: "observer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	holders := func() map[string]int {
+		out := map[string]int{}
+		for i := range n {
+			if h, err := observer.Holder(ctx, checkpoint.PartitionKey("carts", i)); err == nil && h != "" {
+				out[h]++
+			}
+		}
+		return out
+	}
+	start := func(name string, maxStandby time.Duration) (chan error, time.Time) {
+		l, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: time.Second, Holder: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			done <- pipeline.RunAll(rctx, ps, pipeline.Options{JS: e.js, Instance: name, Leases: l,
+				Share: pipeline.NewShare(l, nil), MaxStandby: maxStandby})
+		}()
+		t.Cleanup(func() { cancel(); <-done })
+		return done, time.Now()
+	}
+	running := func(name string, done chan error) {
+		select {
+		case err := <-done:
+			done <- err // for the cleanup
+			t.Fatalf("%s returned %v, want it running", name, err)
+		default:
+		}
+	}
+
+	a, _ := start("A", 0)
+	natstest.Eventually(t, 30*time.Second, "A to hold every partition", func() bool { return holders()["A"] == n })
+	b, bStarted := start("B", wait)
+	natstest.Eventually(t, 30*time.Second, "the partitions to even out", func() bool {
+		h := holders()
+		return h["A"] == n/2 && h["B"] == n/2
+	})
+	// B holds 2 and its 2 other runners stand by: it keeps running well past its wait.
+	natstest.Eventually(t, 30*time.Second, "3 waits after B started", func() bool {
+		running("B", b)
+		return time.Since(bStarted) > 3*wait
+	})
+	running("A", a)
+
+	c, _ := start("C", wait) // ceil(4/3) = 2: A and B are at their share, C gets none
+	select {
+	case err := <-c:
+		if !errors.Is(err, checkpoint.ErrHeld) {
+			t.Fatalf("C returned %v, want ErrHeld", err)
+		}
+		c <- nil // for the cleanup
+	case <-time.After(30 * time.Second):
+		t.Fatalf("C did not give up; holders %v", holders())
+	}
+	if h := holders(); h["C"] != 0 {
+		t.Errorf("C held %d partitions", h["C"])
+	}
+}
