@@ -83,9 +83,9 @@ func (r *Runner) readsDone(took int) {
 }
 
 // prefetch reads the committed state of the keys that msgs will fold and the cache lacks, and
-// puts it in the cache; and the keys their lookups read (see operators.KeyReader). An event whose keys cannot be computed here (a bad payload) is left to
-// processing, which reports it; a failed read is left to Get or Lookup, which retry it. It
-// returns the number of keys read.
+// puts it in the cache; and the keys their lookups read (see operators.KeyReader). An event
+// whose keys cannot be computed here (a bad payload) is left to processing, which reports it;
+// a failed read is left to Get or Lookup, which retry it. It returns the number of keys read.
 func (r *Runner) prefetch(msgs []source.Msg) int {
 	pf := &r.pf
 	pf.keys = pf.keys[:0]
