@@ -373,7 +373,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.MemoryLimit {
 		keys := 0
 		for _, p := range ps {
-			keys += p.Config.Cache.MaxKeys
+			keys += p.CacheKeys()
 		}
 		memory.SetLimit(memory.Options{CacheKeys: keys, Logger: o.Logger})
 	}

@@ -33,7 +33,7 @@ import (
 func setMemoryLimit(log *slog.Logger, ps []*pipeline.Pipeline) {
 	keys := 0
 	for _, p := range ps {
-		keys += p.Config.Cache.MaxKeys
+		keys += p.CacheKeys()
 	}
 	memory.SetLimit(memory.Options{CacheKeys: keys, Logger: log})
 }

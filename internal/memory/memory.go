@@ -26,8 +26,8 @@ const BytesPerKey = 1024
 
 // Options configures [SetLimit].
 type Options struct {
-	// CacheKeys is the sum of the cache bounds (cache.max_keys) of the pipelines the process
-	// runs.
+	// CacheKeys is how many keys the pipelines the process runs may hold in memory (see
+	// pipeline.Pipeline.CacheKeys): their caches and their lookups' replicas.
 	CacheKeys int
 	// Logger receives one line saying which limit was set; nil discards it.
 	Logger *slog.Logger
