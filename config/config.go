@@ -146,6 +146,21 @@ type Stream struct {
 	DuplicateWindow time.Duration `koanf:"duplicate_window"`
 	// MaxAge bounds the age of stored messages (0: unlimited).
 	MaxAge time.Duration `koanf:"max_age"`
+	// SubjectTransform optionally rewrites the subjects of the messages the stream stores
+	// (nats-server's stream subject transform): with Dest starting with
+	// `{{partition(N,i)}}.`, each message is stored under its partition, which a pipeline
+	// with `partitions: N` and `source.partitioned_by_subject` reads one partition at a time.
+	SubjectTransform Transform `koanf:"subject_transform"`
+}
+
+// Transform is a stream subject transform: a message whose subject matches Src is stored
+// under Dest (with nats-server's mapping functions, such as `{{wildcard(1)}}` and
+// `{{partition(4,1)}}`). Both empty: none.
+type Transform struct {
+	// Src is the subject filter the transform applies to.
+	Src string `koanf:"src"`
+	// Dest is the subject the matching messages are stored under.
+	Dest string `koanf:"dest"`
 }
 
 // Pipeline is one durable consumer of one stream and its chain of operators.
@@ -201,6 +216,13 @@ type Source struct {
 	// Stop is follow (keep reading) or end (stop at the end of the stream) (default follow,
 	// also when set to "").
 	Stop string `koanf:"stop"`
+	// PartitionedBySubject declares that the stream stores each event under its partition
+	// (its subject transform's destination starts with `{{partition(N,i)}}.`, N the
+	// pipeline's partitions, hashing the subject token that holds the pipeline's key), so
+	// that each partition reads only its own subjects (`<i>.>`) instead of the whole stream.
+	// Checked at start against the stream; an event whose key belongs to another partition
+	// than its subject is a dead letter.
+	PartitionedBySubject bool `koanf:"partitioned_by_subject"`
 }
 
 // Batch bounds one batch, the unit of commit. Events are processed as they arrive, while the

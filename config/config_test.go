@@ -113,7 +113,7 @@ func TestLoadErrors(t *testing.T) {
 			name: "unknown field in source",
 			yaml: shopStream + "pipelines:\n  - name: carts\n    source: {stream: SHOP, from: all}\n    key: k\n",
 			want: []string{`5:28: unknown field "from" in pipelines[0].source ` +
-				`(hint: valid fields: stream, subjects, start, stop)`},
+				`(hint: valid fields: stream, subjects, start, stop, partitioned_by_subject)`},
 			count: 1,
 		},
 		{
@@ -264,6 +264,32 @@ func TestLoadErrors(t *testing.T) {
 			name: "partitions out of range",
 			yaml: shopStream + "pipelines:\n" + carts + "    partitions: 300\n",
 			want: []string{`7:17: pipelines[0].partitions must be between 1 and 256, got 300`},
+		},
+		{
+			name: "partitioned by subject without partitions",
+			yaml: shopStream + "pipelines:\n  - name: carts\n    source: {stream: SHOP, partitioned_by_subject: true}\n    key: event.user_id\n",
+			want: []string{`5:52: pipelines[0].source.partitioned_by_subject needs partitions of 2 or more, got 1 (hint: set partitions: N, as the stream's {{partition(N,...)}})`},
+		},
+		{
+			name: "partitioned by subject with two subjects",
+			yaml: shopStream + "pipelines:\n  - name: carts\n    source: {stream: SHOP, partitioned_by_subject: true, subjects: [\"*.a\", \"*.b\"]}\n    key: event.user_id\n    partitions: 4\n",
+			want: []string{`5:68: pipelines[0].source.partitioned_by_subject reads one subject filter per partition: pipelines[0].source.subjects lists 2 (hint: list one subject, such as "*.shop.>")`},
+		},
+		{
+			name: "partitioned by subject with a subject not starting with a wildcard",
+			yaml: shopStream + "pipelines:\n  - name: carts\n    source: {stream: SHOP, partitioned_by_subject: true, subjects: [\"shop.>\"]}\n    key: event.user_id\n    partitions: 4\n",
+			want: []string{`5:69: pipelines[0].source.partitioned_by_subject: the subject "shop.>" must start with a wildcard, which each partition replaces by its number (hint: the stored subjects start with the partition: such as "*.shop.>")`},
+		},
+		{
+			name: "partitioned by subject on a stream of another count",
+			yaml: "streams:\n  - {name: SHOP, subjects: [\"shop.*\"], subject_transform: {src: \"shop.*\", dest: \"{{partition(3,1)}}.shop.{{wildcard(1)}}\"}}\n" +
+				"pipelines:\n  - name: carts\n    source: {stream: SHOP, partitioned_by_subject: true}\n    key: event.user_id\n    partitions: 4\n",
+			want: []string{`5:52: pipelines[0].source.partitioned_by_subject: stream SHOP does not store its messages under 4 partitions (subject_transform.dest "{{partition(3,1)}}.shop.{{wildcard(1)}}") (hint: give stream SHOP subject_transform.dest: "{{partition(4,<token>)}}.<rest>")`},
+		},
+		{
+			name: "subject transform without dest",
+			yaml: "streams:\n  - {name: SHOP, subjects: [\"shop.*\"], subject_transform: {src: \"shop.*\"}}\n" + "pipelines:\n" + carts,
+			want: []string{`2:59: streams[0].subject_transform needs both src and dest (hint: such as {src: "shop.*", dest: "{{partition(4,1)}}.shop.{{wildcard(1)}}"})`},
 		},
 		{
 			name: "re-key with partitions",
@@ -810,6 +836,49 @@ pipelines:
 		_, _, err := load(t, "nats: {url: nats://h:4222, kv_replicas: "+tt.n+"}\n"+rest)
 		if (err != nil) != tt.fail || tt.fail && !strings.Contains(err.Error(), "nats.kv_replicas must be 1 to 5") {
 			t.Errorf("kv_replicas %s: %v, want failure %v", tt.n, err, tt.fail)
+		}
+	}
+}
+
+func TestPartitionToken(t *testing.T) {
+	tests := []struct {
+		dest     string
+		n, token int
+		ok       bool
+	}{
+		{"{{partition(4,1)}}.shop.{{wildcard(1)}}", 4, 1, true},
+		{"{{ Partition( 16 , 2 ) }}.a.b", 16, 2, true},
+		{"{{partition(4,1,2)}}.shop.{{wildcard(1)}}", 0, 0, false},
+		{"shop.{{partition(4,1)}}.{{wildcard(1)}}", 0, 0, false},
+		{"{{wildcard(1)}}.shop", 0, 0, false},
+		{"{{partition(x,1)}}.shop", 0, 0, false},
+		{"{{partition(0,1)}}.shop", 0, 0, false},
+		{"", 0, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.dest, func(t *testing.T) {
+			n, token, ok := config.PartitionToken(tt.dest)
+			if n != tt.n || token != tt.token || ok != tt.ok {
+				t.Errorf("PartitionToken(%q) = %d, %d, %v, want %d, %d, %v", tt.dest, n, token, ok, tt.n, tt.token, tt.ok)
+			}
+		})
+	}
+}
+
+func TestPartitionSubject(t *testing.T) {
+	tests := []struct {
+		subjects []string
+		i        int
+		want     string
+	}{
+		{nil, 3, "3.>"},
+		{[]string{">"}, 0, "0.>"},
+		{[]string{"*.shop.>"}, 2, "2.shop.>"},
+		{[]string{"*"}, 1, "1"},
+	}
+	for _, tt := range tests {
+		if got := config.PartitionSubject(tt.subjects, tt.i); got != tt.want {
+			t.Errorf("PartitionSubject(%q, %d) = %q, want %q", tt.subjects, tt.i, got, tt.want)
 		}
 	}
 }

@@ -122,6 +122,10 @@ func (c *Config) validate() []*diag.Error {
 		if s.MaxAge < 0 {
 			v.add(base+".max_age", "", "%s.max_age must not be negative, got %s", diag.DisplayPath(base), s.MaxAge)
 		}
+		if tr := s.SubjectTransform; (tr.Src == "") != (tr.Dest == "") {
+			v.add(base+".subject_transform", `such as {src: "shop.*", dest: "{{partition(4,1)}}.shop.{{wildcard(1)}}"}`,
+				"%s.subject_transform needs both src and dest", diag.DisplayPath(base))
+		}
 	}
 
 	pipelineAt := map[string]string{}
@@ -155,6 +159,7 @@ func (c *Config) validate() []*diag.Error {
 		if p.Partitions < 1 || p.Partitions > MaxPartitions {
 			v.add(base+".partitions", "", "%s.partitions must be between 1 and %d, got %d", diag.DisplayPath(base), MaxPartitions, p.Partitions)
 		}
+		v.partitionedBySubject(base, p, c.Streams)
 		for j, op := range p.Operators {
 			opPath := base + ".operators." + strconv.Itoa(j)
 			if _, rekey := op["key"]; rekey && len(op) == 1 && p.Partitions > 1 {
@@ -177,6 +182,42 @@ func (c *Config) validate() []*diag.Error {
 		}
 	}
 	return v.errs
+}
+
+// partitionedBySubject checks source.partitioned_by_subject of pipeline p at base: it needs
+// partitions, at most one source subject whose first token is a wildcard (the partition's
+// number takes its place), and a declared stream whose subject transform, if the file gives
+// one, partitions into as many partitions. A stream without one in the file is checked at
+// start.
+func (v *validator) partitionedBySubject(base string, p Pipeline, decl []Stream) {
+	if !p.Source.PartitionedBySubject {
+		return
+	}
+	path := base + ".source.partitioned_by_subject"
+	where := diag.DisplayPath(path)
+	if p.Partitions < 2 {
+		v.add(path, "set partitions: N, as the stream's {{partition(N,...)}}", "%s needs partitions of 2 or more, got %d", where, p.Partitions)
+	}
+	switch subs := p.Source.Subjects; {
+	case len(subs) > 1:
+		v.add(base+".source.subjects", "list one subject, such as \"*.shop.>\"",
+			"%s reads one subject filter per partition: %s.subjects lists %d", where, diag.DisplayPath(base+".source"), len(subs))
+	case len(subs) == 1:
+		if first, _, _ := strings.Cut(subs[0], "."); first != "*" && first != ">" {
+			v.add(base+".source.subjects.0", "the stored subjects start with the partition: such as \"*.shop.>\"",
+				"%s: the subject %q must start with a wildcard, which each partition replaces by its number", where, subs[0])
+		}
+	}
+	for _, s := range decl {
+		if s.Name != p.Source.Stream || s.SubjectTransform.Dest == "" {
+			continue
+		}
+		n, _, ok := PartitionToken(s.SubjectTransform.Dest)
+		if !ok || n != p.Partitions {
+			v.add(path, fmt.Sprintf("give stream %s subject_transform.dest: \"{{partition(%d,<token>)}}.<rest>\"", s.Name, p.Partitions),
+				"%s: stream %s does not store its messages under %d partitions (subject_transform.dest %q)", where, s.Name, p.Partitions, s.SubjectTransform.Dest)
+		}
+	}
 }
 
 // source checks a pipeline's source at path against the declared streams.

@@ -699,12 +699,27 @@ func checkDisruptions(t *testing.T, o *objects, production bool) {
 }
 
 // checkProduction checks what the production overlay adds: 3 replicas spread over nodes,
-// and NATS reached with the URL and credentials of a Secret that the manifests reference by
+// each pipeline in at least as many partitions as replicas (each replica has a share), and
+// NATS reached with the URL and credentials of a Secret that the manifests reference by
 // name and do not hold.
 func checkProduction(t *testing.T, o *objects) {
 	d := o.deployments[0]
 	if d.Spec.Replicas == nil || *d.Spec.Replicas != 3 {
 		t.Errorf("Deployment %s: replicas %s, want 3", d.Name, fmtPtr(d.Spec.Replicas))
+	}
+	for _, p := range o.pods(t) {
+		if !p.replicated || d.Spec.Replicas == nil {
+			continue // the backup job runs no pipeline
+		}
+		cfg := loadConfig(t, o, p)
+		if cfg == nil {
+			continue
+		}
+		for _, pc := range cfg.Pipelines {
+			if pc.Partitions < int(*d.Spec.Replicas) {
+				t.Errorf("%s: pipeline %s in %d partitions, want at least one per replica (%d)", p.where, pc.Name, pc.Partitions, *d.Spec.Replicas)
+			}
+		}
 	}
 	spec := d.Spec.Template.Spec
 	var terms []corev1.PodAffinityTerm

@@ -1,10 +1,16 @@
 package pipeline
 
 import (
+	"errors"
+	"fmt"
 	"hash/fnv"
 	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetfold/jetfold/checkpoint"
+	"github.com/jetfold/jetfold/config"
 )
 
 // Partition names the partition a [Runner] runs of a pipeline with `partitions: N` (Count N,
@@ -15,6 +21,13 @@ import (
 // sequence modulo Count, so that exactly one partition dead-letters or filters it. Every
 // partition reads the whole source and passes over the events of the others (their sequences
 // still advance its checkpoint); its watermark moves with its own events only.
+//
+// With source.partitioned_by_subject, the stream stores each event under its partition
+// (`<i>.…`) and each partition reads only its own subjects (see Runner.sourceSubjects): an
+// event belongs to the partition its subject names, whether its key can be computed or not,
+// and one whose key belongs to another is a dead letter ([errWrongPartition]). Its checkpoint
+// is still a stream sequence, that of its own last event: a restart at checkpoint+1 with the
+// same filter skips only other partitions' events.
 type Partition struct {
 	Index, Count int
 }
@@ -74,4 +87,62 @@ func (r *Runner) consumerName() string {
 		return r.p.Name + "_p" + strconv.Itoa(r.o.Partition.Index)
 	}
 	return r.p.Name
+}
+
+// errWrongPartition marks an event of a source partitioned by subject whose key belongs to
+// another partition than the one the stream stored it under: the pipeline's key is not the
+// subject token the stream partitions on. It is a dead letter (applying it would write the
+// key from two partitions).
+var errWrongPartition = errors.New("the event's key belongs to another partition than its subject's")
+
+// sourceSubjects returns the subjects the runner's source reads, and sets r.bySubject. A
+// partition of a pipeline with source.partitioned_by_subject reads only its own subjects,
+// `<i>.>` (the source's one subject with its first token replaced by i), after checking that
+// stream stores every message under its partition: its subject transform applies to every
+// subject it captures and its destination starts with `{{partition(N,T)}}.`, N the
+// pipeline's partitions. Otherwise the whole source is read, and each partition passes over
+// the others' events. It returns an error wrapping [ErrStopped] when the stream is not so
+// partitioned.
+func (r *Runner) sourceSubjects(stream jetstream.Stream) ([]string, error) {
+	pc := r.p.Config
+	r.bySubject = false
+	if !pc.Source.PartitionedBySubject || !r.o.Partition.partitioned() {
+		return pc.Source.Subjects, nil
+	}
+	cfg := stream.CachedInfo().Config
+	tr := cfg.SubjectTransform
+	if tr == nil {
+		return nil, fmt.Errorf("%w: %s: source.partitioned_by_subject: stream %s has no subject transform (declare subject_transform with dest {{partition(%d,<token>)}}.<rest>)",
+			ErrStopped, r.p.Name, cfg.Name, r.o.Partition.Count)
+	}
+	if n, _, ok := config.PartitionToken(tr.Destination); !ok || n != r.o.Partition.Count {
+		return nil, fmt.Errorf("%w: %s: source.partitioned_by_subject: stream %s stores its messages under %q, not under {{partition(%d,<token>)}}",
+			ErrStopped, r.p.Name, cfg.Name, tr.Destination, r.o.Partition.Count)
+	}
+	for _, s := range cfg.Subjects {
+		if !subjectWithin(s, tr.Source) {
+			return nil, fmt.Errorf("%w: %s: source.partitioned_by_subject: stream %s captures %s, which its subject transform (on %s) leaves out of every partition",
+				ErrStopped, r.p.Name, cfg.Name, s, tr.Source)
+		}
+	}
+	r.bySubject = true
+	return []string{config.PartitionSubject(pc.Source.Subjects, r.o.Partition.Index)}, nil
+}
+
+// subjectWithin tells whether every subject that filter sub matches is matched by filter
+// within ("" matches everything, as in a subject transform).
+func subjectWithin(sub, within string) bool {
+	if within == "" || within == ">" {
+		return true
+	}
+	st, wt := strings.Split(sub, "."), strings.Split(within, ".")
+	for i, w := range wt {
+		if w == ">" {
+			return i < len(st)
+		}
+		if i >= len(st) || st[i] == ">" || w != "*" && (st[i] == "*" || st[i] != w) {
+			return false
+		}
+	}
+	return len(st) == len(wt)
 }

@@ -184,7 +184,7 @@ func (r *Runner) processOne(ev *event.Event, b *unit, m jetstream.Msg, seq uint6
 	}
 	err := r.dec.Decode(ev, ev.Data, ev.Header)
 	if err != nil {
-		r.foreign = !r.o.Partition.ownsSeq(seq)
+		r.foreign = !r.bySubject && !r.o.Partition.ownsSeq(seq)
 		return false, err
 	}
 	x := &r.exec
@@ -194,7 +194,12 @@ func (r *Runner) processOne(ev *event.Event, b *unit, m jetstream.Msg, seq uint6
 	if ev.Key, err = x.EvalString(r.p.keyExpr, ev); err != nil {
 		ev.KeyErr = fmt.Errorf("key: %w", err)
 	}
-	if part := r.o.Partition; part.partitioned() {
+	if part := r.o.Partition; r.bySubject {
+		// The stream stored the event under this partition: it is this partition's.
+		if ev.KeyErr == nil && !part.ownsKey(ev.Key) {
+			return false, fmt.Errorf("%w: key %q is in partition %d, subject %s in %d", errWrongPartition, ev.Key, PartitionOf(ev.Key, part.Count), ev.Subject, part.Index)
+		}
+	} else if part.partitioned() {
 		if ev.KeyErr == nil && !part.ownsKey(ev.Key) || ev.KeyErr != nil && !part.ownsSeq(seq) {
 			r.foreign = true // before the watermark moves: it moves with this partition's events
 			return false, nil

@@ -141,6 +141,7 @@ type Runner struct {
 	pf           prefetcher
 	defsChecked  bool // the checkpoint's definitions were compared with the pipeline's
 	foreign      bool // the event in hand belongs to another partition (see Partition)
+	bySubject    bool // the source reads this partition's subjects only (see Partition)
 }
 
 // rebuilding tells whether the runner runs a rebuild of its pipeline (under a checkpoint of
@@ -359,8 +360,12 @@ func (r *Runner) start(ctx context.Context) (*source.Source, error) {
 		return nil, err
 	}
 
+	subjects, err := r.sourceSubjects(stream)
+	if err != nil {
+		return nil, err
+	}
 	src, err := source.Open(ctx, stream, source.Options{
-		Pipeline: r.consumerName(), Subjects: pc.Source.Subjects, After: cp.Seq, Initial: cp.Initial,
+		Pipeline: r.consumerName(), Subjects: subjects, After: cp.Seq, Initial: cp.Initial,
 		Start: r.p.Start, Batch: pc.Batch, Conn: js.Conn(), Logger: r.log,
 	})
 	if errors.Is(err, source.ErrWorkQueue) {

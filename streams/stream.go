@@ -142,6 +142,9 @@ func StreamConfig(d config.Stream) jetstream.StreamConfig {
 	if d.Storage == "memory" {
 		c.Storage = jetstream.MemoryStorage
 	}
+	if tr := d.SubjectTransform; tr.Dest != "" {
+		c.SubjectTransform = &jetstream.SubjectTransformConfig{Source: tr.Src, Destination: tr.Dest}
+	}
 	return c
 }
 
@@ -162,6 +165,13 @@ func Drift(have, want jetstream.StreamConfig) []string {
 	}
 	if want.MaxAge != 0 && have.MaxAge != want.MaxAge {
 		out = append(out, fmt.Sprintf("max_age %s, declared %s", have.MaxAge, want.MaxAge))
+	}
+	if w := want.SubjectTransform; w != nil && (have.SubjectTransform == nil || *have.SubjectTransform != *w) {
+		h := "none"
+		if have.SubjectTransform != nil {
+			h = have.SubjectTransform.Source + " -> " + have.SubjectTransform.Destination
+		}
+		out = append(out, fmt.Sprintf("subject_transform %s, declared %s -> %s", h, w.Source, w.Destination))
 	}
 	return out
 }

@@ -36,9 +36,16 @@ func (e *crashEnv) clusterConfig(url, stop, instance string, partitions int) str
 	e.t.Helper()
 	carts := fmt.Sprintf(shoptest.Pipeline, "all", stop, 300, 500)
 	carts = strings.Replace(carts, "    key: event.user_id\n", fmt.Sprintf("    key: event.user_id\n    partitions: %d\n", partitions), 1)
+	decl := clusterStreams
+	if e.bySubject {
+		// SHOP stores each event under its user's partition, which carts reads alone.
+		decl = strings.Replace(decl, `{name: SHOP, subjects: ["shop.>"], replicas: 3}`, fmt.Sprintf(
+			`{name: SHOP, subjects: ["shop.*"], replicas: 3, subject_transform: {src: "shop.*", dest: "{{partition(%d,1)}}.shop.{{wildcard(1)}}"}}`, partitions), 1)
+		carts = strings.Replace(carts, "source: {stream: SHOP, ", "source: {stream: SHOP, partitioned_by_subject: true, ", 1)
+	}
 	y := fmt.Sprintf("nats: {url: %q, kv_replicas: 3}\nhttp: {listen: none}\n", url) +
 		fmt.Sprintf("processor: {instance: %s, lease_ttl: %s}\n", instance, clusterLeaseTTL) +
-		clusterStreams + "pipelines:" + carts + fmt.Sprintf(shoptest.Stateful, "all", stop, 300, 2000)
+		decl + "pipelines:" + carts + fmt.Sprintf(shoptest.Stateful, "all", stop, 300, 2000)
 	path := filepath.Join(e.dir, instance+"-"+stop+".yaml")
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 		e.t.Fatal(err)
@@ -51,14 +58,19 @@ func (e *crashEnv) clusterConfig(url, stop, instance string, partitions int) str
 // stand by. Mid-run it SIGKILLs the holder of the carts pipeline and stops the node that leads
 // the checkpoint bucket, measures the time until another processor advances the carts
 // checkpoint, restarts the node, and compares the result with the oracle.
-func TestClusterFailover(t *testing.T) { clusterFailover(t, 1) }
+func TestClusterFailover(t *testing.T) { clusterFailover(t, 1, false) }
 
 // TestClusterFailoverPartitioned is TestClusterFailover with the carts pipeline in 4
 // partitions, which the three processors share (at most 2 each): it kills the holder of
 // partition 0 and measures until every lease it held has advanced in another processor.
-func TestClusterFailoverPartitioned(t *testing.T) { clusterFailover(t, 4) }
+func TestClusterFailoverPartitioned(t *testing.T) { clusterFailover(t, 4, false) }
 
-func clusterFailover(t *testing.T, partitions int) {
+// TestClusterFailoverBySubject is TestClusterFailoverPartitioned on a stream that stores each
+// event under its user's partition (a subject transform), each partition of carts reading its
+// own subjects only (source.partitioned_by_subject).
+func TestClusterFailoverBySubject(t *testing.T) { clusterFailover(t, 4, true) }
+
+func clusterFailover(t *testing.T, partitions int, bySubject bool) {
 	events := 6_000
 	switch {
 	case natstest.Long():
@@ -71,7 +83,7 @@ func clusterFailover(t *testing.T, partitions int) {
 	cl := natstest.NewCluster(t, natstest.ClusterOptions{})
 	nc, js := cl.Connect(t)
 	e := &crashEnv{t: t, dir: t.TempDir(), bin: processor(t), nc: nc, js: js,
-		payload: shoptest.Workload(s, events, 1000)}
+		payload: shoptest.Workload(s, events, 1000), bySubject: bySubject}
 	if d := os.Getenv("JETFOLD_CRASH_DIR"); d != "" { // keep the logs, one folder per test
 		e.dir = filepath.Join(d, t.Name())
 		if err := os.MkdirAll(e.dir, 0o755); err != nil {

@@ -2,6 +2,7 @@ package crashtest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -24,6 +25,7 @@ import (
 	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/internal/natstest"
 	"github.com/jetfold/jetfold/internal/shoptest"
+	"github.com/jetfold/jetfold/pipeline/status"
 	"github.com/jetfold/jetfold/streams"
 )
 
@@ -101,6 +103,9 @@ type crashEnv struct {
 	// cartsKeys are the checkpoint keys of the carts pipeline: its name, or its partitions'
 	// (see the cluster tests); nil means its name.
 	cartsKeys []string
+	// bySubject publishes each event on shop.<its user> to a stream partitioned by subject,
+	// which the carts partitions read one each (see TestClusterFailoverBySubject).
+	bySubject bool
 }
 
 func newCrashEnv(t *testing.T, events int, s uint64) *crashEnv {
@@ -211,7 +216,7 @@ func (e *crashEnv) publish(from, to int) {
 		ctx, cancel := context.WithTimeout(context.Background(), childStall)
 		err := func() error {
 			for j := from; j < to; j++ {
-				m := nats.NewMsg(shoptest.Subject)
+				m := nats.NewMsg(e.subject(e.payload[j]))
 				m.Data = e.payload[j]
 				m.Header.Set(jetstream.MsgIDHeader, "ev-"+strconv.Itoa(j))
 				if err := w.Publish(ctx, m); err != nil {
@@ -245,14 +250,52 @@ func (e *crashEnv) checkpointSeq() uint64 {
 	if len(e.cartsKeys) == 0 {
 		keys = append(keys, "carts")
 	}
-	for _, p := range keys {
+	for i, p := range keys {
 		cp, err := checkpoint.NewStore(kv).Load(ctx, p)
 		if err != nil {
 			return 0
 		}
-		low = min(low, cp.Seq)
+		seq := cp.Seq
+		if e.bySubject && i > 0 {
+			// A partition reads its own subjects only: once none is left after its
+			// checkpoint, it has read up to the head.
+			if seq, err = e.partitionCovers(ctx, i-1, cp.Seq); err != nil {
+				return 0
+			}
+		}
+		low = min(low, seq)
 	}
 	return low
+}
+
+// subject is the subject an event is published on: shoptest.Subject, or with bySubject
+// shop.<its user_id> (shop.none without one).
+func (e *crashEnv) subject(payload []byte) string {
+	if !e.bySubject {
+		return shoptest.Subject
+	}
+	var ev struct {
+		UserID string `json:"user_id"`
+	}
+	if json.Unmarshal(payload, &ev) == nil && ev.UserID != "" {
+		return "shop." + ev.UserID
+	}
+	return "shop.none"
+}
+
+// partitionCovers returns the stream position that partition i of carts, read by subject,
+// has read everything of its own up to: the stream's head when no message of its subjects
+// follows its checkpoint seq, else seq.
+func (e *crashEnv) partitionCovers(ctx context.Context, i int, seq uint64) (uint64, error) {
+	s, err := e.js.Stream(ctx, "SHOP")
+	if err != nil {
+		return 0, err
+	}
+	n, err := status.CountAfter(ctx, s, []string{strconv.Itoa(i) + ".>"}, seq)
+	if err != nil || n > 0 {
+		return seq, err
+	}
+	return max(seq, s.CachedInfo().State.LastSeq), nil
 }
 
 // finish runs the child with stop: end to the end of the stream and compares with the oracle.

@@ -47,7 +47,8 @@ type Status struct {
 	Paused   bool   `json:"paused,omitempty"`
 	PausedBy string `json:"paused_by,omitempty"`
 	// Partitions holds each partition of a partitioned pipeline (config partitions); then
-	// Checkpoint is the lowest of theirs, Lag counts from it, LastCommit is the latest, and
+	// Checkpoint is the lowest of theirs, Lag counts from it (or, for a source partitioned by
+	// subject, is the sum of theirs), LastCommit is the latest, and
 	// State is failing when one is, else running when one is.
 	Partitions []Partition `json:"partitions,omitempty"`
 }
@@ -93,6 +94,9 @@ type Of struct {
 	Subjects, Projections []string
 	// Partitions is the pipeline's number of partitions (0 or 1: not partitioned).
 	Partitions int
+	// PartitionSubjects, when set, gives the subjects partition i reads (a source partitioned
+	// by subject): a partition's lag counts those only, and the pipeline's is their sum.
+	PartitionSubjects func(i int) []string
 }
 
 // Read reads the status of pipeline p from NATS; it does not need p to be running. A source
@@ -123,12 +127,17 @@ func Read(ctx context.Context, js jetstream.JetStream, p Of) (Status, error) {
 		}
 	}
 	if p.Partitions > 1 {
-		if err := readPartitions(ctx, js, p, &st); err != nil {
+		if err := readPartitions(ctx, js, stream, p, &st); err != nil {
 			return st, err
 		}
 	}
 	st.Lag = st.Head - min(st.Checkpoint, st.Head)
-	if len(p.Subjects) > 0 && st.Checkpoint < st.Head {
+	if p.Partitions > 1 && p.PartitionSubjects != nil {
+		st.Lag = 0
+		for _, ps := range st.Partitions {
+			st.Lag += ps.Lag
+		}
+	} else if len(p.Subjects) > 0 && st.Checkpoint < st.Head {
 		// Only events that match the filter count.
 		n, err := CountAfter(ctx, stream, p.Subjects, st.Checkpoint)
 		if err != nil {
@@ -179,7 +188,7 @@ func Read(ctx context.Context, js jetstream.JetStream, p Of) (Status, error) {
 
 // readPartitions reads the checkpoint and health of each partition of p into st.Partitions,
 // and sums them up in st (see Status.Partitions).
-func readPartitions(ctx context.Context, js jetstream.JetStream, p Of, st *Status) error {
+func readPartitions(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, p Of, st *Status) error {
 	kv, err := js.KeyValue(ctx, streams.CheckpointBucket)
 	if err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return fmt.Errorf("checkpoints: %w", err)
@@ -203,6 +212,14 @@ func readPartitions(ctx context.Context, js jetstream.JetStream, p Of, st *Statu
 			}
 		}
 		ps.Lag = st.Head - min(ps.Checkpoint, st.Head)
+		if p.PartitionSubjects != nil && ps.Lag > 0 {
+			// Only the partition's own subjects count: the others' events it never reads.
+			n, err := CountAfter(ctx, stream, p.PartitionSubjects(i), ps.Checkpoint)
+			if err != nil {
+				return fmt.Errorf("lag of partition %d: %w", i, err)
+			}
+			ps.Lag = n
+		}
 		if i == 0 || ps.Checkpoint < st.Checkpoint {
 			st.Checkpoint = ps.Checkpoint
 		}
