@@ -13,6 +13,7 @@ import (
 	"github.com/jetfold/jetfold/internal/shoptest"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/streams"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestShareMovesPartitions runs the shop pipeline in 4 partitions in one process, then a
@@ -27,20 +28,7 @@ func TestShareMovesPartitions(t *testing.T) {
 	yaml = strings.Replace(yaml, "    key: event.user_id\n", fmt.Sprintf("    key: event.user_id\n    partitions: %d\n", n), 1)
 	ps := e.pipelines("p.yaml", yaml)
 	ctx := context.Background()
-	observer, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: time.Second, Holder: "observer"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	holders := func() map[string]int {
-		out := map[string]int{}
-		for i := range n {
-			h, err := observer.Holder(ctx, checkpoint.PartitionKey("carts", i))
-			if err == nil && h != "" {
-				out[h]++
-			}
-		}
-		return out
-	}
+	holders := partitionHolders(t, e.js, "carts", n)
 	type proc struct {
 		cancel context.CancelFunc
 		done   chan error
@@ -123,19 +111,7 @@ func TestShareWait(t *testing.T) {
 	ps := e.pipelines("p.yaml", yaml)
 	e.publish(shoptest.Workload(5, 500, 50))
 	ctx := context.Background()
-	observer, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: time.Second, Holder: "observer"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	holders := func() map[string]int {
-		out := map[string]int{}
-		for i := range n {
-			if h, err := observer.Holder(ctx, checkpoint.PartitionKey("carts", i)); err == nil && h != "" {
-				out[h]++
-			}
-		}
-		return out
-	}
+	holders := partitionHolders(t, e.js, "carts", n)
 	start := func(name string, maxStandby time.Duration) (chan error, time.Time) {
 		l, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: time.Second, Holder: name})
 		if err != nil {
@@ -185,5 +161,25 @@ func TestShareWait(t *testing.T) {
 	}
 	if h := holders(); h["C"] != 0 {
 		t.Errorf("C held %d partitions", h["C"])
+	}
+}
+
+// partitionHolders returns a function that counts, by holder, the leases of the n partitions
+// of pipeline that are held.
+func partitionHolders(t *testing.T, js jetstream.JetStream, pipeline string, n int) func() map[string]int {
+	t.Helper()
+	ctx := context.Background()
+	observer, err := checkpoint.OpenLeases(ctx, js, checkpoint.LeaseOptions{TTL: time.Second, Holder: "observer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() map[string]int {
+		out := map[string]int{}
+		for i := range n {
+			if h, err := observer.Holder(ctx, checkpoint.PartitionKey(pipeline, i)); err == nil && h != "" {
+				out[h]++
+			}
+		}
+		return out
 	}
 }

@@ -340,13 +340,7 @@ func (e *crashEnv) pipelineSeq(key string) uint64 {
 // leaderOf returns the index of the cluster node that leads stream.
 func (e *crashEnv) leaderOf(cl *natstest.Cluster, stream string) int {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), childStall)
-	defer cancel()
-	s, err := e.js.Stream(ctx, stream)
-	if err != nil {
-		e.t.Fatalf("stream %s: %v", stream, err)
-	}
-	if ci := s.CachedInfo().Cluster; ci != nil {
+	if ci := e.streamInfo(stream).Cluster; ci != nil {
 		for i := range cl.Size() {
 			if srv := cl.Server(i); srv != nil && srv.Name() == ci.Leader {
 				return i
@@ -360,13 +354,19 @@ func (e *crashEnv) leaderOf(cl *natstest.Cluster, stream string) int {
 // streamHead returns the last sequence of stream.
 func (e *crashEnv) streamHead(stream string) uint64 {
 	e.t.Helper()
+	return e.streamInfo(stream).State.LastSeq
+}
+
+// streamInfo returns the information of stream, as the server gives it now.
+func (e *crashEnv) streamInfo(stream string) *jetstream.StreamInfo {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), childStall)
 	defer cancel()
 	s, err := e.js.Stream(ctx, stream)
 	if err != nil {
 		e.t.Fatalf("stream %s: %v", stream, err)
 	}
-	return s.CachedInfo().State.LastSeq
+	return s.CachedInfo()
 }
 
 // checkReplicas fails the test unless every stream (KV buckets included) has n replicas: one
