@@ -13,7 +13,7 @@ import (
 // short enough for low latency under light load, long enough not to commit every event. At
 // 10,000 events/s (`processor bench --latency`, 3 alternating runs of 15 s, quiet 2-core
 // machine) 2 ms gave p50 3.4-3.8 ms and p99 21.7-22.5 ms, 5 ms p50 6.7-6.8 and p99 27.0-28.1,
-// 1 ms p50 2.9-3.0 and p99 19.5-26.1 (twice the commits of 2 ms for no steadier tail).
+// 1 ms p50 2.9-3.0 and p99 19.5-26.1 (a tail no steadier, for more commits).
 const linger = 2 * time.Millisecond
 
 // bounds are the limits of a batch in one regime: following the source (the pipeline is
