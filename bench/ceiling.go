@@ -45,7 +45,8 @@ func kvWrites(ctx context.Context, nc *nats.Conn, n, perCommit, keys int) (float
 		commit := make([]int, 0, min(perCommit, n-done))
 		seen := make(map[int]struct{}, cap(commit))
 		for len(commit) < cap(commit) {
-			if k := rng.IntN(keys); !has(seen, k) {
+			k := rng.IntN(keys)
+			if _, dup := seen[k]; !dup {
 				seen[k] = struct{}{}
 				commit = append(commit, k)
 			}
@@ -69,9 +70,4 @@ func kvWrites(ctx context.Context, nc *nats.Conn, n, perCommit, keys int) (float
 		done += len(commit)
 	}
 	return float64(n) / time.Since(began).Seconds(), nil
-}
-
-func has(set map[int]struct{}, k int) bool {
-	_, ok := set[k]
-	return ok
 }

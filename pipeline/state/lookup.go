@@ -27,7 +27,7 @@ import (
 // current version: when a rebuild switches it (checkpoint.Current), the next lookup starts a
 // replica of the new bucket. The returned map must not be changed.
 func (s *Store) Lookup(ctx context.Context, proj, key string) (map[string]any, error) {
-	if _, ok := s.buckets[proj]; ok || s.o.Shapes[proj] != nil {
+	if s.owns(proj) {
 		e, err := s.Get(ctx, proj, key)
 		if err != nil {
 			return nil, err
@@ -43,6 +43,13 @@ func (s *Store) Lookup(ctx context.Context, proj, key string) (map[string]any, e
 	}
 	s.reads++
 	return t.fetch(ctx, key)
+}
+
+// owns tells whether proj is one of the pipeline's own projections, read through Get (a
+// bucket it opened, or a state shape, in memory).
+func (s *Store) owns(proj string) bool {
+	_, ok := s.buckets[proj]
+	return ok || s.o.Shapes[proj] != nil
 }
 
 // table returns the replica of proj, another pipeline's projection, started when missing.

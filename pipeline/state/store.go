@@ -340,7 +340,7 @@ func (s *Store) ReadAhead(ctx context.Context, keys []Key, room int) int {
 			continue
 		}
 		s.seen[pk] = struct{}{}
-		if _, own := s.buckets[k.Projection]; !own && s.o.Shapes[k.Projection] == nil {
+		if !s.owns(k.Projection) {
 			t, err := s.table(ctx, k.Projection)
 			if err != nil || t.stream == nil {
 				continue // left to Lookup
