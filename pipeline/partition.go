@@ -45,6 +45,20 @@ func (p Partition) ownsSeq(seq uint64) bool {
 	return !p.partitioned() || seq%uint64(p.Count) == uint64(p.Index)
 }
 
+// owns tells whether the event of sequence seq belongs to p: by its key, or, when the key could
+// not be computed (keyErr set: the payload or the key expression failed), by its sequence, so
+// that exactly one partition dead-letters it.
+func (p Partition) owns(key string, keyErr error, seq uint64) bool {
+	if keyErr != nil {
+		return p.ownsSeq(seq)
+	}
+	return p.ownsKey(key)
+}
+
+// errForeign is returned by Runner.processOne for an event of another partition, which the
+// partition reads past.
+var errForeign = errors.New("another partition's event")
+
 // PartitionOf returns the partition of key among n: FNV-1a (32 bits) of the key modulo n, the
 // function nats-server's `{{partition(n,...)}}` subject mapping applies to subject tokens, so
 // that a stream partitioned by a subject token that is the key agrees with it.

@@ -21,12 +21,13 @@ import (
 
 // bySubjectYAML is the shop pipeline in 4 partitions on a stream that stores each event under
 // the partition of its user (`shop.<user>` -> `<p>.shop.<user>`), read partition by partition.
-func bySubjectYAML(url string) string {
+func bySubjectYAML(t *testing.T, url string) string {
+	t.Helper()
 	y := fmt.Sprintf(shopYAML, url, "all", "end", 400, 100000)
 	y = strings.Replace(y, `{name: SHOP, subjects: ["shop.>"]}`,
 		`{name: SHOP, subjects: ["shop.*"], subject_transform: {src: "shop.*", dest: "{{partition(4,1)}}.shop.{{wildcard(1)}}"}}`, 1)
 	y = strings.Replace(y, "source: {stream: SHOP, ", "source: {stream: SHOP, partitioned_by_subject: true, ", 1)
-	return strings.Replace(y, "    key: event.user_id\n", "    key: event.user_id\n    partitions: 4\n", 1)
+	return shoptest.WithPartitions(t, y, 4)
 }
 
 // publishByUser publishes each payload on shop.<its user_id>, or shop.none without one.
@@ -61,7 +62,7 @@ func TestPartitionedBySubject(t *testing.T) {
 	const n = 4
 	e := newEnv(t)
 	payloads := shoptest.Workload(4, 6000, 300)
-	ps := e.pipelines("p.yaml", bySubjectYAML(e.srv.ClientURL()))
+	ps := e.pipelines("p.yaml", bySubjectYAML(t, e.srv.ClientURL()))
 	publishByUser(t, e, payloads[:3000])
 	ctx := context.Background()
 	leases, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: time.Second, Holder: "test"})
@@ -168,14 +169,14 @@ func TestPartitionedBySubjectRefusesUnpartitionedStream(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
 			// Declared partitioned in one file, the stream created from another.
-			y := bySubjectYAML(e.srv.ClientURL())
+			y := bySubjectYAML(t, e.srv.ClientURL())
 			other := strings.Replace(y, `{name: SHOP, subjects: ["shop.*"], subject_transform: {src: "shop.*", dest: "{{partition(4,1)}}.shop.{{wildcard(1)}}"}}`, tt.stream, 1)
 			other = strings.Replace(other, "source: {stream: SHOP, partitioned_by_subject: true, ", "source: {stream: SHOP, ", 1)
 			e.pipelines("streams.yaml", other)
 			ps := e.pipelines("p.yaml", y)
 			err := e.run(ps, pipeline.Options{})
-			if !errors.Is(err, pipeline.ErrStopped) {
-				t.Fatalf("run: %v, want ErrStopped", err)
+			if !errors.Is(err, pipeline.ErrStopped) || !strings.Contains(err.Error(), "partitioned_by_subject") {
+				t.Fatalf("run: %v, want ErrStopped naming partitioned_by_subject", err)
 			}
 		})
 	}

@@ -29,7 +29,7 @@ func TestPartitionedEqualsUnpartitioned(t *testing.T) {
 	e := newEnv(t)
 	payloads := shoptest.Workload(3, 6000, 300)
 	yaml := fmt.Sprintf(shopYAML, e.srv.ClientURL(), "all", "end", 400, 100000)
-	yaml = strings.Replace(yaml, "    key: event.user_id\n", fmt.Sprintf("    key: event.user_id\n    partitions: %d\n", n), 1)
+	yaml = shoptest.WithPartitions(t, yaml, n)
 	ps := e.pipelines("p.yaml", yaml)
 	if got := len(pipeline.Partitions(ps[0])); got != n {
 		t.Fatalf("%d partitions, want %d", got, n)

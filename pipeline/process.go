@@ -110,9 +110,8 @@ func (r *Runner) processMsg(b *unit, sm source.Msg) error {
 	}
 	ev := &r.ev
 	ev.Reset()
-	r.foreign = false
 	kept, err := r.processOne(ev, b, m, seq, md.Time)
-	if r.foreign {
+	if errors.Is(err, errForeign) {
 		// Another partition's event: read past it, nothing of it is applied here.
 	} else if err != nil {
 		ev.Rollback() // its effects are dropped
@@ -184,7 +183,9 @@ func (r *Runner) processOne(ev *event.Event, b *unit, m jetstream.Msg, seq uint6
 	}
 	err := r.dec.Decode(ev, ev.Data, ev.Header)
 	if err != nil {
-		r.foreign = !r.bySubject && !r.o.Partition.ownsSeq(seq)
+		if !r.bySubject && !r.o.Partition.owns("", err, seq) {
+			return false, errForeign
+		}
 		return false, err
 	}
 	x := &r.exec
@@ -199,11 +200,8 @@ func (r *Runner) processOne(ev *event.Event, b *unit, m jetstream.Msg, seq uint6
 		if ev.KeyErr == nil && !part.ownsKey(ev.Key) {
 			return false, fmt.Errorf("%w: key %q is in partition %d, subject %s in %d", errWrongPartition, ev.Key, PartitionOf(ev.Key, part.Count), ev.Subject, part.Index)
 		}
-	} else if part.partitioned() {
-		if ev.KeyErr == nil && !part.ownsKey(ev.Key) || ev.KeyErr != nil && !part.ownsSeq(seq) {
-			r.foreign = true // before the watermark moves: it moves with this partition's events
-			return false, nil
-		}
+	} else if !part.owns(ev.Key, ev.KeyErr, seq) {
+		return false, errForeign // before the watermark moves: it moves with this partition's events
 	}
 	if r.p.timeExpr != nil {
 		if v, err := x.Eval(r.p.timeExpr, ev); err != nil {

@@ -140,7 +140,6 @@ type Runner struct {
 	lastDelivery uint64 // delivery sequence of the last message of a durable consumer
 	pf           prefetcher
 	defsChecked  bool // the checkpoint's definitions were compared with the pipeline's
-	foreign      bool // the event in hand belongs to another partition (see Partition)
 	bySubject    bool // the source reads this partition's subjects only (see Partition)
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -25,7 +24,7 @@ func TestShareMovesPartitions(t *testing.T) {
 	e := newEnv(t)
 	payloads := shoptest.Workload(4, 9000, 300)
 	yaml := fmt.Sprintf(shopYAML, e.srv.ClientURL(), "all", "follow", 300, 100000)
-	yaml = strings.Replace(yaml, "    key: event.user_id\n", fmt.Sprintf("    key: event.user_id\n    partitions: %d\n", n), 1)
+	yaml = shoptest.WithPartitions(t, yaml, n)
 	ps := e.pipelines("p.yaml", yaml)
 	ctx := context.Background()
 	holders := partitionHolders(t, e.js, "carts", n)
@@ -107,7 +106,7 @@ func TestShareWait(t *testing.T) {
 	const n, wait = 4, time.Second
 	e := newEnv(t)
 	yaml := fmt.Sprintf(shopYAML, e.srv.ClientURL(), "all", "follow", 300, 100000)
-	yaml = strings.Replace(yaml, "    key: event.user_id\n", fmt.Sprintf("    key: event.user_id\n    partitions: %d\n", n), 1)
+	yaml = shoptest.WithPartitions(t, yaml, n)
 	ps := e.pipelines("p.yaml", yaml)
 	e.publish(shoptest.Workload(5, 500, 50))
 	ctx := context.Background()

@@ -2,6 +2,7 @@ package crashtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -35,7 +36,7 @@ const clusterLeaseTTL = 5 * time.Second
 func (e *crashEnv) clusterConfig(url, stop, instance string, partitions int) string {
 	e.t.Helper()
 	carts := fmt.Sprintf(shoptest.Pipeline, "all", stop, 300, 500)
-	carts = strings.Replace(carts, "    key: event.user_id\n", fmt.Sprintf("    key: event.user_id\n    partitions: %d\n", partitions), 1)
+	carts = shoptest.WithPartitions(e.t, carts, partitions)
 	decl := clusterStreams
 	if e.bySubject {
 		// SHOP stores each event under its user's partition, which carts reads alone.
@@ -126,6 +127,13 @@ func clusterFailover(t *testing.T, partitions int, bySubject bool) {
 		}
 		return h
 	}
+	// heldBy reads the holder of name until a read answers: one can time out while the
+	// cluster elects a leader.
+	heldBy := func(name string) string {
+		var h string
+		natstest.Eventually(t, childStall, "the holder of "+name, func() bool { h = holder(name); return h != "" })
+		return h
+	}
 	// Every lease held; the partitions spread over the processes (pipeline.Share: at most
 	// ceil(4/3) = 2 each, once every process has announced itself).
 	natstest.Eventually(t, childStall, "every lease to be held, the partitions spread", func() bool {
@@ -152,13 +160,13 @@ func clusterFailover(t *testing.T, partitions int, bySubject bool) {
 	natstest.Progress(t, "the first half", childStall, childLimit, e.checkpointSeq, func() bool {
 		return e.checkpointSeq() >= uint64(half)
 	})
-	victim := holder(carts[0])
+	victim := heldBy(carts[0])
 	if _, ok := procs[victim]; !ok {
 		t.Fatalf("the %s lease is held by %q, not by one of %v", carts[0], victim, names)
 	}
 	held := map[string][]string{} // process: the leases it holds
 	for _, l := range leaseNames {
-		h := holder(l)
+		h := heldBy(l)
 		held[h] = append(held[h], l)
 		// A partition may have moved while the processes started (Share); a whole pipeline not.
 		if n := e.startedIn(names, l); n != 1 && !strings.Contains(l, ".p") {
@@ -204,7 +212,7 @@ func clusterFailover(t *testing.T, partitions int, bySubject bool) {
 	for _, l := range held[victim] {
 		atKill[l] = e.pipelineSeq(l)
 	}
-	down := e.leaderOf(cl, "KV_"+streams.CheckpointBucket)
+	down := e.leaderOf(cl, streams.KVStream(streams.CheckpointBucket))
 	cl.Stop(down)
 	stopped := time.Since(killed)
 	pubDone := make(chan struct{})
@@ -228,7 +236,7 @@ func clusterFailover(t *testing.T, partitions int, bySubject bool) {
 	var worst time.Duration
 	for l, d := range takeover {
 		worst = max(worst, d)
-		next := holder(l)
+		next := heldBy(l)
 		t.Logf("failover: %s at checkpoint %d when %s was killed, advanced by %s %s after the kill",
 			l, atKill[l], victim, next, d.Round(time.Millisecond))
 		if next == victim || next == "" {
@@ -383,7 +391,7 @@ func (e *crashEnv) checkReplicas(n int) {
 			e.t.Errorf("stream %s has %d replicas, want %d", info.Config.Name, info.Config.Replicas, n)
 		}
 	}
-	if err := list.Err(); err != nil && err != jetstream.ErrEndOfData {
+	if err := list.Err(); err != nil && !errors.Is(err, jetstream.ErrEndOfData) {
 		e.t.Fatalf("list streams: %v", err)
 	}
 	if seen == 0 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -240,4 +241,15 @@ func Mismatches(t testing.TB, js jetstream.JetStream, dlqStream string, want Wan
 		bad = append(bad, fmt.Sprintf("%d dead letters, want %d", len(dl), want.Dead))
 	}
 	return bad
+}
+
+// WithPartitions returns yaml with `partitions: n` added to the shop pipeline (after its
+// `key: event.user_id`); the test fails when yaml has no such line.
+func WithPartitions(t testing.TB, yaml string, n int) string {
+	t.Helper()
+	const keyLine = "    key: event.user_id\n"
+	if !strings.Contains(yaml, keyLine) {
+		t.Fatalf("no %q in the pipeline to partition", strings.TrimSpace(keyLine))
+	}
+	return strings.Replace(yaml, keyLine, fmt.Sprintf("%s    partitions: %d\n", keyLine, n), 1)
 }
