@@ -13,9 +13,11 @@ import (
 	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/internal/natstest"
 	"github.com/jetfold/jetfold/internal/pipetest"
+	"github.com/jetfold/jetfold/internal/shoptest"
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/pipeline/rebuild"
 	"github.com/jetfold/jetfold/pipeline/state"
+	"github.com/jetfold/jetfold/streams"
 )
 
 // parts is the number of partitions of the partitioned tests.
@@ -36,6 +38,11 @@ func (f *fixture) buildParts(name string, factor int, first string) *pipeline.Pi
 		f.t.Fatalf("partitions %d", p.Config.Partitions)
 	}
 	return p
+}
+
+// builder is the Build of rebuild.Options for buildParts(name, factor, first).
+func (f *fixture) builder(name string, factor int, first string) func() (*pipeline.Pipeline, error) {
+	return func() (*pipeline.Pipeline, error) { return f.buildParts(name, factor, first), nil }
 }
 
 // oracleParts folds, with factor f, the events of each key up to the checkpoint of the
@@ -124,8 +131,8 @@ func TestPartitionedChangedHandler(t *testing.T) {
 
 	var phases []string
 	res, err := rebuild.Run(ctx, rebuild.Options{
-		JS: f.js, Pipeline: f.buildParts("v2", 2, "out.first2"), Leases: f.leases("rebuilder"), OutputStreams: []string{"OUT"},
-		CloseEnough: 100,
+		JS: f.js, Pipeline: f.buildParts("v2", 2, "out.first2"), Build: f.builder("v2", 2, "out.first2"), Leases: f.leases("rebuilder"),
+		OutputStreams: []string{"OUT"}, CloseEnough: 100,
 		OnProgress: func(p rebuild.Progress) {
 			if len(phases) == 0 || phases[len(phases)-1] != p.Phase {
 				phases = append(phases, p.Phase)
@@ -225,7 +232,7 @@ func TestPartitionedSameDefinitionGoesOn(t *testing.T) {
 	live := f.process(runCtx, v1, "live", nil)
 	pubDone := make(chan struct{})
 	go func() { defer close(pubDone); f.publish(ctx, 2000, 20, "a") }()
-	res, err := rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: f.buildParts("v1r", 1, "out.first"), Leases: f.leases("rebuilder"),
+	res, err := rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: f.buildParts("v1r", 1, "out.first"), Build: f.builder("v1r", 1, "out.first"), Leases: f.leases("rebuilder"),
 		OutputStreams: []string{"OUT"}, CloseEnough: 100})
 	if err != nil {
 		t.Fatal(err)
@@ -255,5 +262,259 @@ func TestPartitionedSameDefinitionGoesOn(t *testing.T) {
 	diff(t, "version 2", f.bucket("tally_v2"), oracle(evs, last, 1))
 	if out := f.outputs(); out["out.ev"] != len(evs) || out["out.first"] != 20 {
 		t.Errorf("outputs %v: want %d out.ev and 20 out.first", out, len(evs))
+	}
+}
+
+// TestPartitionedSameStateAsRun is TestSameStateAsRun for the stateful shop pipeline in 4
+// partitions: each partition's replay moves its own watermark as the partition's run did, so
+// the windows, the dedupe and the timers are rebuilt byte for byte as the run wrote them.
+func TestPartitionedSameStateAsRun(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	yaml := fmt.Sprintf("nats: {url: %q}\nhttp: {listen: none}\n%s\npipelines:%s", f.url, shoptest.Streams,
+		shoptest.WithPartitions(t, fmt.Sprintf(shoptest.Stateful, "all", "end", 200, 1000), parts))
+	build := func(name string) *pipeline.Pipeline {
+		return pipetest.Build(t, f.js, filepath.Join(f.dir, name+".yaml"), yaml, nil)[0]
+	}
+	build("streams") // creates the streams
+	natstest.Publish(t, f.js, shoptest.Subject, shoptest.Workload(7, 3000, 40))
+	// The run: each partition with operators of its own, as in processes of their own.
+	errs := make(chan error, parts)
+	for i := range parts {
+		p := build(fmt.Sprintf("run%d", i))
+		go func() {
+			errs <- pipeline.NewRunner(p, pipeline.Options{JS: f.js, OutputStreams: []string{"SHOP_DERIVED"}, Partition: pipeline.Partition{Index: i, Count: parts}}).Run(ctx)
+		}()
+	}
+	for range parts {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: build("rebuild"), Build: func() (*pipeline.Pipeline, error) { return build("rebuild"), nil },
+		Leases: f.leases("r"), OutputStreams: []string{"SHOP_DERIVED"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Buckets) != 3 || len(res.Partitions) != parts {
+		t.Fatalf("result %+v, want the window's, the dedupe's and the timers' buckets, %d partitions", res, parts)
+	}
+	for proj, bucket := range res.Buckets {
+		run, rebuilt := f.values(proj), f.values(bucket)
+		if len(run) == 0 {
+			t.Errorf("%s: the run wrote nothing", proj)
+		}
+		for k, v := range run {
+			if rebuilt[k] != v {
+				t.Errorf("%s/%s: run %s, rebuild %s", proj, k, v, rebuilt[k])
+			}
+		}
+		for k := range rebuilt {
+			if _, ok := run[k]; !ok {
+				t.Errorf("%s/%s: only in the rebuild", proj, k)
+			}
+		}
+	}
+}
+
+// TestPartitionedResume: a partitioned rebuild interrupted in the middle keeps a checkpoint per
+// partition; run again, it resumes from them and ends equal to the oracle.
+func TestPartitionedResume(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	v1 := f.buildParts("v1", 1, "out.first")
+	v1.Config.Source.Stop = "end"
+	f.publish(ctx, 3000, 30, "a")
+	if err := pipeline.RunAll(ctx, []*pipeline.Pipeline{v1}, pipeline.Options{JS: f.js, OutputStreams: []string{"OUT"}}); err != nil {
+		t.Fatal(err)
+	}
+	p := f.buildParts("v2", 2, "out.first2")
+	p.Config.Batch.Size = 10
+	ictx, interrupt := context.WithCancel(ctx)
+	var at uint64
+	_, err := rebuild.Run(ictx, rebuild.Options{JS: f.js, Pipeline: p, Build: f.builder("v2", 2, "out.first2"), Leases: f.leases("rebuilder"), OutputStreams: []string{"OUT"},
+		OnProgress: func(p rebuild.Progress) {
+			if p.Phase == "replay" && p.Done >= 2000 && at == 0 {
+				at = p.Done
+				interrupt()
+			}
+		}})
+	if err == nil || !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted rebuild: %v, want context.Canceled", err)
+	}
+	kv, err := f.js.KeyValue(ctx, "jetfold_checkpoints")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range parts {
+		if _, err := kv.Get(ctx, checkpoint.RebuildKey(checkpoint.PartitionKey("tally", i))); err != nil {
+			t.Errorf("partition %d's rebuild checkpoint after the interruption: %v", i, err)
+		}
+	}
+	if ptr, _ := checkpoint.Current(ctx, f.js, "tally"); ptr.Version != 1 {
+		t.Fatalf("switched by an interrupted rebuild: %+v", ptr)
+	}
+	var first uint64
+	res, err := rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: f.buildParts("v2r", 2, "out.first2"), Build: f.builder("v2r", 2, "out.first2"), Leases: f.leases("rebuilder"), OutputStreams: []string{"OUT"},
+		OnProgress: func(p rebuild.Progress) {
+			if first == 0 && p.Done > 0 {
+				first = p.Done
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Resumed || first < at {
+		t.Errorf("resumed %v at %d: want it resumed at %d or later", res.Resumed, first, at)
+	}
+	evs := f.events()
+	last := evs[len(evs)-1].seq
+	diff(t, "version 2", f.bucket("tally_v2"), oracle(evs, last, 2))
+	if got := f.checkpoints(ctx); fmt.Sprint(got) != fmt.Sprint([]uint64{last, last, last, last}) {
+		t.Errorf("checkpoints %v, want each partition at %d", got, last)
+	}
+	if out := f.outputs(); out["out.first2"] != 0 {
+		t.Errorf("a rebuild fired %d `once` emits", out["out.first2"])
+	}
+}
+
+// TestPartitionedBySubject: a pipeline whose partitions each read their own subjects
+// (source.partitioned_by_subject), each partition's checkpoint the sequence of its own last
+// event, is rebuilt with a changed handler while it runs: the switch catches each partition
+// up to its own checkpoint, and the old version is the old handler's fold up to each
+// partition's, the new one the new handler's fold of every event.
+func TestPartitionedBySubject(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	build := func(name string, factor int, first string) *pipeline.Pipeline {
+		yaml := fmt.Sprintf(tallyYAML, f.url, strconv.Itoa(factor), first)
+		yaml = strings.Replace(yaml, `{name: EV, subjects: ["ev.>"]}`,
+			fmt.Sprintf(`{name: EV, subjects: ["ev.*"], subject_transform: {src: "ev.*", dest: "{{partition(%d,1)}}.ev.{{wildcard(1)}}"}}`, parts), 1)
+		yaml = strings.Replace(yaml, "source: {stream: EV, ", "source: {stream: EV, partitioned_by_subject: true, ", 1)
+		yaml = strings.Replace(yaml, "    key: event.k\n", fmt.Sprintf("    key: event.k\n    partitions: %d\n", parts), 1)
+		return pipetest.Build(t, f.js, filepath.Join(f.dir, name+".yaml"), yaml, nil)[0]
+	}
+	v1 := build("v1", 1, "out.first")
+	f.publish(ctx, 1000, 20, "a")
+	live := f.process(ctx, v1, "live", nil)
+	pubDone := make(chan struct{})
+	go func() { defer close(pubDone); f.publish(ctx, 2000, 20, "a") }()
+	res, err := rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: build("v2", 2, "out.first2"),
+		Build: func() (*pipeline.Pipeline, error) { return build("v2", 2, "out.first2"), nil }, Leases: f.leases("rebuilder"),
+		OutputStreams: []string{"OUT"}, CloseEnough: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-live:
+		if !errors.Is(err, pipeline.ErrStopped) {
+			t.Errorf("the old process: %v, want it to refuse the new version", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the old process still runs after the switch")
+	}
+	<-pubDone
+	evs := f.events()
+	// Each partition's checkpoint is the sequence of one of its own events.
+	for i, at := range res.Partitions {
+		found := false
+		for _, e := range evs {
+			found = found || e.seq == at && pipeline.PartitionOf(e.k, parts) == i
+		}
+		if !found {
+			t.Errorf("partition %d switched at %d, not an event of its own", i, at)
+		}
+	}
+	diff(t, "version 1", f.bucket("tally"), oracleParts(evs, res.Partitions, 1))
+	last := evs[len(evs)-1].seq
+	v2 := build("v2end", 2, "out.first2")
+	v2.Config.Source.Stop = "end"
+	if err := pipeline.RunAll(ctx, []*pipeline.Pipeline{v2}, pipeline.Options{JS: f.js, OutputStreams: []string{"OUT"}}); err != nil {
+		t.Fatal(err)
+	}
+	diff(t, "version 2", f.bucket("tally_v2"), oracle(evs, last, 2))
+	out := f.outputs()
+	if out["out.ev"] != len(evs) || out["out.first"] != 20 || out["out.first2"] != 0 {
+		t.Errorf("outputs %v: want %d out.ev, 20 out.first, no out.first2", out, len(evs))
+	}
+}
+
+// TestSwitchParts: the switch of several checkpoints is one batch: when one of them moved since
+// it was loaded (not the last of the batch), nothing is written; loaded again, every
+// checkpoint, the pointer and the deletions are written, and a switch over the batch limit
+// is refused.
+func TestSwitchParts(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	kv, err := streams.EnsureBucket(ctx, f.js, streams.CheckpointBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cps := checkpoint.NewStore(kv)
+	keys := []string{"x.p0", "x.p1", "x.p2"}
+	for i, key := range append(keys, "x.rebuild") {
+		if _, err := cps.Commit(ctx, key, checkpoint.Checkpoint{Seq: uint64(10 + i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	switchAll := func() ([]checkpoint.Checkpoint, error) {
+		parts := make([]checkpoint.SwitchPart, len(keys))
+		for i, key := range keys {
+			live, err := cps.Load(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			parts[i] = checkpoint.SwitchPart{Key: key, Live: live, Next: checkpoint.Checkpoint{Seq: live.Seq + 100, Buckets: map[string]string{"x": "x_v2"}}}
+		}
+		if _, err := kv.Put(ctx, "x.p1", []byte(`{"seq": 11}`)); err != nil { // moves under the switch
+			t.Fatal(err)
+		}
+		return cps.SwitchParts(ctx, f.js, "x", parts, []string{"x.rebuild"})
+	}
+	if _, err := switchAll(); !errors.Is(err, checkpoint.ErrFenced) {
+		t.Fatalf("a switch over a moved checkpoint: %v, want ErrFenced", err)
+	}
+	for i, key := range keys {
+		if cp, err := cps.Load(ctx, key); err != nil || cp.Seq != uint64(10+i) {
+			t.Errorf("%s after a fenced switch: %+v, %v", key, cp, err)
+		}
+	}
+	if ptr, err := checkpoint.Current(ctx, f.js, "x"); err != nil || ptr.Version != 1 {
+		t.Errorf("pointer after a fenced switch: %+v, %v", ptr, err)
+	}
+	parts := make([]checkpoint.SwitchPart, len(keys))
+	for i, key := range keys {
+		live, err := cps.Load(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts[i] = checkpoint.SwitchPart{Key: key, Live: live, Next: checkpoint.Checkpoint{Seq: live.Seq + 100, Buckets: map[string]string{"x": "x_v2"}}}
+	}
+	done, err := cps.SwitchParts(ctx, f.js, "x", parts, []string{"x.rebuild"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, key := range keys {
+		cp, err := cps.Load(ctx, key)
+		if err != nil || cp.Seq != uint64(110+i) || cp.Bucket("x") != "x_v2" || cp.Revision != done[i].Revision {
+			t.Errorf("%s after the switch: %+v, %v; want %d in x_v2 at revision %d", key, cp, err, 110+i, done[i].Revision)
+		}
+	}
+	if ptr, err := checkpoint.Current(ctx, f.js, "x"); err != nil || ptr.Bucket != "x_v2" || ptr.Seq != 112 {
+		t.Errorf("pointer after the switch: %+v, %v", ptr, err)
+	}
+	if _, err := cps.Load(ctx, "x.rebuild"); !errors.Is(err, checkpoint.ErrNotFound) {
+		t.Errorf("x.rebuild after the switch: %v, want it deleted", err)
+	}
+	many := make([]checkpoint.SwitchPart, checkpoint.MaxSwitch/2)
+	dels := make([]string, checkpoint.MaxSwitch/2+1)
+	for i := range many {
+		many[i] = checkpoint.SwitchPart{Key: fmt.Sprintf("y.p%d", i)}
+		dels[i] = fmt.Sprintf("y.p%d.rebuild", i)
+	}
+	dels[len(dels)-1] = "y.rebuild"
+	if _, err := cps.SwitchParts(ctx, f.js, "y", many, dels); err == nil || !strings.Contains(err.Error(), "over the 1000 of one atomic batch") {
+		t.Errorf("a switch of %d messages: %v, want it refused", len(many)+len(dels), err)
 	}
 }

@@ -25,6 +25,24 @@
 //     new versions.
 //  5. With DropOld, the buckets of older versions are deleted.
 //
+// # Partitions
+//
+// A partitioned pipeline (config partitions N > 1) has a checkpoint and a lease per partition
+// (checkpoint.PartitionKey): the rebuild has a checkpoint per partition too,
+// `<pipeline>.p<i>.rebuild`, beside `<pipeline>.rebuild`, which then only describes the
+// rebuild (version, buckets, definitions, start). Each round replays the N partitions at once,
+// each a pipeline.Runner of its partition (Options.Partition) under its own checkpoint, up to
+// its partition's live checkpoint: each has its own watermark, as the live partition has.
+// The switch asks for the N leases at once (their holders may be several processes), keeps
+// those it took while it asks again for the others, catches each partition up to its own
+// live checkpoint exactly (past it, over its own orphans only: see pipeline.Owners), and
+// writes one atomic batch (checkpoint.Store.SwitchParts) of the N partitions' checkpoints,
+// each expecting the revision it was read at, the pointers, and the deletion of the N + 1
+// rebuild checkpoints. A partition runner reads its buckets from its checkpoint when it
+// starts, as a pipeline's runner does: once the leases are given back, each partition goes
+// on on the new versions, in whichever process takes it. A switch must fit in one atomic
+// batch (checkpoint.MaxSwitch): a pipeline whose switch would not is refused ([ErrTooLarge]).
+//
 // After a switch the pipeline must run the definition the rebuild used: a process running
 // another refuses to run it (pipeline.ErrStopped), until it runs the rebuild's file.
 package rebuild
@@ -70,6 +88,10 @@ type Options struct {
 	// Pipeline is the pipeline to rebuild, with the definition to rebuild it with. Build it
 	// for the rebuild: its operators must not be those of a runner of this process.
 	Pipeline *pipeline.Pipeline
+	// Build builds Pipeline again, from the same file: each partition of a partitioned
+	// pipeline replays with operators of its own (windows and timers index their
+	// partition's state). Required for a pipeline of several partitions.
+	Build func() (*pipeline.Pipeline, error)
 	// From is where the replay starts: "all", "seq:N" or "time:T" (RFC3339); "" is the
 	// pipeline's source.start.
 	From string
@@ -154,7 +176,9 @@ type rebuild struct {
 // part is one checkpoint of the live pipeline and the rebuild's checkpoint beside it: the
 // pipeline's own, or one per partition of a partitioned pipeline.
 type part struct {
-	pt   pipeline.Partition
+	pt pipeline.Partition
+	// q is the pipeline the partition replays, with operators of its own.
+	q    *pipeline.Pipeline
 	key  string // the live checkpoint's key (and lease)
 	rkey string // the rebuild's checkpoint key
 	// done and total are the replay's position and goal, as progress reports them.
@@ -179,6 +203,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	o.Leases = o.Leases.Quiet() // the rebuild says what it waits for
 	p := o.Pipeline
+	if p.Config.Partitions > 1 && o.Build == nil {
+		return Result{}, fmt.Errorf("rebuild %s: Options.Build is required for a pipeline of %d partitions", p.Name, p.Config.Partitions)
+	}
 	rb := &rebuild{o: o, p: p, name: p.Name, began: time.Now(), head: checkpoint.RebuildKey(p.Name)}
 	for _, pt := range pipeline.Partitions(p) {
 		key := p.Name
@@ -243,14 +270,27 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 	}
 
-	q := p.ForRebuild(start)
+	// Each partition replays with operators of its own: windows and timers keep indexes of
+	// their partition's state while they run.
+	for i, pa := range rb.parts {
+		built := p
+		if i > 0 {
+			if built, err = o.Build(); err != nil {
+				return Result{}, fmt.Errorf("rebuild %s: build partition %d: %w", p.Name, pa.pt.Index, err)
+			}
+			if built.Name != p.Name || !maps.Equal(built.Definitions(), p.Definitions()) {
+				return Result{}, fmt.Errorf("rebuild %s: Options.Build built %s, another pipeline or definition", p.Name, built.Name)
+			}
+		}
+		pa.q = built.ForRebuild(start)
+	}
 	// Rounds up to the live checkpoints as they move, until one starts close to them.
 	for {
 		lives, err := rb.lives(ctx)
 		if err != nil {
 			return Result{}, err
 		}
-		ats, err := rb.replayAll(ctx, q, seqs(lives))
+		ats, err := rb.replayAll(ctx, seqs(lives))
 		if err != nil {
 			return Result{}, err
 		}
@@ -287,7 +327,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 				return Result{}, err
 			}
 		}
-		if _, err := rb.replayAll(ctx, q, ats); err != nil {
+		if _, err := rb.replayAll(ctx, ats); err != nil {
 			return Result{}, err
 		}
 		rb.report("switch", nil)
@@ -486,9 +526,9 @@ func seqs(cps []checkpoint.Checkpoint) []uint64 {
 
 // replayAll replays every part up to its position in upto, at once, and returns where each
 // rebuild checkpoint is after it. The first error stops the others.
-func (rb *rebuild) replayAll(ctx context.Context, q *pipeline.Pipeline, upto []uint64) ([]uint64, error) {
+func (rb *rebuild) replayAll(ctx context.Context, upto []uint64) ([]uint64, error) {
 	if len(rb.parts) == 1 {
-		at, err := rb.replay(ctx, q, rb.parts[0], upto[0])
+		at, err := rb.replay(ctx, rb.parts[0], upto[0])
 		return []uint64{at}, err
 	}
 	each, cancel := context.WithCancelCause(ctx)
@@ -500,7 +540,7 @@ func (rb *rebuild) replayAll(ctx context.Context, q *pipeline.Pipeline, upto []u
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ats[i], errs[i] = rb.replay(each, q, pa, upto[i])
+			ats[i], errs[i] = rb.replay(each, pa, upto[i])
 			if errs[i] != nil {
 				cancel(errs[i]) // the first cause stays
 			}
@@ -515,7 +555,7 @@ func (rb *rebuild) replayAll(ctx context.Context, q *pipeline.Pipeline, upto []u
 
 // replay runs partition pa of the pipeline, hydrated, from its rebuild checkpoint up to
 // upto, and returns the rebuild checkpoint after it.
-func (rb *rebuild) replay(ctx context.Context, q *pipeline.Pipeline, pa *part, upto uint64) (uint64, error) {
+func (rb *rebuild) replay(ctx context.Context, pa *part, upto uint64) (uint64, error) {
 	name := rb.name
 	if pa.pt.Count > 1 {
 		name = fmt.Sprintf("%s (partition %d)", rb.name, pa.pt.Index)
@@ -533,7 +573,7 @@ func (rb *rebuild) replay(ctx context.Context, q *pipeline.Pipeline, pa *part, u
 	}
 	var at uint64 = cp.Seq
 	log := rb.o.Logger.With("rebuild", rb.version)
-	r := pipeline.NewRunner(q, pipeline.Options{
+	r := pipeline.NewRunner(pa.q, pipeline.Options{
 		JS: rb.o.JS, Logger: log, Instance: rb.o.Instance,
 		OutputStreams: rb.o.OutputStreams, CheckpointKey: pa.rkey, Partition: pa.pt,
 		StopAt: upto, HydrateUntil: math.MaxUint64,
