@@ -30,9 +30,10 @@
 // A partitioned pipeline (config partitions N > 1) has a checkpoint and a lease per partition
 // (checkpoint.PartitionKey): the rebuild has a checkpoint per partition too,
 // `<pipeline>.p<i>.rebuild`, beside `<pipeline>.rebuild`, which then only describes the
-// rebuild (version, buckets, definitions, start). Each round replays the N partitions at once,
-// each a pipeline.Runner of its partition (Options.Partition) under its own checkpoint, up to
-// its partition's live checkpoint: each has its own watermark, as the live partition has.
+// rebuild (version, buckets, definitions, start). Each round replays the N partitions, as many
+// at once as there are cores, each a pipeline.Runner of its partition (Options.Partition),
+// with operators of its own (Options.Build), under its own checkpoint, up to its partition's
+// live checkpoint: each has its own watermark, as the live partition has.
 // The switch asks for the N leases at once (their holders may be several processes), keeps
 // those it took while it asks again for the others, catches each partition up to its own
 // live checkpoint exactly (past it, over its own orphans only: see pipeline.Owners), and
@@ -54,6 +55,7 @@ import (
 	"log/slog"
 	"maps"
 	"math"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -169,7 +171,7 @@ type rebuild struct {
 	doneAt  uint64 // Done when this run began
 	version int
 
-	mu   sync.Mutex // progress: the partitions replay at once
+	mu   sync.Mutex // progress: partitions replay at once
 	last Progress
 }
 
@@ -524,8 +526,10 @@ func seqs(cps []checkpoint.Checkpoint) []uint64 {
 	return out
 }
 
-// replayAll replays every part up to its position in upto, at once, and returns where each
-// rebuild checkpoint is after it. The first error stops the others.
+// replayAll replays every part up to its position in upto, as many at once as there are
+// cores (more would only share them, and the connection, whose lease renewals must go
+// through), and returns where each rebuild checkpoint is after it. The first error stops the
+// others.
 func (rb *rebuild) replayAll(ctx context.Context, upto []uint64) ([]uint64, error) {
 	if len(rb.parts) == 1 {
 		at, err := rb.replay(ctx, rb.parts[0], upto[0])
@@ -536,10 +540,13 @@ func (rb *rebuild) replayAll(ctx context.Context, upto []uint64) ([]uint64, erro
 	ats := make([]uint64, len(rb.parts))
 	errs := make([]error, len(rb.parts))
 	var wg sync.WaitGroup
+	slots := make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
 	for i, pa := range rb.parts {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
 			ats[i], errs[i] = rb.replay(each, pa, upto[i])
 			if errs[i] != nil {
 				cancel(errs[i]) // the first cause stays
