@@ -27,6 +27,8 @@ import (
 	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/internal/natstest"
+	"github.com/jetfold/jetfold/internal/pipetest"
+	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/pipeline/commit"
 	"github.com/jetfold/jetfold/streams"
 )
@@ -110,6 +112,8 @@ type rebuildEnv struct {
 	evs  []tallyEvent
 	sent int               // message ids given so far
 	cps  *checkpoint.Store // of the checkpoint bucket, once it exists
+	// parts is the number of partitions of the tally pipeline (0: not partitioned).
+	parts int
 }
 
 // newRebuildEnv starts a NATS server for the test (in JETFOLD_CRASH_DIR/<test name> when
@@ -249,11 +253,53 @@ func (r *rebuildEnv) seqOf(key string) uint64 {
 }
 
 // rebuildProgress measures the work of a rebuild, for natstest.Progress: its checkpoint's
-// sequence.
-func (r *rebuildEnv) rebuildProgress() uint64 { return r.seqOf(checkpoint.RebuildKey("tally")) }
+// sequence (partitioned: the sum of its partitions').
+func (r *rebuildEnv) rebuildProgress() uint64 {
+	if r.parts == 0 {
+		return r.seqOf(checkpoint.RebuildKey("tally"))
+	}
+	var n uint64
+	for i := range r.parts {
+		n += r.seqOf(checkpoint.RebuildKey(checkpoint.PartitionKey("tally", i)))
+	}
+	return n
+}
 
-// liveProgress measures the work of the live pipeline: its checkpoint's sequence.
-func (r *rebuildEnv) liveProgress() uint64 { return r.seqOf("tally") }
+// liveProgress measures the work of the live pipeline: its checkpoint's sequence
+// (partitioned: the sum of its partitions').
+func (r *rebuildEnv) liveProgress() uint64 {
+	if r.parts == 0 {
+		return r.seqOf("tally")
+	}
+	var n uint64
+	for _, seq := range r.partSeqs() {
+		n += seq
+	}
+	return n
+}
+
+// partSeqs returns the checkpoint of each partition of tally (0 where there is none).
+func (r *rebuildEnv) partSeqs() []uint64 {
+	out := make([]uint64, r.parts)
+	for i := range out {
+		out[i] = r.seqOf(checkpoint.PartitionKey("tally", i))
+	}
+	return out
+}
+
+// configParts is config for the tally pipeline in r.parts partitions.
+func (r *rebuildEnv) configParts(name, stop string, factor int, first string) string {
+	r.t.Helper()
+	path := r.config(name, stop, factor, first)
+	y := strings.Replace(r.fileOf(name+".yaml"), "    key: event.k\n", fmt.Sprintf("    key: event.k\n    partitions: %d\n", r.parts), 1)
+	if !strings.Contains(y, "partitions:") {
+		r.t.Fatal("no key line to partition")
+	}
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		r.t.Fatal(err)
+	}
+	return path
+}
 
 // pointer returns the pointer readers of the tally projection follow.
 func (r *rebuildEnv) pointer() checkpoint.Pointer {
@@ -712,6 +758,19 @@ func foldTally(evs []tallyEvent, upto uint64, factor int) map[string]tallyState 
 	return out
 }
 
+// foldTallyAt is foldTally with a position per key: the events of key up to upto(key).
+func foldTallyAt(evs []tallyEvent, upto func(key string) uint64, factor int) map[string]tallyState {
+	out := map[string]tallyState{}
+	for _, e := range evs {
+		if e.seq > upto(e.k) {
+			continue
+		}
+		s := out[e.k]
+		out[e.k] = tallyState{N: s.N + 1, Sum: s.Sum + factor*e.v}
+	}
+	return out
+}
+
 // bucket reads every key of the KV bucket name.
 func (r *rebuildEnv) bucket(name string) map[string]tallyState {
 	r.t.Helper()
@@ -760,7 +819,7 @@ func tallyMismatches(what string, got, want map[string]tallyState) []string {
 // each event, one `on` emit on out.ev.<key> with the key's count after it; for each key, one
 // `once` emit, on out.first.<key> (the live run, old handler) when its first event is at or
 // before the switch at switchedAt, on out.first2.<key> (the new definition) after.
-func (r *rebuildEnv) outMismatches(evs []tallyEvent, switchedAt uint64) []string {
+func (r *rebuildEnv) outMismatches(evs []tallyEvent, switchedAt func(key string) uint64) []string {
 	r.t.Helper()
 	type want struct {
 		k string
@@ -814,12 +873,12 @@ func (r *rebuildEnv) outMismatches(evs []tallyEvent, switchedAt uint64) []string
 	}
 	for _, k := range slices.Sorted(maps.Keys(firstSeq)) {
 		w1, w2 := 1, 0
-		if firstSeq[k] > switchedAt {
+		if firstSeq[k] > switchedAt(k) {
 			w1, w2 = 0, 1
 		}
 		if first[k] != w1 || first2[k] != w2 {
 			bad = append(bad, fmt.Sprintf("OUT: key %s (first event %d, switch at %d): %d out.first, %d out.first2, want %d and %d",
-				k, firstSeq[k], switchedAt, first[k], first2[k], w1, w2))
+				k, firstSeq[k], switchedAt(k), first[k], first2[k], w1, w2))
 		}
 	}
 	for k := range first {
@@ -843,6 +902,12 @@ func (r *rebuildEnv) verifyRebuild(switchedAt uint64) { r.verifyRebuildFrozen(sw
 // (the last live run died inside a commit at frozenAt, after publishing derived events of
 // events up to switchedAt).
 func (r *rebuildEnv) verifyRebuildFrozen(switchedAt, frozenAt uint64) {
+	r.verifyRebuildAt(func(string) uint64 { return switchedAt }, func(string) uint64 { return frozenAt })
+}
+
+// verifyRebuildAt is verifyRebuildFrozen with the positions of each key: those of its
+// partition, for a partitioned pipeline.
+func (r *rebuildEnv) verifyRebuildAt(switchedAt, frozenAt func(key string) uint64) {
 	t := r.t
 	t.Helper()
 	evs := r.events()
@@ -862,11 +927,20 @@ func (r *rebuildEnv) verifyRebuildFrozen(switchedAt, frozenAt uint64) {
 			t.Fatalf("event %d recorded at sequence %d", i+1, e.seq)
 		}
 	}
-	bad := tallyMismatches("tally (version 1, frozen at the switch)", r.bucket("tally"), foldTally(evs, frozenAt, 1))
+	bad := tallyMismatches("tally (version 1, frozen at the switch)", r.bucket("tally"), foldTallyAt(evs, frozenAt, 1))
 	bad = append(bad, tallyMismatches("tally_v2", r.bucket("tally_v2"), foldTally(evs, last, 2))...)
 	bad = append(bad, r.outMismatches(evs, switchedAt)...)
-	if cp, err := r.load("tally"); err != nil || cp.Seq != last || cp.Bucket("tally") != "tally_v2" {
-		bad = append(bad, fmt.Sprintf("the checkpoint of tally: %+v, %v; want %d in tally_v2", cp, err, last))
+	keys := []string{"tally"}
+	if r.parts > 0 {
+		keys = nil
+		for i := range r.parts {
+			keys = append(keys, checkpoint.PartitionKey("tally", i))
+		}
+	}
+	for _, key := range keys {
+		if cp, err := r.load(key); err != nil || cp.Seq != last || cp.Bucket("tally") != "tally_v2" {
+			bad = append(bad, fmt.Sprintf("the checkpoint %s: %+v, %v; want %d in tally_v2", key, cp, err, last))
+		}
 	}
 	for i, m := range bad {
 		if i == 20 {
@@ -875,7 +949,7 @@ func (r *rebuildEnv) verifyRebuildFrozen(switchedAt, frozenAt uint64) {
 		}
 		t.Error(m)
 	}
-	t.Logf("rebuild: %d events (%d up to the switch at %d), %d keys; mismatches: %d", len(evs), switchedAt, switchedAt, len(foldTally(evs, last, 1)), len(bad))
+	t.Logf("rebuild: %d events, %d keys; mismatches: %d", len(evs), len(foldTally(evs, last, 1)), len(bad))
 }
 
 // TestCrashRebuildResume interrupts `processor rebuild` in its replay, with SIGINT then
@@ -1009,4 +1083,125 @@ func TestCrashRebuildAfterLiveCrash(t *testing.T) {
 	}
 	r.runToEnd(v2, "v2.log")
 	r.verifyRebuildFrozen(p.Seq, at)
+}
+
+// TestCrashRebuildPartitionedAfterLiveCrash is TestCrashRebuildAfterLiveCrash for the tally
+// pipeline in 4 partitions. Partition P (that of key n0) dies inside a commit (after-outputs),
+// alone: the test holds the other partitions' leases while it runs. Those others then run on
+// to the end of the stream (in the test's process), publishing the derived events of events
+// past P's checkpoint too, which P's read-back finds in OUT beside its own orphans. The
+// rebuild's switch must put P after its own orphans only (the events of its first batch), and
+// every other partition at its live checkpoint: P's new keys, which appear only after that
+// first batch, get their `once` emit from the new definition, not lost to a replay hydrated
+// past them.
+func TestCrashRebuildPartitionedAfterLiveCrash(t *testing.T) {
+	const parts, batch = 4, 100
+	rng := rand.New(rand.NewPCG(seed(t), 11))
+	r := newRebuildEnv(t)
+	r.parts = parts
+	v1 := r.configParts("v1end", "end", 1, "out.first")
+	v2 := r.configParts("v2end", "end", 2, "out.first2")
+	// A batch of at most `batch` stream positions, also while catching up: P's first batch
+	// ends before the new keys.
+	y := strings.Replace(r.fileOf("v1end.yaml"), "max_wait: 10ms}", fmt.Sprintf("max_wait: 10ms, catch_up: {size: %d}}", batch), 1)
+	if !strings.Contains(y, "catch_up") {
+		t.Fatal("no batch line to bound")
+	}
+	if err := os.WriteFile(v1, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.ensureStreams(v1)
+	p := pipeline.PartitionOf("n0", parts)
+	if err := r.publish(1000, func(i int) string { return "k" + strconv.Itoa(i%oldKeys) }, rng); err != nil {
+		t.Fatal(err)
+	}
+	r.runToEnd(v1, "v1.log")
+	at := r.lastSeq()
+	// The crashed run's first batch: old keys of every partition; then new keys.
+	if err := r.publish(batch, func(i int) string { return "k" + strconv.Itoa(i%oldKeys) }, rng); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.publish(100, func(i int) string { return "n" + strconv.Itoa(i%newKeys) }, rng); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), rebuildLimit)
+	defer cancel()
+	leases, err := checkpoint.OpenLeases(ctx, r.js, checkpoint.LeaseOptions{TTL: 2 * time.Second, Holder: "crashtest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var releases []func()
+	for i := range parts {
+		if i == p {
+			continue
+		}
+		_, release, err := leases.Acquire(ctx, checkpoint.PartitionKey("tally", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		releases = append(releases, release)
+	}
+	crash := watch(r.startArgs("crash.log", []string{"JETFOLD_FAILPOINTS=after-outputs", "JETFOLD_FAILPOINT_P=1"}, "run", "-c", v1))
+	t.Cleanup(func() { _ = crash.c.cmd.Process.Kill() })
+	select {
+	case <-crash.exited:
+	case <-time.After(childStall):
+		t.Fatalf("partition %d did not die at after-outputs:\n%s", p, r.logOf("crash.log"))
+	}
+	if seqs := r.partSeqs(); !killedBySignal(crash.err) || slices.ContainsFunc(seqs, func(s uint64) bool { return s != at }) {
+		t.Fatalf("the live run: %v, checkpoints %v; want it killed at after-outputs, every checkpoint at %d", crash.err, seqs, at)
+	}
+	// The other partitions go on to the end, each with operators of its own.
+	last := r.lastSeq()
+	errs := make(chan error, parts-1)
+	for i := range parts {
+		if i == p {
+			continue
+		}
+		q := pipetest.Build(t, r.js, filepath.Join(r.dir, fmt.Sprintf("v1end-p%d.yaml", i)), r.fileOf("v1end.yaml"), nil)[0]
+		go func() {
+			errs <- pipeline.NewRunner(q, pipeline.Options{JS: r.js, Partition: pipeline.Partition{Index: i, Count: parts}, OutputStreams: []string{"OUT"}}).Run(ctx)
+		}()
+	}
+	for range parts - 1 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, release := range releases {
+		release()
+	}
+	frozen := r.partSeqs()
+	for i, seq := range frozen {
+		if want := map[bool]uint64{true: at, false: last}[i == p]; seq != want {
+			t.Fatalf("partition %d at %d before the rebuild, want %d", i, seq, want)
+		}
+	}
+
+	b := watch(r.startArgs("rebuild.log", nil, "rebuild", "-c", v2, "tally"))
+	t.Cleanup(func() { _ = b.c.cmd.Process.Kill() })
+	natstest.Progress(t, "the rebuild", childStall, rebuildLimit, r.rebuildProgress, func() bool { return !b.running() })
+	if ptr := r.pointer(); b.err != nil || ptr.Version != 2 || !strings.Contains(r.logOf("rebuild.log"), "died inside a commit") {
+		t.Fatalf("the rebuild: %v, pointer %+v; want a switch, past partition %d's orphans\n%s", b.err, ptr, p, r.logOf("rebuild.log"))
+	}
+	switched := r.partSeqs()
+	for i, seq := range switched {
+		ok := seq == last
+		if i == p {
+			ok = seq > at && seq <= at+batch
+		}
+		if !ok {
+			t.Errorf("partition %d switched at %d: want %d (partition %d: after %d, within the first batch)", i, seq, last, p, at)
+		}
+	}
+	// Keys the new definition sees first.
+	if err := r.publish(100, func(i int) string { return "m" + strconv.Itoa(i%newKeys) }, rng); err != nil {
+		t.Fatal(err)
+	}
+	r.runToEnd(v2, "v2.log")
+	of := func(seqs []uint64) func(string) uint64 {
+		return func(k string) uint64 { return seqs[pipeline.PartitionOf(k, parts)] }
+	}
+	r.verifyRebuildAt(of(switched), of(frozen))
+	t.Logf("partition %d died inside its first batch after %d; the partitions switched at %v", p, at, switched)
 }
