@@ -278,6 +278,23 @@ func (r *rebuildEnv) liveProgress() uint64 {
 	return n
 }
 
+// liveAt is where the live pipeline is: its checkpoint, or the least of its partitions'.
+func (r *rebuildEnv) liveAt() uint64 {
+	if r.parts == 0 {
+		return r.seqOf("tally")
+	}
+	return slices.Min(r.partSeqs())
+}
+
+// rebuildKeys are the keys of a rebuild's checkpoints: its own, and its partitions'.
+func (r *rebuildEnv) rebuildKeys() []string {
+	keys := []string{checkpoint.RebuildKey("tally")}
+	for i := range r.parts {
+		keys = append(keys, checkpoint.RebuildKey(checkpoint.PartitionKey("tally", i)))
+	}
+	return keys
+}
+
 // partSeqs returns the checkpoint of each partition of tally (0 where there is none).
 func (r *rebuildEnv) partSeqs() []uint64 {
 	out := make([]uint64, r.parts)
@@ -542,7 +559,16 @@ func rebuildPlan(rng *rand.Rand, kills int, per uint64, viaAfter bool) []attempt
 // OUT once (the rebuild's copies of the live run's `on` emits dropped by their ids), and
 // `once` emits must have fired once per key: by the live run for the keys it saw first, by
 // the new definition for the keys that came after the switch, never by the rebuild.
-func TestCrashRebuild(t *testing.T) {
+func TestCrashRebuild(t *testing.T) { crashRebuild(t, 0) }
+
+// TestCrashRebuildPartitioned is TestCrashRebuild for the tally pipeline in 4 partitions: the
+// rebuild replays the 4 and its switch takes the 4 leases from the live run; each partition
+// switches at its own checkpoint, the oracle of each key is that of its partition's.
+func TestCrashRebuildPartitioned(t *testing.T) { crashRebuild(t, 4) }
+
+// crashRebuild is TestCrashRebuild for the tally pipeline in parts partitions (0: not
+// partitioned).
+func crashRebuild(t *testing.T, parts int) {
 	initial, kills := 12_000, 10
 	switch {
 	case natstest.Long():
@@ -554,9 +580,14 @@ func TestCrashRebuild(t *testing.T) {
 	began := time.Now()
 	rng := rand.New(rand.NewPCG(s, 7))
 	r := newRebuildEnv(t)
-	v1 := r.config("v1", "follow", 1, "out.first")
-	v2 := r.config("v2", "follow", 2, "out.first2")
-	v2end := r.config("v2end", "end", 2, "out.first2")
+	r.parts = parts
+	config := r.config
+	if parts > 0 {
+		config = r.configParts
+	}
+	v1 := config("v1", "follow", 1, "out.first")
+	v2 := config("v2", "follow", 2, "out.first2")
+	v2end := config("v2end", "end", 2, "out.first2")
 	r.ensureStreams(v1)
 
 	// The first events name every old key, then the live run starts.
@@ -578,7 +609,7 @@ func TestCrashRebuild(t *testing.T) {
 		if !live.running() {
 			t.Fatalf("the live run exited: %v\n%s", live.err, r.logOf("live.log"))
 		}
-		return r.liveProgress() >= head
+		return r.liveAt() >= head
 	})
 
 	// Load while it rebuilds: up to 300 events a second, on the old keys (with more, the
@@ -683,8 +714,10 @@ func TestCrashRebuild(t *testing.T) {
 			t.Errorf("the run that switched does not say %q:\n%s", want, r.logOf(final))
 		}
 	}
-	if _, err := r.load(checkpoint.RebuildKey("tally")); !errors.Is(err, checkpoint.ErrNotFound) {
-		t.Errorf("the rebuild's checkpoint after the switch: %v, want it deleted with the switch", err)
+	for _, key := range r.rebuildKeys() {
+		if _, err := r.load(key); !errors.Is(err, checkpoint.ErrNotFound) {
+			t.Errorf("the rebuild's checkpoint %s after the switch: %v, want it deleted with the switch", key, err)
+		}
 	}
 
 	// The live run refuses the rebuilt version: it stops by itself, with exit code 1.
@@ -708,10 +741,16 @@ func TestCrashRebuild(t *testing.T) {
 	if err := r.publish(20*newKeys, func(i int) string { return "n" + strconv.Itoa(i%newKeys) }, rng); err != nil {
 		t.Fatal(err)
 	}
+	at := func(string) uint64 { return p.Seq }
+	if parts > 0 { // each partition at its checkpoint: the live run stopped, v2end has not run
+		switched := r.partSeqs()
+		t.Logf("the partitions switched at %v", switched)
+		at = func(k string) uint64 { return switched[pipeline.PartitionOf(k, parts)] }
+	}
 	r.runToEnd(v2end, "v2end.log")
-	r.verifyRebuild(p.Seq)
-	t.Logf("TestCrashRebuild: %d events, %d attempts (%v), switched at %d, in %s",
-		len(r.events()), sum(ends), ends, p.Seq, time.Since(began).Round(time.Millisecond))
+	r.verifyRebuildAt(at, at)
+	t.Logf("%s: %d events, %d attempts (%v), switched at %d, in %s",
+		t.Name(), len(r.events()), sum(ends), ends, p.Seq, time.Since(began).Round(time.Millisecond))
 }
 
 // sum adds the counts of m.
