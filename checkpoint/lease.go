@@ -42,6 +42,7 @@ var ErrYielded = errors.New("lease asked for")
 // still protect the state if a holder is paused past that (fencing).
 type Leases struct {
 	js     jetstream.JetStream
+	kv     jetstream.KeyValue // the lease bucket (Members lists it)
 	stream jetstream.Stream
 	ttl    time.Duration
 	holder string
@@ -92,14 +93,21 @@ func OpenLeases(ctx context.Context, js jetstream.JetStream, o LeaseOptions) (*L
 	}
 	// Processes that start at once race to create the bucket: the losers' lookup of its
 	// stream may find it missing for a moment, or go unanswered (see streams.Retry).
-	var s jetstream.Stream
+	var (
+		kv jetstream.KeyValue
+		s  jetstream.Stream
+	)
 	err := streams.Retry(ctx, streams.RetryOptions{Logger: o.Logger, What: "lease bucket",
 		Also: func(err error) bool { return errors.Is(err, jetstream.ErrStreamNotFound) }},
 		func(ctx context.Context) error {
-			_, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			var err error
+			kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 				Bucket: LeaseBucket, History: 1, Storage: jetstream.FileStorage, LimitMarkerTTL: time.Second, Replicas: streams.Replicas(js),
 			})
-			if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+			if errors.Is(err, jetstream.ErrBucketExists) {
+				kv, err = js.KeyValue(ctx, LeaseBucket)
+			}
+			if err != nil {
 				return err
 			}
 			s, err = js.Stream(ctx, "KV_"+LeaseBucket)
@@ -108,7 +116,7 @@ func OpenLeases(ctx context.Context, js jetstream.JetStream, o LeaseOptions) (*L
 	if err != nil {
 		return nil, fmt.Errorf("lease bucket: %w", err)
 	}
-	return &Leases{js: js, stream: s, ttl: o.TTL, holder: o.Holder, dead: o.Dead, log: o.Logger}, nil
+	return &Leases{js: js, kv: kv, stream: s, ttl: o.TTL, holder: o.Holder, dead: o.Dead, log: o.Logger}, nil
 }
 
 // TTL returns how long a lease outlives its holder's last renewal.

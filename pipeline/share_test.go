@@ -33,7 +33,7 @@ func TestShareMovesPartitions(t *testing.T) {
 		done   chan error
 	}
 	start := func(name string) proc {
-		l, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: time.Second, Holder: name})
+		l, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: shareTTL, Holder: name})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,7 +112,7 @@ func TestShareWait(t *testing.T) {
 	ctx := context.Background()
 	holders := partitionHolders(t, e.js, "carts", n)
 	start := func(name string, maxStandby time.Duration) (chan error, time.Time) {
-		l, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: time.Second, Holder: name})
+		l, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: shareTTL, Holder: name})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -162,6 +162,80 @@ func TestShareWait(t *testing.T) {
 		t.Errorf("C held %d partitions", h["C"])
 	}
 }
+
+// TestShareCountsMembersFirst starts a process while another one is announced (a member that
+// holds nothing yet): the process counts it before taking any partition, so it takes its fair
+// share, 2 of 4, and never runs the other 2 (which would then have a checkpoint). Before it
+// counted the members, a starting process took every free partition and handed the extra
+// ones over only later.
+func TestShareCountsMembersFirst(t *testing.T) {
+	const n = 4
+	e := newEnv(t)
+	yaml := fmt.Sprintf(shopYAML, e.srv.ClientURL(), "all", "follow", 300, 100000)
+	ps := e.pipelines("p.yaml", shoptest.WithPartitions(t, yaml, n))
+	payloads := shoptest.Workload(6, 2000, 200)
+	e.publish(payloads)
+	ctx := context.Background()
+	other, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: shareTTL, Holder: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Announce("carts"))
+	l, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: shareTTL, Holder: "A"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- pipeline.RunAll(rctx, ps, pipeline.Options{JS: e.js, Instance: "A", Leases: l, Share: pipeline.NewShare(l, nil)})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	kv := func() jetstream.KeyValue {
+		var kv jetstream.KeyValue
+		natstest.Eventually(t, 30*time.Second, "the checkpoint bucket", func() bool {
+			kv, err = e.js.KeyValue(ctx, streams.CheckpointBucket)
+			return err == nil
+		})
+		return kv
+	}()
+	// checkpoints returns the checkpoints of the partitions that have one.
+	checkpoints := func() map[int]uint64 {
+		out := map[int]uint64{}
+		for i := range n {
+			if cp, err := checkpoint.NewStore(kv).Load(ctx, checkpoint.PartitionKey("carts", i)); err == nil && cp.Seq > 0 {
+				out[i] = cp.Seq
+			}
+		}
+		return out
+	}
+	holders := partitionHolders(t, e.js, "carts", n)
+	// A's two partitions read the whole stream (the default layout): both reach its end.
+	natstest.Eventually(t, 30*time.Second, "A's partitions to reach the end of the stream", func() bool {
+		cps := checkpoints()
+		if len(cps) < n/2 {
+			return false
+		}
+		for _, seq := range cps {
+			if seq < uint64(len(payloads)) {
+				return false
+			}
+		}
+		return true
+	})
+	if h := holders(); h["A"] != n/2 {
+		t.Errorf("A holds %d partitions, want %d (its fair share beside the other member)", h["A"], n/2)
+	}
+	if cps := checkpoints(); len(cps) != n/2 {
+		t.Errorf("partitions with a checkpoint: %v, want %d: A ran more than its fair share", cps, n/2)
+	}
+}
+
+// shareTTL is the lease TTL of the share tests: short, so that partitions move within
+// seconds, yet twice the 1 s minimum, so that a loaded machine does not make a holder give
+// its leases up (it does past TTL/2 without a renewal).
+const shareTTL = 2 * time.Second
 
 // partitionHolders returns a function that counts, by holder, the leases of the n partitions
 // of pipeline that are held.
