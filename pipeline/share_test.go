@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/streams"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // TestShareMovesPartitions runs the shop pipeline in 4 partitions in one process, then a
@@ -29,8 +32,9 @@ func TestShareMovesPartitions(t *testing.T) {
 	ctx := context.Background()
 	holders := partitionHolders(t, e.js, "carts", n)
 	type proc struct {
-		cancel context.CancelFunc
-		done   chan error
+		cancel  context.CancelFunc
+		done    chan error
+		metrics *pipeline.Metrics
 	}
 	start := func(name string) proc {
 		l, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: shareTTL, Holder: name})
@@ -38,9 +42,9 @@ func TestShareMovesPartitions(t *testing.T) {
 			t.Fatal(err)
 		}
 		rctx, cancel := context.WithCancel(ctx)
-		p := proc{cancel: cancel, done: make(chan error, 1)}
+		p := proc{cancel: cancel, done: make(chan error, 1), metrics: pipeline.NewMetrics(nil)}
 		go func() {
-			p.done <- pipeline.RunAll(rctx, ps, pipeline.Options{JS: e.js, Instance: name, Leases: l, Share: pipeline.NewShare(l, nil)})
+			p.done <- pipeline.RunAll(rctx, ps, pipeline.Options{JS: e.js, Instance: name, Leases: l, Share: pipeline.NewShare(l, nil), Metrics: p.metrics})
 		}()
 		t.Cleanup(func() { cancel(); <-p.done })
 		return p
@@ -88,11 +92,22 @@ func TestShareMovesPartitions(t *testing.T) {
 		h := holders()
 		return h["A"] == n/2 && h["B"] == n/2
 	})
+	// Each process exports the checkpoints of the partitions it runs, and no longer those of
+	// the partitions it handed over.
+	natstest.Eventually(t, 30*time.Second, "each process to export the checkpoints of its 2 partitions", func() bool {
+		return len(checkpointSeries(t, a.metrics)) == n/2 && len(checkpointSeries(t, b.metrics)) == n/2
+	})
+	if pa, pb := checkpointSeries(t, a.metrics), checkpointSeries(t, b.metrics); slices.ContainsFunc(pa, func(p string) bool { return slices.Contains(pb, p) }) {
+		t.Errorf("A exports the checkpoints of partitions %v, B of %v: both export one", pa, pb)
+	}
 	e.publish(payloads[3000:6000])
 	caughtUp("A and B", 6000)
 
 	stop("B", b)
 	natstest.Eventually(t, 30*time.Second, "A to take every partition back", func() bool { return holders()["A"] == n })
+	natstest.Eventually(t, 30*time.Second, "A to export the checkpoints of every partition", func() bool {
+		return slices.Equal(checkpointSeries(t, a.metrics), []string{"0", "1", "2", "3"})
+	})
 	e.publish(payloads[6000:])
 	caughtUp("A alone again", len(payloads))
 	stop("A", a)
@@ -230,6 +245,30 @@ func TestShareCountsMembersFirst(t *testing.T) {
 	if cps := checkpoints(); len(cps) != n/2 {
 		t.Errorf("partitions with a checkpoint: %v, want %d: A ran more than its fair share", cps, n/2)
 	}
+}
+
+// checkpointSeries returns the partition label of each carts series of m's checkpoint gauge,
+// sorted.
+func checkpointSeries(t *testing.T, m *pipeline.Metrics) []string {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 16)
+	go func() { m.Checkpoint.Collect(ch); close(ch) }()
+	var out []string
+	for metric := range ch {
+		var d dto.Metric
+		if err := metric.Write(&d); err != nil {
+			t.Fatal(err)
+		}
+		labels := map[string]string{}
+		for _, l := range d.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if labels["pipeline"] == "carts" {
+			out = append(out, labels["partition"])
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // shareTTL is the lease TTL of the share tests: short, so that partitions move within
