@@ -293,6 +293,9 @@ func (r *Runner) start(ctx context.Context) (*source.Source, error) {
 	r.store.Connect(js)
 	r.lastDelivery = 0
 	r.exec = operators.Exec{Store: r.store}
+	if r.o.Partition.partitioned() {
+		r.exec.Owns = r.o.Partition.ownsKey
+	}
 	r.dec = decode.New(pc.Decode, r.p.layout, nil)
 	r.pf = prefetcher{dec: decode.New(pc.Decode, r.p.peekLayout, r.p.peekFields)}
 	r.done = false
