@@ -37,7 +37,14 @@ import (
 //
 // Each partition is then the unpartitioned pipeline over its subsequence of the stream: its own
 // watermark, its own dedupe memory (ids are remembered per partition), its own timers and
-// windows (keys never span partitions).
+// windows (keys never span partitions). pipeline's TestPartitionedStatefulOracle checks this
+// against each partition run alone. Two things the model leaves out, being outside the
+// README's promise: an id repeated under keys of two partitions (the dedupe projection is one
+// bucket keyed by id, so whether the second partition sees the first's sighting depends on
+// when it was committed), and an event on a subject of another partition than its key's.
+// Keys are computed as the runtime's key expression does (expr.Text): a number is a key, as
+// its text, which the unpartitioned oracle before it (a string or nothing) did not allow; the
+// workload has none.
 
 // partitionOf is the partition of key among n: FNV-1a (32 bits) of the key modulo n, written
 // here independently of pipeline.PartitionOf (a test checks they agree).
