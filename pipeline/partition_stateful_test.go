@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jetfold/jetfold/internal/natstest"
 	"github.com/jetfold/jetfold/internal/oracle"
 	"github.com/jetfold/jetfold/internal/pipetest"
 	"github.com/jetfold/jetfold/internal/shoptest"
@@ -132,24 +134,24 @@ func TestPartitionedStatefulOracle(t *testing.T) {
 		{"whole stream", false},
 		{"by subject", true},
 	} {
-		keyless := func(seq uint64) int { return int(seq % n) }
-		if tt.bySubject {
-			p := pipeline.PartitionOf("none", n) // publishByUser's token for no user: the server's partition
-			keyless = func(uint64) int { return p }
-		}
-		parts := shoptest.StatefulOracleParts(payloads, n, keyless)
-		publish := func(e *env) {
+		// publish publishes the workload on e and returns each partition's oracle. By subject,
+		// an event without a user belongs to the partition the server stored it under.
+		publish := func(e *env) []shoptest.StatefulWant {
+			keyless := func(seq uint64) int { return int(seq % n) }
 			if tt.bySubject {
 				publishByUser(t, e, payloads)
+				p := storedPartition(t, e, "none") // publishByUser's token for no user
+				keyless = func(uint64) int { return p }
 			} else {
 				e.publish(payloads)
 			}
+			return shoptest.StatefulOracleParts(payloads, n, keyless)
 		}
 		t.Run("alone/"+tt.name, func(t *testing.T) {
 			for i := range n {
 				e := newEnv(t)
 				ps := e.pipelines("p.yaml", statefulYAML(t, e.srv.ClientURL(), n, tt.bySubject))
-				publish(e)
+				parts := publish(e)
 				runPartition(t, e, ps[0], pipeline.Partition{Index: i, Count: n})
 				for _, m := range shoptest.StatefulMismatches(t, e.js, streams.DLQStream, parts[i]) {
 					t.Errorf("partition %d: %s", i, m)
@@ -160,7 +162,7 @@ func TestPartitionedStatefulOracle(t *testing.T) {
 			skipKnownBug(t, "a partition's window and timeout index, built at start (window.Op.Start, timeout's Start: Store.Keys of the whole projection), holds the windows and timers of every partition, so its watermark closes, expires and fires other partitions' ones (partitions run one after another on one server: 112 open windows closed, 73 retained ones deleted, 5 timers fired)")
 			e := newEnv(t)
 			ps := e.pipelines("p.yaml", statefulYAML(t, e.srv.ClientURL(), n, tt.bySubject))
-			publish(e)
+			parts := publish(e)
 			for i := range n {
 				runPartition(t, e, ps[0], pipeline.Partition{Index: i, Count: n})
 			}
@@ -175,7 +177,7 @@ func TestPartitionedStatefulOracle(t *testing.T) {
 			if got := len(pipeline.Partitions(ps[0])); got != n {
 				t.Fatalf("%d partitions, want %d", got, n)
 			}
-			publish(e)
+			parts := publish(e)
 			if err := e.run(ps, pipeline.Options{}); err != nil {
 				t.Fatal(err)
 			}
@@ -184,6 +186,22 @@ func TestPartitionedStatefulOracle(t *testing.T) {
 			}
 		})
 	}
+}
+
+// storedPartition returns the partition SHOP stores the events published on shop.<token>
+// under (its subject transform's `<p>.shop.<token>`), as the server computed it.
+func storedPartition(t *testing.T, e *env, token string) int {
+	t.Helper()
+	msgs := natstest.ReadAll(t, e.js, "SHOP", "*.shop."+token)
+	if len(msgs) == 0 {
+		t.Fatalf("no event stored under *.shop.%s", token)
+	}
+	first, _, _ := strings.Cut(msgs[0].Subject(), ".")
+	p, err := strconv.Atoi(first)
+	if err != nil {
+		t.Fatalf("stored under %s: %v", msgs[0].Subject(), err)
+	}
+	return p
 }
 
 // runPartition runs partition part of p alone until it stops at the end of its stream.

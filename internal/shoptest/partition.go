@@ -33,7 +33,7 @@ import (
 //     stored under, whatever its key (one whose computable key is in another partition is a
 //     dead letter, which this oracle does not model: give every keyed event its key's
 //     subject); so the rule for events whose key cannot be computed is the subject's
-//     partition instead of seq mod N (see [StatefulOracleLayout]).
+//     partition instead of seq mod N (see the keyless argument of [StatefulOracleLayout]).
 //
 // Each partition is then the unpartitioned pipeline over its subsequence of the stream: its own
 // watermark, its own dedupe memory (ids are remembered per partition), its own timers and
@@ -212,15 +212,6 @@ func statefulModels(events []oracle.Event) (oracle.WindowResult, oracle.TimeoutR
 		Start: []string{"add"}, Cancel: []string{"order"}, After: 90 * time.Second, Once: true,
 	})
 	return win, tim
-}
-
-// StatefulOracleBySubject is [StatefulOracleN] for a stream partitioned by subject
-// (source.partitioned_by_subject) on which each keyed event was published under its key's
-// token and each event whose key cannot be computed under keylessToken: such an event belongs
-// to the partition of that token.
-func StatefulOracleBySubject(payloads [][]byte, n int, keylessToken string) StatefulWant {
-	part := partitionOf(keylessToken, n)
-	return StatefulOracleLayout(payloads, n, func(uint64) int { return part })
 }
 
 // WithClockProbes returns a copy of payloads with, after every every-th payload, three events
