@@ -3,7 +3,6 @@ package pipeline_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -96,9 +95,10 @@ func statefulDiff(a, b shoptest.StatefulWant) (late, closed, fired, pending int)
 // pipeline. "alone" runs each partition's runner on a server of its own (the whole workload
 // published to each), in both layouts, and compares each server with its partition's oracle:
 // which partition reads, dead-letters and moves its watermark with each event. "together" runs
-// the 4 partitions as a processor does (pipeline.RunAll, one server), "in turn" one after the
-// other on one server, as after a failover; both fail on runtime bugs and are skipped (see
-// skipKnownBug).
+// the 4 partitions as a processor does (pipeline.RunAll, one server; they once shared their
+// operators, and raced), "in turn" one after the other on one server, as after a failover
+// (a partition's windows and timers once indexed every partition's, and its watermark closed
+// and fired them).
 func TestPartitionedStatefulOracle(t *testing.T) {
 	const n = 4
 	payloads := statefulWorkload(17)
@@ -159,7 +159,6 @@ func TestPartitionedStatefulOracle(t *testing.T) {
 			}
 		})
 		t.Run("in turn/"+tt.name, func(t *testing.T) {
-			skipKnownBug(t, "a partition's window and timeout index, built at start (window.Op.Start, timeout's Start: Store.Keys of the whole projection), holds the windows and timers of every partition, so its watermark closes, expires and fires other partitions' ones (partitions run one after another on one server: 112 open windows closed, 73 retained ones deleted, 5 timers fired)")
 			e := newEnv(t)
 			ps := e.pipelines("p.yaml", statefulYAML(t, e.srv.ClientURL(), n, tt.bySubject))
 			parts := publish(e)
@@ -171,7 +170,6 @@ func TestPartitionedStatefulOracle(t *testing.T) {
 			}
 		})
 		t.Run("together/"+tt.name, func(t *testing.T) {
-			skipKnownBug(t, "the partitions of one pipeline share its operators (pipeline.RunAll gives every partition's runner the same *Pipeline, so the same window and timeout instances with their in-memory indexes): a data race, and windows and timers closed by another partition's watermark")
 			e := newEnv(t)
 			ps := e.pipelines("p.yaml", statefulYAML(t, e.srv.ClientURL(), n, tt.bySubject))
 			if got := len(pipeline.Partitions(ps[0])); got != n {
@@ -214,14 +212,5 @@ func runPartition(t *testing.T, e *env, p *pipeline.Pipeline, part pipeline.Part
 	}
 	if ctx.Err() != nil {
 		t.Fatalf("partition %d still running after %s", part.Index, pipetest.Limit)
-	}
-}
-
-// skipKnownBug skips a test that fails on a known runtime bug, unless JETFOLD_KNOWN_BUGS is
-// set (to see whether it is fixed).
-func skipKnownBug(t *testing.T, bug string) {
-	t.Helper()
-	if os.Getenv("JETFOLD_KNOWN_BUGS") == "" {
-		t.Skip("bug: " + bug + " (JETFOLD_KNOWN_BUGS=1 runs it)")
 	}
 }
