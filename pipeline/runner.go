@@ -217,8 +217,8 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 			continue // handed over to another process: stand by
 		}
 		if ctx.Err() == nil && errors.Is(context.Cause(held), checkpoint.ErrYielded) {
-			// Handed over (to a rebuild's switch): let the asker take the lease (it looks
-			// every TTL/4), then stand by and go on.
+			// Handed over (to a rebuild's switch): let the asker take the lease (it wakes
+			// when the lease is released), then stand by and go on.
 			select {
 			case <-ctx.Done():
 				return nil

@@ -30,9 +30,10 @@ const replicaLeaseTTL = 2 * time.Second
 func (e *crashEnv) replicaConfig(url, stop, instance string) string {
 	e.t.Helper()
 	carts := shoptest.WithPartitions(e.t, fmt.Sprintf(shoptest.Pipeline, "all", stop, 300, 500), replicaPartitions)
+	stateful := shoptest.WithPartitions(e.t, fmt.Sprintf(shoptest.Stateful, "all", stop, 300, 2000), replicaPartitions)
 	y := fmt.Sprintf("nats: {url: %q}\nhttp: {listen: none}\n", url) +
 		fmt.Sprintf("processor: {instance: %s, lease_ttl: %s}\n", instance, replicaLeaseTTL) +
-		shoptest.Streams + "pipelines:" + carts + fmt.Sprintf(shoptest.Stateful, "all", stop, 300, 2000)
+		shoptest.Streams + "pipelines:" + carts + stateful
 	path := filepath.Join(e.dir, instance+"-"+stop+".yaml")
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 		e.t.Fatal(err)
@@ -40,8 +41,9 @@ func (e *crashEnv) replicaConfig(url, stop, instance string) string {
 	return path
 }
 
-// TestReplicasJoinAndLeave changes the processes running a partitioned pipeline while events
-// arrive: one process holds the 4 partitions of carts; two more join and get partitions handed
+// TestReplicasJoinAndLeave changes the processes running partitioned pipelines while events
+// arrive (carts, and stateful with its windows, dedupe and timers, in 4 partitions each, each
+// partition with its own watermark): one process holds the 4 partitions of carts; two more join and get partitions handed
 // over; one leaves (SIGTERM) and its partitions move to the others; one is killed (SIGKILL)
 // and the last takes every partition. Each change happens while a quarter of the events is
 // being published. The result equals the oracle: no event lost or applied twice while
@@ -52,6 +54,7 @@ func TestReplicasJoinAndLeave(t *testing.T) {
 	e := newCrashEnv(t, events, s)
 	for i := range replicaPartitions {
 		e.cartsKeys = append(e.cartsKeys, checkpoint.PartitionKey("carts", i))
+		e.statefulKeys = append(e.statefulKeys, checkpoint.PartitionKey("stateful", i))
 	}
 	url := e.srv.ClientURL()
 	procs := map[string]*child{}
