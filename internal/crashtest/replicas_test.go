@@ -31,7 +31,9 @@ func (e *crashEnv) replicaConfig(url, stop, instance string) string {
 	e.t.Helper()
 	carts := shoptest.WithPartitions(e.t, fmt.Sprintf(shoptest.Pipeline, "all", stop, 300, 500), replicaPartitions)
 	stateful := shoptest.WithPartitions(e.t, fmt.Sprintf(shoptest.Stateful, "all", stop, 300, 2000), replicaPartitions)
-	y := fmt.Sprintf("nats: {url: %q}\nhttp: {listen: none}\n", url) +
+	// No http.listen: the processes share the default address as replicas on one host do, and
+	// all but the first take a free port.
+	y := fmt.Sprintf("nats: {url: %q}\n", url) +
 		fmt.Sprintf("processor: {instance: %s, lease_ttl: %s}\n", instance, replicaLeaseTTL) +
 		shoptest.Streams + "pipelines:" + carts + stateful
 	path := filepath.Join(e.dir, instance+"-"+stop+".yaml")
@@ -204,11 +206,17 @@ func TestReplicasJoinAndLeave(t *testing.T) {
 	})
 	caughtUp("one process", events)
 
-	moved := 0
+	moved, freePort := 0, 0
 	for _, line := range strings.Split(e.fullLog("proc-a.log")+e.fullLog("proc-b.log")+e.fullLog("proc-c.log"), "\n") {
 		if strings.Contains(line, "handing a partition over") {
 			moved++
 		}
+		if strings.Contains(line, "listening on a free port instead") {
+			freePort++
+		}
+	}
+	if freePort < 2 {
+		t.Errorf("%d of the 3 processes on one host took a free port for HTTP, want at least 2 (the default address is one)", freePort)
 	}
 	if moved == 0 {
 		t.Error("no process handed a partition over: the joins moved nothing")
