@@ -38,7 +38,7 @@ func TestEndpoints(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	metrics := pipeline.NewMetrics(reg)
-	metrics.Events.WithLabelValues("carts", pipeline.ResultOK).Add(3)
+	metrics.Events.WithLabelValues("carts", "", pipeline.ResultOK).Add(3)
 	var ready atomic.Bool
 	h := httptest.NewServer(api.New(api.Options{JS: js, Gatherer: reg, Ready: ready.Load}))
 	defer h.Close()
@@ -50,7 +50,7 @@ func TestEndpoints(t *testing.T) {
 	}{
 		{"/healthz", 200, "ok"},
 		{"/readyz", 503, "not ready"},
-		{"/metrics", 200, `jetfold_events_total{pipeline="carts",result="ok"} 3`},
+		{"/metrics", 200, `jetfold_events_total{partition="",pipeline="carts",result="ok"} 3`},
 		{"/v1/projections/carts/user%201", 200, `"seq":7`},
 		{"/v1/projections/carts/nobody", 404, "no state"},
 		{"/v1/projections/nosuch/x", 404, "no state"},

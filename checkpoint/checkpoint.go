@@ -49,6 +49,10 @@ type Checkpoint struct {
 	// Switched is set by a rebuild's switch, and kept by every commit after it: a process
 	// that runs the definitions the rebuild replaced (an old file) must not run the pipeline.
 	Switched *Switched `json:"switched,omitempty"`
+	// Partitions is the pipeline's number of partitions (config partitions) when the
+	// checkpoint was written, 0 for one: a partition's keys are those of its index among that
+	// many, so a checkpoint is a position of its partition only under the same count.
+	Partitions int `json:"partitions,omitempty"`
 	// Rebuild describes the rebuild whose checkpoint this is (nil for a pipeline's own).
 	Rebuild *Rebuild `json:"rebuild,omitempty"`
 	// Revision is the KV revision the checkpoint was read at or written as (not stored).

@@ -7,7 +7,8 @@
 //
 // Of several processes running the same pipeline, only the holder of its lease processes it
 // ([Leases]): a KV entry with a per-message TTL, renewed every TTL/4. The others stand by and
-// take the lease over within about a TTL once the holder dies. A holder whose last successful
+// watch it: they take it over as soon as it is released, or a TTL after a dead holder's last
+// renewal, when the entry expires. A holder whose last successful
 // renewal was sent more than TTL/2 ago (a lost connection, a long pause) stops processing by
 // itself, before anyone else may take the lease (the server's TTL runs from a later moment). If a paused holder still writes after that, its writes fail: every
 // key write expects the revision it read, and the checkpoint is compare-and-set; a process

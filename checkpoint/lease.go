@@ -36,12 +36,13 @@ var ErrYielded = errors.New("lease asked for")
 
 // Leases grants per-pipeline leases: of all processes running a pipeline, the one holding its
 // lease processes it, the others wait. A lease is a KV entry with a per-message TTL that its
-// holder renews every TTL/4; when the holder dies, the entry expires and a waiting process takes
-// it over. A holder whose last successful renewal was sent more than TTL/2 ago gives the
+// holder renews every TTL/4; when the holder dies, the entry expires and a waiting process,
+// which watches it, takes it over at once (it also takes a released one at once). A holder whose last successful renewal was sent more than TTL/2 ago gives the
 // lease up on its own, before anyone else can take it (self-fencing); the expected-revision writes of the commit protocol
 // still protect the state if a holder is paused past that (fencing).
 type Leases struct {
 	js     jetstream.JetStream
+	kv     jetstream.KeyValue // the lease bucket (Members lists it)
 	stream jetstream.Stream
 	ttl    time.Duration
 	holder string
@@ -92,14 +93,21 @@ func OpenLeases(ctx context.Context, js jetstream.JetStream, o LeaseOptions) (*L
 	}
 	// Processes that start at once race to create the bucket: the losers' lookup of its
 	// stream may find it missing for a moment, or go unanswered (see streams.Retry).
-	var s jetstream.Stream
+	var (
+		kv jetstream.KeyValue
+		s  jetstream.Stream
+	)
 	err := streams.Retry(ctx, streams.RetryOptions{Logger: o.Logger, What: "lease bucket",
 		Also: func(err error) bool { return errors.Is(err, jetstream.ErrStreamNotFound) }},
 		func(ctx context.Context) error {
-			_, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			var err error
+			kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 				Bucket: LeaseBucket, History: 1, Storage: jetstream.FileStorage, LimitMarkerTTL: time.Second, Replicas: streams.Replicas(js),
 			})
-			if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+			if errors.Is(err, jetstream.ErrBucketExists) {
+				kv, err = js.KeyValue(ctx, LeaseBucket)
+			}
+			if err != nil {
 				return err
 			}
 			s, err = js.Stream(ctx, "KV_"+LeaseBucket)
@@ -108,7 +116,7 @@ func OpenLeases(ctx context.Context, js jetstream.JetStream, o LeaseOptions) (*L
 	if err != nil {
 		return nil, fmt.Errorf("lease bucket: %w", err)
 	}
-	return &Leases{js: js, stream: s, ttl: o.TTL, holder: o.Holder, dead: o.Dead, log: o.Logger}, nil
+	return &Leases{js: js, kv: kv, stream: s, ttl: o.TTL, holder: o.Holder, dead: o.Dead, log: o.Logger}, nil
 }
 
 // TTL returns how long a lease outlives its holder's last renewal.
@@ -142,6 +150,17 @@ func (l *Leases) AcquireWithin(ctx context.Context, name string, within time.Dur
 		defer t.Stop()
 		deadline = t.C
 	}
+	// A standby wakes when the entry changes (released, expired: the bucket's markers, taken
+	// by another), and looks again every TTL/4 besides, for a watch that misses or fails.
+	var (
+		watch   jetstream.KeyWatcher
+		changed <-chan jetstream.KeyValueEntry
+	)
+	defer func() {
+		if watch != nil {
+			_ = watch.Stop()
+		}
+	}()
 	for {
 		rev, holder, err := l.current(ctx, subject)
 		if err == nil && holder == "" {
@@ -160,11 +179,20 @@ func (l *Leases) AcquireWithin(ctx context.Context, name string, within time.Dur
 			l.log.Warn("standing by: another process holds the lease of this pipeline; this one takes over when it stops", "pipeline", name, "holder", holder)
 			waiting = true
 		}
+		if watch == nil && holder != "" {
+			if w, err := l.kv.Watch(ctx, name, jetstream.UpdatesOnly()); err == nil {
+				watch, changed = w, w.Updates()
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
 		case <-deadline:
 			return nil, nil, fmt.Errorf("%w: %s holds %s (stood by %s)", ErrHeld, holder, name, within)
+		case _, ok := <-changed:
+			if !ok {
+				changed = nil // the watch ended: poll
+			}
 		case <-time.After(l.ttl / 4):
 		}
 	}

@@ -17,9 +17,10 @@ import (
 const membersPrefix = "members."
 
 // Announce makes this process a member of group (a partitioned pipeline, say) until stop is
-// called: an entry of the lease bucket with the lease TTL, renewed every TTL/4 (a renewal that
-// fails is logged and tried again). A process that dies drops out of [Leases.Members] within
-// the TTL; stop deletes the entry at once.
+// called: an entry of the lease bucket with the lease TTL, written before Announce returns (so
+// that [Leases.Members] counts this process from then on, unless that write failed) and
+// renewed every TTL/4 (a renewal that fails is logged and tried again). A process that dies
+// drops out of [Leases.Members] within the TTL; stop deletes the entry at once.
 func (l *Leases) Announce(group string) (stop func()) {
 	subject := "$KV." + LeaseBucket + "." + membersPrefix + group + "." + streams.EncodeKey(l.holder)
 	write := func() {
@@ -32,17 +33,18 @@ func (l *Leases) Announce(group string) (stop func()) {
 	}
 	done := make(chan struct{})
 	finished := make(chan struct{})
+	write()
 	go func() {
 		defer close(finished)
 		tick := time.NewTicker(l.ttl / 4)
 		defer tick.Stop()
 		for {
-			write()
 			select {
 			case <-done:
 				return
 			case <-tick.C:
 			}
+			write()
 		}
 	}()
 	return func() {
@@ -58,12 +60,8 @@ func (l *Leases) Announce(group string) (stop func()) {
 // Members returns the processes announced in group ([Leases.Announce]) whose entry has not
 // expired, this one included when it announced itself.
 func (l *Leases) Members(ctx context.Context, group string) ([]string, error) {
-	kv, err := l.js.KeyValue(ctx, LeaseBucket)
-	if err != nil {
-		return nil, fmt.Errorf("members of %s: %w", group, err)
-	}
 	prefix := membersPrefix + group + "."
-	list, err := kv.ListKeysFiltered(ctx, prefix+">")
+	list, err := l.kv.ListKeysFiltered(ctx, prefix+">")
 	if err != nil {
 		return nil, fmt.Errorf("members of %s: %w", group, err)
 	}

@@ -94,6 +94,10 @@ type HTTP struct {
 	// Listen is the address (default 127.0.0.1:8080 when the field is absent); "" or "none"
 	// set explicitly disables the listener.
 	Listen string `koanf:"listen"`
+	// ListenDefaulted is set when Listen is the default, not set in the file or the
+	// environment: a processor whose default address is in use (another one on this host)
+	// listens on a free port instead, where a set address in use fails the start.
+	ListenDefaulted bool `koanf:"-"`
 	// TokenFile is the path of a file holding the bearer token that the API's write routes
 	// (POST /v1/pipelines/{name}/rebuild, .../pause, .../resume) require; surrounding white space is trimmed. ""
 	// (the default) leaves those routes out. A relative path resolves against the working

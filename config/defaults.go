@@ -50,7 +50,7 @@ func (c *Config) setDefaults(present func(path string) bool) {
 		c.Processor.LeaseTTL = DefaultLeaseTTL
 	}
 	if c.HTTP.Listen == "" && !present("http.listen") {
-		c.HTTP.Listen = DefaultHTTPListen
+		c.HTTP.Listen, c.HTTP.ListenDefaulted = DefaultHTTPListen, true
 	}
 	for i := range c.Streams {
 		s := &c.Streams[i]

@@ -109,10 +109,18 @@ type Exec struct {
 	Store Store
 	// Watermark is the pipeline's watermark, the event in hand included (see [Clock]).
 	Watermark time.Time
+	// Owns tells whether an entity key is this runner's, nil meaning every key: a partition
+	// of a partitioned pipeline owns the keys of its partition. Operators that index their
+	// projection at start (windows, timers) index the keys it owns only, since the others'
+	// windows close and timers fire with the others' watermarks.
+	Owns func(key string) bool
 
 	// Runner evaluates expressions with a VM the pipeline's goroutine reuses.
 	expr.Runner
 }
+
+// OwnsKey tells whether key is this runner's (see Exec.Owns).
+func (x *Exec) OwnsKey(key string) bool { return x.Owns == nil || x.Owns(key) }
 
 // Projector is implemented by operators that write a projection.
 type Projector interface {

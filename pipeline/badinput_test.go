@@ -109,10 +109,10 @@ func TestBadInput(t *testing.T) {
 	if n := len(bigState["blob"].(string)); bigState["n"] != 4.0 || n != 4*len(blob) {
 		t.Errorf("blobs/big holds %v events (%d bytes), want its last good value: 4 events", bigState["n"], n)
 	}
-	if got := testutil.ToFloat64(metrics.Oversize.WithLabelValues("bad")); got != 2 {
+	if got := testutil.ToFloat64(metrics.Oversize.WithLabelValues("bad", "")); got != 2 {
 		t.Errorf("jetfold_state_oversize_total = %v, want 2", got)
 	}
-	if got := testutil.ToFloat64(metrics.Events.WithLabelValues("bad", pipeline.ResultDeadLetter)); got != 10 {
+	if got := testutil.ToFloat64(metrics.Events.WithLabelValues("bad", "", pipeline.ResultDeadLetter)); got != 10 {
 		t.Errorf("dead_letter events = %v, want 10", got)
 	}
 }

@@ -66,6 +66,26 @@ type Pipeline struct {
 	// Warnings are what is legal but likely a mistake, each at its place in the file (a
 	// lookup of a projection that no pipeline writes).
 	Warnings []*diag.Error
+
+	// cfg, reg and index are what Build made the pipeline of: [Pipeline.instance] builds it
+	// again from them.
+	cfg   *config.Config
+	reg   *operators.Registry
+	index int
+}
+
+// instance returns the pipeline built anew, with operators of its own: the operators of
+// windows, timeouts and folds keep indexes and buffers for the one runner that runs them, so
+// each partition of a partitioned pipeline runs an instance of its own.
+func (p *Pipeline) instance() (*Pipeline, error) {
+	if p.cfg == nil {
+		return nil, fmt.Errorf("pipeline %s: not made by Build, cannot be built again", p.Name)
+	}
+	ps, err := Build(p.cfg, p.reg)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline %s: build again: %w", p.Name, err)
+	}
+	return ps[p.index], nil
 }
 
 // Build compiles every pipeline of cfg with the operators of reg. It reports every problem at
@@ -82,7 +102,7 @@ func Build(cfg *config.Config, reg *operators.Registry) ([]*Pipeline, error) {
 	var reads []read // projections operators read (operators.Reader)
 	for i, pc := range cfg.Pipelines {
 		base := fmt.Sprintf("pipelines.%d", i)
-		p := &Pipeline{Name: pc.Name, Config: pc, shapes: map[string]*event.Shape{}, ttl: map[string]bool{}}
+		p := &Pipeline{Name: pc.Name, Config: pc, shapes: map[string]*event.Shape{}, ttl: map[string]bool{}, cfg: cfg, reg: reg, index: i}
 		p.Start, _ = pc.Source.StartPosition() // config.Validate reports a bad one
 		compile := func(field, src string, kind int) *expr.Expr {
 			e, err := expr.Compile(src, kind)

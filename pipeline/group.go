@@ -20,7 +20,14 @@ func RunAll(ctx context.Context, ps []*Pipeline, o Options) error {
 	var jobs []job
 	for _, p := range ps {
 		for _, part := range Partitions(p) {
-			jobs = append(jobs, job{p, part})
+			pi := p
+			if part.Index > 0 { // the first partition runs p, the others instances of their own
+				var err error
+				if pi, err = p.instance(); err != nil {
+					return err
+				}
+			}
+			jobs = append(jobs, job{pi, part})
 		}
 	}
 	var wg sync.WaitGroup

@@ -45,12 +45,12 @@ func (r *Runner) setHealth(state string, cause error) {
 			r.log.Info("pipeline recovered: committing again")
 		}
 	}
-	r.m.Failing.WithLabelValues(r.p.Name).Set(failing)
+	r.mx.failing.Set(failing)
 	paused := 0.0
 	if state == status.Paused {
 		paused = 1
 	}
-	r.m.Paused.WithLabelValues(r.p.Name).Set(paused)
+	r.mx.paused.Set(paused)
 	r.writeHealth(h)
 }
 

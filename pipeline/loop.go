@@ -81,7 +81,7 @@ func (r stage) EndBurst(took int) { r.readsDone(took) }
 // Commit implements [batch.Stage]: it seals b and starts its commit.
 func (r stage) Commit(ctx context.Context, b *unit) *batch.Job[*unit] {
 	if !b.Began.IsZero() {
-		r.m.BatchDuration.WithLabelValues(r.p.Name).Observe(time.Since(b.Began).Seconds())
+		r.mx.batch.Observe(time.Since(b.Began).Seconds())
 	}
 	r.seal(b)
 	return r.startCommit(ctx, b)
@@ -91,7 +91,7 @@ func (r stage) Commit(ctx context.Context, b *unit) *batch.Job[*unit] {
 func (r stage) Committed(j *batch.Job[*unit]) (end bool, err error) {
 	b := j.Batch
 	r.store.Committed(b.writes)
-	r.m.StateKeys.WithLabelValues(r.p.Name).Set(float64(r.store.Len()))
+	r.mx.setStateKeys(r.store.Len())
 	if j.Err != nil {
 		return false, j.Err
 	}
@@ -136,18 +136,18 @@ func (r *Runner) startCommit(ctx context.Context, b *unit) *batch.Job[*unit] {
 // report updates the metrics and calls OnCommit after a commit.
 func (r *Runner) report(b *unit, d time.Duration, res commit.Result) {
 	name := r.p.Name
-	r.m.Refused.WithLabelValues(name).Add(float64(res.Refused))
-	r.m.CommitDuration.WithLabelValues(name).Observe(d.Seconds())
-	r.m.Checkpoint.WithLabelValues(name).Set(float64(b.lastSeq))
-	r.m.Pending.WithLabelValues(name).Set(float64(b.Pending))
-	r.m.Emitted.WithLabelValues(name).Add(float64(b.emitted))
+	r.mx.refused.Add(float64(res.Refused))
+	r.mx.commit.Observe(d.Seconds())
+	r.mx.setCheckpoint(b.lastSeq)
+	r.mx.setPending(uint64(b.Pending))
+	r.mx.emitted.Add(float64(b.emitted))
 	for i, n := range b.counts {
 		if n > 0 {
-			r.m.Events.WithLabelValues(name, result(i).String()).Add(float64(n))
+			r.mx.events.WithLabelValues(result(i).String()).Add(float64(n))
 		}
 	}
 	if !b.oldest.IsZero() {
-		r.m.Latency.WithLabelValues(name).Observe(time.Since(b.oldest).Seconds())
+		r.mx.latency.Observe(time.Since(b.oldest).Seconds())
 	}
 	r.total += b.events()
 	if r.o.OnCommit != nil {

@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -21,7 +23,12 @@ const (
 )
 
 // Metrics are the Prometheus metrics of every pipeline of a process. Labels carry pipeline
-// names and results, never keys or subjects.
+// names, partitions and results, never keys or subjects. Every series of a pipeline has the
+// label `partition`: the partition's index for a pipeline in several partitions (`partitions:
+// N`), empty otherwise, which PromQL does not tell from no label. A process exports the
+// checkpoint, pending and state-keys gauges of a pipeline or partition only while it runs it
+// (they are deleted when it hands it over or loses its lease), so that the values of a
+// standby are never stale ones.
 type Metrics struct {
 	Events         *prometheus.CounterVec
 	Emitted        *prometheus.CounterVec
@@ -45,11 +52,11 @@ type Metrics struct {
 
 // NewMetrics creates the metrics and registers them with reg (nil: not registered).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
-	byPipeline := []string{"pipeline"}
+	byPipeline := []string{"pipeline", "partition"}
 	m := &Metrics{
 		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetfold_events_total", Help: "Source events processed, by result.",
-		}, []string{"pipeline", "result"}),
+		}, []string{"pipeline", "partition", "result"}),
 		Emitted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetfold_emitted_total", Help: "Derived events published (committed).",
 		}, byPipeline),
@@ -85,7 +92,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, byPipeline),
 		StateReads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetfold_state_reads_total", Help: "Keys read from KV because the cache lacked them: one at a time when an event needs it (on_demand) or ahead of their events, many at once (prefetch).",
-		}, []string{"pipeline", "how"}),
+		}, []string{"pipeline", "partition", "how"}),
 		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jetfold_emits_refused_total", Help: "Derived events JetStream refused (a subject no stream captures, a stream at its limits, ...), dead-lettered in their place.",
 		}, byPipeline),
@@ -105,4 +112,49 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			m.Paused, m.NATSConnected)
 	}
 	return m
+}
+
+// series are the metrics of one runner, bound to its pipeline and partition.
+type series struct {
+	m      *Metrics
+	labels prometheus.Labels
+
+	events, stateReads                           *prometheus.CounterVec // by result, by how
+	emitted, restarts, fenced, oversize, refused prometheus.Counter
+	batch, commit, latency                       prometheus.Observer
+	failing, paused                              prometheus.Gauge
+}
+
+// series returns the series of pipeline's partition p (label partition: its index when the
+// pipeline has several, else empty).
+func (m *Metrics) series(pipeline string, p Partition) series {
+	part := ""
+	if p.partitioned() {
+		part = strconv.Itoa(p.Index)
+	}
+	l := prometheus.Labels{"pipeline": pipeline, "partition": part}
+	return series{
+		m: m, labels: l,
+		events: m.Events.MustCurryWith(l), stateReads: m.StateReads.MustCurryWith(l),
+		emitted: m.Emitted.With(l), restarts: m.Restarts.With(l), fenced: m.Fenced.With(l),
+		oversize: m.Oversize.With(l), refused: m.Refused.With(l),
+		batch: m.BatchDuration.With(l), commit: m.CommitDuration.With(l), latency: m.Latency.With(l),
+		failing: m.Failing.With(l), paused: m.Paused.With(l),
+	}
+}
+
+// The gauges that describe running the pipeline (checkpoint, pending, state keys) are created
+// when set, and deleted by [series.forget]: a process exports them only while it runs the
+// pipeline or partition.
+
+func (s series) setCheckpoint(seq uint64) { s.m.Checkpoint.With(s.labels).Set(float64(seq)) }
+func (s series) setPending(n uint64)      { s.m.Pending.With(s.labels).Set(float64(n)) }
+func (s series) setStateKeys(n int)       { s.m.StateKeys.With(s.labels).Set(float64(n)) }
+
+// forget deletes the gauges set by setCheckpoint, setPending and setStateKeys: after its process stops running the pipeline
+// or partition, the process that runs it exports them.
+func (s series) forget() {
+	for _, g := range []*prometheus.GaugeVec{s.m.Checkpoint, s.m.Pending, s.m.StateKeys} {
+		g.Delete(s.labels)
+	}
 }

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -92,6 +93,58 @@ func (r *Runner) ownKey() string {
 		return checkpoint.PartitionKey(r.p.Name, r.o.Partition.Index)
 	}
 	return r.p.Name
+}
+
+// partitions is the pipeline's number of partitions as its checkpoints record it: 0 for one.
+func (r *Runner) partitions() int {
+	if r.o.Partition.partitioned() {
+		return r.o.Partition.Count
+	}
+	return 0
+}
+
+// checkPartitions refuses to run a pipeline whose checkpoints were written with another number
+// of partitions: its keys would move between partitions, and a partition would apply again
+// events another had applied (or one starting anew, all of them). cp is the runner's own
+// checkpoint when found; when it is not, the pipeline's checkpoint under the other layout (its
+// own name, or partition 0's) is looked for. It returns an error wrapping [ErrStopped].
+func (r *Runner) checkPartitions(ctx context.Context, cp checkpoint.Checkpoint, found bool) error {
+	want := r.partitions()
+	if !found {
+		other := checkpoint.PartitionKey(r.p.Name, 0)
+		if r.o.Partition.partitioned() {
+			other = r.p.Name
+		}
+		var err error
+		cp, err = r.cps.Load(ctx, other)
+		if errors.Is(err, checkpoint.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if other != r.p.Name && cp.Partitions == 0 {
+			cp.Partitions = -1 // a partition's, from before checkpoints recorded the count
+		}
+	} else if cp.Partitions == 0 && r.o.Partition.partitioned() {
+		return nil // from before checkpoints recorded the count: its own key says the layout
+	}
+	if cp.Partitions == want {
+		return nil
+	}
+	had := "one partition"
+	switch {
+	case cp.Partitions < 0:
+		had = "several partitions"
+	case cp.Partitions > 1:
+		had = strconv.Itoa(cp.Partitions) + " partitions"
+	}
+	now := "one"
+	if want > 1 {
+		now = strconv.Itoa(want)
+	}
+	return fmt.Errorf("%w: %s ran in %s (its checkpoints say so), and the file now has partitions: %s: the keys would move between partitions and events be applied twice. Run it with its former partitions; to change them, give the pipeline and its projections new names (they are folded anew from the stream)",
+		ErrStopped, r.p.Name, had, now)
 }
 
 // consumerName names the runner's source consumers: the pipeline's name, with "_p<i>" for a

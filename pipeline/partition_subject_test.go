@@ -65,7 +65,7 @@ func TestPartitionedBySubject(t *testing.T) {
 	ps := e.pipelines("p.yaml", bySubjectYAML(t, e.srv.ClientURL()))
 	publishByUser(t, e, payloads[:3000])
 	ctx := context.Background()
-	leases, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: time.Second, Holder: "test"})
+	leases, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: 2 * time.Second, Holder: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

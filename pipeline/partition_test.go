@@ -36,7 +36,7 @@ func TestPartitionedEqualsUnpartitioned(t *testing.T) {
 	}
 	e.publish(payloads[:3000])
 	ctx := context.Background()
-	leases, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: time.Second, Holder: "test"})
+	leases, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: 2 * time.Second, Holder: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -329,7 +329,7 @@ func TestPoisonCorpus(t *testing.T) {
 	if n := len(natstest.ReadAll(t, js, "FULL", "")); n != 1 {
 		t.Errorf("FULL holds %d derived events, want 1", n)
 	}
-	if got := testutil.ToFloat64(metrics.Refused.WithLabelValues("poison")); got != 2 {
+	if got := testutil.ToFloat64(metrics.Refused.WithLabelValues("poison", "")); got != 2 {
 		t.Errorf("jetfold_emits_refused_total = %v, want 2", got)
 	}
 	// The counter pipeline: the first increment folded, the second dead-lettered without
@@ -370,16 +370,16 @@ func TestSubjectDeleteMarkers(t *testing.T) {
 	go func() { done <- pipeline.RunAll(runCtx, ps, pipeline.Options{JS: e.js, Metrics: metrics}) }()
 	// The event expires after a second; the marker (sequence 2) takes its place.
 	natstest.Eventually(t, 30*time.Second, "the marker committed past", func() bool {
-		return testutil.ToFloat64(metrics.Checkpoint.WithLabelValues("counter")) >= 2
+		return testutil.ToFloat64(metrics.Checkpoint.WithLabelValues("counter", "")) >= 2
 	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if got := testutil.ToFloat64(metrics.Events.WithLabelValues("counter", pipeline.ResultFiltered)); got != 1 {
+	if got := testutil.ToFloat64(metrics.Events.WithLabelValues("counter", "", pipeline.ResultFiltered)); got != 1 {
 		t.Errorf("filtered events = %v, want 1 (the marker)", got)
 	}
-	if got := testutil.ToFloat64(metrics.Events.WithLabelValues("counter", pipeline.ResultDeadLetter)); got != 0 {
+	if got := testutil.ToFloat64(metrics.Events.WithLabelValues("counter", "", pipeline.ResultDeadLetter)); got != 0 {
 		t.Errorf("dead letters = %v, want 0", got)
 	}
 	if c := e.counts(); len(c) != 1 || c["a"] != 1 {
@@ -441,7 +441,7 @@ func TestFailingPipeline(t *testing.T) {
 			}
 			natstest.Eventually(t, time.Minute, "the pipeline reported failing", func() bool {
 				h, _ := board.Get("counter")
-				return h.State == status.Failing && testutil.ToFloat64(metrics.Failing.WithLabelValues("counter")) == 1
+				return h.State == status.Failing && testutil.ToFloat64(metrics.Failing.WithLabelValues("counter", "")) == 1
 			})
 			h, _ := board.Get("counter")
 			if !strings.Contains(h.Error, "maximum messages exceeded") {
@@ -458,9 +458,9 @@ func TestFailingPipeline(t *testing.T) {
 				return
 			}
 			// More retries, still one ERROR line.
-			restarts := testutil.ToFloat64(metrics.Restarts.WithLabelValues("counter"))
+			restarts := testutil.ToFloat64(metrics.Restarts.WithLabelValues("counter", ""))
 			natstest.Eventually(t, time.Minute, "two more restarts", func() bool {
-				return testutil.ToFloat64(metrics.Restarts.WithLabelValues("counter")) >= restarts+2
+				return testutil.ToFloat64(metrics.Restarts.WithLabelValues("counter", "")) >= restarts+2
 			})
 			if n := strings.Count(logs.String(), "level=ERROR"); n != 1 {
 				t.Errorf("%d ERROR lines, want 1:\n%s", n, logs.String())
@@ -471,7 +471,7 @@ func TestFailingPipeline(t *testing.T) {
 			}
 			natstest.Eventually(t, time.Minute, "the pipeline running again", func() bool {
 				h, _ := board.Get("counter")
-				return h.State == status.Running && testutil.ToFloat64(metrics.Failing.WithLabelValues("counter")) == 0
+				return h.State == status.Running && testutil.ToFloat64(metrics.Failing.WithLabelValues("counter", "")) == 0
 			})
 			natstest.Eventually(t, time.Minute, "the events folded", func() bool { return e.counts()["a"] == 2 })
 			cancel()

@@ -74,10 +74,10 @@ func (r *Runner) readsDone(took int) {
 		}
 	}
 	if onDemand > 0 {
-		r.m.StateReads.WithLabelValues(r.p.Name, ReadOnDemand).Add(float64(onDemand))
+		r.mx.stateReads.WithLabelValues(ReadOnDemand).Add(float64(onDemand))
 	}
 	if pf.fetched > 0 {
-		r.m.StateReads.WithLabelValues(r.p.Name, ReadPrefetch).Add(float64(pf.fetched))
+		r.mx.stateReads.WithLabelValues(ReadPrefetch).Add(float64(pf.fetched))
 	}
 	pf.before, pf.fetched = r.store.Reads(), 0
 }

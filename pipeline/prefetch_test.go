@@ -27,8 +27,8 @@ func TestPrefetchAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.check(payloads)
-	prefetched := testutil.ToFloat64(m.StateReads.WithLabelValues("carts", pipeline.ReadPrefetch))
-	onDemand := testutil.ToFloat64(m.StateReads.WithLabelValues("carts", pipeline.ReadOnDemand))
+	prefetched := testutil.ToFloat64(m.StateReads.WithLabelValues("carts", "", pipeline.ReadPrefetch))
+	onDemand := testutil.ToFloat64(m.StateReads.WithLabelValues("carts", "", pipeline.ReadOnDemand))
 	if prefetched == 0 {
 		t.Errorf("no key was read ahead (%v read on demand)", onDemand)
 	}

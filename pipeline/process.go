@@ -252,7 +252,7 @@ func (r *Runner) processOne(ev *event.Event, b *unit, m jetstream.Msg, seq uint6
 		}
 		roomy, err := state.CheckSize(w.State, r.valueLimit)
 		if err != nil {
-			r.m.Oversize.WithLabelValues(r.p.Name).Inc()
+			r.mx.oversize.Inc()
 			return false, fmt.Errorf("%s/%s: %w", w.Projection, w.Key, err)
 		}
 		w.Roomy = roomy

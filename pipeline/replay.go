@@ -222,11 +222,27 @@ func Replay(ctx context.Context, js jetstream.JetStream, p *Pipeline, o ReplayOp
 		return res, nil // nothing at that point
 	}
 
-	r, err := newReplayer(ctx, js, p)
-	if err != nil {
-		return res, err
+	// A partitioned pipeline replays as it runs: a runner per partition, each with its own
+	// operators and watermark, reading past the others' events.
+	var rs []*Runner
+	defer func() {
+		for _, r := range rs {
+			r.store.Close()
+		}
+	}()
+	for _, part := range Partitions(p) {
+		pi := p
+		if part.Index > 0 {
+			if pi, err = p.instance(); err != nil {
+				return res, err
+			}
+		}
+		r, err := newReplayer(ctx, js, pi, part)
+		if err != nil {
+			return res, err
+		}
+		rs = append(rs, r)
 	}
-	defer r.store.Close()
 	subjects, within := pc.Source.Subjects, []string(nil)
 	if len(o.Subjects) > 0 {
 		subjects, within = o.Subjects, pc.Source.Subjects // the pipeline's own filter, checked here
@@ -248,7 +264,10 @@ func Replay(ctx context.Context, js jetstream.JetStream, p *Pipeline, o ReplayOp
 	}
 	defer src.Stop()
 
-	b := &unit{}
+	bs := make([]*unit, len(rs))
+	for i := range bs {
+		bs[i] = &unit{}
+	}
 	var last []byte // the key's value so far (nil: none)
 	var buf []byte
 	for {
@@ -270,7 +289,15 @@ func Replay(ctx context.Context, js jetstream.JetStream, p *Pipeline, o ReplayOp
 		if seq > res.UpTo {
 			break
 		}
-		if within == nil || matchesAny(within, m.Msg.Subject()) {
+		read := within == nil || matchesAny(within, m.Msg.Subject())
+		if read {
+			res.Read++
+		}
+		for i, r := range rs {
+			if !read {
+				break
+			}
+			b := bs[i]
 			counts := b.counts
 			if err := r.processMsg(b, m); err != nil {
 				return res, fmt.Errorf("seq %d: %w", seq, err)
@@ -280,7 +307,6 @@ func Replay(ctx context.Context, js jetstream.JetStream, p *Pipeline, o ReplayOp
 			}
 			clear(b.outputs) // derived events and dead letters are not published
 			b.outputs = b.outputs[:0]
-			res.Read++
 			if e, ok := r.store.Peek(o.Projection, o.Key); ok && e.Seq == seq {
 				res.Seq, res.Time = e.Seq, e.Time
 				var now []byte
@@ -299,13 +325,12 @@ func Replay(ctx context.Context, js jetstream.JetStream, p *Pipeline, o ReplayOp
 							State: last, ByWatermark: failed || !wrote(&r.ev, o.Projection, o.Key)}
 						if !o.OnChange(c) {
 							res.Stopped = true
-							break
 						}
 					}
 				}
 			}
 		}
-		if seq >= res.UpTo || m.Meta.Pending == 0 {
+		if res.Stopped || seq >= res.UpTo || m.Meta.Pending == 0 {
 			break
 		}
 	}
@@ -328,11 +353,14 @@ func wrote(ev *event.Event, proj, key string) bool {
 
 // newReplayer returns a runner of p over a state in memory, started as a run from an empty
 // checkpoint is.
-func newReplayer(ctx context.Context, js jetstream.JetStream, p *Pipeline) (*Runner, error) {
-	r := NewRunner(p, Options{JS: js})
+func newReplayer(ctx context.Context, js jetstream.JetStream, p *Pipeline, part Partition) (*Runner, error) {
+	r := NewRunner(p, Options{JS: js, Partition: part})
 	r.store = state.New(state.Options{MaxKeys: p.Config.Cache.MaxKeys, Shapes: p.shapes, InPlace: p.inPlace, Memory: true})
 	r.store.Connect(js) // lookups of other pipelines' projections
 	r.exec = operators.Exec{Ctx: ctx, Store: r.store}
+	if part.partitioned() {
+		r.exec.Owns = part.ownsKey
+	}
 	r.dec = decode.New(p.Config.Decode, p.layout, nil)
 	r.maxPayload = int(js.Conn().MaxPayload())
 	// The projections' own limits, read where their buckets exist (nothing is created).

@@ -110,7 +110,7 @@ type Runner struct {
 	p   *Pipeline
 	o   Options
 	log *slog.Logger
-	m   *Metrics
+	mx  series // its metrics (Options.Metrics)
 
 	// set up by start, reset by every restart
 	store      *state.Store
@@ -165,7 +165,7 @@ func NewRunner(p *Pipeline, o Options) *Runner {
 	if o.Partition.partitioned() {
 		log = log.With("partition", o.Partition.Index)
 	}
-	r := &Runner{p: p, o: o, log: log, m: o.Metrics}
+	r := &Runner{p: p, o: o, log: log, mx: o.Metrics.series(p.Name, o.Partition)}
 	if r.o.CheckpointKey == "" {
 		r.o.CheckpointKey = r.ownKey()
 	}
@@ -212,12 +212,13 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		r.setHealth(status.Running, nil)
 		err = r.runGated(held)
 		release()
+		r.mx.forget() // another process runs it from now on, and exports its progress
 		if ctx.Err() == nil && errors.Is(context.Cause(held), errShed) {
 			continue // handed over to another process: stand by
 		}
 		if ctx.Err() == nil && errors.Is(context.Cause(held), checkpoint.ErrYielded) {
-			// Handed over (to a rebuild's switch): let the asker take the lease (it looks
-			// every TTL/4), then stand by and go on.
+			// Handed over (to a rebuild's switch): let the asker take the lease (it wakes
+			// when the lease is released), then stand by and go on.
 			select {
 			case <-ctx.Done():
 				return nil
@@ -226,7 +227,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 			continue
 		}
 		if ctx.Err() == nil && errors.Is(context.Cause(held), checkpoint.ErrLeaseLost) {
-			r.m.Fenced.WithLabelValues(r.p.Name).Inc()
+			r.mx.fenced.Inc()
 			continue // stand by again
 		}
 		return err
@@ -255,7 +256,7 @@ func (r *Runner) run(ctx context.Context) error {
 		case errors.Is(err, ErrStopped):
 			return err
 		case errors.Is(err, checkpoint.ErrFenced):
-			r.m.Fenced.WithLabelValues(r.p.Name).Inc()
+			r.mx.fenced.Inc()
 			if fenced++; fenced >= r.o.MaxFencedRetries {
 				r.log.Error("another instance is writing this pipeline; stopping", "err", err)
 				return err
@@ -272,7 +273,7 @@ func (r *Runner) run(ctx context.Context) error {
 				return fmt.Errorf("%w: %d restarts without progress: %w", ErrFailing, failed, err)
 			}
 		}
-		r.m.Restarts.WithLabelValues(r.p.Name).Inc()
+		r.mx.restarts.Inc()
 		r.log.Warn("pipeline restarts from its checkpoint", "err", err, "in", wait)
 		select {
 		case <-ctx.Done():
@@ -292,6 +293,9 @@ func (r *Runner) start(ctx context.Context) (*source.Source, error) {
 	r.store.Connect(js)
 	r.lastDelivery = 0
 	r.exec = operators.Exec{Store: r.store}
+	if r.o.Partition.partitioned() {
+		r.exec.Owns = r.o.Partition.ownsKey
+	}
 	r.dec = decode.New(pc.Decode, r.p.layout, nil)
 	r.pf = prefetcher{dec: decode.New(pc.Decode, r.p.peekLayout, r.p.peekFields)}
 	r.done = false
@@ -310,11 +314,16 @@ func (r *Runner) start(ctx context.Context) (*source.Source, error) {
 	r.maxPayload = int(js.Conn().MaxPayload())
 	r.cps = checkpoint.NewStore(cpkv)
 	cp, err := r.cps.Load(ctx, r.o.CheckpointKey)
+	if !r.rebuilding() && (err == nil || errors.Is(err, checkpoint.ErrNotFound)) {
+		if err := r.checkPartitions(ctx, cp, err == nil); err != nil {
+			return nil, err
+		}
+	}
 	if errors.Is(err, checkpoint.ErrNotFound) {
 		// Write a checkpoint before reading anything: its time bounds the read-back of
 		// outputs after a crash, and "new" is pinned to a sequence now, so that a restart
 		// before the first commit does not skip what arrived in between.
-		cp = checkpoint.Checkpoint{Stream: pc.Source.Stream, Initial: true, Definitions: r.p.defs}
+		cp = checkpoint.Checkpoint{Stream: pc.Source.Stream, Initial: true, Definitions: r.p.defs, Partitions: r.partitions()}
 		if r.p.Start.Kind == config.StartNew {
 			cp.Seq, cp.Initial = stream.CachedInfo().State.LastSeq, false
 		}
@@ -349,11 +358,11 @@ func (r *Runner) start(ctx context.Context) (*source.Source, error) {
 	}
 	r.lastSeq = cp.Seq
 	r.watermark = cp.Watermark
-	r.m.Checkpoint.WithLabelValues(r.p.Name).Set(float64(cp.Seq))
+	r.mx.setCheckpoint(cp.Seq)
 	r.committer = commit.New(commit.Options{
 		Pipeline: r.p.Name, Stream: pc.Source.Stream, JS: js, Pub: r.pub, Checkpoints: r.cps, Key: r.o.CheckpointKey,
 		Instance: r.o.Instance, MaxPayload: r.maxPayload, DLQStream: r.dlqStream,
-		OutputStreams: r.o.OutputStreams, Logger: r.log, Definitions: r.p.defs,
+		OutputStreams: r.o.OutputStreams, Logger: r.log, Definitions: r.p.defs, Partitions: r.partitions(),
 	}, cp)
 	if err := r.committer.Recover(ctx); err != nil {
 		return nil, err
@@ -375,7 +384,7 @@ func (r *Runner) start(ctx context.Context) (*source.Source, error) {
 	}
 	r.acks = src.Acks()
 	pending := src.Pending()
-	r.m.Pending.WithLabelValues(r.p.Name).Set(float64(pending))
+	r.mx.setPending(uint64(pending))
 	if pc.Source.Stop == "end" && pending == 0 || r.o.StopAt > 0 && cp.Seq >= r.o.StopAt {
 		r.done = true
 	}

@@ -57,18 +57,21 @@ func (s *Share) group(ctx context.Context, pipeline string, n int) *shareGroup {
 	}
 	g := &shareGroup{n: n, fair: n, held: map[int]context.CancelCauseFunc{}}
 	s.groups[pipeline] = g
+	// Announced, then counted, before any partition is taken: a process that joins running
+	// ones takes its fair share only, instead of what it finds free before it knows of them.
 	stop := s.leases.Announce(pipeline)
+	s.update(ctx, pipeline, g)
 	go func() {
 		defer stop()
 		tick := time.NewTicker(s.leases.TTL() / 4)
 		defer tick.Stop()
 		for {
-			s.update(ctx, pipeline, g)
 			select {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
 			}
+			s.update(ctx, pipeline, g)
 		}
 	}()
 	return g

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/streams"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // TestShareMovesPartitions runs the shop pipeline in 4 partitions in one process, then a
@@ -29,18 +32,19 @@ func TestShareMovesPartitions(t *testing.T) {
 	ctx := context.Background()
 	holders := partitionHolders(t, e.js, "carts", n)
 	type proc struct {
-		cancel context.CancelFunc
-		done   chan error
+		cancel  context.CancelFunc
+		done    chan error
+		metrics *pipeline.Metrics
 	}
 	start := func(name string) proc {
-		l, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: time.Second, Holder: name})
+		l, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: shareTTL, Holder: name})
 		if err != nil {
 			t.Fatal(err)
 		}
 		rctx, cancel := context.WithCancel(ctx)
-		p := proc{cancel: cancel, done: make(chan error, 1)}
+		p := proc{cancel: cancel, done: make(chan error, 1), metrics: pipeline.NewMetrics(nil)}
 		go func() {
-			p.done <- pipeline.RunAll(rctx, ps, pipeline.Options{JS: e.js, Instance: name, Leases: l, Share: pipeline.NewShare(l, nil)})
+			p.done <- pipeline.RunAll(rctx, ps, pipeline.Options{JS: e.js, Instance: name, Leases: l, Share: pipeline.NewShare(l, nil), Metrics: p.metrics})
 		}()
 		t.Cleanup(func() { cancel(); <-p.done })
 		return p
@@ -88,11 +92,22 @@ func TestShareMovesPartitions(t *testing.T) {
 		h := holders()
 		return h["A"] == n/2 && h["B"] == n/2
 	})
+	// Each process exports the checkpoints of the partitions it runs, and no longer those of
+	// the partitions it handed over.
+	natstest.Eventually(t, 30*time.Second, "each process to export the checkpoints of its 2 partitions", func() bool {
+		return len(checkpointSeries(t, a.metrics)) == n/2 && len(checkpointSeries(t, b.metrics)) == n/2
+	})
+	if pa, pb := checkpointSeries(t, a.metrics), checkpointSeries(t, b.metrics); slices.ContainsFunc(pa, func(p string) bool { return slices.Contains(pb, p) }) {
+		t.Errorf("A exports the checkpoints of partitions %v, B of %v: both export one", pa, pb)
+	}
 	e.publish(payloads[3000:6000])
 	caughtUp("A and B", 6000)
 
 	stop("B", b)
 	natstest.Eventually(t, 30*time.Second, "A to take every partition back", func() bool { return holders()["A"] == n })
+	natstest.Eventually(t, 30*time.Second, "A to export the checkpoints of every partition", func() bool {
+		return slices.Equal(checkpointSeries(t, a.metrics), []string{"0", "1", "2", "3"})
+	})
 	e.publish(payloads[6000:])
 	caughtUp("A alone again", len(payloads))
 	stop("A", a)
@@ -112,7 +127,7 @@ func TestShareWait(t *testing.T) {
 	ctx := context.Background()
 	holders := partitionHolders(t, e.js, "carts", n)
 	start := func(name string, maxStandby time.Duration) (chan error, time.Time) {
-		l, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: time.Second, Holder: name})
+		l, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: shareTTL, Holder: name})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -162,6 +177,104 @@ func TestShareWait(t *testing.T) {
 		t.Errorf("C held %d partitions", h["C"])
 	}
 }
+
+// TestShareCountsMembersFirst starts a process while another one is announced (a member that
+// holds nothing yet): the process counts it before taking any partition, so it takes its fair
+// share, 2 of 4, and never runs the other 2 (which would then have a checkpoint). Before it
+// counted the members, a starting process took every free partition and handed the extra
+// ones over only later.
+func TestShareCountsMembersFirst(t *testing.T) {
+	const n = 4
+	e := newEnv(t)
+	yaml := fmt.Sprintf(shopYAML, e.srv.ClientURL(), "all", "follow", 300, 100000)
+	ps := e.pipelines("p.yaml", shoptest.WithPartitions(t, yaml, n))
+	payloads := shoptest.Workload(6, 2000, 200)
+	e.publish(payloads)
+	ctx := context.Background()
+	other, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: shareTTL, Holder: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Announce("carts"))
+	l, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: shareTTL, Holder: "A"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- pipeline.RunAll(rctx, ps, pipeline.Options{JS: e.js, Instance: "A", Leases: l, Share: pipeline.NewShare(l, nil)})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	kv := func() jetstream.KeyValue {
+		var kv jetstream.KeyValue
+		natstest.Eventually(t, 30*time.Second, "the checkpoint bucket", func() bool {
+			kv, err = e.js.KeyValue(ctx, streams.CheckpointBucket)
+			return err == nil
+		})
+		return kv
+	}()
+	// checkpoints returns the checkpoints of the partitions that have one.
+	checkpoints := func() map[int]uint64 {
+		out := map[int]uint64{}
+		for i := range n {
+			if cp, err := checkpoint.NewStore(kv).Load(ctx, checkpoint.PartitionKey("carts", i)); err == nil && cp.Seq > 0 {
+				out[i] = cp.Seq
+			}
+		}
+		return out
+	}
+	holders := partitionHolders(t, e.js, "carts", n)
+	// A's two partitions read the whole stream (the default layout): both reach its end.
+	natstest.Eventually(t, 30*time.Second, "A's partitions to reach the end of the stream", func() bool {
+		cps := checkpoints()
+		if len(cps) < n/2 {
+			return false
+		}
+		for _, seq := range cps {
+			if seq < uint64(len(payloads)) {
+				return false
+			}
+		}
+		return true
+	})
+	if h := holders(); h["A"] != n/2 {
+		t.Errorf("A holds %d partitions, want %d (its fair share beside the other member)", h["A"], n/2)
+	}
+	if cps := checkpoints(); len(cps) != n/2 {
+		t.Errorf("partitions with a checkpoint: %v, want %d: A ran more than its fair share", cps, n/2)
+	}
+}
+
+// checkpointSeries returns the partition label of each carts series of m's checkpoint gauge,
+// sorted.
+func checkpointSeries(t *testing.T, m *pipeline.Metrics) []string {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 16)
+	go func() { m.Checkpoint.Collect(ch); close(ch) }()
+	var out []string
+	for metric := range ch {
+		var d dto.Metric
+		if err := metric.Write(&d); err != nil {
+			t.Fatal(err)
+		}
+		labels := map[string]string{}
+		for _, l := range d.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if labels["pipeline"] == "carts" {
+			out = append(out, labels["partition"])
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// shareTTL is the lease TTL of the share tests: short, so that partitions move within
+// seconds, yet twice the 1 s minimum, so that a loaded machine does not make a holder give
+// its leases up (it does past TTL/2 without a renewal).
+const shareTTL = 2 * time.Second
 
 // partitionHolders returns a function that counts, by holder, the leases of the n partitions
 // of pipeline that are held.

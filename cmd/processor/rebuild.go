@@ -209,16 +209,6 @@ func (r rebuilder) run(ctx context.Context, p *pipeline.Pipeline, o rebuild.Opti
 		outputs = append(outputs, s.Name)
 	}
 	o.JS, o.Pipeline, o.Leases, o.Instance, o.Logger, o.OutputStreams = r.js, p, leases, r.holder, r.log, outputs
-	o.Build = func() (*pipeline.Pipeline, error) { // for the partitions: operators of their own
-		ps, err := pipeline.Build(r.cfg, builtin.Registry())
-		if err != nil {
-			return nil, err
-		}
-		if q := findPipeline(ps, p.Name); q != nil {
-			return q, nil
-		}
-		return nil, fmt.Errorf("no pipeline %q", p.Name)
-	}
 	return rebuild.Run(ctx, o)
 }
 

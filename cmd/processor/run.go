@@ -179,13 +179,22 @@ func seedOnce(cmd *cobra.Command, conn *streams.Conn, cfg *config.Config, ps []*
 }
 
 // serveHTTP starts the HTTP listener unless it is disabled; stop shuts it down. An address
-// in use is an error: without its listener a processor has no health probes (in Kubernetes, a
-// pod that never becomes ready for no visible reason).
+// set in http.listen that is in use is an error: without its listener a processor has no
+// health probes (in Kubernetes, a pod that never becomes ready for no visible reason). The
+// default address in use (replicas on one host) gives way to a free port, logged.
 func serveHTTP(c config.HTTP, o api.Options, log *slog.Logger) (stop func(), err error) {
 	if c.Listen == "" || c.Listen == "none" {
 		return func() {}, nil
 	}
 	ln, err := net.Listen("tcp", c.Listen)
+	if errors.Is(err, syscall.EADDRINUSE) && c.ListenDefaulted {
+		// Replicas on one host (a laptop, a test): the second takes a free port and says so.
+		host, _, _ := net.SplitHostPort(c.Listen)
+		if ln, err = net.Listen("tcp", net.JoinHostPort(host, "0")); err == nil {
+			log.Warn("http: the default address is in use (another processor on this host?): listening on a free port instead; set http.listen to choose one",
+				"default", c.Listen, "addr", ln.Addr().String())
+		}
+	}
 	if errors.Is(err, syscall.EADDRINUSE) {
 		return nil, fmt.Errorf("http: %s is in use (another processor on this host?): set http.listen to a free address, or to none to run without metrics, probes and the read API", c.Listen)
 	}

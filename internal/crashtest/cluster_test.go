@@ -245,7 +245,7 @@ func clusterFailover(t *testing.T, partitions int, bySubject bool) {
 	}
 	t.Logf("failover: node n%d stopped %s after the kill; every lease of %s taken over and advanced within %s (lease TTL %s, target under %s)",
 		down, stopped.Round(time.Millisecond), victim, worst.Round(time.Millisecond), clusterLeaseTTL, clusterLeaseTTL+2*time.Second)
-	// The ceiling is the design's: the TTL runs out, a standby looks every TTL/4, then it
+	// The ceiling is the design's: the TTL runs out, a standby wakes (or looks, every TTL/4), then it
 	// starts from its checkpoint; 2 s more than that is the target, a loaded machine
 	// and a leader election on top get as much again.
 	if limit := clusterLeaseTTL + clusterLeaseTTL/4 + 4*time.Second; worst > limit {

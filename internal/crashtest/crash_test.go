@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -103,6 +104,9 @@ type crashEnv struct {
 	// cartsKeys are the checkpoint keys of the carts pipeline: its name, or its partitions'
 	// (see the cluster tests); nil means its name.
 	cartsKeys []string
+	// statefulKeys are those of the stateful pipeline, likewise; with more than one, verify
+	// expects each partition's windows and timers with its own watermark.
+	statefulKeys []string
 	// bySubject publishes each event on shop.<its user> to a stream partitioned by subject,
 	// which the carts partitions read one each (see TestClusterFailoverBySubject).
 	bySubject bool
@@ -250,16 +254,19 @@ func (e *crashEnv) checkpointSeq() uint64 {
 	if len(e.cartsKeys) == 0 {
 		keys = append(keys, "carts")
 	}
-	for i, p := range keys {
+	if len(e.statefulKeys) > 0 {
+		keys = append(slices.Clone(e.statefulKeys), keys[1:]...)
+	}
+	for _, p := range keys {
 		cp, err := checkpoint.NewStore(kv).Load(ctx, p)
 		if err != nil {
 			return 0
 		}
 		seq := cp.Seq
-		if e.bySubject && i > 0 {
+		if i := slices.Index(e.cartsKeys, p); e.bySubject && i >= 0 {
 			// A partition reads its own subjects only: once none is left after its
 			// checkpoint, it has read up to the head.
-			if seq, err = e.partitionCovers(ctx, i-1, cp.Seq); err != nil {
+			if seq, err = e.partitionCovers(ctx, i, cp.Seq); err != nil {
 				return 0
 			}
 		}
@@ -345,7 +352,7 @@ func (e *crashEnv) verify(what string, count int) {
 		e.t.Fatalf("the source stream holds %d events, %d were published", len(stored), len(e.payload))
 	}
 	bad := shoptest.Mismatches(e.t, e.js, streams.DLQStream, shoptest.Oracle(stored))
-	sw := shoptest.StatefulOracle(stored)
+	sw := shoptest.StatefulOracleN(stored, len(e.statefulKeys))
 	bad = append(bad, shoptest.StatefulMismatches(e.t, e.js, streams.DLQStream, sw)...)
 	e.t.Logf("stateful pipeline: %d windows kept, %d closed, %d late events, %d timers fired, %d pending",
 		len(sw.Windows.State), len(sw.Windows.Closed), len(sw.Windows.Dead), len(sw.Timers.Fired), len(sw.Timers.Pending))

@@ -61,64 +61,15 @@ type StatefulWant struct {
 	Timers  oracle.TimeoutResult
 	// Dead is the number of dead letters of the stateful pipeline.
 	Dead int
+	// Watermarks is each partition's watermark after the last event (one for an
+	// unpartitioned pipeline; zero for a partition that read no valid time). Windows.Watermark
+	// and Timers.Watermark are the greatest of them.
+	Watermarks []time.Time
 }
 
 // StatefulOracle runs the models of internal/oracle over payloads as stored (the i-th has
-// stream sequence i+1).
-func StatefulOracle(payloads [][]byte) StatefulWant {
-	events := make([]oracle.Event, len(payloads))
-	var w StatefulWant
-	for i, p := range payloads {
-		ev := oracle.Event{Seq: uint64(i + 1)}
-		var m map[string]any
-		if json.Unmarshal(p, &m) != nil {
-			w.Dead++ // does not decode
-			events[i] = ev
-			continue
-		}
-		ev.Fields = m
-		ev.Type, _ = m["type"].(string)
-		ev.Key, _ = m["user_id"].(string)
-		ts, _ := m["ts"].(string)
-		t, err := time.Parse(time.RFC3339Nano, ts)
-		ev.Valid = err == nil
-		ev.Time = t
-		switch {
-		case ev.Type == "heartbeat": // filtered
-		case !ev.Valid || ev.Key == "":
-			w.Dead++ // the window needs a time and a key
-		default:
-			ev.Reaches = true
-		}
-		events[i] = ev
-	}
-	amount := func(e oracle.Event) any {
-		if a, ok := e.Fields["amount"].(float64); ok {
-			return a
-		}
-		return 0.0
-	}
-	w.Windows = oracle.Windows(events, oracle.WindowSpec{
-		Tumbling: time.Minute, Lateness: 5 * time.Second, Retention: 10 * time.Minute, Once: true,
-		Aggregates: []oracle.Aggregate{{Name: "n", Fn: "count"}, {Name: "total", Fn: "sum", Value: amount}},
-	})
-	w.Dead += len(w.Windows.Dead)
-	late := map[uint64]bool{}
-	for _, d := range w.Windows.Dead {
-		late[d.Seq] = true
-	}
-	for i := range events {
-		events[i].Reaches = events[i].Reaches && !late[events[i].Seq]
-	}
-	kept := oracle.Dedupe(events, oracle.DedupeSpec{
-		ID:     func(e oracle.Event) string { id, _ := e.Fields["id"].(string); return id },
-		Within: 2 * time.Minute,
-	})
-	w.Timers = oracle.Timeouts(oracle.Passed(events, kept), oracle.TimeoutSpec{
-		Start: []string{"add"}, Cancel: []string{"order"}, After: 90 * time.Second, Once: true,
-	})
-	return w
-}
+// stream sequence i+1), for the unpartitioned pipeline: [StatefulOracleN] with one partition.
+func StatefulOracle(payloads [][]byte) StatefulWant { return StatefulOracleN(payloads, 1) }
 
 // StatefulMismatches compares the windows bucket, the window and timer derived events, the
 // pending timers and the stateful pipeline's dead letters with the oracle, and returns every

@@ -242,8 +242,8 @@ func TestJoinReadAhead(t *testing.T) {
 	if got := enriched(t, js); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("enriched %d events, want %d; first difference at %d", len(got), len(want), firstDiff(got, want))
 	}
-	prefetched := testutil.ToFloat64(m.StateReads.WithLabelValues("orders", pipeline.ReadPrefetch))
-	onDemand := testutil.ToFloat64(m.StateReads.WithLabelValues("orders", pipeline.ReadOnDemand))
+	prefetched := testutil.ToFloat64(m.StateReads.WithLabelValues("orders", "", pipeline.ReadPrefetch))
+	onDemand := testutil.ToFloat64(m.StateReads.WithLabelValues("orders", "", pipeline.ReadOnDemand))
 	// The first burst reads on demand, and so does a burst that starts with few events at
 	// hand on a loaded machine; most lookups are read ahead.
 	if prefetched < people/2 || onDemand >= prefetched {

@@ -225,10 +225,10 @@ func (s *shop) check(name, counts string, m *pipeline.Metrics) []oracle.FiredTim
 	if !reflect.DeepEqual(gotCounts, wantCounts) {
 		t.Errorf("%s: counts of kept events %v, want %v", name, gotCounts, wantCounts)
 	}
-	if got := testutil.ToFloat64(m.Events.WithLabelValues(name, pipeline.ResultDuplicate)); got != float64(dups) || dups == 0 {
+	if got := testutil.ToFloat64(m.Events.WithLabelValues(name, "", pipeline.ResultDuplicate)); got != float64(dups) || dups == 0 {
 		t.Errorf("%s: %v duplicates counted, want %d", name, got, dups)
 	}
-	if got := testutil.ToFloat64(m.Events.WithLabelValues(name, pipeline.ResultDeadLetter)); got != float64(dead) {
+	if got := testutil.ToFloat64(m.Events.WithLabelValues(name, "", pipeline.ResultDeadLetter)); got != float64(dead) {
 		t.Errorf("%s: %v dead letters, want %d", name, got, dead)
 	}
 	t.Logf("%s: %d events: %d timers fired, %d pending, %d duplicates, %d dead letters", name, len(s.events), len(want.Fired), len(want.Pending), dups, dead)

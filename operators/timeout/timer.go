@@ -202,6 +202,9 @@ func (o *op) Start(x *operators.Exec) error {
 		return fmt.Errorf("timeout %s: list timers: %w", o.name, err)
 	}
 	for _, k := range keys {
+		if !x.OwnsKey(k[len(o.prefix):]) {
+			continue // another partition's timer, which fires with its watermark
+		}
 		// A timer whose deadline does not parse is indexed as due at once (the zero time):
 		// the next tick dead-letters and ends it, instead of every start failing.
 		e, deadline, err := o.timer(x, k)

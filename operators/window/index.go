@@ -145,8 +145,8 @@ func (o *Op) Start(x *operators.Exec) error {
 	} else {
 		for _, k := range keys {
 			key, start, ok := o.parseKey(k)
-			if !ok {
-				continue
+			if !ok || !x.OwnsKey(key) {
+				continue // not a window, or another partition's, which closes with its watermark
 			}
 			d := due{at: start + int64(o.size), start: start, key: key}
 			switch {
@@ -185,8 +185,8 @@ func (o *Op) startSessions(x *operators.Exec, keys []string, h int64) ([]due, er
 	byKey := map[string][]due{} // every session of each key, open or closed
 	for _, k := range keys {
 		i := strings.LastIndexByte(k, '.')
-		if i <= 0 {
-			continue
+		if i <= 0 || !x.OwnsKey(k[:i]) {
+			continue // not a session, or another partition's, which closes with its watermark
 		}
 		e, err := x.Store.Get(x.Ctx, o.projection, k)
 		if err != nil {

@@ -44,6 +44,9 @@ type Options struct {
 	// Definitions are the pipeline's projection definitions, written with every checkpoint
 	// (see checkpoint.Checkpoint.Definitions).
 	Definitions map[string]string
+	// Partitions is the pipeline's number of partitions, written with every checkpoint (0
+	// or 1: not partitioned; see checkpoint.Checkpoint.Partitions).
+	Partitions int
 }
 
 // Committer commits a pipeline's batches with the protocol of this package, from the
@@ -150,7 +153,7 @@ func (c *Committer) Commit(ctx context.Context, b Batch) (Result, error) {
 	}
 	// The versions it writes, and the mark of the last switch, stay.
 	cp, err := c.o.Checkpoints.Commit(ctx, c.o.Key, checkpoint.Checkpoint{
-		Seq: b.LastSeq, Stream: c.o.Stream, Outputs: outSeqs, Watermark: wm, Definitions: c.o.Definitions,
+		Seq: b.LastSeq, Stream: c.o.Stream, Outputs: outSeqs, Watermark: wm, Definitions: c.o.Definitions, Partitions: c.o.Partitions,
 		Buckets: c.checkpoint.Buckets, Rebuild: c.checkpoint.Rebuild, Switched: c.checkpoint.Switched,
 	})
 	if err != nil {

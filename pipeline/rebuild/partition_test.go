@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/internal/natstest"
 	"github.com/jetfold/jetfold/internal/pipetest"
@@ -24,10 +26,11 @@ import (
 const parts = 4
 
 // buildParts builds the tally pipeline with `partitions: parts`, factor and once-subject
-// prefix first.
-func (f *fixture) buildParts(name string, factor int, first string) *pipeline.Pipeline {
+// prefix first, and the file edited by replacements (old, new pairs, as strings.NewReplacer
+// takes them): the partitions' instances of the pipeline are built from the file.
+func (f *fixture) buildParts(name string, factor int, first string, replacements ...string) *pipeline.Pipeline {
 	f.t.Helper()
-	yaml := fmt.Sprintf(tallyYAML, f.url, strconv.Itoa(factor), first)
+	yaml := strings.NewReplacer(replacements...).Replace(fmt.Sprintf(tallyYAML, f.url, strconv.Itoa(factor), first))
 	const keyLine = "    key: event.k\n"
 	if !strings.Contains(yaml, keyLine) {
 		f.t.Fatal("no key line to partition")
@@ -38,11 +41,6 @@ func (f *fixture) buildParts(name string, factor int, first string) *pipeline.Pi
 		f.t.Fatalf("partitions %d", p.Config.Partitions)
 	}
 	return p
-}
-
-// builder is the Build of rebuild.Options for buildParts(name, factor, first).
-func (f *fixture) builder(name string, factor int, first string) func() (*pipeline.Pipeline, error) {
-	return func() (*pipeline.Pipeline, error) { return f.buildParts(name, factor, first), nil }
 }
 
 // oracleParts folds, with factor f, the events of each key up to the checkpoint of the
@@ -131,7 +129,7 @@ func TestPartitionedChangedHandler(t *testing.T) {
 
 	var phases []string
 	res, err := rebuild.Run(ctx, rebuild.Options{
-		JS: f.js, Pipeline: f.buildParts("v2", 2, "out.first2"), Build: f.builder("v2", 2, "out.first2"), Leases: f.leases("rebuilder"),
+		JS: f.js, Pipeline: f.buildParts("v2", 2, "out.first2"), Leases: f.leases("rebuilder"),
 		OutputStreams: []string{"OUT"}, CloseEnough: 100,
 		OnProgress: func(p rebuild.Progress) {
 			if len(phases) == 0 || phases[len(phases)-1] != p.Phase {
@@ -232,7 +230,7 @@ func TestPartitionedSameDefinitionGoesOn(t *testing.T) {
 	live := f.process(runCtx, v1, "live", nil)
 	pubDone := make(chan struct{})
 	go func() { defer close(pubDone); f.publish(ctx, 2000, 20, "a") }()
-	res, err := rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: f.buildParts("v1r", 1, "out.first"), Build: f.builder("v1r", 1, "out.first"), Leases: f.leases("rebuilder"),
+	res, err := rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: f.buildParts("v1r", 1, "out.first"), Leases: f.leases("rebuilder"),
 		OutputStreams: []string{"OUT"}, CloseEnough: 100})
 	if err != nil {
 		t.Fatal(err)
@@ -278,20 +276,10 @@ func TestPartitionedSameStateAsRun(t *testing.T) {
 	}
 	build("streams") // creates the streams
 	natstest.Publish(t, f.js, shoptest.Subject, shoptest.Workload(7, 3000, 40))
-	// The run: each partition with operators of its own, as in processes of their own.
-	errs := make(chan error, parts)
-	for i := range parts {
-		p := build(fmt.Sprintf("run%d", i))
-		go func() {
-			errs <- pipeline.NewRunner(p, pipeline.Options{JS: f.js, OutputStreams: []string{"SHOP_DERIVED"}, Partition: pipeline.Partition{Index: i, Count: parts}}).Run(ctx)
-		}()
+	if err := pipeline.RunAll(ctx, []*pipeline.Pipeline{build("run")}, pipeline.Options{JS: f.js, OutputStreams: []string{"SHOP_DERIVED"}}); err != nil {
+		t.Fatal(err)
 	}
-	for range parts {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	res, err := rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: build("rebuild"), Build: func() (*pipeline.Pipeline, error) { return build("rebuild"), nil },
+	res, err := rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: build("rebuild"),
 		Leases: f.leases("r"), OutputStreams: []string{"SHOP_DERIVED"}})
 	if err != nil {
 		t.Fatal(err)
@@ -322,17 +310,15 @@ func TestPartitionedSameStateAsRun(t *testing.T) {
 func TestPartitionedResume(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	v1 := f.buildParts("v1", 1, "out.first")
-	v1.Config.Source.Stop = "end"
+	v1 := f.buildParts("v1", 1, "out.first", "stop: follow", "stop: end")
 	f.publish(ctx, 3000, 30, "a")
 	if err := pipeline.RunAll(ctx, []*pipeline.Pipeline{v1}, pipeline.Options{JS: f.js, OutputStreams: []string{"OUT"}}); err != nil {
 		t.Fatal(err)
 	}
-	p := f.buildParts("v2", 2, "out.first2")
-	p.Config.Batch.Size = 10
+	p := f.buildParts("v2", 2, "out.first2", "batch: {size: 50,", "batch: {size: 10,")
 	ictx, interrupt := context.WithCancel(ctx)
 	var at uint64
-	_, err := rebuild.Run(ictx, rebuild.Options{JS: f.js, Pipeline: p, Build: f.builder("v2", 2, "out.first2"), Leases: f.leases("rebuilder"), OutputStreams: []string{"OUT"},
+	_, err := rebuild.Run(ictx, rebuild.Options{JS: f.js, Pipeline: p, Leases: f.leases("rebuilder"), OutputStreams: []string{"OUT"},
 		OnProgress: func(p rebuild.Progress) {
 			if p.Phase == "replay" && p.Done >= 2000 && at == 0 {
 				at = p.Done
@@ -355,7 +341,7 @@ func TestPartitionedResume(t *testing.T) {
 		t.Fatalf("switched by an interrupted rebuild: %+v", ptr)
 	}
 	var first uint64
-	res, err := rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: f.buildParts("v2r", 2, "out.first2"), Build: f.builder("v2r", 2, "out.first2"), Leases: f.leases("rebuilder"), OutputStreams: []string{"OUT"},
+	res, err := rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: f.buildParts("v2r", 2, "out.first2"), Leases: f.leases("rebuilder"), OutputStreams: []string{"OUT"},
 		OnProgress: func(p rebuild.Progress) {
 			if first == 0 && p.Done > 0 {
 				first = p.Done
@@ -387,21 +373,20 @@ func TestPartitionedBySubject(t *testing.T) {
 	f := newFixture(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	build := func(name string, factor int, first string) *pipeline.Pipeline {
-		yaml := fmt.Sprintf(tallyYAML, f.url, strconv.Itoa(factor), first)
+	build := func(name string, factor int, first string, stop string) *pipeline.Pipeline {
+		yaml := strings.Replace(fmt.Sprintf(tallyYAML, f.url, strconv.Itoa(factor), first), "stop: follow", "stop: "+stop, 1)
 		yaml = strings.Replace(yaml, `{name: EV, subjects: ["ev.>"]}`,
 			fmt.Sprintf(`{name: EV, subjects: ["ev.*"], subject_transform: {src: "ev.*", dest: "{{partition(%d,1)}}.ev.{{wildcard(1)}}"}}`, parts), 1)
 		yaml = strings.Replace(yaml, "source: {stream: EV, ", "source: {stream: EV, partitioned_by_subject: true, ", 1)
 		yaml = strings.Replace(yaml, "    key: event.k\n", fmt.Sprintf("    key: event.k\n    partitions: %d\n", parts), 1)
 		return pipetest.Build(t, f.js, filepath.Join(f.dir, name+".yaml"), yaml, nil)[0]
 	}
-	v1 := build("v1", 1, "out.first")
+	v1 := build("v1", 1, "out.first", "follow")
 	f.publish(ctx, 1000, 20, "a")
 	live := f.process(ctx, v1, "live", nil)
 	pubDone := make(chan struct{})
 	go func() { defer close(pubDone); f.publish(ctx, 2000, 20, "a") }()
-	res, err := rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: build("v2", 2, "out.first2"),
-		Build: func() (*pipeline.Pipeline, error) { return build("v2", 2, "out.first2"), nil }, Leases: f.leases("rebuilder"),
+	res, err := rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: build("v2", 2, "out.first2", "follow"), Leases: f.leases("rebuilder"),
 		OutputStreams: []string{"OUT"}, CloseEnough: 100})
 	if err != nil {
 		t.Fatal(err)
@@ -428,8 +413,7 @@ func TestPartitionedBySubject(t *testing.T) {
 	}
 	diff(t, "version 1", f.bucket("tally"), oracleParts(evs, res.Partitions, 1))
 	last := evs[len(evs)-1].seq
-	v2 := build("v2end", 2, "out.first2")
-	v2.Config.Source.Stop = "end"
+	v2 := build("v2end", 2, "out.first2", "end")
 	if err := pipeline.RunAll(ctx, []*pipeline.Pipeline{v2}, pipeline.Options{JS: f.js, OutputStreams: []string{"OUT"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -516,5 +500,32 @@ func TestSwitchParts(t *testing.T) {
 	dels[len(dels)-1] = "y.rebuild"
 	if _, err := cps.SwitchParts(ctx, f.js, "y", many, dels); err == nil || !strings.Contains(err.Error(), "over the 1000 of one atomic batch") {
 		t.Errorf("a switch of %d messages: %v, want it refused", len(many)+len(dels), err)
+	}
+}
+
+// TestRefusesChangedPartitions: a pipeline whose file has another number of partitions than
+// it ran with is not rebuilt (its live checkpoints are positions of other partitions), in
+// either direction, and the refusal writes nothing.
+func TestRefusesChangedPartitions(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.runV1(100, 5)
+	_, err := rebuild.Run(ctx, rebuild.Options{JS: f.js, Pipeline: f.buildParts("v2", 2, "out.first2"), Leases: f.leases("r")})
+	if !errors.Is(err, rebuild.ErrPartitioned) {
+		t.Fatalf("a rebuild in %d partitions of a pipeline that ran in one: %v, want ErrPartitioned", parts, err)
+	}
+	if _, err := f.js.KeyValue(ctx, "tally_v2"); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Errorf("the refused rebuild made tally_v2: %v", err)
+	}
+
+	g := newFixture(t)
+	v1 := g.buildParts("v1", 1, "out.first", "stop: follow", "stop: end")
+	g.publish(ctx, 100, 5, "a")
+	if err := pipeline.RunAll(ctx, []*pipeline.Pipeline{v1}, pipeline.Options{JS: g.js}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = rebuild.Run(ctx, rebuild.Options{JS: g.js, Pipeline: g.build("v2", 2, "out.first2"), Leases: g.leases("r")})
+	if !errors.Is(err, rebuild.ErrPartitioned) {
+		t.Fatalf("a rebuild in one partition of a pipeline that ran in %d: %v, want ErrPartitioned", parts, err)
 	}
 }

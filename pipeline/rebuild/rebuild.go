@@ -32,7 +32,7 @@
 // `<pipeline>.p<i>.rebuild`, beside `<pipeline>.rebuild`, which then only describes the
 // rebuild (version, buckets, definitions, start). Each round replays the N partitions, as many
 // at once as there are cores, each a pipeline.Runner of its partition (Options.Partition),
-// with operators of its own (Options.Build), under its own checkpoint, up to its partition's
+// with operators of its own (pipeline.Pipeline.Instance), under its own checkpoint, up to its partition's
 // live checkpoint: each has its own watermark, as the live partition has.
 // The switch asks for the N leases at once (their holders may be several processes), keeps
 // those it took while it asks again for the others, catches each partition up to its own
@@ -78,6 +78,12 @@ var ErrRunning = errors.New("a rebuild of this pipeline is running")
 // over in time.
 var ErrNoHandover = errors.New("the live pipeline did not hand over")
 
+// ErrPartitioned is returned by [Run] for a pipeline whose file has another number of
+// partitions than its checkpoints were written with (see checkpoint.Checkpoint.Partitions):
+// its live checkpoints are positions of other partitions than those the rebuild would
+// switch. Such a pipeline does not run either (pipeline.ErrStopped).
+var ErrPartitioned = errors.New("the pipeline ran with another number of partitions than the file gives")
+
 // ErrTooLarge is returned by [Run] for a pipeline whose switch would not fit in one atomic
 // batch (checkpoint.MaxSwitch messages: two per partition, one per projection, one more for a
 // partitioned pipeline): with at most 256 partitions, a pipeline of over 487 projections.
@@ -90,10 +96,6 @@ type Options struct {
 	// Pipeline is the pipeline to rebuild, with the definition to rebuild it with. Build it
 	// for the rebuild: its operators must not be those of a runner of this process.
 	Pipeline *pipeline.Pipeline
-	// Build builds Pipeline again, from the same file: each partition of a partitioned
-	// pipeline replays with operators of its own (windows and timers index their
-	// partition's state). Required for a pipeline of several partitions.
-	Build func() (*pipeline.Pipeline, error)
 	// From is where the replay starts: "all", "seq:N" or "time:T" (RFC3339); "" is the
 	// pipeline's source.start.
 	From string
@@ -205,9 +207,6 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	o.Leases = o.Leases.Quiet() // the rebuild says what it waits for
 	p := o.Pipeline
-	if p.Config.Partitions > 1 && o.Build == nil {
-		return Result{}, fmt.Errorf("rebuild %s: Options.Build is required for a pipeline of %d partitions", p.Name, p.Config.Partitions)
-	}
 	rb := &rebuild{o: o, p: p, name: p.Name, began: time.Now(), head: checkpoint.RebuildKey(p.Name)}
 	for _, pt := range pipeline.Partitions(p) {
 		key := p.Name
@@ -255,6 +254,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if rb.stream, err = o.JS.Stream(ctx, p.Config.Source.Stream); err != nil {
 		return Result{}, fmt.Errorf("rebuild %s: source stream %s: %w", p.Name, p.Config.Source.Stream, err)
 	}
+	if err := rb.checkLayout(ctx); err != nil {
+		return Result{}, err
+	}
 	cp, resumed, err := rb.prepare(ctx, start, o.From)
 	if err != nil {
 		return Result{}, err
@@ -277,11 +279,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	for i, pa := range rb.parts {
 		built := p
 		if i > 0 {
-			if built, err = o.Build(); err != nil {
-				return Result{}, fmt.Errorf("rebuild %s: build partition %d: %w", p.Name, pa.pt.Index, err)
-			}
-			if built.Name != p.Name || !maps.Equal(built.Definitions(), p.Definitions()) {
-				return Result{}, fmt.Errorf("rebuild %s: Options.Build built %s, another pipeline or definition", p.Name, built.Name)
+			if built, err = p.Instance(); err != nil {
+				return Result{}, fmt.Errorf("rebuild %s: partition %d: %w", p.Name, pa.pt.Index, err)
 			}
 		}
 		pa.q = built.ForRebuild(start)
@@ -361,6 +360,42 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	rb.report("done", nil)
 	return res, nil
+}
+
+// partitions is the pipeline's number of partitions as checkpoints record it: 0 for one.
+func (rb *rebuild) partitions() int {
+	if len(rb.parts) > 1 {
+		return len(rb.parts)
+	}
+	return 0
+}
+
+// checkLayout refuses ([ErrPartitioned]) a pipeline whose live checkpoints were written with
+// another number of partitions than the file gives: the checkpoint of the other layout (the
+// pipeline's own name for a partitioned pipeline, partition 0's for one) exists, or its own
+// first one records another count.
+func (rb *rebuild) checkLayout(ctx context.Context) error {
+	other := checkpoint.PartitionKey(rb.name, 0)
+	if len(rb.parts) > 1 {
+		other = rb.name
+	}
+	if _, err := rb.cps.Load(ctx, other); err == nil {
+		return fmt.Errorf("rebuild %s: %w (its checkpoint %s exists; the file has partitions: %d)", rb.name, ErrPartitioned, other, max(1, len(rb.parts)))
+	} else if !errors.Is(err, checkpoint.ErrNotFound) {
+		return err
+	}
+	cp, err := rb.cps.Load(ctx, rb.parts[0].key)
+	if errors.Is(err, checkpoint.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if cp.Partitions != 0 && cp.Partitions != rb.partitions() {
+		return fmt.Errorf("rebuild %s: %w (its checkpoint %s records %d partitions; the file has partitions: %d)",
+			rb.name, ErrPartitioned, rb.parts[0].key, max(1, cp.Partitions), max(1, len(rb.parts)))
+	}
+	return nil
 }
 
 // switchSize is the number of messages of the switch's atomic batch: a checkpoint per part,
@@ -451,7 +486,7 @@ func (rb *rebuild) prepare(ctx context.Context, start config.StartPos, from stri
 	}
 	version++
 	cp := checkpoint.Checkpoint{
-		Stream: p.Config.Source.Stream, Initial: true, Definitions: p.Definitions(), Buckets: map[string]string{},
+		Stream: p.Config.Source.Stream, Initial: true, Definitions: p.Definitions(), Buckets: map[string]string{}, Partitions: rb.partitions(),
 		Rebuild: &checkpoint.Rebuild{Version: version, From: from, Started: time.Now().UTC(), By: rb.o.Instance},
 	}
 	for _, proj := range p.Projections {
@@ -490,7 +525,8 @@ func (rb *rebuild) partsFrom(ctx context.Context, head checkpoint.Checkpoint) er
 		if !errors.Is(err, checkpoint.ErrNotFound) {
 			return err
 		}
-		own := checkpoint.Checkpoint{Stream: head.Stream, Initial: true, Definitions: head.Definitions, Buckets: head.Buckets, Rebuild: head.Rebuild}
+		own := checkpoint.Checkpoint{Stream: head.Stream, Initial: true, Definitions: head.Definitions, Buckets: head.Buckets,
+			Partitions: rb.partitions(), Rebuild: head.Rebuild}
 		if _, err := rb.cps.Commit(ctx, pa.rkey, own); err != nil {
 			return err
 		}
@@ -736,7 +772,7 @@ func (rb *rebuild) switchTo(ctx context.Context, lives []checkpoint.Checkpoint, 
 		}
 		next := checkpoint.Checkpoint{
 			Seq: at, Stream: rb.p.Config.Source.Stream, Initial: live.Seq == 0,
-			Watermark: own.Watermark, Definitions: own.Definitions, Buckets: own.Buckets,
+			Watermark: own.Watermark, Definitions: own.Definitions, Buckets: own.Buckets, Partitions: rb.partitions(),
 			Switched: &checkpoint.Switched{Version: rb.version, By: rb.o.Instance, Replaced: live.Definitions},
 		}
 		if live.Seq == 0 {

@@ -113,7 +113,9 @@ func Read(ctx context.Context, js jetstream.JetStream, p Of) (Status, error) {
 	st.Head = stream.CachedInfo().State.LastSeq
 	if kv, err := js.KeyValue(ctx, streams.CheckpointBucket); err == nil {
 		cps := checkpoint.NewStore(kv)
-		if cp, err := cps.Load(ctx, p.Pipeline); err == nil {
+		if p.Partitions > 1 {
+			// The partitions' checkpoints, read below, are the pipeline's.
+		} else if cp, err := cps.Load(ctx, p.Pipeline); err == nil {
 			st.Checkpoint = cp.Seq
 			t := cp.Committed
 			st.LastCommit = &t
@@ -157,10 +159,12 @@ func Read(ctx context.Context, js jetstream.JetStream, p Of) (Status, error) {
 	} else if c.Paused {
 		st.Paused, st.PausedBy = true, c.By
 	}
-	if h, ok, err := readHealth(ctx, js, p.Pipeline); err != nil {
-		return st, fmt.Errorf("health: %w", err)
-	} else if ok && p.Partitions <= 1 {
-		st = st.WithHealth(h)
+	if p.Partitions <= 1 {
+		if h, ok, err := readHealth(ctx, js, p.Pipeline); err != nil {
+			return st, fmt.Errorf("health: %w", err)
+		} else if ok {
+			st = st.WithHealth(h)
+		}
 	}
 	for _, proj := range p.Projections {
 		cur, err := checkpoint.Current(ctx, js, proj)
@@ -212,9 +216,14 @@ func readPartitions(ctx context.Context, js jetstream.JetStream, stream jetstrea
 			}
 		}
 		ps.Lag = st.Head - min(ps.Checkpoint, st.Head)
-		if p.PartitionSubjects != nil && ps.Lag > 0 {
-			// Only the partition's own subjects count: the others' events it never reads.
-			n, err := CountAfter(ctx, stream, p.PartitionSubjects(i), ps.Checkpoint)
+		// Only the subjects the partition reads count: its own (partitioned by subject), or
+		// the source's filter.
+		subjects := p.Subjects
+		if p.PartitionSubjects != nil {
+			subjects = p.PartitionSubjects(i)
+		}
+		if len(subjects) > 0 && ps.Lag > 0 {
+			n, err := CountAfter(ctx, stream, subjects, ps.Checkpoint)
 			if err != nil {
 				return fmt.Errorf("lag of partition %d: %w", i, err)
 			}
