@@ -43,6 +43,8 @@
 // starts, as a pipeline's runner does: once the leases are given back, each partition goes
 // on on the new versions, in whichever process takes it. A switch must fit in one atomic
 // batch (checkpoint.MaxSwitch): a pipeline whose switch would not is refused ([ErrTooLarge]).
+// A file whose partitions differ from those the pipeline's checkpoints were written with is
+// refused too ([ErrPartitioned]).
 //
 // After a switch the pipeline must run the definition the rebuild used: a process running
 // another refuses to run it (pipeline.ErrStopped), until it runs the rebuild's file.
