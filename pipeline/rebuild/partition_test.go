@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -92,6 +93,20 @@ func (f *fixture) checkpoints(ctx context.Context) []uint64 {
 	return out
 }
 
+// seqOf reads the position of the checkpoint kept under key (0 when none).
+func (f *fixture) seqOf(ctx context.Context, key string) uint64 {
+	f.t.Helper()
+	kv, err := f.js.KeyValue(ctx, "jetfold_checkpoints")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	cp, err := checkpoint.NewStore(kv).Load(ctx, key)
+	if err != nil && !errors.Is(err, checkpoint.ErrNotFound) {
+		f.t.Fatal(err)
+	}
+	return cp.Seq
+}
+
 // holders returns the processes that hold the partitions' leases.
 func (f *fixture) holders(ctx context.Context) map[string]int {
 	l := f.leases("observer")
@@ -128,12 +143,21 @@ func TestPartitionedChangedHandler(t *testing.T) {
 	go func() { defer close(pubDone); f.publish(ctx, 3000, 20, "a") }()
 
 	var phases []string
+	// The position of the rebuild's description at the hand-over, and the least of the
+	// partitions' rebuild checkpoints.
+	var headAt, least uint64
 	res, err := rebuild.Run(ctx, rebuild.Options{
 		JS: f.js, Pipeline: f.buildParts("v2", 2, "out.first2"), Leases: f.leases("rebuilder"),
 		OutputStreams: []string{"OUT"}, CloseEnough: 100,
 		OnProgress: func(p rebuild.Progress) {
 			if len(phases) == 0 || phases[len(phases)-1] != p.Phase {
 				phases = append(phases, p.Phase)
+				if p.Phase == "handover" {
+					headAt, least = f.seqOf(ctx, checkpoint.RebuildKey("tally")), math.MaxUint64
+					for i := range parts {
+						least = min(least, f.seqOf(ctx, checkpoint.RebuildKey(checkpoint.PartitionKey("tally", i))))
+					}
+				}
 			}
 		},
 	})
@@ -145,6 +169,9 @@ func TestPartitionedChangedHandler(t *testing.T) {
 	}
 	if got := strings.Join(phases, ","); !strings.HasPrefix(got, "replay,handover,") || !strings.HasSuffix(got, ",switch,done") {
 		t.Errorf("phases %s", got)
+	}
+	if headAt == 0 || headAt != least {
+		t.Errorf("the rebuild's description at %d at the hand-over: want the least partition's position, %d", headAt, least)
 	}
 	// Both processes run the old file: they refuse the rebuilt version.
 	for _, live := range []chan error{liveA, liveB} {
@@ -336,6 +363,9 @@ func TestPartitionedResume(t *testing.T) {
 		if _, err := kv.Get(ctx, checkpoint.RebuildKey(checkpoint.PartitionKey("tally", i))); err != nil {
 			t.Errorf("partition %d's rebuild checkpoint after the interruption: %v", i, err)
 		}
+	}
+	if e, err := kv.Get(ctx, checkpoint.RebuildKey("tally")); err != nil || !strings.Contains(string(e.Value()), `"rebuild":{"version":2`) {
+		t.Errorf("the rebuild's description after the interruption: %v", err)
 	}
 	if ptr, _ := checkpoint.Current(ctx, f.js, "tally"); ptr.Version != 1 {
 		t.Fatalf("switched by an interrupted rebuild: %+v", ptr)

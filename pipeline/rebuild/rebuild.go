@@ -297,6 +297,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
+		if err := rb.markHead(ctx, ats); err != nil {
+			return Result{}, err
+		}
 		near := true
 		for i, live := range lives {
 			near = near && live.Seq <= ats[i]+o.CloseEnough
@@ -511,6 +514,24 @@ func (rb *rebuild) prepare(ctx context.Context, start config.StartPos, from stri
 	}
 	log.Info("rebuild started", "pipeline", p.Name, "version", version, "from", from, "buckets", cp.Buckets, "partitions", len(rb.parts))
 	return cp, false, nil
+}
+
+// markHead writes, for a partitioned pipeline, the least of the partitions' positions ats as
+// the position of the rebuild's description, which `processor status` shows.
+func (rb *rebuild) markHead(ctx context.Context, ats []uint64) error {
+	if len(rb.parts) == 1 {
+		return nil // the description is the rebuild's checkpoint
+	}
+	head, err := rb.cps.Load(ctx, rb.head)
+	if err != nil {
+		return fmt.Errorf("rebuild %s: %w", rb.name, err)
+	}
+	head.Seq = slices.Min(ats)
+	head.Initial = head.Seq == 0
+	if _, err := rb.cps.Commit(ctx, rb.head, head); err != nil {
+		return fmt.Errorf("rebuild %s: %w", rb.name, err)
+	}
+	return nil
 }
 
 // partsFrom writes the checkpoint of every partition that has none yet: at the start, with
