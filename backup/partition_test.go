@@ -1,0 +1,345 @@
+package backup_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/jetfold/jetfold/backup"
+	"github.com/jetfold/jetfold/checkpoint"
+	"github.com/jetfold/jetfold/internal/natstest"
+	"github.com/jetfold/jetfold/internal/pipetest"
+	"github.com/jetfold/jetfold/internal/shoptest"
+	"github.com/jetfold/jetfold/pipeline"
+	"github.com/jetfold/jetfold/streams"
+)
+
+// partitionedShopYAML is [shopYAML] with both pipelines in n partitions, starting at start;
+// bySubject stores each event of SHOP under its user's partition (`shop.<user>` ->
+// `<p>.shop.<user>`) and has each partition read its own subjects only.
+func partitionedShopYAML(t *testing.T, url, start, stop string, n int, bySubject bool) string {
+	t.Helper()
+	y := shopYAML(url, stop)
+	replace := func(old, repl string, count int) {
+		if got := strings.Count(y, old); got != count {
+			t.Fatalf("%d of %q in the shop pipelines' file, want %d", got, old, count)
+		}
+		y = strings.ReplaceAll(y, old, repl)
+	}
+	replace("start: all,", "start: "+start+",", 2)
+	replace("    key: event.user_id\n", fmt.Sprintf("    key: event.user_id\n    partitions: %d\n", n), 2)
+	if bySubject {
+		replace(`{name: SHOP, subjects: ["shop.>"]}`, fmt.Sprintf(`{name: SHOP, subjects: ["shop.*"], subject_transform: {src: "shop.*", dest: "{{partition(%d,1)}}.shop.{{wildcard(1)}}"}}`, n), 1)
+		replace("source: {stream: SHOP, ", "source: {stream: SHOP, partitioned_by_subject: true, ", 2)
+	}
+	return y
+}
+
+// userOf is the subject token of a shop payload by subject: its user, or "nouser" for one
+// without (or that does not decode).
+func userOf(p []byte) string {
+	var ev struct {
+		UserID string `json:"user_id"`
+	}
+	if json.Unmarshal(p, &ev) != nil || ev.UserID == "" {
+		return "nouser"
+	}
+	return ev.UserID
+}
+
+// publishOn publishes payloads[i] to subjects[i] through a window.
+func publishOn(t *testing.T, js jetstream.JetStream, subjects []string, payloads [][]byte) {
+	w := streams.NewWindow(js, natstest.PublishWindow)
+	for i, p := range payloads {
+		if err := w.Publish(context.Background(), &nats.Msg{Subject: subjects[i], Data: p}); err != nil {
+			t.Errorf("publish %d: %v", i, err)
+			return
+		}
+	}
+	if err := w.Flush(context.Background()); err != nil {
+		t.Errorf("publish: %v", err)
+	}
+}
+
+// partitionCheckpoints returns the checkpoint sequences of the n partitions of pipeline on nd
+// (0 for one that has none).
+func (n *node) partitionCheckpoints(t *testing.T, name string, parts int) []uint64 {
+	t.Helper()
+	kv, err := n.js.KeyValue(context.Background(), streams.CheckpointBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return make([]uint64, parts)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	cps := checkpoint.NewStore(kv)
+	out := make([]uint64, parts)
+	for i := range parts {
+		cp, err := cps.Load(context.Background(), checkpoint.PartitionKey(name, i))
+		if errors.Is(err, checkpoint.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = cp.Seq
+	}
+	return out
+}
+
+// copyStream copies the messages stream holds now on from to a stream of the same
+// configuration on to, at the same sequences (from's has none deleted): a backup of the
+// stream taken at this point, restored.
+func copyStream(t *testing.T, from, to jetstream.JetStream, stream string) int {
+	t.Helper()
+	ctx := context.Background()
+	st, err := from.Stream(ctx, stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := to.Stream(ctx, stream); errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err := to.CreateStream(ctx, st.CachedInfo().Config); err != nil {
+			t.Fatalf("create %s: %v", stream, err)
+		}
+	}
+	msgs := natstest.ReadAll(t, from, stream, "")
+	for i, m := range msgs {
+		meta, err := m.Metadata()
+		if err != nil || meta.Sequence.Stream != uint64(i+1) {
+			t.Fatalf("%s: message %d at sequence %+v (%v): want no gap", stream, i+1, meta, err)
+		}
+		ack, err := to.PublishMsg(ctx, &nats.Msg{Subject: m.Subject(), Data: m.Data(), Header: m.Headers()})
+		if err != nil || ack.Sequence != uint64(i+1) {
+			t.Fatalf("copy %s message %d: %+v, %v", stream, i+1, ack, err)
+		}
+	}
+	return len(msgs)
+}
+
+// TestLivePartitionedBackupRestore is TestLiveBackupRestore with both shop pipelines in 3
+// partitions, in both layouts: every partition reads the whole stream, or each its own subjects
+// (its checkpoint then the sequence of its own last event). The pipelines run, events still
+// being published, while the backup is taken; every partition's checkpoint is mid-stream, and
+// every partition commits 100 sequences more between the checkpoints' reads and the keys'. The
+// derived and dead-letter streams are copied after the backup (as a stream backup taken after
+// it). On a fresh server with the same events at the same sequences, the archive is restored:
+// each partition's checkpoint is back, and the pipelines, which there start at `new`, resume
+// from them to the end. The carts, first-order
+// events and dead letters are the oracle's (shoptest.Mismatches), the windows, timers and
+// stateful dead letters the partition-aware oracle's (shoptest.StatefulMismatches), and every
+// key is what the run that never stopped wrote.
+func TestLivePartitionedBackupRestore(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		bySubject bool
+	}{
+		{"whole stream", false},
+		{"by subject", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) { livePartitioned(t, 3, tt.bySubject) })
+	}
+}
+
+func livePartitioned(t *testing.T, parts int, bySubject bool) {
+	payloads := shoptest.Workload(7, 6000, 40)
+	n := len(payloads)
+	half := n / 2
+	subjects := make([]string, n)
+	owner := make([]int, n) // the partition that reads the event (by subject: its subject's)
+	for i, p := range payloads {
+		subjects[i] = shoptest.Subject
+		if bySubject {
+			subjects[i] = "shop." + userOf(p)
+			owner[i] = pipeline.PartitionOf(userOf(p), parts)
+		}
+	}
+	// targets returns, per partition, the checkpoint it has once it processed the first k
+	// events: k, or by subject the sequence of its own last event among them.
+	targets := func(k int) []uint64 {
+		if !bySubject {
+			return slices.Repeat([]uint64{uint64(k)}, parts)
+		}
+		out := make([]uint64, parts)
+		for i := range k {
+			out[owner[i]] = uint64(i + 1)
+		}
+		return out
+	}
+	end := targets(n)
+
+	// The run that never stops, on A.
+	a := newNode(t)
+	psA := a.build(t, "a", partitionedShopYAML(t, a.srv.ClientURL(), "all", "follow", parts, bySubject))
+	names := []string{psA[0].Name, psA[1].Name}
+	// reached tells whether every partition of every pipeline on A is at want (per partition)
+	// or further.
+	reached := func(want func(name string, i int) uint64) bool {
+		for _, name := range names {
+			for i, seq := range a.partitionCheckpoints(t, name, parts) {
+				if seq < want(name, i) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	progress := func() uint64 {
+		var sum uint64
+		for _, name := range names {
+			for _, seq := range a.partitionCheckpoints(t, name, parts) {
+				sum += seq
+			}
+		}
+		return sum
+	}
+	publishOn(t, a.js, subjects[:half], payloads[:half])
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runDone := make(chan error, 1)
+	go func() {
+		runDone <- pipeline.RunAll(ctx, psA, pipeline.Options{JS: a.js, OutputStreams: []string{"SHOP_DERIVED"}})
+	}()
+	quarter := targets(n / 4)
+	natstest.Eventually(t, 2*time.Minute, "every partition a quarter through", func() bool {
+		return reached(func(_ string, i int) uint64 { return quarter[i] })
+	})
+	pubDone := make(chan struct{})
+	go func() { defer close(pubDone); publishOn(t, a.js, subjects[half:], payloads[half:]) }()
+
+	var archive bytes.Buffer
+	o := backup.WithAfterCheckpoints(backup.Options{Pipelines: psA, Jetfold: "test"}, func() {
+		// The checkpoints are read: let every partition commit 100 sequences more before the
+		// keys are, so that keys are ahead of them.
+		at := map[string][]uint64{}
+		for _, name := range names {
+			at[name] = a.partitionCheckpoints(t, name, parts)
+		}
+		natstest.Eventually(t, 2*time.Minute, "every partition past the checkpoints read", func() bool {
+			return reached(func(name string, i int) uint64 { return min(at[name][i]+100, end[i]) })
+		})
+	})
+	m, err := backup.Write(context.Background(), a.js, o, &archive)
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	backedUp := map[string][]uint64{}
+	for _, p := range m.Pipelines {
+		if p.Checkpoint != nil || len(p.Partitions) != parts || p.PartitionCount() != parts {
+			t.Fatalf("pipeline %s backed up with checkpoint %+v and partitions %+v: want %d partitions and no checkpoint of its own", p.Name, p.Checkpoint, p.Partitions, parts)
+		}
+		var highest uint64
+		for i, pt := range p.Partitions {
+			cp := pt.Checkpoint
+			if pt.Index != i || cp == nil || cp.Partitions != parts || cp.Seq == 0 || cp.Seq >= end[i] {
+				t.Fatalf("pipeline %s: partition %d backed up as %+v: want partition %d's checkpoint of %d partitions, mid-stream (before %d)", p.Name, i, pt, i, parts, end[i])
+			}
+			highest = max(highest, cp.Seq)
+			backedUp[p.Name] = append(backedUp[p.Name], cp.Seq)
+		}
+		if p.KeysAhead == 0 || p.MaxKeySeq <= highest {
+			t.Fatalf("pipeline %s: %d keys ahead up to %d, the highest checkpoint %d: want keys ahead of it", p.Name, p.KeysAhead, p.MaxKeySeq, highest)
+		}
+		t.Logf("pipeline %s: checkpoints %v, %d keys ahead of the highest (up to %d)", p.Name, backedUp[p.Name], p.KeysAhead, p.MaxKeySeq)
+	}
+	t.Logf("archive: %d bytes, %d files", archive.Len(), len(m.Files))
+
+	// B: a fresh server; the derived and dead-letter streams as they are right after the
+	// backup (a stream backup taken after it), the source's events at their sequences. Its
+	// pipelines start at new: only the restored checkpoints make them read the events after
+	// them (folding the stream anew would hide a checkpoint not restored).
+	b := newNode(t)
+	psB := b.build(t, "b", partitionedShopYAML(t, b.srv.ClientURL(), "new", "end", parts, bySubject))
+	for _, stream := range []string{"SHOP_DERIVED", streams.DLQStream} {
+		t.Logf("stream %s: %d messages copied after the backup", stream, copyStream(t, a.js, b.js, stream))
+	}
+
+	<-pubDone
+	natstest.Progress(t, "the run to the end of the stream", time.Minute, 5*time.Minute, progress,
+		func() bool { return reached(func(_ string, i int) uint64 { return end[i] }) })
+	cancel()
+	if err := <-runDone; err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("run on A: %v", err)
+	}
+
+	publishOn(t, b.js, subjects, payloads)
+	res, err := backup.Restore(context.Background(), b.js, bytes.NewReader(archive.Bytes()), backup.RestoreOptions{Pipelines: psB})
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	keys := 0
+	for _, bk := range m.Buckets {
+		if bk.Projection != "" {
+			keys += bk.Keys
+		}
+	}
+	if res.Keys != keys || keys == 0 {
+		t.Errorf("restored %d keys, the archive holds %d", res.Keys, keys)
+	}
+	for _, w := range res.Warnings {
+		t.Errorf("warning: %s", w)
+	}
+	for _, name := range names {
+		if got := b.partitionCheckpoints(t, name, parts); !slices.Equal(got, backedUp[name]) {
+			t.Errorf("pipeline %s: partition checkpoints %v after restore, the archive's %v", name, got, backedUp[name])
+		}
+	}
+
+	if err := pipetest.Run(context.Background(), t, b.js, psB, pipeline.Options{OutputStreams: []string{"SHOP_DERIVED"}}); err != nil {
+		t.Fatalf("run on B: %v", err)
+	}
+	for _, name := range names {
+		if got := b.partitionCheckpoints(t, name, parts); !slices.Equal(got, end) {
+			t.Errorf("pipeline %s: partition checkpoints %v after the run on B, want %v", name, got, end)
+		}
+	}
+	for _, bad := range shoptest.Mismatches(t, b.js, streams.DLQStream, shoptest.Oracle(payloads)) {
+		t.Error(bad)
+	}
+	keyless := func(seq uint64) int {
+		if bySubject {
+			return owner[seq-1]
+		}
+		return int(seq % uint64(parts))
+	}
+	for _, bad := range shoptest.StatefulMismatches(t, b.js, streams.DLQStream, shoptest.StatefulOracleLayout(payloads, parts, keyless)) {
+		t.Error(bad)
+	}
+	compared := 0
+	for _, p := range psA {
+		for _, proj := range p.Projections {
+			want, got := a.bucket(t, proj), b.bucket(t, proj)
+			if len(want) == 0 {
+				t.Errorf("projection %s: no key on A", proj)
+			}
+			for _, k := range slices.Sorted(maps.Keys(want)) {
+				g, w := got[k], want[k]
+				if p.Config.Time == "" {
+					g.Clock, w.Clock = "", "" // the time B stored the events
+				}
+				if g != w {
+					t.Errorf("%s/%s after restore = %+v, the run that never stopped: %+v", proj, k, got[k], want[k])
+				}
+			}
+			for k := range got {
+				if _, ok := want[k]; !ok {
+					t.Errorf("%s/%s = %+v after restore, absent from the run that never stopped", proj, k, got[k])
+				}
+			}
+			compared += len(want)
+		}
+	}
+	t.Logf("%d keys compared with the run that never stopped", compared)
+}
