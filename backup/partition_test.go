@@ -343,3 +343,349 @@ func livePartitioned(t *testing.T, parts int, bySubject bool) {
 	}
 	t.Logf("%d keys compared with the run that never stopped", compared)
 }
+
+// partTallyYAML is tallyYAML in partitions (the first %d, in the stream's transform too: EV
+// stores `ev.<k>` under `<p>.ev.<k>`; the second, the pipeline's), each partition reading its
+// own subjects: their checkpoints differ (each the sequence of its own last event).
+const partTallyYAML = `
+nats: {url: %q}
+http: {listen: none}
+streams:
+  - {name: EV, subjects: ["ev.*"], subject_transform: {src: "ev.*", dest: "{{partition(%d,1)}}.ev.{{wildcard(1)}}"}}
+pipelines:
+  - name: tally
+    source: {stream: EV, start: all, stop: end, partitioned_by_subject: true}
+    key: event.k
+    partitions: %d
+    batch: {size: 50, max_wait: 10ms}
+    operators:
+      - fold:
+          projection: tally
+          initial: {n: 0, sum: 0}
+          on:
+            "*": {n: state.n + 1, sum: state.sum + event.v}
+`
+
+// tallySubjects returns the subject of each of events' payloads (from the from-th): ev.<its key>.
+func tallySubjects(from, count, keys int) []string {
+	out := make([]string, count)
+	for i := range out {
+		out[i] = fmt.Sprintf("ev.k%d", (from+i)%keys)
+	}
+	return out
+}
+
+// commitCheckpoint writes a checkpoint under key on n.
+func commitCheckpoint(t *testing.T, n *node, key string, cp checkpoint.Checkpoint) {
+	t.Helper()
+	kv, err := streams.EnsureBucket(context.Background(), n.js, streams.CheckpointBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := checkpoint.NewStore(kv).Commit(context.Background(), key, cp); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkpointKeys lists the keys of n's checkpoint bucket that hold a value.
+func (n *node) checkpointKeys(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	for k := range n.bucket(t, streams.CheckpointBucket) {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestPartitionedRefusals: what Write and Restore refuse of a partitioned pipeline, each
+// before writing anything. The archive is of tally in 3 partitions by subject, run to the end
+// of 500 events over 20 keys: its partitions' checkpoints differ (the sequence of each's last
+// event). Restore refuses a target that holds a checkpoint of any partition of the pipeline
+// (or its own), a source stream that ends before the highest checkpoint or starts after the
+// lowest + 1 (and restores one that starts right there, the partitions then resume from their
+// own checkpoints), a configuration that runs the pipeline in another number of partitions,
+// and a manifest whose partitions do not match its checkpoints. Write refuses checkpoints
+// written with another number of partitions than the configuration's.
+func TestPartitionedRefusals(t *testing.T) {
+	const parts, count, keys = 3, 500, 20
+	src := newNode(t)
+	ps := src.build(t, "tally", fmt.Sprintf(partTallyYAML, src.srv.ClientURL(), parts, parts))
+	payloads := events(0, count, keys)
+	publishOn(t, src.js, tallySubjects(0, count, keys), payloads)
+	if err := pipetest.Run(context.Background(), t, src.js, ps, pipeline.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	archive, m := backupOf(t, src, ps)
+	mp := m.Pipelines[0]
+	if mp.Checkpoint != nil || len(mp.Partitions) != parts {
+		t.Fatalf("backed up %+v: want %d partitions and no checkpoint of its own", mp, parts)
+	}
+	lowest, highest, lowestPart := uint64(0), uint64(0), 0
+	var seqs []uint64
+	for i, pt := range mp.Partitions {
+		if pt.Index != i || pt.Checkpoint == nil || pt.Checkpoint.Partitions != parts {
+			t.Fatalf("partition %d backed up as %+v", i, pt)
+		}
+		seq := pt.Checkpoint.Seq
+		seqs = append(seqs, seq)
+		if i == 0 || seq < lowest {
+			lowest, lowestPart = seq, i
+		}
+		highest = max(highest, seq)
+	}
+	if lowest >= highest || highest != count {
+		t.Fatalf("partition checkpoints %v: the test needs them to differ, the highest at %d", seqs, count)
+	}
+	t.Logf("partition checkpoints %v", seqs)
+
+	other := func(n int) func(url string) string {
+		return func(url string) string { return fmt.Sprintf(partTallyYAML, url, n, n) }
+	}
+	// target returns a fresh node with the pipelines and streams of yaml (nil: the archive's)
+	// and the first n events at their sequences.
+	target := func(t *testing.T, yaml func(url string) string, n int) (*node, []*pipeline.Pipeline) {
+		dst := newNode(t)
+		if yaml == nil {
+			yaml = other(parts)
+		}
+		ps := dst.build(t, "tally", yaml(dst.srv.ClientURL()))
+		publishOn(t, dst.js, tallySubjects(0, n, keys), events(0, n, keys))
+		return dst, ps
+	}
+	// untouched fails t when dst holds a tally bucket, or checkpoints other than want.
+	untouched := func(t *testing.T, dst *node, want ...string) {
+		t.Helper()
+		if _, err := dst.js.KeyValue(context.Background(), "tally"); !errors.Is(err, jetstream.ErrBucketNotFound) {
+			t.Errorf("bucket tally after a refused restore: %v, want none", err)
+		}
+		if got := dst.checkpointKeys(t); !slices.Equal(got, want) {
+			t.Errorf("checkpoints after a refused restore: %v, want %v", got, want)
+		}
+	}
+
+	for _, tt := range []struct {
+		name    string
+		yaml    func(url string) string // the target's configuration ("": the archive's)
+		events  int                     // published on the target
+		setup   func(t *testing.T, dst *node)
+		archive func(t *testing.T) []byte // nil: the archive
+		wantErr error
+		want    []string // in the error
+		kept    []string // checkpoints the setup wrote
+	}{
+		{
+			name: "a partition's checkpoint exists", events: count,
+			setup: func(t *testing.T, dst *node) {
+				commitCheckpoint(t, dst, "tally.p1", checkpoint.Checkpoint{Seq: 3, Stream: "EV", Partitions: parts})
+			},
+			wantErr: backup.ErrNotEmpty, want: []string{"the checkpoint of partition 1 of pipeline tally exists"}, kept: []string{"tally.p1"},
+		},
+		{
+			name: "a checkpoint of a partition the archive has not", events: count,
+			setup: func(t *testing.T, dst *node) {
+				commitCheckpoint(t, dst, "tally.p7", checkpoint.Checkpoint{Seq: 3, Stream: "EV", Partitions: 8})
+			},
+			wantErr: backup.ErrNotEmpty, want: []string{"the checkpoint of partition 7 of pipeline tally exists"}, kept: []string{"tally.p7"},
+		},
+		{
+			name: "the pipeline's own checkpoint exists", events: count,
+			setup: func(t *testing.T, dst *node) {
+				commitCheckpoint(t, dst, "tally", checkpoint.Checkpoint{Seq: 3, Stream: "EV"})
+			},
+			wantErr: backup.ErrNotEmpty, want: []string{"the checkpoint of pipeline tally exists"}, kept: []string{"tally"},
+		},
+		{
+			name: "source behind the highest checkpoint", events: int(highest) - 1,
+			wantErr: backup.ErrSource, want: []string{fmt.Sprintf("ends at sequence %d, the archive needs %d", highest-1, highest)},
+		},
+		{
+			name: "events after the lowest checkpoint gone", events: count + 10,
+			setup: func(t *testing.T, dst *node) {
+				st, err := dst.js.Stream(context.Background(), "EV")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := st.Purge(context.Background(), jetstream.WithPurgeSequence(lowest+2)); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantErr: backup.ErrSource, want: []string{fmt.Sprintf("starts at sequence %d, its partition %d resumes at %d", lowest+2, lowestPart, lowest+1)},
+		},
+		{
+			name: "configuration in 2 partitions", yaml: other(2), events: count,
+			wantErr: backup.ErrPartitions, want: []string{"pipeline tally: the archive's checkpoints are of 3 partitions, the configuration runs it in 2 partitions: restored, it would refuse to start", "partitions: 3"},
+		},
+		{
+			name: "configuration of one partition", yaml: func(url string) string { return fmt.Sprintf(tallyYAML, url) }, events: count,
+			wantErr: backup.ErrPartitions, want: []string{"the archive's checkpoints are of 3 partitions, the configuration runs it in one partition"},
+		},
+		{
+			name: "manifest without a partition's checkpoint", events: count,
+			archive: func(t *testing.T) []byte {
+				return rewriteManifest(t, archive, func(m *backup.Manifest) { m.Pipelines[0].Partitions[1].Checkpoint = nil })
+			},
+			wantErr: backup.ErrCorrupt, want: []string{`meta/checkpoints.jsonl holds key "tally.p1", of no pipeline, partition or projection of the manifest`},
+		},
+		{
+			name: "manifest with one partition", events: count,
+			archive: func(t *testing.T) []byte {
+				return rewriteManifest(t, archive, func(m *backup.Manifest) { m.Pipelines[0].Partitions = m.Pipelines[0].Partitions[:1] })
+			},
+			wantErr: backup.ErrCorrupt, want: []string{"pipeline tally has one partition listed"},
+		},
+		{
+			name: "manifest with partitions out of order", events: count,
+			archive: func(t *testing.T) []byte {
+				return rewriteManifest(t, archive, func(m *backup.Manifest) {
+					p := m.Pipelines[0].Partitions
+					p[0], p[1] = p[1], p[0]
+				})
+			},
+			wantErr: backup.ErrCorrupt, want: []string{"partition 1 listed at position 0"},
+		},
+		{
+			name: "manifest whose checkpoint records another count", events: count,
+			archive: func(t *testing.T) []byte {
+				return rewriteManifest(t, archive, func(m *backup.Manifest) { m.Pipelines[0].Partitions[2].Checkpoint.Partitions = 4 })
+			},
+			wantErr: backup.ErrCorrupt, want: []string{"the checkpoint of partition 2 records 4 partitions, the manifest lists 3"},
+		},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dst, psB := target(t, tt.yaml, tt.events)
+			if tt.setup != nil {
+				tt.setup(t, dst)
+			}
+			a := archive
+			if tt.archive != nil {
+				a = tt.archive(t)
+			}
+			_, err := backup.Restore(context.Background(), dst.js, bytes.NewReader(a), backup.RestoreOptions{Pipelines: psB})
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("restore: %v, want %v", err, tt.wantErr)
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("restore: %q, want it to say %q", err, want)
+				}
+			}
+			t.Logf("refused: %v", err)
+			untouched(t, dst, tt.kept...)
+		})
+	}
+
+	t.Run("events before the lowest checkpoint gone", func(t *testing.T) {
+		// The stream starts right after the lowest checkpoint: every partition resumes after
+		// its own, and folds the events after it to the oracle's sums.
+		dst, psB := target(t, nil, count)
+		st, err := dst.js.Stream(context.Background(), "EV")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Purge(context.Background(), jetstream.WithPurgeSequence(lowest+1)); err != nil {
+			t.Fatal(err)
+		}
+		res, err := backup.Restore(context.Background(), dst.js, bytes.NewReader(archive), backup.RestoreOptions{Pipelines: psB})
+		if err != nil {
+			t.Fatalf("restore: %v", err)
+		}
+		if len(res.Warnings) > 0 {
+			t.Errorf("warnings: %q", res.Warnings)
+		}
+		if got := dst.partitionCheckpoints(t, "tally", parts); !slices.Equal(got, seqs) {
+			t.Errorf("partition checkpoints after restore %v, want %v", got, seqs)
+		}
+		if got := dst.checkpointKeys(t); !slices.Equal(got, []string{"tally.p0", "tally.p1", "tally.p2"}) {
+			t.Errorf("checkpoints after restore: %v, want the 3 partitions' only", got)
+		}
+		more := events(count, 300, keys)
+		publishOn(t, dst.js, tallySubjects(count, 300, keys), more)
+		if err := pipetest.Run(context.Background(), t, dst.js, psB, pipeline.Options{}); err != nil {
+			t.Fatalf("run after restore: %v", err)
+		}
+		if got, want := states(dst.bucket(t, "tally")), tallyOracle(slices.Concat(payloads, more)); !maps.Equal(got, want) {
+			t.Errorf("tally after the run = %v, want %v", got, want)
+		}
+	})
+
+	t.Run("configuration in another count, archive without checkpoints", func(t *testing.T) {
+		// A pipeline that never committed: nothing to refuse to start from; a warning.
+		stripped := rewriteManifest(t, archive, func(m *backup.Manifest) {
+			for i := range m.Pipelines[0].Partitions {
+				m.Pipelines[0].Partitions[i].Checkpoint = nil
+			}
+		})
+		stripped = rewrite(t, stripped, func(name string, b []byte) []byte {
+			if name == "meta/checkpoints.jsonl" {
+				return nil
+			}
+			return b
+		})
+		stripped = rewriteManifest(t, stripped, func(m *backup.Manifest) {
+			for i, b := range m.Buckets {
+				if b.Name == streams.CheckpointBucket {
+					m.Buckets = slices.Delete(m.Buckets, i, i+1)
+					break
+				}
+			}
+			m.Files = slices.DeleteFunc(m.Files, func(f backup.File) bool { return f.Name == "meta/checkpoints.jsonl" })
+		})
+		dst, psB := target(t, other(2), count)
+		res, err := backup.Restore(context.Background(), dst.js, bytes.NewReader(stripped), backup.RestoreOptions{Pipelines: psB})
+		if err != nil {
+			t.Fatalf("restore: %v", err)
+		}
+		want := "pipeline tally: the archive holds it in 3 partitions, the configuration runs it in 2 partitions; the archive has no checkpoint of it"
+		if !slices.ContainsFunc(res.Warnings, func(w string) bool { return strings.Contains(w, want) }) {
+			t.Errorf("warnings %q, want one saying %q", res.Warnings, want)
+		}
+	})
+
+	t.Run("backup with another count", func(t *testing.T) {
+		with := func(p *pipeline.Pipeline, n int) []*pipeline.Pipeline {
+			c := *p
+			c.Config.Partitions = n
+			return []*pipeline.Pipeline{&c}
+		}
+		one, onePs, _ := tallyNode(t, 100)
+		for _, tt := range []struct {
+			name string
+			n    *node
+			ps   []*pipeline.Pipeline
+			want string
+		}{
+			{"2 partitions over 3's checkpoints", src, with(ps[0], 2), "backup tally: partition count differs: it ran in 3 partitions (the checkpoint tally.p0 says so), its configuration has 2"},
+			{"one partition over 3's checkpoints", src, with(ps[0], 1), "backup tally: partition count differs: it ran in 3 partitions (the checkpoint tally.p0 exists), its configuration has one"},
+			{"3 partitions over one's checkpoint", one, with(onePs[0], 3), "backup tally: partition count differs: it ran as one partition (the checkpoint tally exists), its configuration has 3"},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				var buf bytes.Buffer
+				_, err := backup.Write(context.Background(), tt.n.js, backup.Options{Pipelines: tt.ps}, &buf)
+				if !errors.Is(err, backup.ErrPartitions) || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("backup: %v, want %v saying %q", err, backup.ErrPartitions, tt.want)
+				}
+			})
+		}
+	})
+}
+
+// rewriteManifest returns archive with its manifest changed by fn (its data files as they are).
+func rewriteManifest(t *testing.T, archive []byte, fn func(*backup.Manifest)) []byte {
+	t.Helper()
+	return rewrite(t, archive, func(name string, b []byte) []byte {
+		if name != backup.ManifestName {
+			return b
+		}
+		var m backup.Manifest
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		fn(&m)
+		out, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	})
+}
