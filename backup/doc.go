@@ -5,11 +5,12 @@
 //
 // For each pipeline given: its checkpoint (bucket jetfold_checkpoints, key = the pipeline) or,
 // for a pipeline with `partitions: N`, the checkpoint of each of its partitions (key
-// `<pipeline>.p<i>`, checkpoint.PartitionKey; it has none of its own), every key of the current version of each projection it writes (the bucket the checkpoint
-// names, `<projection>_v<N>` after a rebuild, see package checkpoint) with its headers, the
-// version pointers of rebuilt projections (`version.<projection>`), its control entry
+// `<pipeline>.p<i>`, checkpoint.PartitionKey; it has none of its own), every key of the
+// current version of each projection it writes (the bucket the checkpoint names,
+// `<projection>_v<N>` after a rebuild, see package checkpoint) with its headers, the version
+// pointers of rebuilt projections (`version.<projection>`), its control entry
 // (jetfold_control: paused or not), and the settings of each of those buckets. Leases and
-// health reports are not kept: they describe processes, which a restore does not bring back. A
+// health reports (a partition's too) are not kept: they describe processes, which a restore does not bring back. A
 // rebuild in progress is not kept either (its checkpoint `<pipeline>.rebuild` and the bucket it
 // fills): run it again after a restore. The source and derived streams are not kept: they are
 // JetStream's to back up (see Streams below).
@@ -33,7 +34,7 @@
 // rather than restore it without them. An archive written before them holds no checkpoint of
 // a partitioned pipeline (it was not read), which then starts where source.start says.
 //
-// # Consistency: one checkpoint per pipeline, online
+// # Consistency: one checkpoint per pipeline (or partition), online
 //
 // Write does not stop the pipelines. It reads the checkpoint C of every pipeline first, then the
 // keys: a value read can be ahead of C (its pipeline went on committing meanwhile), never

@@ -642,6 +642,25 @@ func TestPartitionedRefusals(t *testing.T) {
 		}
 	})
 
+	t.Run("never committed", func(t *testing.T) {
+		// Its partitions listed, without checkpoints: restored, it starts where source.start
+		// says.
+		fresh, freshPs := target(t, nil, 0)
+		a, m := backupOf(t, fresh, freshPs)
+		p := m.Pipelines[0]
+		if p.Checkpoint != nil || len(p.Partitions) != parts || p.Partitions[2].Index != 2 || p.Partitions[2].Checkpoint != nil {
+			t.Fatalf("backed up %+v: want %d partitions without checkpoints", p, parts)
+		}
+		dst, psB := target(t, nil, count)
+		res, err := backup.Restore(context.Background(), dst.js, bytes.NewReader(a), backup.RestoreOptions{Pipelines: psB})
+		if err != nil || len(res.Warnings) > 0 {
+			t.Fatalf("restore: %v, warnings %q", err, res.Warnings)
+		}
+		if got := dst.checkpointKeys(t); len(got) > 0 {
+			t.Errorf("checkpoints after restore: %v, want none", got)
+		}
+	})
+
 	t.Run("backup with another count", func(t *testing.T) {
 		with := func(p *pipeline.Pipeline, n int) []*pipeline.Pipeline {
 			c := *p

@@ -28,7 +28,9 @@ import (
 // RestoreOptions configures [Restore].
 type RestoreOptions struct {
 	// Pipelines, when set, are the pipelines of the configuration the archive is restored
-	// for: Restore warns about the pipelines and projections that differ from the archive's.
+	// for: Restore warns about the pipelines and projections that differ from the archive's,
+	// and refuses ([ErrPartitions]) a pipeline they run in another number of partitions than
+	// the archive's checkpoints were written with.
 	Pipelines []*pipeline.Pipeline
 	// NoStreamCheck skips the check that each pipeline's source stream reaches the sequences
 	// the archive needs.
@@ -57,14 +59,16 @@ type Result struct {
 // none of its state, and returns what it did. Before it writes anything it reads the whole
 // archive and checks it: [ErrTruncated], [ErrCorrupt], [ErrChecksum] or [ErrFormat] when it
 // cannot be trusted; then the target: [ErrNotEmpty] naming each bucket that holds keys and
-// each checkpoint, pointer or control entry that exists; then, unless o.NoStreamCheck, the
-// source streams: [ErrSource] for one that is missing, ends before the archive's checkpoint
-// or keys, or starts after the checkpoint (the events the pipeline resumes at are gone). Then
-// it creates the buckets, writes the projection keys with their headers, the control entries,
-// the version pointers, and the checkpoints last. r is read twice: an io.ReadSeeker (which
-// must not change meanwhile) from where it is, anything else through a temporary copy. A
-// failure while writing is returned with what failed; the target then holds part of the
-// archive, and must be emptied before another try.
+// each checkpoint (a pipeline's or any of its partitions'), pointer or control entry that
+// exists; then, unless o.NoStreamCheck, the source streams: [ErrSource] for one that is
+// missing, ends before the archive's keys or highest checkpoint, or starts after its lowest
+// checkpoint (the events a pipeline or partition resumes at are gone); then, given
+// o.Pipelines, [ErrPartitions] for a pipeline they run in another number of partitions than
+// the archive's. Then it creates the buckets, writes the projection keys with their headers,
+// the control entries, the version pointers, and the checkpoints (each partition's) last. r
+// is read twice: an io.ReadSeeker (which must not change meanwhile) from where it is, anything
+// else through a temporary copy. A failure while writing is returned with what failed; the
+// target then holds part of the archive, and must be emptied before another try.
 func Restore(ctx context.Context, js jetstream.JetStream, r io.Reader, o RestoreOptions) (Result, error) {
 	src, cleanup, err := twice(r, o.TempDir)
 	if err != nil {

@@ -168,6 +168,10 @@ func readCheckpoint(ctx context.Context, l leader, cps bool, p *pipeline.Pipelin
 			if cpEntries, err = readCheckpoints(ctx, l, p, &mp); err != nil {
 				return mp, nil, nil, err
 			}
+		} else if n := p.Config.Partitions; n > 1 {
+			for i := range n {
+				mp.Partitions = append(mp.Partitions, Partition{Index: i}) // none committed
+			}
 		}
 		for _, kc := range mp.checkpoints() {
 			if kc.cp.Stream != "" {
