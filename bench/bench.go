@@ -85,7 +85,8 @@ type Options struct {
 	// (default 1) and a process count of Replicas, each pair once per round, alternating. A
 	// partition count above 1 uses the partitioned_by_subject layout (a stream whose subject
 	// transform puts the partition first). See [ReplicaCase] for what is measured.
-	Replicas   []int
+	Replicas []int
+	// Partitions are the partition counts of the replicas mode (default: 1 only).
 	Partitions []int
 	// Binary is the processor binary the replicas mode starts (default: this executable).
 	Binary string

@@ -147,7 +147,7 @@ func runReplicas(ctx context.Context, o Options, dir string) (Result, error) {
 		ConnectOptions: streams.ConnectOptions{Name: "jetfold-bench"},
 	})
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("bench: nats: %w", err)
 	}
 	defer conn.Close()
 	srv, ok := conn.Server.(*embedded.Server)
@@ -155,14 +155,15 @@ func runReplicas(ctx context.Context, o Options, dir string) (Result, error) {
 		return res, errors.New("bench: no embedded server")
 	}
 	if err := streams.EnsureStreams(ctx, conn.JS, cfg.Streams, nil); err != nil {
-		return res, err
+		return res, fmt.Errorf("bench: %w", err)
 	}
 	if _, err := streams.EnsureBucket(ctx, conn.JS, streams.CheckpointBucket); err != nil {
-		return res, err
+		return res, fmt.Errorf("bench: %w", err)
 	}
+	// An observer's leases: it reads the holders and the members, and never holds a lease.
 	leases, err := checkpoint.OpenLeases(ctx, conn.JS, checkpoint.LeaseOptions{TTL: o.LeaseTTL, Holder: "jetfold-bench-observer"})
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("bench: %w", err)
 	}
 	env := &replicaEnv{o: o, dir: dir, bin: bin, url: srv.ClientURL(), conn: conn, leases: leases, targets: map[int][]uint64{}}
 	for _, n := range ns {
@@ -466,6 +467,10 @@ func (e *replicaEnv) settle(ctx context.Context, kids *children, name string, n 
 		case <-ctx.Done():
 			return nil, fmt.Errorf("the partitions did not settle (held %s, fair share %d): %w; logs in %s", last, fair, ctx.Err(), e.dir)
 		case err := <-kids.exited:
+			kids.waited++
+			if err == nil {
+				err = errors.New("exit status 0")
+			}
 			return nil, fmt.Errorf("a child exited while the partitions settled: %w", err)
 		case <-tick.C:
 		}
@@ -561,8 +566,7 @@ func foldedCounts(ctx context.Context, js jetstream.JetStream, name string) (sum
 // children are the `processor run` processes of one case.
 type children struct {
 	cmds      []*exec.Cmd
-	instances []string // their processor.instance, in the order of cmds
-	logs      []string
+	instances []string        // their processor.instance, in the order of cmds
 	exited    chan error      // one value per child that exits (nil for exit status 0)
 	waited    int             // values received from exited
 	waits     []chan struct{} // each closed when its child was waited for
@@ -573,6 +577,12 @@ type children struct {
 // group is killed when ctx ends. Call kill when done.
 func startChildren(ctx context.Context, bin, cfgPath, name string, r int, dir string, o Options) (*children, error) {
 	k := &children{exited: make(chan error, r)}
+	started := false
+	defer func() {
+		if !started { // an error or a panic: none of those started may outlive this call
+			k.kill()
+		}
+	}()
 	// The children read only the generated file: no JETFOLD_ variable of this environment
 	// may point them elsewhere.
 	var environ []string
@@ -586,7 +596,6 @@ func startChildren(ctx context.Context, bin, cfgPath, name string, r int, dir st
 		logPath := filepath.Join(dir, inst+".log")
 		f, err := os.Create(logPath)
 		if err != nil {
-			k.kill()
 			return nil, fmt.Errorf("child log: %w", err)
 		}
 		cmd := exec.CommandContext(ctx, bin, "run", "-c", cfgPath)
@@ -599,12 +608,11 @@ func startChildren(ctx context.Context, bin, cfgPath, name string, r int, dir st
 		err = cmd.Start()
 		_ = f.Close() // the child holds its own descriptor
 		if err != nil {
-			k.kill()
 			return nil, fmt.Errorf("start %s run: %w", bin, err)
 		}
 		o.Logger.Debug("child started", "instance", inst, "pid", cmd.Process.Pid, "log", logPath)
 		waited := make(chan struct{})
-		k.cmds, k.instances, k.logs, k.waits = append(k.cmds, cmd), append(k.instances, inst), append(k.logs, logPath), append(k.waits, waited)
+		k.cmds, k.instances, k.waits = append(k.cmds, cmd), append(k.instances, inst), append(k.waits, waited)
 		go func() {
 			err := cmd.Wait()
 			close(waited)
@@ -614,6 +622,7 @@ func startChildren(ctx context.Context, bin, cfgPath, name string, r int, dir st
 			k.exited <- err
 		}()
 	}
+	started = true
 	return k, nil
 }
 
@@ -653,7 +662,7 @@ func (k *children) wait(ctx context.Context) (time.Duration, error) {
 			errs = append(errs, fmt.Errorf("children still running %s after the fold: stopped", exitTimeout))
 			deadline.Reset(exitTimeout)
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return 0, fmt.Errorf("waiting for the processes to exit: %w", ctx.Err())
 		}
 	}
 	var life time.Duration

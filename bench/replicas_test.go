@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -154,5 +155,21 @@ func TestReplicasCancel(t *testing.T) {
 	}
 	if pids := running(t, bin); len(pids) > 0 {
 		t.Errorf("processes %v of %s still run after the cancelled bench (%v)", pids, bin, err)
+	}
+}
+
+// TestReplicasChildFails runs the replicas mode with a "processor" that exits 1 at once: Run
+// reports the child's failure instead of waiting for partitions that never settle.
+func TestReplicasChildFails(t *testing.T) {
+	bin, err := exec.LookPath("false")
+	if err != nil {
+		t.Skip("no false command")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err = bench.Run(ctx, bench.Options{Events: 1_000, Keys: 100, Rounds: 1,
+		Replicas: []int{2}, Partitions: []int{2}, Binary: bin, Dir: t.TempDir()})
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "a child exited while the partitions settled") {
+		t.Fatalf("Run: %v, want the child's exit reported before the deadline", err)
 	}
 }
