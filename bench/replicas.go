@@ -110,6 +110,9 @@ func runReplicas(ctx context.Context, o Options, dir string) (Result, error) {
 	if o.Latency || o.Cold || o.Workload != WorkloadFold || o.URL != "" {
 		return res, errors.New("bench: the replicas mode runs the fold workload on its embedded server only (no latency, cold, other workload or NATS URL)")
 	}
+	if o.CPUProfile != nil || o.Phase != nil {
+		return res, errors.New("bench: the profiles are of a pipeline in this process: in the replicas mode the pipeline runs in others (profile them with perf record -a)")
+	}
 	ns := slices.Clone(o.Partitions)
 	if len(ns) == 0 {
 		ns = []int{1}

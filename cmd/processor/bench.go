@@ -46,6 +46,12 @@ per event is that of the children and of this process (which holds the server).`
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Logger = g.logger()
 			o.MemoryLimit = true
+			if len(o.Replicas) == 0 && len(o.Partitions) > 0 {
+				return errors.New("--partitions needs --replicas")
+			}
+			if len(o.Replicas) > 0 && (cpuProfile != "" || memProfile != "") {
+				return errors.New("--cpuprofile and --memprofile profile a pipeline in this process: with --replicas it runs in others (profile them with perf record -a)")
+			}
 			if cpuProfile != "" {
 				f, err := os.Create(cpuProfile)
 				if err != nil {
@@ -67,9 +73,6 @@ per event is that of the children and of this process (which holds the server).`
 						_ = f.Close()
 					}
 				}
-			}
-			if len(o.Replicas) == 0 && len(o.Partitions) > 0 {
-				return errors.New("--partitions needs --replicas")
 			}
 			res, err := bench.Run(cmd.Context(), o)
 			if err != nil {
@@ -100,7 +103,7 @@ per event is that of the children and of this process (which holds the server).`
 	f.BoolVar(&o.Cold, "cold", false, "cold mode: publish twice --events; fold the second half with the runner that folded the first (warm cache), then with a new runner on the first half's projection (empty cache); report both rates and the new runner's time to its first commit")
 	f.IntVar(&o.Rate, "rate", 10_000, "latency mode: events per second")
 	f.DurationVar(&o.Duration, "duration", 0, "latency mode: how long to publish (default 30s)")
-	f.IntSliceVar(&o.Replicas, "replicas", nil, "run the fold in this many `processor run` processes of this binary (a list runs each: 1,2)")
+	f.IntSliceVar(&o.Replicas, "replicas", nil, "run the fold in this many processes of this binary (processor run; a list runs each: 1,2)")
 	f.IntSliceVar(&o.Partitions, "partitions", nil, "with --replicas: partitions of the fold, by subject when more than 1 (a list runs each: 1,2,4; default 1)")
 	f.DurationVar(&o.LeaseTTL, "lease-ttl", 2*time.Second, "with --replicas: the processes' processor.lease_ttl (a joining process is handed a partition every TTL/4)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
