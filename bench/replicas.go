@@ -642,27 +642,34 @@ func (k *children) cpu() (time.Duration, error) {
 	return total, nil
 }
 
-// wait waits for every child to exit by itself (exitTimeout at most, then SIGTERM, then the
-// group is killed) and returns their CPU time over their lives; an exit status other than 0
+// wait waits for every child to exit by itself (exitTimeout at most, then SIGTERM, and after
+// exitTimeout more the group is killed) and returns their CPU time over their lives; an exit status other than 0
 // is an error.
 func (k *children) wait(ctx context.Context) (time.Duration, error) {
 	deadline := time.NewTimer(exitTimeout)
 	defer deadline.Stop()
 	var errs []error
-	for k.waited < len(k.cmds) {
+	for late := 0; k.waited < len(k.cmds); {
 		select {
 		case err := <-k.exited:
 			k.waited++
 			errs = append(errs, err)
 		case <-deadline.C:
+			late++
 			for i, c := range k.cmds {
 				select {
 				case <-k.waits[i]:
 				default:
-					_ = c.Process.Signal(syscall.SIGTERM)
+					if late == 1 {
+						_ = c.Process.Signal(syscall.SIGTERM)
+					} else {
+						_ = killGroup(c.Process.Pid)
+					}
 				}
 			}
-			errs = append(errs, fmt.Errorf("children still running %s after the fold: stopped", exitTimeout))
+			if late == 1 {
+				errs = append(errs, fmt.Errorf("children still running %s after the fold: stopped", exitTimeout))
+			}
 			deadline.Reset(exitTimeout)
 		case <-ctx.Done():
 			return 0, fmt.Errorf("waiting for the processes to exit: %w", ctx.Err())
