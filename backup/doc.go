@@ -3,12 +3,14 @@
 //
 // # What is kept
 //
-// For each pipeline given: its checkpoint (bucket jetfold_checkpoints, key = the pipeline),
-// every key of the current version of each projection it writes (the bucket the checkpoint
-// names, `<projection>_v<N>` after a rebuild, see package checkpoint) with its headers, the
-// version pointers of rebuilt projections (`version.<projection>`), its control entry
+// For each pipeline given: its checkpoint (bucket jetfold_checkpoints, key = the pipeline) or,
+// for a pipeline with `partitions: N`, the checkpoint of each of its partitions (key
+// `<pipeline>.p<i>`, checkpoint.PartitionKey; it has none of its own), every key of the
+// current version of each projection it writes (the bucket the checkpoint names,
+// `<projection>_v<N>` after a rebuild, see package checkpoint) with its headers, the version
+// pointers of rebuilt projections (`version.<projection>`), its control entry
 // (jetfold_control: paused or not), and the settings of each of those buckets. Leases and
-// health reports are not kept: they describe processes, which a restore does not bring back. A
+// health reports (a partition's too) are not kept: they describe processes, which a restore does not bring back. A
 // rebuild in progress is not kept either (its checkpoint `<pipeline>.rebuild` and the bucket it
 // fills): run it again after a restore. The source and derived streams are not kept: they are
 // JetStream's to back up (see Streams below).
@@ -20,11 +22,19 @@
 // `meta/control.jsonl`, `meta/pointers.jsonl`, `meta/checkpoints.jsonl`), and `manifest.json`
 // last. A data file holds one [Entry] per line: a KV key as stored, its value, its headers, its
 // revision and when it was stored. The [Manifest] gives the format version, the jetfold
-// version, when the backup was taken, per pipeline its checkpoint and per projection its bucket,
-// version and number of keys, per bucket its settings, and per file its size, number of entries
-// and SHA-256.
+// version, when the backup was taken, per pipeline its checkpoint (for a partitioned one,
+// Pipeline.Partitions: `"partitions": [{"index": i, "checkpoint": ...}]`, one per partition in
+// index order, the checkpoint null for one that never committed) and per projection its
+// bucket, version and number of keys, per bucket its settings, and per file its size, number of
+// entries and SHA-256.
 //
-// # Consistency: one checkpoint per pipeline, online
+// The partitions did not change the format's version ([Format] is still 1): an archive of
+// unpartitioned pipelines is what it was, and a reader from before them refuses an archive that
+// holds partitions' checkpoints (their keys name no pipeline of its manifest: [ErrCorrupt])
+// rather than restore it without them. An archive written before them holds no checkpoint of
+// a partitioned pipeline (it was not read), which then starts where source.start says.
+//
+// # Consistency: one checkpoint per pipeline (or partition), online
 //
 // Write does not stop the pipelines. It reads the checkpoint C of every pipeline first, then the
 // keys: a value read can be ahead of C (its pipeline went on committing meanwhile), never
@@ -56,7 +66,8 @@
 //     Jetfold-Seq from a delete marker, and the operators that delete are written for that (a
 //     timeout with `restart: false` keeps an `ended` marker rather than deleting, for one).
 //   - Rebuilt projections. The bucket read for a projection is the one the checkpoint read
-//     names (Checkpoint.Buckets), and its pointer must name the same bucket: a rebuild's switch
+//     names (Checkpoint.Buckets; every partition's checkpoint must name it), and its pointer
+//     must name the same bucket: a rebuild's switch
 //     writes both in one atomic batch, so when they differ a switch came between the two reads,
 //     and Write reads both again. A switch after them leaves the old version's bucket holding
 //     every event up to the switch, which is past C: still consistent with C. A rebuild that
@@ -67,6 +78,19 @@
 //     restored pipeline, with the same ids, and are dropped if the restored derived streams
 //     hold them (the read-back from the sequences the checkpoint recorded, and the streams'
 //     duplicate windows).
+//   - Partitions. A partitioned pipeline has a checkpoint per partition, each a source
+//     sequence (where the partition got to, reading the whole stream; or, with
+//     source.partitioned_by_subject, the sequence of its own last event), all read before any
+//     key. Its partitions write the same buckets, each its own keys: a key belongs to exactly
+//     one partition (pipeline.PartitionOf), whose single fenced writer commits its keys before
+//     its checkpoint. So the argument above holds per partition: each key read is the fold of
+//     its events up to its Jetfold-Seq, at or past its last event up to its own partition's
+//     checkpoint, and the restored partition resumes after that checkpoint, skipping per key
+//     what the key holds. The partitions' checkpoints need no common instant either. Each
+//     records the number of partitions (Checkpoint.Partitions; 0 when written before it was
+//     recorded), and a runner refuses to start a pipeline whose checkpoints say another count
+//     than its configuration: Write refuses such a pipeline ([ErrPartitions]), as it cannot
+//     pair its keys with the checkpoints that the configuration's runners would read.
 //   - There is no common instant across pipelines: each is consistent with its own checkpoint.
 //     A pipeline that looks up another's projection reads, after a restore, what the other's
 //     restored keys hold, as it reads whatever is current while both run.
@@ -77,10 +101,15 @@
 // size, SHA-256 and entries. A truncated archive is refused with [ErrTruncated], a damaged one
 // with [ErrCorrupt] or [ErrChecksum]. It refuses a target that is not empty ([ErrNotEmpty],
 // naming each bucket that holds keys and each checkpoint, pointer or control entry that
-// exists) and, unless told not to check, source streams that do not reach the sequences the
-// archive needs or no longer hold the events after a checkpoint ([ErrSource]). Then it creates the buckets with the settings they had, writes
-// the projection keys with their headers, then the control entries, then the version
-// pointers, and the checkpoints last, each of these only where none exists: a processor
+// exists, a checkpoint of any partition of the pipeline included) and, unless told not to
+// check, source streams that do not reach the sequences the archive needs (its keys', and its
+// highest checkpoint) or no longer hold the events after a checkpoint (its lowest: each
+// partition resumes after its own) ([ErrSource]). Given the configuration, it refuses a
+// pipeline that it runs in another number of partitions than the archive's checkpoints were
+// written with ([ErrPartitions]): restored, that pipeline would refuse to start. Then it
+// creates the buckets with the settings they had, writes the projection keys with their
+// headers, then the control entries, then the version pointers, and the checkpoints last (each
+// partition's), each of these only where none exists: a processor
 // started before the restore ended makes it fail rather than be overwritten. A key written with
 // a per-key TTL (Nats-TTL: dedupe entries, ended timers, window deletions) gets what was left of
 // its TTL when the backup was taken (at least a second): the time between backup and restore

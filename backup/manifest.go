@@ -47,6 +47,12 @@ var (
 	// ErrChanged is returned by [Write] when a bucket it had to read was deleted meanwhile
 	// (a rebuild dropped it after a switch), or a projection kept switching versions.
 	ErrChanged = errors.New("changed while it was backed up")
+	// ErrPartitions is returned by [Write] for a pipeline whose checkpoints were written with
+	// another number of partitions than its configuration says, and by [Restore] when the
+	// configuration given runs a pipeline of the archive in another number of partitions than
+	// the archive's checkpoints were written with: a runner refuses to start such a pipeline
+	// (its keys would move between partitions, and events be applied twice).
+	ErrPartitions = errors.New("partition count differs")
 )
 
 // Manifest describes an archive: the last file of it, manifest.json.
@@ -70,20 +76,79 @@ type Pipeline struct {
 	Name string `json:"name"`
 	// Stream is its source stream.
 	Stream string `json:"stream"`
-	// Checkpoint is its checkpoint as read (nil: it never committed).
+	// Checkpoint is its checkpoint as read (nil: it never committed, or it runs in
+	// partitions).
 	Checkpoint *checkpoint.Checkpoint `json:"checkpoint"`
+	// Partitions are, for a pipeline that runs as `partitions: N` (N > 1), its N partitions in
+	// index order, each with its own checkpoint; none for a pipeline of one partition. (An
+	// archive written before backups kept partitions has none: it holds no checkpoint of a
+	// partitioned pipeline.)
+	Partitions []Partition `json:"partitions,omitempty"`
 	// Projections are the projections it writes.
 	Projections []Projection `json:"projections"`
 	// MaxKeySeq is the highest Jetfold-Seq of its keys: the source stream must reach it.
 	MaxKeySeq uint64 `json:"max_key_seq"`
 	// KeysAhead counts its keys whose Jetfold-Seq is past the checkpoint (see the package
-	// documentation: they were written after it, which the restored pipeline handles).
+	// documentation: they were written after it, which the restored pipeline handles). For a
+	// partitioned pipeline, past the highest of its partitions' checkpoints: a key is ahead of
+	// its own partition's at least (which partition a key belongs to cannot always be told
+	// from the projection's key: a dedupe's keys are event ids).
 	KeysAhead int `json:"keys_ahead"`
 	// Control is set when its control entry is kept (and Paused when it asks it to pause).
 	Control bool `json:"control,omitempty"`
 	Paused  bool `json:"paused,omitempty"`
 	// RebuildSkipped is the version a rebuild in progress was writing, which is not kept.
 	RebuildSkipped int `json:"rebuild_skipped,omitempty"`
+}
+
+// Partition is what an archive holds of a partition of a pipeline: its checkpoint, kept under
+// checkpoint.PartitionKey(pipeline, Index).
+type Partition struct {
+	// Index is the partition's index, 0 to N-1.
+	Index int `json:"index"`
+	// Checkpoint is its checkpoint as read (nil: it never committed). Its Partitions is N, or
+	// 0 when written before checkpoints recorded the count.
+	Checkpoint *checkpoint.Checkpoint `json:"checkpoint"`
+}
+
+// PartitionCount is the number of partitions p runs as: len(p.Partitions), or 1.
+func (p Pipeline) PartitionCount() int { return max(len(p.Partitions), 1) }
+
+// keyedCheckpoint is a checkpoint of a pipeline with its key in the checkpoint bucket and, for
+// a partition's, its index (-1: the pipeline's own).
+type keyedCheckpoint struct {
+	key   string
+	index int
+	cp    *checkpoint.Checkpoint
+}
+
+// checkpoints returns the checkpoints p holds: its own, or each of its partitions' that
+// committed, in index order.
+func (p Pipeline) checkpoints() []keyedCheckpoint {
+	var out []keyedCheckpoint
+	if p.Checkpoint != nil {
+		out = append(out, keyedCheckpoint{key: p.Name, index: -1, cp: p.Checkpoint})
+	}
+	for _, pt := range p.Partitions {
+		if pt.Checkpoint != nil {
+			out = append(out, keyedCheckpoint{key: checkpoint.PartitionKey(p.Name, pt.Index), index: pt.Index, cp: pt.Checkpoint})
+		}
+	}
+	return out
+}
+
+// partitionIndex returns the index of the partition of pipeline whose checkpoint key is key
+// (checkpoint.PartitionKey), and whether key is one.
+func partitionIndex(pipeline, key string) (int, bool) {
+	rest, ok := strings.CutPrefix(key, pipeline+".p")
+	if !ok {
+		return 0, false
+	}
+	i, err := strconv.Atoi(rest)
+	if err != nil || i < 0 || checkpoint.PartitionKey(pipeline, i) != key {
+		return 0, false
+	}
+	return i, true
 }
 
 // Projection is what an archive holds of a projection: its current version.
@@ -234,6 +299,33 @@ func (m *Manifest) check() error {
 	for _, p := range m.Pipelines {
 		if p.Name == "" || strings.Contains(p.Name, ".") {
 			return fmt.Errorf("%w: manifest lists a pipeline named %q", ErrCorrupt, p.Name)
+		}
+		if err := p.checkPartitions(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkPartitions tells whether p's partitions are well formed: none, or at least two, indexed
+// 0 to N-1 in order, each checkpoint written with N partitions (or before checkpoints recorded
+// the count), and no checkpoint of the pipeline's own beside them.
+func (p Pipeline) checkPartitions() error {
+	n := len(p.Partitions)
+	switch {
+	case n == 0:
+		return nil
+	case n == 1:
+		return fmt.Errorf("%w: pipeline %s has one partition listed (a pipeline of one partition lists none)", ErrCorrupt, p.Name)
+	case p.Checkpoint != nil:
+		return fmt.Errorf("%w: pipeline %s has both a checkpoint of its own and %d partitions", ErrCorrupt, p.Name, n)
+	}
+	for i, pt := range p.Partitions {
+		if pt.Index != i {
+			return fmt.Errorf("%w: pipeline %s: partition %d listed at position %d", ErrCorrupt, p.Name, pt.Index, i)
+		}
+		if cp := pt.Checkpoint; cp != nil && cp.Partitions != 0 && cp.Partitions != n {
+			return fmt.Errorf("%w: pipeline %s: the checkpoint of partition %d records %d partitions, the manifest lists %d", ErrCorrupt, p.Name, i, cp.Partitions, n)
 		}
 	}
 	return nil

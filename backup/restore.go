@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -26,7 +28,9 @@ import (
 // RestoreOptions configures [Restore].
 type RestoreOptions struct {
 	// Pipelines, when set, are the pipelines of the configuration the archive is restored
-	// for: Restore warns about the pipelines and projections that differ from the archive's.
+	// for: Restore warns about the pipelines and projections that differ from the archive's,
+	// and refuses ([ErrPartitions]) a pipeline they run in another number of partitions than
+	// the archive's checkpoints were written with.
 	Pipelines []*pipeline.Pipeline
 	// NoStreamCheck skips the check that each pipeline's source stream reaches the sequences
 	// the archive needs.
@@ -55,14 +59,16 @@ type Result struct {
 // none of its state, and returns what it did. Before it writes anything it reads the whole
 // archive and checks it: [ErrTruncated], [ErrCorrupt], [ErrChecksum] or [ErrFormat] when it
 // cannot be trusted; then the target: [ErrNotEmpty] naming each bucket that holds keys and
-// each checkpoint, pointer or control entry that exists; then, unless o.NoStreamCheck, the
-// source streams: [ErrSource] for one that is missing, ends before the archive's checkpoint
-// or keys, or starts after the checkpoint (the events the pipeline resumes at are gone). Then
-// it creates the buckets, writes the projection keys with their headers, the control entries,
-// the version pointers, and the checkpoints last. r is read twice: an io.ReadSeeker (which
-// must not change meanwhile) from where it is, anything else through a temporary copy. A
-// failure while writing is returned with what failed; the target then holds part of the
-// archive, and must be emptied before another try.
+// each checkpoint (a pipeline's or any of its partitions'), pointer or control entry that
+// exists; then, unless o.NoStreamCheck, the source streams: [ErrSource] for one that is
+// missing, ends before the archive's keys or highest checkpoint, or starts after its lowest
+// checkpoint (the events a pipeline or partition resumes at are gone); then, given
+// o.Pipelines, [ErrPartitions] for a pipeline they run in another number of partitions than
+// the archive's. Then it creates the buckets, writes the projection keys with their headers,
+// the control entries, the version pointers, and the checkpoints (each partition's) last. r
+// is read twice: an io.ReadSeeker (which must not change meanwhile) from where it is, anything
+// else through a temporary copy. A failure while writing is returned with what failed; the
+// target then holds part of the archive, and must be emptied before another try.
 func Restore(ctx context.Context, js jetstream.JetStream, r io.Reader, o RestoreOptions) (Result, error) {
 	src, cleanup, err := twice(r, o.TempDir)
 	if err != nil {
@@ -81,7 +87,11 @@ func Restore(ctx context.Context, js jetstream.JetStream, r io.Reader, o Restore
 	if err != nil {
 		return res, err
 	}
-	res.Warnings = append(warnings, compare(m, o.Pipelines)...)
+	cw, err := compare(m, o.Pipelines)
+	if err != nil {
+		return res, err
+	}
+	res.Warnings = append(warnings, cw...)
 
 	for _, b := range m.Buckets {
 		created, err := createBucket(ctx, js, b, o.Replicas)
@@ -247,24 +257,32 @@ func (c *countingHash) Write(p []byte) (int, error) {
 // checkMetaKeys checks the keys of a metadata file: those of the pipelines and projections
 // of the manifest, of the kind the file holds.
 func checkMetaKeys(m *Manifest, s fileSum) error {
-	pipelines, projections := map[string]bool{}, map[string]bool{}
+	pipelines, projections, cps := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, p := range m.Pipelines {
 		pipelines[p.Name] = true
 		for _, pr := range p.Projections {
 			projections[pr.Name] = true
 		}
+		if len(p.Partitions) == 0 {
+			cps[p.Name] = true
+		}
+		for _, kc := range p.checkpoints() {
+			cps[kc.key] = true
+		}
 	}
 	for _, k := range s.keys {
 		ok := false
 		switch s.name {
-		case controlFile, checkpointsFile:
+		case controlFile:
 			ok = pipelines[k]
+		case checkpointsFile:
+			ok = cps[k]
 		case pointersFile:
 			proj, isPtr := strings.CutPrefix(k, "version.")
 			ok = isPtr && projections[proj]
 		}
 		if !ok {
-			return fmt.Errorf("%w: %s holds key %q, of no pipeline or projection of the manifest", ErrCorrupt, s.name, k)
+			return fmt.Errorf("%w: %s holds key %q, of no pipeline, partition or projection of the manifest", ErrCorrupt, s.name, k)
 		}
 	}
 	return nil
@@ -309,6 +327,23 @@ func checkTarget(ctx context.Context, js jetstream.JetStream, m *Manifest) error
 	for _, p := range m.Pipelines {
 		if err := exists(cps, streams.CheckpointBucket, p.Name, "the checkpoint of pipeline "+p.Name); err != nil {
 			return err
+		}
+		if cps != nil {
+			// Any partition's checkpoint, whatever the archive's partitions: restored beside
+			// it, the pipeline would run from both, or refuse to start.
+			keys, err := listKeysWithin(ctx, l, streams.CheckpointBucket, p.Name+".*")
+			if err != nil {
+				return fmt.Errorf("restore: %w", err)
+			}
+			for _, k := range keys {
+				i, ok := partitionIndex(p.Name, k)
+				if !ok {
+					continue
+				}
+				if err := exists(cps, streams.CheckpointBucket, k, fmt.Sprintf("the checkpoint of partition %d of pipeline %s", i, p.Name)); err != nil {
+					return err
+				}
+			}
 		}
 		if err := exists(cps, streams.CheckpointBucket, checkpoint.RebuildKey(p.Name), "a rebuild's checkpoint of pipeline "+p.Name); err != nil {
 			return err
@@ -373,9 +408,21 @@ func checkStreams(ctx context.Context, js jetstream.JetStream, m *Manifest, stri
 		return s.LastSeq, true, nil
 	}
 	for _, p := range m.Pipelines {
-		need, next := p.MaxKeySeq, uint64(0) // the last sequence it needs, the next it reads
-		if cp := p.Checkpoint; cp != nil && !cp.Initial {
-			need, next = max(need, cp.Seq), cp.Seq+1
+		// The last sequence it needs (its keys' and the highest checkpoint's) and the first it
+		// reads (after the lowest checkpoint: a partition resumes after its own), by whom.
+		need, next, resumer := p.MaxKeySeq, uint64(0), "the pipeline"
+		cps := p.checkpoints()
+		for _, kc := range cps {
+			if kc.cp.Initial {
+				continue
+			}
+			need = max(need, kc.cp.Seq)
+			if next == 0 || kc.cp.Seq+1 < next {
+				next = kc.cp.Seq + 1
+				if kc.index >= 0 {
+					resumer = fmt.Sprintf("its partition %d", kc.index)
+				}
+			}
 		}
 		if strict && need > 0 {
 			s, err := streamState(p.Stream)
@@ -386,27 +433,26 @@ func checkStreams(ctx context.Context, js jetstream.JetStream, m *Manifest, stri
 			case s == nil:
 				errs = append(errs, fmt.Errorf("%w: stream %s of pipeline %s does not exist: restore the streams first", ErrSource, p.Stream, p.Name))
 			case s.LastSeq < need:
-				errs = append(errs, fmt.Errorf("%w: stream %s of pipeline %s ends at sequence %d, the archive needs %d (its checkpoint and keys): restore a backup of the stream taken after this one", ErrSource, p.Stream, p.Name, s.LastSeq, need))
+				errs = append(errs, fmt.Errorf("%w: stream %s of pipeline %s ends at sequence %d, the archive needs %d (its checkpoints and keys): restore a backup of the stream taken after this one", ErrSource, p.Stream, p.Name, s.LastSeq, need))
 			case next > 0 && s.FirstSeq > next:
-				errs = append(errs, fmt.Errorf("%w: stream %s of pipeline %s starts at sequence %d, the pipeline resumes at %d: the events between are gone (acknowledged on interest retention, or removed by limits) and the restored projections would miss them", ErrSource, p.Stream, p.Name, s.FirstSeq, next))
+				errs = append(errs, fmt.Errorf("%w: stream %s of pipeline %s starts at sequence %d, %s resumes at %d: the events between are gone (acknowledged on interest retention, or removed by limits) and the restored projections would miss them", ErrSource, p.Stream, p.Name, s.FirstSeq, resumer, next))
 			}
 		}
-		if p.Checkpoint == nil {
-			continue
+		// Per derived stream, the highest sequence a checkpoint recorded.
+		outputs := map[string]uint64{}
+		for _, kc := range cps {
+			for name, seq := range kc.cp.Outputs {
+				outputs[name] = max(outputs[name], seq)
+			}
 		}
-		names := make([]string, 0, len(p.Checkpoint.Outputs))
-		for name := range p.Checkpoint.Outputs {
-			names = append(names, name)
-		}
-		slices.Sort(names)
-		for _, name := range names {
-			seq := p.Checkpoint.Outputs[name]
+		for _, name := range slices.Sorted(maps.Keys(outputs)) {
+			seq := outputs[name]
 			last, ok, err := lastSeq(name)
 			if err != nil {
 				return nil, err
 			}
 			if !ok || last < seq {
-				warnings = append(warnings, fmt.Sprintf("stream %s ends at sequence %d, before the %d the checkpoint of %s recorded: it was not restored, or from an older backup; derived events the pipeline publishes again after its next crash are dropped only within the stream's duplicate window until it passes %d", name, last, seq, p.Name, seq))
+				warnings = append(warnings, fmt.Sprintf("stream %s ends at sequence %d, before the %d the checkpoints of %s recorded: it was not restored, or from an older backup; derived events the pipeline publishes again after its next crash are dropped only within the stream's duplicate window until it passes %d", name, last, seq, p.Name, seq))
 			}
 		}
 	}
@@ -416,12 +462,15 @@ func checkStreams(ctx context.Context, js jetstream.JetStream, m *Manifest, stri
 	return warnings, nil
 }
 
-// compare returns warnings for the pipelines of a configuration that differ from the archive's.
-func compare(m *Manifest, ps []*pipeline.Pipeline) []string {
+// compare returns warnings for the pipelines of a configuration that differ from the archive's,
+// and [ErrPartitions] for those it runs in another number of partitions than the archive's
+// checkpoints were written with (a runner would refuse to start them).
+func compare(m *Manifest, ps []*pipeline.Pipeline) ([]string, error) {
 	if len(ps) == 0 {
-		return nil
+		return nil, nil
 	}
 	var out []string
+	var errs []error
 	inArchive := map[string]Pipeline{}
 	for _, p := range m.Pipelines {
 		inArchive[p.Name] = p
@@ -441,13 +490,35 @@ func compare(m *Manifest, ps []*pipeline.Pipeline) []string {
 		if !slices.Equal(have, p.Projections) {
 			out = append(out, fmt.Sprintf("pipeline %s: the archive holds projections %s, the configuration writes %s", p.Name, strings.Join(have, ", "), strings.Join(p.Projections, ", ")))
 		}
+		archived, configured := ap.PartitionCount(), max(p.Config.Partitions, 1)
+		if archived == configured {
+			continue
+		}
+		if len(ap.checkpoints()) > 0 {
+			errs = append(errs, fmt.Errorf("%w: pipeline %s: the archive's checkpoints are of %s, the configuration runs it in %s: restored, it would refuse to start (its keys would move between partitions). Restore with the configuration it was backed up with (partitions: %d)",
+				ErrPartitions, p.Name, partitionsText(archived), partitionsText(configured), archived))
+			continue
+		}
+		out = append(out, fmt.Sprintf("pipeline %s: the archive holds it in %s, the configuration runs it in %s; the archive has no checkpoint of it (it never committed, or the archive predates backups of partitions), so it starts where its source.start says",
+			p.Name, partitionsText(archived), partitionsText(configured)))
 	}
 	for _, p := range m.Pipelines {
 		if !inConfig[p.Name] {
 			out = append(out, fmt.Sprintf("pipeline %s is in the archive, not in the configuration: restored anyway", p.Name))
 		}
 	}
-	return out
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("restore refused: the configuration does not run the archive's pipelines as they were backed up:\n%w", errors.Join(errs...))
+	}
+	return out, nil
+}
+
+// partitionsText returns "one partition", "3 partitions".
+func partitionsText(n int) string {
+	if n <= 1 {
+		return "one partition"
+	}
+	return strconv.Itoa(n) + " partitions"
 }
 
 // createBucket creates bucket b with the settings it had (replicas: that many when above 0),

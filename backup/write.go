@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,7 +62,8 @@ func Write(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) 
 	}
 	m := Manifest{Format: Format, Jetfold: o.Jetfold, Created: time.Now().UTC()}
 
-	// 1. Every checkpoint (with the pointers and the control entries) before any key.
+	// 1. Every checkpoint (each partition's of a partitioned pipeline), with the pointers and
+	//    the control entries, before any key.
 	cps, cpsConfig, err := openBucket(ctx, js, streams.CheckpointBucket)
 	if err != nil {
 		return Manifest{}, err
@@ -73,13 +75,11 @@ func Write(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) 
 	l := newLeader(js)
 	var checkpoints, pointers, controls []Entry
 	for _, p := range o.Pipelines {
-		mp, cp, ptrs, err := readCheckpoint(ctx, l, cps != nil, p)
+		mp, cpEntries, ptrs, err := readCheckpoint(ctx, l, cps != nil, p)
 		if err != nil {
 			return Manifest{}, err
 		}
-		if cp != nil {
-			checkpoints = append(checkpoints, *cp)
-		}
+		checkpoints = append(checkpoints, cpEntries...)
 		pointers = append(pointers, ptrs...)
 		if ctl != nil {
 			e, err := getEntry(ctx, l, control.Bucket, p.Name)
@@ -103,12 +103,18 @@ func Write(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) 
 	a := newArchiveWriter(w, m.Created)
 	for i := range m.Pipelines {
 		mp := &m.Pipelines[i]
+		// A key is ahead when past the checkpoint, or the highest of the partitions'.
+		cps := mp.checkpoints()
+		var at uint64
+		for _, kc := range cps {
+			at = max(at, kc.cp.Seq)
+		}
 		for j := range mp.Projections {
 			proj := &mp.Projections[j]
 			b, err := backupBucket(ctx, js, a, proj.Bucket, o, func(e Entry) {
 				seq := state.ReadMeta(e.Headers).Seq
 				mp.MaxKeySeq = max(mp.MaxKeySeq, seq)
-				if mp.Checkpoint != nil && seq > mp.Checkpoint.Seq {
+				if len(cps) > 0 && seq > at {
 					mp.KeysAhead++
 				}
 			})
@@ -146,32 +152,31 @@ func Write(ctx context.Context, js jetstream.JetStream, o Options, w io.Writer) 
 	return m, nil
 }
 
-// readCheckpoint reads the checkpoint of p and the pointers of its projections (cps: the
-// checkpoint bucket exists), and decides
-// the bucket of each projection: the one the checkpoint names, which its pointer must name
-// too. It returns what the manifest says of p (without keys), the checkpoint's entry (nil:
-// none) and the pointers' entries.
-func readCheckpoint(ctx context.Context, l leader, cps bool, p *pipeline.Pipeline) (Pipeline, *Entry, []Entry, error) {
+// readCheckpoint reads the checkpoint of p (each of its partitions' when it runs as
+// `partitions: N`) and the pointers of its projections (cps: the checkpoint bucket exists),
+// and decides the bucket of each projection: the one every checkpoint names, which its pointer
+// must name too. It returns what the manifest says of p (without keys), the checkpoints'
+// entries and the pointers' entries. It returns [ErrPartitions] when p's checkpoints were
+// written with another number of partitions than p's configuration says.
+func readCheckpoint(ctx context.Context, l leader, cps bool, p *pipeline.Pipeline) (Pipeline, []Entry, []Entry, error) {
 	var differ string
 	for range switchTries {
 		mp := Pipeline{Name: p.Name, Stream: p.Config.Source.Stream}
-		var cpEntry *Entry
-		var ptrs []Entry
+		var cpEntries, ptrs []Entry
 		if cps {
 			var err error
-			if cpEntry, err = getEntry(ctx, l, streams.CheckpointBucket, p.Name); err != nil {
-				return mp, nil, nil, fmt.Errorf("backup %s: checkpoint: %w", p.Name, err)
+			if cpEntries, err = readCheckpoints(ctx, l, p, &mp); err != nil {
+				return mp, nil, nil, err
+			}
+		} else if n := p.Config.Partitions; n > 1 {
+			for i := range n {
+				mp.Partitions = append(mp.Partitions, Partition{Index: i}) // none committed
 			}
 		}
-		if cpEntry != nil {
-			var cp checkpoint.Checkpoint
-			if err := json.Unmarshal([]byte(cpEntry.Value), &cp); err != nil {
-				return mp, nil, nil, fmt.Errorf("backup %s: checkpoint: %w", p.Name, err)
-			}
-			cp.Revision = cpEntry.Revision
-			mp.Checkpoint = &cp
-			if cp.Stream != "" {
-				mp.Stream = cp.Stream
+		for _, kc := range mp.checkpoints() {
+			if kc.cp.Stream != "" {
+				mp.Stream = kc.cp.Stream
+				break
 			}
 		}
 		differ = ""
@@ -191,8 +196,13 @@ func readCheckpoint(ctx context.Context, l leader, cps bool, p *pipeline.Pipelin
 					ptrs = append(ptrs, *e)
 				}
 			}
-			if mp.Checkpoint != nil && mp.Checkpoint.Bucket(proj) != pr.Bucket {
-				differ = fmt.Sprintf("projection %s: the checkpoint names bucket %s, the pointer %s", proj, mp.Checkpoint.Bucket(proj), pr.Bucket)
+			for _, kc := range mp.checkpoints() {
+				if b := kc.cp.Bucket(proj); b != pr.Bucket {
+					differ = fmt.Sprintf("projection %s: the checkpoint %s names bucket %s, the pointer %s", proj, kc.key, b, pr.Bucket)
+					break
+				}
+			}
+			if differ != "" {
 				break
 			}
 			mp.Projections = append(mp.Projections, pr)
@@ -213,9 +223,83 @@ func readCheckpoint(ctx context.Context, l leader, cps bool, p *pipeline.Pipelin
 				}
 			}
 		}
-		return mp, cpEntry, ptrs, nil
+		return mp, cpEntries, ptrs, nil
 	}
 	return Pipeline{}, nil, nil, fmt.Errorf("backup %s: %w: %s, after %d reads", p.Name, ErrChanged, differ, switchTries)
+}
+
+// readCheckpoints reads into mp the checkpoint of p, or, when p runs as `partitions: N`, the
+// checkpoint of each of its partitions (checkpoint.PartitionKey), and returns their entries.
+// Like a runner (see pipeline's checkPartitions), it refuses with [ErrPartitions] checkpoints
+// written with another number of partitions: a partition's that records another count, the
+// pipeline's own beside its partitions', or a partition's (0's) where p runs as one.
+func readCheckpoints(ctx context.Context, l leader, p *pipeline.Pipeline, mp *Pipeline) ([]Entry, error) {
+	n := p.Config.Partitions
+	if n <= 1 {
+		cp, e, err := loadCheckpoint(ctx, l, p.Name)
+		if err != nil || e != nil {
+			mp.Checkpoint = cp
+			return entries(e), err
+		}
+		other, _, err := loadCheckpoint(ctx, l, checkpoint.PartitionKey(p.Name, 0))
+		if err != nil {
+			return nil, err
+		}
+		if other != nil {
+			ran := "several partitions"
+			if other.Partitions > 1 {
+				ran = strconv.Itoa(other.Partitions) + " partitions"
+			}
+			return nil, fmt.Errorf("backup %s: %w: it ran in %s (the checkpoint %s exists), its configuration has one: back it up with the configuration it ran with", p.Name, ErrPartitions, ran, checkpoint.PartitionKey(p.Name, 0))
+		}
+		return nil, nil
+	}
+	var out []Entry
+	for i := range n {
+		key := checkpoint.PartitionKey(p.Name, i)
+		cp, e, err := loadCheckpoint(ctx, l, key)
+		if err != nil {
+			return nil, err
+		}
+		if cp != nil && cp.Partitions != 0 && cp.Partitions != n {
+			return nil, fmt.Errorf("backup %s: %w: it ran in %d partitions (the checkpoint %s says so), its configuration has %d: back it up with the configuration it ran with", p.Name, ErrPartitions, cp.Partitions, key, n)
+		}
+		mp.Partitions = append(mp.Partitions, Partition{Index: i, Checkpoint: cp})
+		out = append(out, entries(e)...)
+	}
+	own, _, err := loadCheckpoint(ctx, l, p.Name)
+	if err != nil {
+		return nil, err
+	}
+	if own != nil {
+		return nil, fmt.Errorf("backup %s: %w: it ran as one partition (the checkpoint %s exists), its configuration has %d: back it up with the configuration it ran with", p.Name, ErrPartitions, p.Name, n)
+	}
+	return out, nil
+}
+
+// loadCheckpoint reads the checkpoint under key from the leader: nil when there is none.
+func loadCheckpoint(ctx context.Context, l leader, key string) (*checkpoint.Checkpoint, *Entry, error) {
+	e, err := getEntry(ctx, l, streams.CheckpointBucket, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("backup: checkpoint %s: %w", key, err)
+	}
+	if e == nil {
+		return nil, nil, nil
+	}
+	var cp checkpoint.Checkpoint
+	if err := json.Unmarshal([]byte(e.Value), &cp); err != nil {
+		return nil, nil, fmt.Errorf("backup: checkpoint %s: %w", key, err)
+	}
+	cp.Revision = e.Revision
+	return &cp, e, nil
+}
+
+// entries returns e as a list (none when nil).
+func entries(e *Entry) []Entry {
+	if e == nil {
+		return nil
+	}
+	return []Entry{*e}
 }
 
 // openBucket returns the stream of bucket and its configuration, or nil when it does not exist.
@@ -299,7 +383,12 @@ func changed(ctx context.Context, js jetstream.JetStream, bucket string, err err
 // value from the call to the end is listed. (KeyValue.ListKeys, a consumer that ends at a
 // count fixed when it starts, can miss keys whose values are replaced while it runs.)
 func listKeys(ctx context.Context, l leader, bucket string) ([]string, error) {
-	subjects, err := l.subjects(ctx, streams.KVStream(bucket), streams.KVSubject(bucket, ">"))
+	return listKeysWithin(ctx, l, bucket, ">")
+}
+
+// listKeysWithin is [listKeys] of the keys that match filter (a KV key filter: "x.*").
+func listKeysWithin(ctx context.Context, l leader, bucket, filter string) ([]string, error) {
+	subjects, err := l.subjects(ctx, streams.KVStream(bucket), streams.KVSubject(bucket, filter))
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", bucket, err)
 	}

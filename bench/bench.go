@@ -79,6 +79,20 @@ type Options struct {
 	// Phase, when set, is called with "pipeline-start" and "pipeline-end" around the
 	// pipeline phase (to take allocation profiles of just that phase, for example).
 	Phase func(name string)
+	// Replicas, when set, runs the replicas mode instead: the standard fold in separate
+	// processes, `<Binary> run -c <generated file>` against the bench's embedded server
+	// (listening on a loopback port), for every pair of a partition count of Partitions
+	// (default 1) and a process count of Replicas, each pair once per round, alternating. A
+	// partition count above 1 uses the partitioned_by_subject layout (a stream whose subject
+	// transform puts the partition first). See [ReplicaCase] for what is measured.
+	Replicas []int
+	// Partitions are the partition counts of the replicas mode (default: 1 only).
+	Partitions []int
+	// Binary is the processor binary the replicas mode starts (default: this executable).
+	Binary string
+	// LeaseTTL is the children's processor.lease_ttl in the replicas mode (default 2s): a
+	// joining process is handed a partition every LeaseTTL/4.
+	LeaseTTL time.Duration
 }
 
 // Result is what a run measured.
@@ -140,6 +154,8 @@ type Result struct {
 	Latency *Latency `json:"latency,omitempty"`
 	// Cold is set in cold mode.
 	Cold *Cold `json:"cold,omitempty"`
+	// Replicas lists the cases of the replicas mode, by partitions then replicas.
+	Replicas []ReplicaCase `json:"replicas,omitempty"`
 }
 
 // Round is one round's measurement: the raw consume, then the pipeline.
@@ -339,6 +355,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		defer os.RemoveAll(d)
 		dir = d
 	}
+	if len(o.Replicas) > 0 {
+		return runReplicas(ctx, o, dir)
+	}
+	if len(o.Partitions) > 0 {
+		return Result{}, errors.New("bench: partitions are for the replicas mode (Options.Replicas)")
+	}
 	stop := "end"
 	if o.Latency {
 		stop = "follow"
@@ -450,7 +472,7 @@ func runRound(ctx context.Context, conn *streams.Conn, ps []*pipeline.Pipeline, 
 	o.Logger.Info("raw consume")
 	rawCPU := cpuTime()
 	var err error
-	if res.RawRate, err = rawConsume(ctx, conn.JS, o.Events); err != nil {
+	if res.RawRate, err = rawConsume(ctx, conn.JS, "BENCH", o.Events); err != nil {
 		return err
 	}
 	res.RawCPUPerEvent = (cpuTime() - rawCPU) / time.Duration(o.Events)
@@ -562,9 +584,9 @@ func publish(ctx context.Context, js jetstream.JetStream, o Options) (float64, i
 	return float64(o.Events) / time.Since(began).Seconds(), total / o.Events, nil
 }
 
-// rawConsume reads the whole stream with the fastest plain consumer and returns its rate.
-func rawConsume(ctx context.Context, js jetstream.JetStream, events int) (float64, error) {
-	s, err := js.Stream(ctx, "BENCH")
+// rawConsume reads the whole of stream (events messages) with the fastest plain consumer and returns its rate.
+func rawConsume(ctx context.Context, js jetstream.JetStream, stream string, events int) (float64, error) {
+	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		return 0, err
 	}

@@ -103,7 +103,7 @@ func runColdRounds(ctx context.Context, conn *streams.Conn, cfg []config.Stream,
 			}
 		}
 		rr := res
-		if rr.RawRate, err = rawConsume(ctx, conn.JS, whole.Events); err != nil {
+		if rr.RawRate, err = rawConsume(ctx, conn.JS, "BENCH", whole.Events); err != nil {
 			return res, err
 		}
 		if err := runCold(ctx, conn, cfg, ps, o, &rr); err != nil {

@@ -18,16 +18,19 @@ func backupCmd(g *globals) *cobra.Command {
 		Use:   "backup -o FILE",
 		Short: "Back up the pipelines' checkpoints and projections into one archive",
 		Long: `backup writes what jetfold keeps in JetStream KV for the pipelines of the configuration
-into one archive (tar+gzip): each pipeline's checkpoint, every key of the current version of
-each projection it writes (with the headers that make a restore exactly-once), the version
-pointers of rebuilt projections and the control entries (paused or not). Leases, health
-reports and a rebuild in progress are left out.
+into one archive (tar+gzip): each pipeline's checkpoint (for a pipeline that runs in
+partitions, each partition's), every key of the current version of each projection it
+writes (with the headers that make a restore exactly-once), the version pointers of rebuilt
+projections and the control entries (paused or not). Leases, health reports and a rebuild in
+progress are left out.
 
-The pipelines keep running: each pipeline's checkpoint is read first, then its keys, which
-can be ahead of it; a restored pipeline processes the events after the checkpoint again and
-skips, per key, those the key already holds. The streams are not in the archive: back them up
-with nats stream backup (or keep a mirror), after this backup. Restore with processor
-restore. -o - writes the archive to stdout.`,
+The pipelines keep running: each pipeline's checkpoints are read first, then its keys, which
+can be ahead of them; a restored pipeline (each partition) processes the events after its
+checkpoint again and skips, per key, those the key already holds. A pipeline whose
+checkpoints were written with another number of partitions than the configuration says is
+refused. The streams are not in the archive: back them up with nats stream backup (or keep a
+mirror), after this backup. Restore with processor restore. -o - writes the archive to
+stdout.`,
 		Args: backupUsageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
@@ -93,6 +96,19 @@ restore. -o - writes the archive to stdout.`,
 func printBackupManifest(w io.Writer, m backup.Manifest) {
 	for _, p := range m.Pipelines {
 		switch cp := p.Checkpoint; {
+		case len(p.Partitions) > 0:
+			ahead := ""
+			if p.KeysAhead > 0 {
+				ahead = fmt.Sprintf(", %s ahead of the highest checkpoint (up to %d)", backupNounCount(p.KeysAhead, "key"), p.MaxKeySeq)
+			}
+			fmt.Fprintf(w, "pipeline %s: %d partitions (stream %s)%s\n", p.Name, len(p.Partitions), p.Stream, ahead)
+			for _, pt := range p.Partitions {
+				if pt.Checkpoint == nil {
+					fmt.Fprintf(w, "  partition %d: never committed\n", pt.Index)
+				} else {
+					fmt.Fprintf(w, "  partition %d: checkpoint %d\n", pt.Index, pt.Checkpoint.Seq)
+				}
+			}
 		case cp == nil:
 			fmt.Fprintf(w, "pipeline %s: never committed (stream %s)\n", p.Name, p.Stream)
 		case p.KeysAhead > 0:

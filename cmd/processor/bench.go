@@ -2,10 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"runtime/pprof"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,11 +30,28 @@ Reports both rates, their ratio, peak RSS and allocations per event. The two are
 --rounds times, alternating, and the round of the median ratio is reported. --workload windows
 or lookup also runs, after the fold in each round, the fold with a window and a timeout, or
 with a lookup, and reports its rate next to the fold's. --latency instead
-publishes at --rate events/s for --duration and reports publish-to-visible latency.`,
+publishes at --rate events/s for --duration and reports publish-to-visible latency.
+
+--replicas R runs the fold in R separate processes instead: this binary's "run -c" on a
+generated configuration (lease_ttl --lease-ttl), against the embedded server on a loopback
+port, with --partitions N (N > 1: each partition reads only its subjects of a stream whose
+subject transform puts the partition first, source.partitioned_by_subject). Both take lists
+(--partitions 1,2,4 --replicas 1,2): every pair runs once per round, in alternating order.
+The pipeline starts paused; once every partition's lease is held and each process holds its
+fair share, it is resumed, and the rate is from the resume until every partition's
+checkpoint reaches its last event: process start-up and the hand-over of partitions are not
+in the figure. The raw consume of the same stream is measured in the same round, and the CPU
+per event is that of the children and of this process (which holds the server).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Logger = g.logger()
 			o.MemoryLimit = true
+			if len(o.Replicas) == 0 && len(o.Partitions) > 0 {
+				return errors.New("--partitions needs --replicas")
+			}
+			if len(o.Replicas) > 0 && (cpuProfile != "" || memProfile != "") {
+				return errors.New("--cpuprofile and --memprofile profile a pipeline in this process: with --replicas it runs in others (profile them with perf record -a)")
+			}
 			if cpuProfile != "" {
 				f, err := os.Create(cpuProfile)
 				if err != nil {
@@ -84,6 +103,9 @@ publishes at --rate events/s for --duration and reports publish-to-visible laten
 	f.BoolVar(&o.Cold, "cold", false, "cold mode: publish twice --events; fold the second half with the runner that folded the first (warm cache), then with a new runner on the first half's projection (empty cache); report both rates and the new runner's time to its first commit")
 	f.IntVar(&o.Rate, "rate", 10_000, "latency mode: events per second")
 	f.DurationVar(&o.Duration, "duration", 0, "latency mode: how long to publish (default 30s)")
+	f.IntSliceVar(&o.Replicas, "replicas", nil, "run the fold in this many processes of this binary (processor run; a list runs each: 1,2)")
+	f.IntSliceVar(&o.Partitions, "partitions", nil, "with --replicas: partitions of the fold, by subject when more than 1 (a list runs each: 1,2,4; default 1)")
+	f.DurationVar(&o.LeaseTTL, "lease-ttl", 2*time.Second, "with --replicas: the processes' processor.lease_ttl (a joining process is handed a partition every TTL/4)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the pipeline phase")
 	f.StringVar(&memProfile, "memprofile", "", "write allocation profiles before (FILE.start) and after the pipeline phase")
@@ -95,6 +117,10 @@ func printBench(g *globals, r bench.Result) {
 	if l := r.Latency; l != nil {
 		fmt.Fprintf(w, "latency at %d events/s for %s (%d events): p50 %s  p99 %s  max %s\n",
 			l.Rate, l.Duration, l.Events, l.P50, l.P99, l.Max)
+		return
+	}
+	if len(r.Replicas) > 0 {
+		printReplicas(g, r)
 		return
 	}
 	if c := r.Cold; c != nil {
@@ -144,4 +170,41 @@ func printRatios(w io.Writer, rounds []bench.Round, lead, tail string) {
 		fmt.Fprintf(w, " %.2f", rr.Ratio)
 	}
 	fmt.Fprint(w, tail)
+}
+
+// printReplicas prints the replicas mode's table: per case, the medians over the rounds and
+// their ranges.
+func printReplicas(g *globals, r bench.Result) {
+	w := g.stdout
+	rounds := len(r.Replicas[0].Rounds)
+	fmt.Fprintf(w, "workload: %d events of %d bytes over %d keys; separate `processor run` processes; medians of %d rounds [min-max]\n",
+		r.Events, r.PayloadBytes, r.Keys, rounds)
+	fmt.Fprintf(w, "%-6s %-13s %-26s %-26s %-18s %-20s %-10s %s\n",
+		"N x R", "layout", "pipeline events/s", "raw events/s", "ratio", "CPU us/event", "settled", "held")
+	for _, c := range r.Replicas {
+		span := func(f func(bench.ReplicaRound) float64) (lo, hi float64) {
+			lo, hi = f(c.Rounds[0]), f(c.Rounds[0])
+			for _, rr := range c.Rounds[1:] {
+				lo, hi = min(lo, f(rr)), max(hi, f(rr))
+			}
+			return lo, hi
+		}
+		rateLo, rateHi := span(func(rr bench.ReplicaRound) float64 { return rr.Rate })
+		rawLo, rawHi := span(func(rr bench.ReplicaRound) float64 { return rr.RawRate })
+		ratioLo, ratioHi := span(func(rr bench.ReplicaRound) float64 { return rr.Ratio })
+		cpuLo, cpuHi := span(func(rr bench.ReplicaRound) float64 { return float64(rr.CPUPerEvent) / 1e3 })
+		held := make([]string, 0, len(c.Rounds))
+		for _, rr := range c.Rounds {
+			held = append(held, fmt.Sprint(rr.Held))
+		}
+		fmt.Fprintf(w, "%-6s %-13s %-26s %-26s %-18s %-20s %-10s %s\n",
+			fmt.Sprintf("%d x %d", c.Partitions, c.Replicas), c.Layout,
+			fmt.Sprintf("%.0f [%.0f-%.0f]", c.Rate, rateLo, rateHi),
+			fmt.Sprintf("%.0f [%.0f-%.0f]", c.RawRate, rawLo, rawHi),
+			fmt.Sprintf("%.2f [%.2f-%.2f]", c.Ratio, ratioLo, ratioHi),
+			fmt.Sprintf("%.2f [%.2f-%.2f]", float64(c.CPUPerEvent)/1e3, cpuLo, cpuHi),
+			c.Settle.Round(time.Millisecond).String(), strings.Join(held, " "))
+	}
+	fmt.Fprintln(w, "(rate: from the resume of the paused pipeline, every partition's lease held and each process at its fair share, until every partition's checkpoint is at its last event;")
+	fmt.Fprintln(w, " CPU: the processes and this one, with the server, in that phase; settled: from starting the processes; held: partitions per process, each round)")
 }

@@ -18,17 +18,20 @@ func restoreCmd(g *globals) *cobra.Command {
 		Short: "Restore an archive of processor backup into an empty system",
 		Long: `restore writes an archive of processor backup (- reads stdin) into the NATS system of the
 configuration, which must hold none of its state: no key in the projections' buckets, no
-checkpoint, version pointer or control entry of its pipelines. The whole archive is read and
-checked first (its manifest and every file's SHA-256): a truncated or damaged archive is
-refused and nothing is written. So is a system whose source streams are missing or end before
-the sequences the archive needs: restore the streams first (nats stream restore, or a
-mirror), then this archive, then start the processors (--no-stream-check skips that check).
+checkpoint (a pipeline's, or any of its partitions'), version pointer or control entry of its
+pipelines. The whole archive is read and checked first (its manifest and every file's
+SHA-256): a truncated or damaged archive is refused and nothing is written. So is a system
+whose source streams are missing or end before the sequences the archive needs: restore the
+streams first (nats stream restore, or a mirror), then this archive, then start the
+processors (--no-stream-check skips that check). So is a configuration that runs a pipeline
+in another number of partitions than the archive's checkpoints were written with: restored,
+that pipeline would refuse to start.
 
 It creates the buckets with the settings they had (--replicas N changes their replicas),
 writes the projection keys with their headers, then the control entries, the version
-pointers, and the checkpoints last. It prints what it restored and what it noticed: derived
-streams that end before the sequences the checkpoints recorded, pipelines that differ from
-the configuration's.`,
+pointers, and the checkpoints last (each partition's, for a pipeline that runs in
+partitions). It prints what it restored and what it noticed: derived streams that end before
+the sequences the checkpoints recorded, pipelines that differ from the configuration's.`,
 		Args: backupUsageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, ps, err := g.load()
