@@ -128,45 +128,99 @@ type SwitchOptions struct {
 	Done string
 }
 
+// SwitchPart is one checkpoint a switch replaces: a partitioned pipeline has one per
+// partition (see [PartitionKey]).
+type SwitchPart struct {
+	// Key is the checkpoint's key; Live the checkpoint as last loaded (its Revision is
+	// expected), Next the one that replaces it.
+	Key  string
+	Live Checkpoint
+	Next Checkpoint
+}
+
+// MaxSwitch is the most messages one switch writes: nats-server takes at most 1000 messages
+// in an atomic batch (error 10199 above that). A switch writes one per checkpoint, one per
+// key it deletes and one per pointer it moves.
+const MaxSwitch = 1000
+
 // Switch replaces the checkpoint of a pipeline and moves the pointers of the projections whose
 // bucket Next changes, in one atomic batch of the checkpoint bucket: a reader, and the
 // pipeline itself, find either the old versions with the old checkpoint or the new ones with
 // the new. It fails with [ErrFenced], changing nothing, when the checkpoint is no longer at
 // Live.Revision.
 func (s *Store) Switch(ctx context.Context, js jetstream.JetStream, o SwitchOptions) (Checkpoint, error) {
-	if err := allowAtomic(ctx, js); err != nil {
+	var done []string
+	if o.Done != "" {
+		done = []string{o.Done}
+	}
+	next, err := s.SwitchParts(ctx, js, o.Pipeline, []SwitchPart{{Key: o.Pipeline, Live: o.Live, Next: o.Next}}, done)
+	if err != nil {
 		return Checkpoint{}, err
 	}
+	return next[0], nil
+}
+
+// SwitchParts is [Store.Switch] for the checkpoints of several partitions of pipeline at
+// once: one atomic batch writes every part's Next (each expecting its Live.Revision), moves
+// the pointer of every projection whose bucket changes (Pointer.Seq is the highest of the
+// parts' Next.Seq), and deletes the keys done. It fails with [ErrFenced], changing nothing,
+// when any part's checkpoint moved since it was loaded, and refuses a switch of more than
+// [MaxSwitch] messages. It returns the parts' new checkpoints, in order.
+func (s *Store) SwitchParts(ctx context.Context, js jetstream.JetStream, pipeline string, parts []SwitchPart, done []string) ([]Checkpoint, error) {
+	if len(parts) == 0 {
+		return nil, fmt.Errorf("switch %s: no checkpoint to write", pipeline)
+	}
 	now := time.Now().UTC()
-	next := o.Next
-	next.Committed = now
+	var seq uint64
+	for _, p := range parts {
+		seq = max(seq, p.Next.Seq)
+	}
 	var msgs []*nats.Msg
-	for proj, bucket := range next.Buckets {
-		if o.Live.Bucket(proj) == bucket {
-			continue
+	moved := map[string]bool{}
+	for _, p := range parts {
+		for proj, bucket := range p.Next.Buckets {
+			if p.Live.Bucket(proj) == bucket || moved[proj] {
+				continue
+			}
+			moved[proj] = true
+			b, _ := json.Marshal(Pointer{Bucket: bucket, Version: VersionOf(proj, bucket), Pipeline: pipeline, Seq: seq, Switched: now})
+			msgs = append(msgs, &nats.Msg{Subject: streams.KVSubject(streams.CheckpointBucket, PointerKey(proj)), Data: b, Header: nats.Header{}})
 		}
-		b, _ := json.Marshal(Pointer{Bucket: bucket, Version: VersionOf(proj, bucket), Pipeline: o.Pipeline, Seq: next.Seq, Switched: now})
-		msgs = append(msgs, &nats.Msg{Subject: streams.KVSubject(streams.CheckpointBucket, PointerKey(proj)), Data: b, Header: nats.Header{}})
 	}
-	if o.Done != "" {
-		msgs = append(msgs, &nats.Msg{Subject: streams.KVSubject(streams.CheckpointBucket, o.Done), Header: nats.Header{"KV-Operation": []string{"DEL"}}})
+	for _, key := range done {
+		msgs = append(msgs, &nats.Msg{Subject: streams.KVSubject(streams.CheckpointBucket, key), Header: nats.Header{"KV-Operation": []string{"DEL"}}})
 	}
-	b, err := json.Marshal(next)
-	if err != nil {
-		return Checkpoint{}, fmt.Errorf("switch %s: %w", o.Pipeline, err)
+	if n := len(msgs) + len(parts); n > MaxSwitch {
+		return nil, fmt.Errorf("switch %s: %d messages (%d checkpoints, %d deletions, %d pointers), over the %d of one atomic batch",
+			pipeline, n, len(parts), len(done), len(moved), MaxSwitch)
 	}
-	msgs = append(msgs, &nats.Msg{Subject: streams.KVSubject(streams.CheckpointBucket, o.Pipeline), Data: b, Header: nats.Header{
-		jetstream.ExpectedLastSubjSeqHeader: []string{strconv.FormatUint(o.Live.Revision, 10)},
-	}})
+	if err := allowAtomic(ctx, js); err != nil {
+		return nil, err
+	}
+	next := make([]Checkpoint, len(parts))
+	for i, p := range parts {
+		next[i] = p.Next
+		next[i].Committed = now
+		b, err := json.Marshal(next[i])
+		if err != nil {
+			return nil, fmt.Errorf("switch %s: %w", p.Key, err)
+		}
+		msgs = append(msgs, &nats.Msg{Subject: streams.KVSubject(streams.CheckpointBucket, p.Key), Data: b, Header: nats.Header{
+			jetstream.ExpectedLastSubjSeqHeader: []string{strconv.FormatUint(p.Live.Revision, 10)},
+		}})
+	}
 	ack, err := jetstreamext.PublishMsgBatch(ctx, js, msgs)
 	if IsWrongLastSequence(err) {
-		return Checkpoint{}, fmt.Errorf("switch %s at revision %d: %w", o.Pipeline, o.Live.Revision, ErrFenced)
+		return nil, fmt.Errorf("switch %s: a checkpoint moved since it was loaded: %w", pipeline, ErrFenced)
 	}
 	if err != nil {
-		return Checkpoint{}, fmt.Errorf("switch %s: %w", o.Pipeline, err)
+		return nil, fmt.Errorf("switch %s: %w", pipeline, err)
 	}
-	next.Revision = ack.Sequence // the checkpoint is the batch's last message
-	s.setRev(o.Pipeline, next.Revision)
+	// The batch is stored at consecutive sequences, the checkpoints last.
+	for i, p := range parts {
+		next[i].Revision = ack.Sequence - uint64(len(parts)-1-i)
+		s.setRev(p.Key, next[i].Revision)
+	}
 	return next, nil
 }
 

@@ -1,7 +1,15 @@
 package pipeline
 
 import (
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/jetfold/jetfold/config"
+	"github.com/jetfold/jetfold/operators/event"
+	"github.com/jetfold/jetfold/operators/expr"
+	"github.com/jetfold/jetfold/pipeline/decode"
 )
 
 // Definitions returns the definitions of the projections p writes, as the checkpoint keeps
@@ -28,4 +36,58 @@ func (p *Pipeline) ForRebuild(start config.StartPos) *Pipeline {
 	q.Config.Source.Stop = "end"
 	q.Config.Idle = 0
 	return &q
+}
+
+// Instance returns p built anew from the configuration it was built from, with operators of
+// its own: a rebuild replays each partition of a partitioned pipeline with one, as RunAll
+// runs them (windows and timers index the state of their runner's partition).
+func (p *Pipeline) Instance() (*Pipeline, error) { return p.instance() }
+
+// Owners tells which partition of a partitioned pipeline a source message belongs to, as the
+// pipeline's partition runners decide it (see [Partition]): a rebuild's switch tells by it
+// which of the messages a partition's crashed run published are that partition's. One Owners
+// serves one goroutine.
+type Owners struct {
+	p   *Pipeline
+	dec *decode.Decoder
+	x   expr.Runner
+	ev  event.Event
+}
+
+// Owners returns the Owners of p's partitions.
+func (p *Pipeline) Owners() *Owners {
+	return &Owners{p: p, dec: decode.New(p.Config.Decode, p.layout, nil)}
+}
+
+// Of returns the partition (0 to partitions-1) of the source message m: with
+// source.partitioned_by_subject the one its subject's first token names; otherwise that of its
+// key, or of its sequence when the key cannot be computed (see Runner.processOne).
+func (o *Owners) Of(m *jetstream.RawStreamMsg) int {
+	n := o.p.Config.Partitions
+	if n <= 1 {
+		return 0
+	}
+	if o.p.Config.Source.PartitionedBySubject {
+		first, _, _ := strings.Cut(m.Subject, ".")
+		i, err := strconv.Atoi(first)
+		if err != nil || i < 0 || i >= n {
+			return -1 // no partition reads it
+		}
+		return i
+	}
+	bySeq := int(m.Sequence % uint64(n))
+	ev := &o.ev
+	ev.Reset()
+	ev.Seq, ev.Subject, ev.Time, ev.Data, ev.Header = m.Sequence, m.Subject, m.Time, m.Data, map[string][]string(m.Header)
+	if err := o.dec.Decode(ev, ev.Data, ev.Header); err != nil {
+		return bySeq
+	}
+	if t, err := o.x.EvalString(o.p.typeExpr, ev); err == nil {
+		ev.Type = t
+	}
+	key, err := o.x.EvalString(o.p.keyExpr, ev)
+	if err != nil {
+		return bySeq
+	}
+	return PartitionOf(key, n)
 }

@@ -32,6 +32,10 @@ atomic write. Then the live pipeline goes on from there, on the new versions.
 Replayed events are hydrated: emits with handler: once and timers do not fire again; emits
 with handler: on and all do, with the ids the live run gave them (consumers dedupe by ce-id).
 
+A partitioned pipeline is replayed partition by partition, side by side, each with its own
+watermark; the switch takes every partition's lease, from whichever processes hold them, and
+moves the partitions' checkpoints together (the checkpoint printed is the highest of them).
+
 A second rebuild of the same pipeline is refused while one runs. An interrupted rebuild
 (Ctrl-C, a crash) keeps what it wrote: the same command resumes it, as long as the
 definition and --from are the same; otherwise it starts over.
@@ -156,6 +160,13 @@ func (g *globals) rebuild(ctx context.Context, name string, f rebuildFlags) erro
 		how = "resumed an interrupted rebuild"
 	}
 	fmt.Fprintf(g.stdout, "pipeline %s: switched to version %d at checkpoint %d (%s)\n", name, res.Version, res.Seq, how)
+	if len(res.Partitions) > 0 {
+		at := make([]string, len(res.Partitions))
+		for i, seq := range res.Partitions {
+			at[i] = fmt.Sprintf("%d: %d", i, seq)
+		}
+		fmt.Fprintf(g.stdout, "  partitions' checkpoints: %s\n", strings.Join(at, ", "))
+	}
 	for _, proj := range p.Projections {
 		fmt.Fprintf(g.stdout, "  projection %s: bucket %s\n", proj, res.Buckets[proj])
 	}

@@ -27,6 +27,8 @@ import (
 	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/internal/natstest"
+	"github.com/jetfold/jetfold/internal/pipetest"
+	"github.com/jetfold/jetfold/pipeline"
 	"github.com/jetfold/jetfold/pipeline/commit"
 	"github.com/jetfold/jetfold/streams"
 )
@@ -110,6 +112,8 @@ type rebuildEnv struct {
 	evs  []tallyEvent
 	sent int               // message ids given so far
 	cps  *checkpoint.Store // of the checkpoint bucket, once it exists
+	// parts is the number of partitions of the tally pipeline (0: not partitioned).
+	parts int
 }
 
 // newRebuildEnv starts a NATS server for the test (in JETFOLD_CRASH_DIR/<test name> when
@@ -249,11 +253,70 @@ func (r *rebuildEnv) seqOf(key string) uint64 {
 }
 
 // rebuildProgress measures the work of a rebuild, for natstest.Progress: its checkpoint's
-// sequence.
-func (r *rebuildEnv) rebuildProgress() uint64 { return r.seqOf(checkpoint.RebuildKey("tally")) }
+// sequence (partitioned: the sum of its partitions').
+func (r *rebuildEnv) rebuildProgress() uint64 {
+	if r.parts == 0 {
+		return r.seqOf(checkpoint.RebuildKey("tally"))
+	}
+	var n uint64
+	for i := range r.parts {
+		n += r.seqOf(checkpoint.RebuildKey(checkpoint.PartitionKey("tally", i)))
+	}
+	return n
+}
 
-// liveProgress measures the work of the live pipeline: its checkpoint's sequence.
-func (r *rebuildEnv) liveProgress() uint64 { return r.seqOf("tally") }
+// liveProgress measures the work of the live pipeline: its checkpoint's sequence
+// (partitioned: the sum of its partitions').
+func (r *rebuildEnv) liveProgress() uint64 {
+	if r.parts == 0 {
+		return r.seqOf("tally")
+	}
+	var n uint64
+	for _, seq := range r.partSeqs() {
+		n += seq
+	}
+	return n
+}
+
+// liveAt is where the live pipeline is: its checkpoint, or the least of its partitions'.
+func (r *rebuildEnv) liveAt() uint64 {
+	if r.parts == 0 {
+		return r.seqOf("tally")
+	}
+	return slices.Min(r.partSeqs())
+}
+
+// rebuildKeys are the keys of a rebuild's checkpoints: its own, and its partitions'.
+func (r *rebuildEnv) rebuildKeys() []string {
+	keys := []string{checkpoint.RebuildKey("tally")}
+	for i := range r.parts {
+		keys = append(keys, checkpoint.RebuildKey(checkpoint.PartitionKey("tally", i)))
+	}
+	return keys
+}
+
+// partSeqs returns the checkpoint of each partition of tally (0 where there is none).
+func (r *rebuildEnv) partSeqs() []uint64 {
+	out := make([]uint64, r.parts)
+	for i := range out {
+		out[i] = r.seqOf(checkpoint.PartitionKey("tally", i))
+	}
+	return out
+}
+
+// configParts is config for the tally pipeline in r.parts partitions.
+func (r *rebuildEnv) configParts(name, stop string, factor int, first string) string {
+	r.t.Helper()
+	path := r.config(name, stop, factor, first)
+	y := strings.Replace(r.fileOf(name+".yaml"), "    key: event.k\n", fmt.Sprintf("    key: event.k\n    partitions: %d\n", r.parts), 1)
+	if !strings.Contains(y, "partitions:") {
+		r.t.Fatal("no key line to partition")
+	}
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		r.t.Fatal(err)
+	}
+	return path
+}
 
 // pointer returns the pointer readers of the tally projection follow.
 func (r *rebuildEnv) pointer() checkpoint.Pointer {
@@ -496,7 +559,16 @@ func rebuildPlan(rng *rand.Rand, kills int, per uint64, viaAfter bool) []attempt
 // OUT once (the rebuild's copies of the live run's `on` emits dropped by their ids), and
 // `once` emits must have fired once per key: by the live run for the keys it saw first, by
 // the new definition for the keys that came after the switch, never by the rebuild.
-func TestCrashRebuild(t *testing.T) {
+func TestCrashRebuild(t *testing.T) { crashRebuild(t, 0) }
+
+// TestCrashRebuildPartitioned is TestCrashRebuild for the tally pipeline in 4 partitions: the
+// rebuild replays the 4 and its switch takes the 4 leases from the live run; each partition
+// switches at its own checkpoint, the oracle of each key is that of its partition's.
+func TestCrashRebuildPartitioned(t *testing.T) { crashRebuild(t, 4) }
+
+// crashRebuild is TestCrashRebuild for the tally pipeline in parts partitions (0: not
+// partitioned).
+func crashRebuild(t *testing.T, parts int) {
 	initial, kills := 12_000, 10
 	switch {
 	case natstest.Long():
@@ -508,9 +580,14 @@ func TestCrashRebuild(t *testing.T) {
 	began := time.Now()
 	rng := rand.New(rand.NewPCG(s, 7))
 	r := newRebuildEnv(t)
-	v1 := r.config("v1", "follow", 1, "out.first")
-	v2 := r.config("v2", "follow", 2, "out.first2")
-	v2end := r.config("v2end", "end", 2, "out.first2")
+	r.parts = parts
+	config := r.config
+	if parts > 0 {
+		config = r.configParts
+	}
+	v1 := config("v1", "follow", 1, "out.first")
+	v2 := config("v2", "follow", 2, "out.first2")
+	v2end := config("v2end", "end", 2, "out.first2")
 	r.ensureStreams(v1)
 
 	// The first events name every old key, then the live run starts.
@@ -532,7 +609,7 @@ func TestCrashRebuild(t *testing.T) {
 		if !live.running() {
 			t.Fatalf("the live run exited: %v\n%s", live.err, r.logOf("live.log"))
 		}
-		return r.liveProgress() >= head
+		return r.liveAt() >= head
 	})
 
 	// Load while it rebuilds: up to 300 events a second, on the old keys (with more, the
@@ -637,8 +714,10 @@ func TestCrashRebuild(t *testing.T) {
 			t.Errorf("the run that switched does not say %q:\n%s", want, r.logOf(final))
 		}
 	}
-	if _, err := r.load(checkpoint.RebuildKey("tally")); !errors.Is(err, checkpoint.ErrNotFound) {
-		t.Errorf("the rebuild's checkpoint after the switch: %v, want it deleted with the switch", err)
+	for _, key := range r.rebuildKeys() {
+		if _, err := r.load(key); !errors.Is(err, checkpoint.ErrNotFound) {
+			t.Errorf("the rebuild's checkpoint %s after the switch: %v, want it deleted with the switch", key, err)
+		}
 	}
 
 	// The live run refuses the rebuilt version: it stops by itself, with exit code 1.
@@ -662,10 +741,16 @@ func TestCrashRebuild(t *testing.T) {
 	if err := r.publish(20*newKeys, func(i int) string { return "n" + strconv.Itoa(i%newKeys) }, rng); err != nil {
 		t.Fatal(err)
 	}
+	at := func(string) uint64 { return p.Seq }
+	if parts > 0 { // each partition at its checkpoint: the live run stopped, v2end has not run
+		switched := r.partSeqs()
+		t.Logf("the partitions switched at %v", switched)
+		at = func(k string) uint64 { return switched[pipeline.PartitionOf(k, parts)] }
+	}
 	r.runToEnd(v2end, "v2end.log")
-	r.verifyRebuild(p.Seq)
-	t.Logf("TestCrashRebuild: %d events, %d attempts (%v), switched at %d, in %s",
-		len(r.events()), sum(ends), ends, p.Seq, time.Since(began).Round(time.Millisecond))
+	r.verifyRebuildAt(at, at)
+	t.Logf("%s: %d events, %d attempts (%v), switched at %d, in %s",
+		t.Name(), len(r.events()), sum(ends), ends, p.Seq, time.Since(began).Round(time.Millisecond))
 }
 
 // sum adds the counts of m.
@@ -705,6 +790,19 @@ func foldTally(evs []tallyEvent, upto uint64, factor int) map[string]tallyState 
 	for _, e := range evs {
 		if e.seq > upto {
 			break
+		}
+		s := out[e.k]
+		out[e.k] = tallyState{N: s.N + 1, Sum: s.Sum + factor*e.v}
+	}
+	return out
+}
+
+// foldTallyAt is foldTally with a position per key: the events of key up to upto(key).
+func foldTallyAt(evs []tallyEvent, upto func(key string) uint64, factor int) map[string]tallyState {
+	out := map[string]tallyState{}
+	for _, e := range evs {
+		if e.seq > upto(e.k) {
+			continue
 		}
 		s := out[e.k]
 		out[e.k] = tallyState{N: s.N + 1, Sum: s.Sum + factor*e.v}
@@ -760,7 +858,7 @@ func tallyMismatches(what string, got, want map[string]tallyState) []string {
 // each event, one `on` emit on out.ev.<key> with the key's count after it; for each key, one
 // `once` emit, on out.first.<key> (the live run, old handler) when its first event is at or
 // before the switch at switchedAt, on out.first2.<key> (the new definition) after.
-func (r *rebuildEnv) outMismatches(evs []tallyEvent, switchedAt uint64) []string {
+func (r *rebuildEnv) outMismatches(evs []tallyEvent, switchedAt func(key string) uint64) []string {
 	r.t.Helper()
 	type want struct {
 		k string
@@ -814,12 +912,12 @@ func (r *rebuildEnv) outMismatches(evs []tallyEvent, switchedAt uint64) []string
 	}
 	for _, k := range slices.Sorted(maps.Keys(firstSeq)) {
 		w1, w2 := 1, 0
-		if firstSeq[k] > switchedAt {
+		if firstSeq[k] > switchedAt(k) {
 			w1, w2 = 0, 1
 		}
 		if first[k] != w1 || first2[k] != w2 {
 			bad = append(bad, fmt.Sprintf("OUT: key %s (first event %d, switch at %d): %d out.first, %d out.first2, want %d and %d",
-				k, firstSeq[k], switchedAt, first[k], first2[k], w1, w2))
+				k, firstSeq[k], switchedAt(k), first[k], first2[k], w1, w2))
 		}
 	}
 	for k := range first {
@@ -843,6 +941,12 @@ func (r *rebuildEnv) verifyRebuild(switchedAt uint64) { r.verifyRebuildFrozen(sw
 // (the last live run died inside a commit at frozenAt, after publishing derived events of
 // events up to switchedAt).
 func (r *rebuildEnv) verifyRebuildFrozen(switchedAt, frozenAt uint64) {
+	r.verifyRebuildAt(func(string) uint64 { return switchedAt }, func(string) uint64 { return frozenAt })
+}
+
+// verifyRebuildAt is verifyRebuildFrozen with the positions of each key: those of its
+// partition, for a partitioned pipeline.
+func (r *rebuildEnv) verifyRebuildAt(switchedAt, frozenAt func(key string) uint64) {
 	t := r.t
 	t.Helper()
 	evs := r.events()
@@ -862,11 +966,20 @@ func (r *rebuildEnv) verifyRebuildFrozen(switchedAt, frozenAt uint64) {
 			t.Fatalf("event %d recorded at sequence %d", i+1, e.seq)
 		}
 	}
-	bad := tallyMismatches("tally (version 1, frozen at the switch)", r.bucket("tally"), foldTally(evs, frozenAt, 1))
+	bad := tallyMismatches("tally (version 1, frozen at the switch)", r.bucket("tally"), foldTallyAt(evs, frozenAt, 1))
 	bad = append(bad, tallyMismatches("tally_v2", r.bucket("tally_v2"), foldTally(evs, last, 2))...)
 	bad = append(bad, r.outMismatches(evs, switchedAt)...)
-	if cp, err := r.load("tally"); err != nil || cp.Seq != last || cp.Bucket("tally") != "tally_v2" {
-		bad = append(bad, fmt.Sprintf("the checkpoint of tally: %+v, %v; want %d in tally_v2", cp, err, last))
+	keys := []string{"tally"}
+	if r.parts > 0 {
+		keys = nil
+		for i := range r.parts {
+			keys = append(keys, checkpoint.PartitionKey("tally", i))
+		}
+	}
+	for _, key := range keys {
+		if cp, err := r.load(key); err != nil || cp.Seq != last || cp.Bucket("tally") != "tally_v2" {
+			bad = append(bad, fmt.Sprintf("the checkpoint %s: %+v, %v; want %d in tally_v2", key, cp, err, last))
+		}
 	}
 	for i, m := range bad {
 		if i == 20 {
@@ -875,7 +988,7 @@ func (r *rebuildEnv) verifyRebuildFrozen(switchedAt, frozenAt uint64) {
 		}
 		t.Error(m)
 	}
-	t.Logf("rebuild: %d events (%d up to the switch at %d), %d keys; mismatches: %d", len(evs), switchedAt, switchedAt, len(foldTally(evs, last, 1)), len(bad))
+	t.Logf("rebuild: %d events, %d keys; mismatches: %d", len(evs), len(foldTally(evs, last, 1)), len(bad))
 }
 
 // TestCrashRebuildResume interrupts `processor rebuild` in its replay, with SIGINT then
@@ -1009,4 +1122,125 @@ func TestCrashRebuildAfterLiveCrash(t *testing.T) {
 	}
 	r.runToEnd(v2, "v2.log")
 	r.verifyRebuildFrozen(p.Seq, at)
+}
+
+// TestCrashRebuildPartitionedAfterLiveCrash is TestCrashRebuildAfterLiveCrash for the tally
+// pipeline in 4 partitions. Partition P (that of key n0) dies inside a commit (after-outputs),
+// alone: the test holds the other partitions' leases while it runs. Those others then run on
+// to the end of the stream (in the test's process), publishing the derived events of events
+// past P's checkpoint too, which P's read-back finds in OUT beside its own orphans. The
+// rebuild's switch must put P after its own orphans only (the events of its first batch), and
+// every other partition at its live checkpoint: P's new keys, which appear only after that
+// first batch, get their `once` emit from the new definition, not lost to a replay hydrated
+// past them.
+func TestCrashRebuildPartitionedAfterLiveCrash(t *testing.T) {
+	const parts, batch = 4, 100
+	rng := rand.New(rand.NewPCG(seed(t), 11))
+	r := newRebuildEnv(t)
+	r.parts = parts
+	v1 := r.configParts("v1end", "end", 1, "out.first")
+	v2 := r.configParts("v2end", "end", 2, "out.first2")
+	// A batch of at most `batch` stream positions, also while catching up: P's first batch
+	// ends before the new keys.
+	y := strings.Replace(r.fileOf("v1end.yaml"), "max_wait: 10ms}", fmt.Sprintf("max_wait: 10ms, catch_up: {size: %d}}", batch), 1)
+	if !strings.Contains(y, "catch_up") {
+		t.Fatal("no batch line to bound")
+	}
+	if err := os.WriteFile(v1, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.ensureStreams(v1)
+	p := pipeline.PartitionOf("n0", parts)
+	if err := r.publish(1000, func(i int) string { return "k" + strconv.Itoa(i%oldKeys) }, rng); err != nil {
+		t.Fatal(err)
+	}
+	r.runToEnd(v1, "v1.log")
+	at := r.lastSeq()
+	// The crashed run's first batch: old keys of every partition; then new keys.
+	if err := r.publish(batch, func(i int) string { return "k" + strconv.Itoa(i%oldKeys) }, rng); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.publish(100, func(i int) string { return "n" + strconv.Itoa(i%newKeys) }, rng); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), rebuildLimit)
+	defer cancel()
+	leases, err := checkpoint.OpenLeases(ctx, r.js, checkpoint.LeaseOptions{TTL: 2 * time.Second, Holder: "crashtest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var releases []func()
+	for i := range parts {
+		if i == p {
+			continue
+		}
+		_, release, err := leases.Acquire(ctx, checkpoint.PartitionKey("tally", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		releases = append(releases, release)
+	}
+	crash := watch(r.startArgs("crash.log", []string{"JETFOLD_FAILPOINTS=after-outputs", "JETFOLD_FAILPOINT_P=1"}, "run", "-c", v1))
+	t.Cleanup(func() { _ = crash.c.cmd.Process.Kill() })
+	select {
+	case <-crash.exited:
+	case <-time.After(childStall):
+		t.Fatalf("partition %d did not die at after-outputs:\n%s", p, r.logOf("crash.log"))
+	}
+	if seqs := r.partSeqs(); !killedBySignal(crash.err) || slices.ContainsFunc(seqs, func(s uint64) bool { return s != at }) {
+		t.Fatalf("the live run: %v, checkpoints %v; want it killed at after-outputs, every checkpoint at %d", crash.err, seqs, at)
+	}
+	// The other partitions go on to the end, each with operators of its own.
+	last := r.lastSeq()
+	errs := make(chan error, parts-1)
+	for i := range parts {
+		if i == p {
+			continue
+		}
+		q := pipetest.Build(t, r.js, filepath.Join(r.dir, fmt.Sprintf("v1end-p%d.yaml", i)), r.fileOf("v1end.yaml"), nil)[0]
+		go func() {
+			errs <- pipeline.NewRunner(q, pipeline.Options{JS: r.js, Partition: pipeline.Partition{Index: i, Count: parts}, OutputStreams: []string{"OUT"}}).Run(ctx)
+		}()
+	}
+	for range parts - 1 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, release := range releases {
+		release()
+	}
+	frozen := r.partSeqs()
+	for i, seq := range frozen {
+		if want := map[bool]uint64{true: at, false: last}[i == p]; seq != want {
+			t.Fatalf("partition %d at %d before the rebuild, want %d", i, seq, want)
+		}
+	}
+
+	b := watch(r.startArgs("rebuild.log", nil, "rebuild", "-c", v2, "tally"))
+	t.Cleanup(func() { _ = b.c.cmd.Process.Kill() })
+	natstest.Progress(t, "the rebuild", childStall, rebuildLimit, r.rebuildProgress, func() bool { return !b.running() })
+	if ptr := r.pointer(); b.err != nil || ptr.Version != 2 || !strings.Contains(r.logOf("rebuild.log"), "died inside a commit") {
+		t.Fatalf("the rebuild: %v, pointer %+v; want a switch, past partition %d's orphans\n%s", b.err, ptr, p, r.logOf("rebuild.log"))
+	}
+	switched := r.partSeqs()
+	for i, seq := range switched {
+		ok := seq == last
+		if i == p {
+			ok = seq > at && seq <= at+batch
+		}
+		if !ok {
+			t.Errorf("partition %d switched at %d: want %d (partition %d: after %d, within the first batch)", i, seq, last, p, at)
+		}
+	}
+	// Keys the new definition sees first.
+	if err := r.publish(100, func(i int) string { return "m" + strconv.Itoa(i%newKeys) }, rng); err != nil {
+		t.Fatal(err)
+	}
+	r.runToEnd(v2, "v2.log")
+	of := func(seqs []uint64) func(string) uint64 {
+		return func(k string) uint64 { return seqs[pipeline.PartitionOf(k, parts)] }
+	}
+	r.verifyRebuildAt(of(switched), of(frozen))
+	t.Logf("partition %d died inside its first batch after %d; the partitions switched at %v", p, at, switched)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,9 +23,20 @@ const clockSlack = 10 * time.Second
 // from the sequence it recorded; the dead-letter stream and the declared output streams that
 // it does not name, from the checkpoint's time.
 func (c *Committer) Recover(ctx context.Context) error {
-	cp := c.checkpoint
 	c.published = map[string]struct{}{}
 	c.publishedMax = 0
+	return c.readBack(ctx, func(id string, seq uint64) {
+		c.published[id] = struct{}{}
+		if seq > c.publishedMax {
+			c.publishedMax = seq
+		}
+	})
+}
+
+// readBack calls fn with the id and source sequence of every message of the pipeline
+// published after the checkpoint (see [Committer.Recover]).
+func (c *Committer) readBack(ctx context.Context, fn func(id string, seq uint64)) error {
+	cp := c.checkpoint
 	candidates := map[string]bool{}
 	for s := range cp.Outputs {
 		candidates[s] = true
@@ -56,12 +68,7 @@ func (c *Committer) Recover(ctx context.Context) error {
 			t := cp.Committed.Add(-clockSlack)
 			cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &t
 		}
-		n, err := readIDs(ctx, s, cfg, prefix, func(id string, seq uint64) {
-			c.published[id] = struct{}{}
-			if seq > c.publishedMax {
-				c.publishedMax = seq
-			}
-		})
+		n, err := readIDs(ctx, s, cfg, prefix, fn)
 		if err != nil {
 			return fmt.Errorf("read back %s: %w", name, err)
 		}
@@ -142,4 +149,25 @@ func Orphans(ctx context.Context, o Options, cp checkpoint.Checkpoint) (uint64, 
 		return 0, nil
 	}
 	return c.publishedMax, nil
+}
+
+// OrphanSeqs is [Orphans] for one partition of a partitioned pipeline (o.Pipeline the
+// pipeline's name, cp the partition's checkpoint), whose streams hold the messages of every
+// partition: it returns each source sequence after cp.Seq among the messages read back, in
+// decreasing order, and the caller tells its partition's from the others'.
+func OrphanSeqs(ctx context.Context, o Options, cp checkpoint.Checkpoint) ([]uint64, error) {
+	seen := map[uint64]bool{}
+	var seqs []uint64
+	err := New(o, cp).readBack(ctx, func(_ string, seq uint64) {
+		if seq > cp.Seq && !seen[seq] {
+			seen[seq] = true
+			seqs = append(seqs, seq)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(seqs)
+	slices.Reverse(seqs)
+	return seqs, nil
 }

@@ -25,6 +25,27 @@
 //     new versions.
 //  5. With DropOld, the buckets of older versions are deleted.
 //
+// # Partitions
+//
+// A partitioned pipeline (config partitions N > 1) has a checkpoint and a lease per partition
+// (checkpoint.PartitionKey): the rebuild has a checkpoint per partition too,
+// `<pipeline>.p<i>.rebuild`, beside `<pipeline>.rebuild`, which then only describes the
+// rebuild (version, buckets, definitions, start). Each round replays the N partitions, as many
+// at once as there are cores, each a pipeline.Runner of its partition (Options.Partition),
+// with operators of its own (pipeline.Pipeline.Instance), under its own checkpoint, up to its partition's
+// live checkpoint: each has its own watermark, as the live partition has.
+// The switch asks for the N leases at once (their holders may be several processes), keeps
+// those it took while it asks again for the others, catches each partition up to its own
+// live checkpoint exactly (past it, over its own orphans only: see pipeline.Owners), and
+// writes one atomic batch (checkpoint.Store.SwitchParts) of the N partitions' checkpoints,
+// each expecting the revision it was read at, the pointers, and the deletion of the N + 1
+// rebuild checkpoints. A partition runner reads its buckets from its checkpoint when it
+// starts, as a pipeline's runner does: once the leases are given back, each partition goes
+// on on the new versions, in whichever process takes it. A switch must fit in one atomic
+// batch (checkpoint.MaxSwitch): a pipeline whose switch would not is refused ([ErrTooLarge]).
+// A file whose partitions differ from those the pipeline's checkpoints were written with is
+// refused too ([ErrPartitioned]).
+//
 // After a switch the pipeline must run the definition the rebuild used: a process running
 // another refuses to run it (pipeline.ErrStopped), until it runs the rebuild's file.
 package rebuild
@@ -36,8 +57,10 @@ import (
 	"log/slog"
 	"maps"
 	"math"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -57,9 +80,16 @@ var ErrRunning = errors.New("a rebuild of this pipeline is running")
 // over in time.
 var ErrNoHandover = errors.New("the live pipeline did not hand over")
 
-// ErrPartitioned is returned by [Run] for a pipeline with more than one partition: its switch
-// would move the pipeline's own checkpoint, which its partitions do not read (not done yet).
-var ErrPartitioned = errors.New("a partitioned pipeline cannot be rebuilt yet")
+// ErrPartitioned is returned by [Run] for a pipeline whose file has another number of
+// partitions than its checkpoints were written with (see checkpoint.Checkpoint.Partitions):
+// its live checkpoints are positions of other partitions than those the rebuild would
+// switch. Such a pipeline does not run either (pipeline.ErrStopped).
+var ErrPartitioned = errors.New("the pipeline ran with another number of partitions than the file gives")
+
+// ErrTooLarge is returned by [Run] for a pipeline whose switch would not fit in one atomic
+// batch (checkpoint.MaxSwitch messages: two per partition, one per projection, one more for a
+// partitioned pipeline): with at most 256 partitions, a pipeline of over 487 projections.
+var ErrTooLarge = errors.New("the switch does not fit in one atomic batch")
 
 // Options configures [Run].
 type Options struct {
@@ -120,8 +150,10 @@ type Result struct {
 	// Version is the version switched to; Buckets the bucket of each projection.
 	Version int
 	Buckets map[string]string
-	// Seq is the checkpoint the pipeline switched at.
-	Seq uint64
+	// Seq is the checkpoint the pipeline switched at; for a partitioned pipeline, the highest
+	// of its partitions', and Partitions the checkpoint of each.
+	Seq        uint64
+	Partitions []uint64
 	// Resumed is set when an interrupted rebuild was resumed.
 	Resumed bool
 	// Dropped are the buckets deleted (DropOld).
@@ -130,16 +162,33 @@ type Result struct {
 
 // rebuild is one run of [Run].
 type rebuild struct {
-	o       Options
-	p       *pipeline.Pipeline
-	name    string
-	cps     *checkpoint.Store
-	stream  jetstream.Stream
+	o      Options
+	p      *pipeline.Pipeline
+	name   string
+	cps    *checkpoint.Store
+	stream jetstream.Stream
+	// parts are the checkpoints the rebuild replaces: the pipeline's, or one per partition.
+	parts   []*part
+	head    string // the key of the rebuild's description (see prepare)
 	base    uint64 // the sequence before the first one replayed
 	began   time.Time
 	doneAt  uint64 // Done when this run began
 	version int
-	last    Progress
+
+	mu   sync.Mutex // progress: partitions replay at once
+	last Progress
+}
+
+// part is one checkpoint of the live pipeline and the rebuild's checkpoint beside it: the
+// pipeline's own, or one per partition of a partitioned pipeline.
+type part struct {
+	pt pipeline.Partition
+	// q is the pipeline the partition replays, with operators of its own.
+	q    *pipeline.Pipeline
+	key  string // the live checkpoint's key (and lease)
+	rkey string // the rebuild's checkpoint key
+	// done and total are the replay's position and goal, as progress reports them.
+	done, total uint64
 }
 
 // Run rebuilds the projections of o.Pipeline into new versions and switches to them (see the
@@ -160,10 +209,18 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	o.Leases = o.Leases.Quiet() // the rebuild says what it waits for
 	p := o.Pipeline
-	if p.Config.Partitions > 1 {
-		return Result{}, fmt.Errorf("rebuild %s: %w", p.Name, ErrPartitioned)
+	rb := &rebuild{o: o, p: p, name: p.Name, began: time.Now(), head: checkpoint.RebuildKey(p.Name)}
+	for _, pt := range pipeline.Partitions(p) {
+		key := p.Name
+		if pt.Count > 1 {
+			key = checkpoint.PartitionKey(p.Name, pt.Index)
+		}
+		rb.parts = append(rb.parts, &part{pt: pt, key: key, rkey: checkpoint.RebuildKey(key)})
 	}
-	rb := &rebuild{o: o, p: p, name: p.Name, began: time.Now()}
+	if n := rb.switchSize(); n > checkpoint.MaxSwitch {
+		return Result{}, fmt.Errorf("rebuild %s: %w: its switch writes %d messages (%d partitions, %d projections), over the %d of one atomic batch",
+			p.Name, ErrTooLarge, n, len(rb.parts), len(p.Projections), checkpoint.MaxSwitch)
+	}
 	start := p.Start
 	if o.From != "" {
 		var err error
@@ -199,56 +256,89 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if rb.stream, err = o.JS.Stream(ctx, p.Config.Source.Stream); err != nil {
 		return Result{}, fmt.Errorf("rebuild %s: source stream %s: %w", p.Name, p.Config.Source.Stream, err)
 	}
+	if err := rb.checkLayout(ctx); err != nil {
+		return Result{}, err
+	}
 	cp, resumed, err := rb.prepare(ctx, start, o.From)
 	if err != nil {
 		return Result{}, err
 	}
 	rb.version = cp.Rebuild.Version
 	rb.base = rb.baseOf(ctx, start)
-	rb.doneAt = sub(cp.Seq, rb.base)
+	for _, pa := range rb.parts {
+		own, err := rb.cps.Load(ctx, pa.rkey)
+		if err != nil {
+			return Result{}, fmt.Errorf("rebuild %s: %w", p.Name, err)
+		}
+		if !own.Initial {
+			pa.done = sub(own.Seq, rb.base)
+			rb.doneAt += pa.done
+		}
+	}
 
-	q := p.ForRebuild(start)
-	// Rounds up to the live checkpoint as it moves, until one starts close to it.
+	// Each partition replays with operators of its own: windows and timers keep indexes of
+	// their partition's state while they run.
+	for i, pa := range rb.parts {
+		built := p
+		if i > 0 {
+			if built, err = p.Instance(); err != nil {
+				return Result{}, fmt.Errorf("rebuild %s: partition %d: %w", p.Name, pa.pt.Index, err)
+			}
+		}
+		pa.q = built.ForRebuild(start)
+	}
+	// Rounds up to the live checkpoints as they move, until one starts close to them.
 	for {
-		live, err := rb.live(ctx)
+		lives, err := rb.lives(ctx)
 		if err != nil {
 			return Result{}, err
 		}
-		at, err := rb.replay(ctx, q, live.Seq)
+		ats, err := rb.replayAll(ctx, seqs(lives))
 		if err != nil {
 			return Result{}, err
 		}
-		if live.Seq <= at+o.CloseEnough {
+		if err := rb.markHead(ctx, ats); err != nil {
+			return Result{}, err
+		}
+		near := true
+		for i, live := range lives {
+			near = near && live.Seq <= ats[i]+o.CloseEnough
+		}
+		if near {
 			break
 		}
 	}
 
-	// The switch, under the pipeline's lease.
-	rb.report("handover", 0, 0)
-	if holder, err := o.Leases.Holder(ctx, p.Name); err == nil && holder != "" {
-		o.Logger.Info("asking the process that runs the pipeline to hand it over for the switch", "pipeline", p.Name, "holder", holder)
+	// The switch, under the pipeline's leases.
+	rb.report("handover", nil)
+	for _, pa := range rb.parts {
+		if holder, err := o.Leases.Holder(ctx, pa.key); err == nil && holder != "" {
+			o.Logger.Info("asking the process that runs the pipeline to hand it over for the switch", "pipeline", p.Name, "lease", pa.key, "holder", holder)
+		}
 	}
 	unlock, err := rb.handover(ctx)
 	if err != nil {
 		return Result{}, err
 	}
 	defer unlock()
-	var done checkpoint.Checkpoint
+	var done []checkpoint.Checkpoint
 	for try := 0; ; try++ {
-		live, err := rb.live(ctx)
+		lives, err := rb.lives(ctx)
 		if err != nil {
 			return Result{}, err
 		}
-		at, err := rb.orphans(ctx, live)
-		if err != nil {
+		ats := make([]uint64, len(lives))
+		for i, live := range lives {
+			if ats[i], err = rb.orphans(ctx, rb.parts[i], live); err != nil {
+				return Result{}, err
+			}
+		}
+		if _, err := rb.replayAll(ctx, ats); err != nil {
 			return Result{}, err
 		}
-		if _, err := rb.replay(ctx, q, at); err != nil {
-			return Result{}, err
-		}
-		rb.report("switch", 0, 0)
+		rb.report("switch", nil)
 		failpoint.Hit("before-switch")
-		done, err = rb.switchTo(ctx, live, at)
+		done, err = rb.switchTo(ctx, lives, ats)
 		if errors.Is(err, checkpoint.ErrFenced) && try < 5 {
 			o.Logger.Warn("the pipeline committed during the switch: catching up again", "pipeline", p.Name)
 			continue
@@ -260,46 +350,135 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	failpoint.Hit("after-switch")
 	unlock()
-	res := Result{Version: rb.version, Buckets: done.Buckets, Seq: done.Seq, Resumed: resumed}
-	o.Logger.Info("switched to the rebuilt version", "pipeline", p.Name, "version", rb.version, "checkpoint", done.Seq, "buckets", done.Buckets)
+	res := Result{Version: rb.version, Buckets: done[0].Buckets, Resumed: resumed}
+	for _, cp := range done {
+		res.Seq = max(res.Seq, cp.Seq)
+		if len(done) > 1 {
+			res.Partitions = append(res.Partitions, cp.Seq)
+		}
+	}
+	o.Logger.Info("switched to the rebuilt version", "pipeline", p.Name, "version", rb.version, "checkpoint", res.Seq, "partitions", res.Partitions, "buckets", res.Buckets)
 	if o.DropOld {
 		if res.Dropped, err = DropOld(ctx, o.JS, p); err != nil {
 			return res, err
 		}
 	}
-	rb.report("done", 0, 0)
+	rb.report("done", nil)
 	return res, nil
 }
 
-// prepare returns the rebuild's checkpoint: the one of an interrupted rebuild with the same
-// definition and start, or a new one (dropping what another left).
+// partitions is the pipeline's number of partitions as checkpoints record it: 0 for one.
+func (rb *rebuild) partitions() int {
+	if len(rb.parts) > 1 {
+		return len(rb.parts)
+	}
+	return 0
+}
+
+// checkLayout refuses ([ErrPartitioned]) a pipeline whose live checkpoints were written with
+// another number of partitions than the file gives: the checkpoint of the other layout (the
+// pipeline's own name for a partitioned pipeline, partition 0's for one) exists, or its own
+// first one records another count.
+func (rb *rebuild) checkLayout(ctx context.Context) error {
+	other := checkpoint.PartitionKey(rb.name, 0)
+	if len(rb.parts) > 1 {
+		other = rb.name
+	}
+	if _, err := rb.cps.Load(ctx, other); err == nil {
+		return fmt.Errorf("rebuild %s: %w (its checkpoint %s exists; the file has partitions: %d)", rb.name, ErrPartitioned, other, max(1, len(rb.parts)))
+	} else if !errors.Is(err, checkpoint.ErrNotFound) {
+		return err
+	}
+	cp, err := rb.cps.Load(ctx, rb.parts[0].key)
+	if errors.Is(err, checkpoint.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if cp.Partitions != 0 && cp.Partitions != rb.partitions() {
+		return fmt.Errorf("rebuild %s: %w (its checkpoint %s records %d partitions; the file has partitions: %d)",
+			rb.name, ErrPartitioned, rb.parts[0].key, max(1, cp.Partitions), max(1, len(rb.parts)))
+	}
+	return nil
+}
+
+// switchSize is the number of messages of the switch's atomic batch: a checkpoint per part,
+// the deletion of the rebuild's checkpoints, a pointer per projection.
+func (rb *rebuild) switchSize() int {
+	n := 2*len(rb.parts) + len(rb.p.Projections)
+	if len(rb.parts) > 1 {
+		n++ // the description
+	}
+	return n
+}
+
+// prepare returns the rebuild's description (its checkpoint, for a pipeline of one
+// partition; for a partitioned one, a checkpoint under the same key beside one per partition,
+// `<pipeline>.p<i>.rebuild`, which keep the positions): that of an interrupted rebuild with
+// the same definition and start, or a new one (dropping what another left). Every part has
+// its checkpoint after it.
 func (rb *rebuild) prepare(ctx context.Context, start config.StartPos, from string) (checkpoint.Checkpoint, bool, error) {
 	p, log := rb.p, rb.o.Logger
-	live, err := rb.cps.Load(ctx, p.Name)
+	live, err := rb.cps.Load(ctx, rb.parts[0].key)
 	if err != nil && !errors.Is(err, checkpoint.ErrNotFound) {
 		return checkpoint.Checkpoint{}, false, err
 	}
-	old, err := rb.cps.Load(ctx, checkpoint.RebuildKey(p.Name))
+	old, err := rb.cps.Load(ctx, rb.head)
+	if err != nil && !errors.Is(err, checkpoint.ErrNotFound) {
+		return checkpoint.Checkpoint{}, false, err
+	}
+	found := err == nil
+	// The partitions' checkpoints (none for a pipeline of one partition: its is the head).
+	var owns []checkpoint.Checkpoint
+	var ownKeys []string
+	for _, pa := range rb.parts {
+		if pa.rkey == rb.head {
+			continue
+		}
+		own, err := rb.cps.Load(ctx, pa.rkey)
+		if errors.Is(err, checkpoint.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return checkpoint.Checkpoint{}, false, err
+		}
+		owns, ownKeys = append(owns, own), append(ownKeys, pa.rkey)
+	}
+	same := found && old.Rebuild != nil && old.Rebuild.From == from && old.Stream == p.Config.Source.Stream &&
+		maps.Equal(old.Definitions, p.Definitions())
+	for _, own := range owns {
+		same = same && own.Rebuild != nil && own.Rebuild.Version == old.Rebuild.Version && maps.Equal(own.Buckets, old.Buckets)
+	}
 	switch {
-	case err == nil && old.Rebuild != nil && old.Rebuild.From == from && old.Stream == p.Config.Source.Stream &&
-		maps.Equal(old.Definitions, p.Definitions()):
+	case same:
 		log.Info("resuming the rebuild", "pipeline", p.Name, "version", old.Rebuild.Version, "checkpoint", old.Seq)
+		if err := rb.partsFrom(ctx, old); err != nil {
+			return checkpoint.Checkpoint{}, false, err
+		}
 		return old, true, nil
-	case err == nil:
+	case found || len(owns) > 0:
 		log.Warn("an interrupted rebuild of another definition or start: starting over", "pipeline", p.Name,
 			"was", old.Rebuild, "changes", pipeline.DefinitionChanges(old.Definitions, p.Definitions()))
-		for proj, bucket := range old.Buckets {
-			if bucket != live.Bucket(proj) {
-				if err := deleteBucket(ctx, rb.o.JS, bucket); err != nil {
-					return checkpoint.Checkpoint{}, false, err
+		for _, cp := range append(owns, old) {
+			for proj, bucket := range cp.Buckets {
+				if bucket != live.Bucket(proj) {
+					if err := deleteBucket(ctx, rb.o.JS, bucket); err != nil {
+						return checkpoint.Checkpoint{}, false, err
+					}
 				}
 			}
 		}
-		if err := rb.cps.Delete(ctx, checkpoint.RebuildKey(p.Name)); err != nil {
-			return checkpoint.Checkpoint{}, false, err
+		for _, key := range ownKeys {
+			if err := rb.cps.Delete(ctx, key); err != nil {
+				return checkpoint.Checkpoint{}, false, err
+			}
 		}
-	case !errors.Is(err, checkpoint.ErrNotFound):
-		return checkpoint.Checkpoint{}, false, err
+		if found {
+			if err := rb.cps.Delete(ctx, rb.head); err != nil {
+				return checkpoint.Checkpoint{}, false, err
+			}
+		}
 	}
 
 	version := 1
@@ -312,7 +491,7 @@ func (rb *rebuild) prepare(ctx context.Context, start config.StartPos, from stri
 	}
 	version++
 	cp := checkpoint.Checkpoint{
-		Stream: p.Config.Source.Stream, Initial: true, Definitions: p.Definitions(), Buckets: map[string]string{},
+		Stream: p.Config.Source.Stream, Initial: true, Definitions: p.Definitions(), Buckets: map[string]string{}, Partitions: rb.partitions(),
 		Rebuild: &checkpoint.Rebuild{Version: version, From: from, Started: time.Now().UTC(), By: rb.o.Instance},
 	}
 	for _, proj := range p.Projections {
@@ -326,151 +505,319 @@ func (rb *rebuild) prepare(ctx context.Context, start config.StartPos, from stri
 		}
 		cp.Buckets[proj] = bucket
 	}
-	cp, err = rb.cps.Commit(ctx, checkpoint.RebuildKey(p.Name), cp)
+	cp, err = rb.cps.Commit(ctx, rb.head, cp)
 	if err != nil {
 		return checkpoint.Checkpoint{}, false, err
 	}
-	log.Info("rebuild started", "pipeline", p.Name, "version", version, "from", from, "buckets", cp.Buckets)
+	if err := rb.partsFrom(ctx, cp); err != nil {
+		return checkpoint.Checkpoint{}, false, err
+	}
+	log.Info("rebuild started", "pipeline", p.Name, "version", version, "from", from, "buckets", cp.Buckets, "partitions", len(rb.parts))
 	return cp, false, nil
 }
 
-// live loads the pipeline's checkpoint (zero when it never ran).
-func (rb *rebuild) live(ctx context.Context) (checkpoint.Checkpoint, error) {
-	cp, err := rb.cps.Load(ctx, rb.name)
-	if errors.Is(err, checkpoint.ErrNotFound) {
-		return checkpoint.Checkpoint{}, nil
+// markHead writes, for a partitioned pipeline, the least of the partitions' positions ats as
+// the position of the rebuild's description, which `processor status` shows.
+func (rb *rebuild) markHead(ctx context.Context, ats []uint64) error {
+	if len(rb.parts) == 1 {
+		return nil // the description is the rebuild's checkpoint
 	}
+	head, err := rb.cps.Load(ctx, rb.head)
 	if err != nil {
-		return cp, err
+		return fmt.Errorf("rebuild %s: %w", rb.name, err)
 	}
-	if cp.Initial {
-		cp.Seq = 0 // it has read nothing yet
+	head.Seq = slices.Min(ats)
+	head.Initial = head.Seq == 0
+	if _, err := rb.cps.Commit(ctx, rb.head, head); err != nil {
+		return fmt.Errorf("rebuild %s: %w", rb.name, err)
 	}
-	return cp, nil
+	return nil
 }
 
-// replay runs the pipeline, hydrated, from the rebuild's checkpoint up to upto, and returns
-// the rebuild's checkpoint after it.
-func (rb *rebuild) replay(ctx context.Context, q *pipeline.Pipeline, upto uint64) (uint64, error) {
-	cp, err := rb.cps.Load(ctx, checkpoint.RebuildKey(rb.name))
+// partsFrom writes the checkpoint of every partition that has none yet: at the start, with
+// the buckets of the description head.
+func (rb *rebuild) partsFrom(ctx context.Context, head checkpoint.Checkpoint) error {
+	for _, pa := range rb.parts {
+		if pa.rkey == rb.head {
+			continue
+		}
+		_, err := rb.cps.Load(ctx, pa.rkey)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, checkpoint.ErrNotFound) {
+			return err
+		}
+		own := checkpoint.Checkpoint{Stream: head.Stream, Initial: true, Definitions: head.Definitions, Buckets: head.Buckets,
+			Partitions: rb.partitions(), Rebuild: head.Rebuild}
+		if _, err := rb.cps.Commit(ctx, pa.rkey, own); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lives loads the pipeline's checkpoints, one per part (zero when it never ran).
+func (rb *rebuild) lives(ctx context.Context) ([]checkpoint.Checkpoint, error) {
+	out := make([]checkpoint.Checkpoint, len(rb.parts))
+	for i, pa := range rb.parts {
+		cp, err := rb.cps.Load(ctx, pa.key)
+		if errors.Is(err, checkpoint.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if cp.Initial {
+			cp.Seq = 0 // it has read nothing yet
+		}
+		out[i] = cp
+	}
+	return out, nil
+}
+
+// seqs returns the positions of cps.
+func seqs(cps []checkpoint.Checkpoint) []uint64 {
+	out := make([]uint64, len(cps))
+	for i, cp := range cps {
+		out[i] = cp.Seq
+	}
+	return out
+}
+
+// replayAll replays every part up to its position in upto, as many at once as there are
+// cores (more would only share them, and the connection, whose lease renewals must go
+// through), and returns where each rebuild checkpoint is after it. The first error stops the
+// others.
+func (rb *rebuild) replayAll(ctx context.Context, upto []uint64) ([]uint64, error) {
+	if len(rb.parts) == 1 {
+		at, err := rb.replay(ctx, rb.parts[0], upto[0])
+		return []uint64{at}, err
+	}
+	each, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	ats := make([]uint64, len(rb.parts))
+	errs := make([]error, len(rb.parts))
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
+	for i, pa := range rb.parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			ats[i], errs[i] = rb.replay(each, pa, upto[i])
+			if errs[i] != nil {
+				cancel(errs[i]) // the first cause stays
+			}
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return ats, errors.Join(errs...) // interrupted: each part says where
+	}
+	return ats, context.Cause(each) // nil, or the first part's error
+}
+
+// replay runs partition pa of the pipeline, hydrated, from its rebuild checkpoint up to
+// upto, and returns the rebuild checkpoint after it.
+func (rb *rebuild) replay(ctx context.Context, pa *part, upto uint64) (uint64, error) {
+	name := rb.name
+	if pa.pt.Count > 1 {
+		name = fmt.Sprintf("%s (partition %d)", rb.name, pa.pt.Index)
+	}
+	cp, err := rb.cps.Load(ctx, pa.rkey)
 	if err != nil {
-		return 0, fmt.Errorf("rebuild %s: %w", rb.name, err)
+		return 0, fmt.Errorf("rebuild %s: %w", name, err)
 	}
 	if cp.Initial {
 		cp.Seq = 0
 	}
-	total := sub(upto, rb.base)
+	rb.progress(pa, cp.Seq, upto)
 	if upto == 0 || cp.Seq >= upto {
-		rb.report("replay", sub(cp.Seq, rb.base), total)
 		return cp.Seq, nil
 	}
 	var at uint64 = cp.Seq
-	r := pipeline.NewRunner(q, pipeline.Options{
-		JS: rb.o.JS, Logger: rb.o.Logger.With("rebuild", rb.version), Instance: rb.o.Instance,
-		OutputStreams: rb.o.OutputStreams, CheckpointKey: checkpoint.RebuildKey(rb.name),
+	log := rb.o.Logger.With("rebuild", rb.version)
+	r := pipeline.NewRunner(pa.q, pipeline.Options{
+		JS: rb.o.JS, Logger: log, Instance: rb.o.Instance,
+		OutputStreams: rb.o.OutputStreams, CheckpointKey: pa.rkey, Partition: pa.pt,
 		StopAt: upto, HydrateUntil: math.MaxUint64,
 		OnCommit: func(c pipeline.CommitInfo) {
 			at = c.Seq
-			rb.report("replay", sub(c.Seq, rb.base), total)
+			rb.progress(pa, c.Seq, upto)
 		},
 	})
 	if err := r.Run(ctx); err != nil {
-		return at, fmt.Errorf("rebuild %s: %w", rb.name, err)
+		return at, fmt.Errorf("rebuild %s: %w", name, err)
 	}
 	if err := ctx.Err(); err != nil {
 		if cause := context.Cause(ctx); errors.Is(cause, checkpoint.ErrLeaseLost) {
 			err = fmt.Errorf("%w: its lock was lost (the process was stalled or cut off from NATS for over half the lease TTL)", cause)
 		}
-		return at, fmt.Errorf("rebuild %s interrupted at %d (run it again to resume): %w", rb.name, at, err)
+		return at, fmt.Errorf("rebuild %s interrupted at %d (run it again to resume): %w", name, at, err)
 	}
-	cp, err = rb.cps.Load(ctx, checkpoint.RebuildKey(rb.name))
+	cp, err = rb.cps.Load(ctx, pa.rkey)
 	if err != nil {
-		return at, fmt.Errorf("rebuild %s: %w", rb.name, err)
+		return at, fmt.Errorf("rebuild %s: %w", name, err)
 	}
-	rb.report("replay", sub(max(cp.Seq, upto), rb.base), total)
+	rb.progress(pa, max(cp.Seq, upto), upto)
 	return max(cp.Seq, upto), nil // past upto are only other subjects' messages
 }
 
-// handover takes the pipeline's lease, asking its holder for it; unlock gives it back (once).
+// handover takes the pipeline's leases, one per part, asking their holders for them (several
+// processes may hold the partitions of a partitioned pipeline); unlock gives them back (once).
+// Leases taken are kept while the others are asked for: a holder that handed its lease over
+// cannot take it back.
 func (rb *rebuild) handover(ctx context.Context) (unlock func(), err error) {
 	deadline := time.Now().Add(rb.o.Handover)
-	for {
-		if err := rb.o.Leases.Yield(ctx, rb.name); err != nil {
-			return nil, err
-		}
-		_, release, err := rb.o.Leases.AcquireWithin(ctx, rb.name, time.Second)
-		if err == nil {
-			var once bool
-			return func() {
-				if !once {
-					once = true
+	releases := make([]func(), len(rb.parts))
+	var once sync.Once
+	unlock = func() {
+		once.Do(func() {
+			for _, release := range releases {
+				if release != nil {
 					release()
 				}
-			}, nil
+			}
+		})
+	}
+	for {
+		var (
+			wg   sync.WaitGroup
+			mu   sync.Mutex
+			errs []error
+			held []string
+		)
+		for i, pa := range rb.parts {
+			if releases[i] != nil {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := rb.o.Leases.Yield(ctx, pa.key)
+				if err == nil {
+					var release func()
+					if _, release, err = rb.o.Leases.AcquireWithin(ctx, pa.key, time.Second); err == nil {
+						releases[i] = release
+						return
+					}
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if errors.Is(err, checkpoint.ErrHeld) {
+					held = append(held, err.Error())
+				} else {
+					errs = append(errs, fmt.Errorf("rebuild %s: %w", rb.name, err))
+				}
+			}()
 		}
-		if !errors.Is(err, checkpoint.ErrHeld) {
-			return nil, fmt.Errorf("rebuild %s: %w", rb.name, err)
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			unlock()
+			return nil, err
+		}
+		if len(held) == 0 {
+			return unlock, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("rebuild %s: %w within %s: %v (a process of a jetfold without rebuilds holds it?)", rb.name, ErrNoHandover, rb.o.Handover, err)
+			unlock()
+			slices.Sort(held)
+			return nil, fmt.Errorf("rebuild %s: %w within %s: %s (a process of a jetfold without rebuilds holds it?)",
+				rb.name, ErrNoHandover, rb.o.Handover, strings.Join(held, "; "))
 		}
 	}
 }
 
-// orphans returns where the switch goes: the live checkpoint, or past it when the pipeline's
-// last run died inside a commit after it published the derived events of later events (its
-// lease expired rather than being handed over). Those events keep the derived events they
-// have, their old definition's, and the rebuild folds them hydrated: the new definition
-// takes over after them.
-func (rb *rebuild) orphans(ctx context.Context, live checkpoint.Checkpoint) (uint64, error) {
+// orphans returns where part pa's switch goes: its live checkpoint, or past it when the
+// partition's last run died inside a commit after it published the derived events of later
+// events (its lease expired rather than being handed over). Those events keep the derived
+// events they have, their old definition's, and the rebuild folds them hydrated: the new
+// definition takes over after them. The messages of a partitioned pipeline's streams are
+// every partition's: only those of pa's own events count (see pipeline.Owners).
+func (rb *rebuild) orphans(ctx context.Context, pa *part, live checkpoint.Checkpoint) (uint64, error) {
 	if live.Seq == 0 {
 		return 0, nil
 	}
-	at, err := commit.Orphans(ctx, commit.Options{
+	o := commit.Options{
 		Pipeline: rb.name, Stream: rb.p.Config.Source.Stream, JS: rb.o.JS, DLQStream: streams.DLQStream,
 		OutputStreams: rb.o.OutputStreams, Logger: rb.o.Logger,
-	}, live)
-	if err != nil {
-		return 0, fmt.Errorf("rebuild %s: %w", rb.name, err)
+	}
+	var at uint64
+	if pa.pt.Count <= 1 {
+		var err error
+		if at, err = commit.Orphans(ctx, o, live); err != nil {
+			return 0, fmt.Errorf("rebuild %s: %w", rb.name, err)
+		}
+	} else {
+		seqs, err := commit.OrphanSeqs(ctx, o, live)
+		if err != nil {
+			return 0, fmt.Errorf("rebuild %s: partition %d: %w", rb.name, pa.pt.Index, err)
+		}
+		owners := rb.p.Owners()
+		for _, seq := range seqs { // the highest first
+			m, err := rb.stream.GetMsg(ctx, seq)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				continue // gone from the stream: it is no event to replay either
+			}
+			if err != nil {
+				return 0, fmt.Errorf("rebuild %s: partition %d: source message %d: %w", rb.name, pa.pt.Index, seq, err)
+			}
+			if owners.Of(m) == pa.pt.Index {
+				at = seq
+				break
+			}
+		}
 	}
 	if at <= live.Seq {
 		return live.Seq, nil
 	}
 	rb.o.Logger.Warn("the pipeline's last run died inside a commit, after it published the derived events of events up to a later sequence: the switch goes after them (they keep those derived events)",
-		"pipeline", rb.name, "checkpoint", live.Seq, "switch", at)
+		"pipeline", rb.name, "checkpoint", pa.key, "at", live.Seq, "switch", at)
 	return at, nil
 }
 
-// switchTo writes the switch from live to the rebuilt versions, at source sequence at (the
-// live checkpoint, or past it: see orphans).
-func (rb *rebuild) switchTo(ctx context.Context, live checkpoint.Checkpoint, at uint64) (checkpoint.Checkpoint, error) {
-	own, err := rb.cps.Load(ctx, checkpoint.RebuildKey(rb.name))
-	if err != nil {
-		return checkpoint.Checkpoint{}, fmt.Errorf("rebuild %s: %w", rb.name, err)
-	}
-	if !own.Initial && own.Seq > at && live.Seq > 0 {
-		return checkpoint.Checkpoint{}, fmt.Errorf("rebuild %s: at %d, past the switch's position %d", rb.name, own.Seq, at)
-	}
-	next := checkpoint.Checkpoint{
-		Seq: at, Stream: rb.p.Config.Source.Stream, Initial: live.Seq == 0,
-		Watermark: own.Watermark, Definitions: own.Definitions, Buckets: own.Buckets,
-		Switched: &checkpoint.Switched{Version: rb.version, By: rb.o.Instance, Replaced: live.Definitions},
-	}
-	if live.Seq == 0 {
-		next.Seq = own.Seq // the pipeline never ran: it goes on after what the rebuild read
-		next.Initial = own.Initial
-	}
-	// Read back (after a crash) from the live run's positions: earlier is only slower.
-	next.Outputs = maps.Clone(live.Outputs)
-	for s, seq := range own.Outputs {
-		if _, ok := next.Outputs[s]; !ok {
-			if next.Outputs == nil {
-				next.Outputs = map[string]uint64{}
+// switchTo writes the switch from the live checkpoints to the rebuilt versions, each part at
+// its source sequence in ats (its live checkpoint, or past it: see orphans), in one atomic
+// batch that also deletes the rebuild's checkpoints.
+func (rb *rebuild) switchTo(ctx context.Context, lives []checkpoint.Checkpoint, ats []uint64) ([]checkpoint.Checkpoint, error) {
+	parts := make([]checkpoint.SwitchPart, len(rb.parts))
+	done := []string{rb.head}
+	for i, pa := range rb.parts {
+		live, at := lives[i], ats[i]
+		own, err := rb.cps.Load(ctx, pa.rkey)
+		if err != nil {
+			return nil, fmt.Errorf("rebuild %s: %w", rb.name, err)
+		}
+		if !own.Initial && own.Seq > at && live.Seq > 0 {
+			return nil, fmt.Errorf("rebuild %s: %s at %d, past the switch's position %d", rb.name, pa.rkey, own.Seq, at)
+		}
+		next := checkpoint.Checkpoint{
+			Seq: at, Stream: rb.p.Config.Source.Stream, Initial: live.Seq == 0,
+			Watermark: own.Watermark, Definitions: own.Definitions, Buckets: own.Buckets, Partitions: rb.partitions(),
+			Switched: &checkpoint.Switched{Version: rb.version, By: rb.o.Instance, Replaced: live.Definitions},
+		}
+		if live.Seq == 0 {
+			next.Seq = own.Seq // the pipeline never ran: it goes on after what the rebuild read
+			next.Initial = own.Initial
+		}
+		// Read back (after a crash) from the live run's positions: earlier is only slower.
+		next.Outputs = maps.Clone(live.Outputs)
+		for s, seq := range own.Outputs {
+			if _, ok := next.Outputs[s]; !ok {
+				if next.Outputs == nil {
+					next.Outputs = map[string]uint64{}
+				}
+				next.Outputs[s] = seq
 			}
-			next.Outputs[s] = seq
+		}
+		parts[i] = checkpoint.SwitchPart{Key: pa.key, Live: live, Next: next}
+		if pa.rkey != rb.head {
+			done = append(done, pa.rkey)
 		}
 	}
-	return rb.cps.Switch(ctx, rb.o.JS, checkpoint.SwitchOptions{Pipeline: rb.name, Live: live, Next: next, Done: checkpoint.RebuildKey(rb.name)})
+	return rb.cps.SwitchParts(ctx, rb.o.JS, rb.name, parts, done)
 }
 
 // baseOf returns the sequence before the first one the rebuild replays.
@@ -503,15 +850,30 @@ func countSince(ctx context.Context, s jetstream.Stream, t time.Time) (uint64, e
 	return info.NumPending, nil
 }
 
-// report calls OnProgress (done and total 0: as last reported).
-func (rb *rebuild) report(phase string, done, total uint64) {
+// progress records part pa's replay at position at of upto, and reports it.
+func (rb *rebuild) progress(pa *part, at, upto uint64) {
+	rb.mu.Lock()
+	pa.done, pa.total = sub(at, rb.base), sub(upto, rb.base)
+	rb.mu.Unlock()
+	rb.report("replay", pa)
+}
+
+// report calls OnProgress, with the positions summed over the parts (pa nil: as last
+// reported). The parts replay at once: it is called from their goroutines.
+func (rb *rebuild) report(phase string, pa *part) {
 	if rb.o.OnProgress == nil {
 		return
 	}
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
 	pr := rb.last
 	pr.Pipeline, pr.Version, pr.Phase = rb.name, rb.version, phase
-	if total > 0 {
-		pr.Done, pr.Total = done, total
+	if pa != nil {
+		pr.Done, pr.Total = 0, 0
+		for _, p := range rb.parts {
+			pr.Done += p.done
+			pr.Total += p.total
+		}
 	}
 	pr.Elapsed = time.Since(rb.began)
 	if s := pr.Elapsed.Seconds(); s > 0 && pr.Done > rb.doneAt {

@@ -316,17 +316,6 @@ func TestRefusesSecondRebuild(t *testing.T) {
 	}
 }
 
-// TestRefusesPartitioned: a pipeline with several partitions is not rebuilt (yet).
-func TestRefusesPartitioned(t *testing.T) {
-	f := newFixture(t)
-	p := f.build("v1", 1, "out.first")
-	p.Config.Partitions = 4
-	_, err := rebuild.Run(context.Background(), rebuild.Options{JS: f.js, Pipeline: p, Leases: f.leases("first")})
-	if !errors.Is(err, rebuild.ErrPartitioned) {
-		t.Fatalf("rebuild of a partitioned pipeline: %v, want ErrPartitioned", err)
-	}
-}
-
 // TestResume: a rebuild interrupted in the middle keeps its checkpoint; run again (by the same
 // holder: a loaded machine may leave the first one's lock to its TTL), it resumes from it
 // (Result.Resumed) and ends equal to the oracle. Then DropOld deletes version 1.
