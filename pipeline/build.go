@@ -67,17 +67,18 @@ type Pipeline struct {
 	// lookup of a projection that no pipeline writes).
 	Warnings []*diag.Error
 
-	// cfg, reg and index are what Build made the pipeline of: [Pipeline.instance] builds it
+	// cfg, reg and index are what Build made the pipeline of: [Pipeline.Instance] builds it
 	// again from them.
 	cfg   *config.Config
 	reg   *operators.Registry
 	index int
 }
 
-// instance returns the pipeline built anew, with operators of its own: the operators of
-// windows, timeouts and folds keep indexes and buffers for the one runner that runs them, so
-// each partition of a partitioned pipeline runs an instance of its own.
-func (p *Pipeline) instance() (*Pipeline, error) {
+// Instance returns the pipeline built anew from the configuration [Build] built it from, with
+// operators of its own: the operators of windows, timeouts and folds keep indexes and buffers
+// for the one runner that runs them, so each partition of a partitioned pipeline runs an
+// instance of its own ([RunAll], a rebuild's replay, [Replay]).
+func (p *Pipeline) Instance() (*Pipeline, error) {
 	if p.cfg == nil {
 		return nil, fmt.Errorf("pipeline %s: not made by Build, cannot be built again", p.Name)
 	}

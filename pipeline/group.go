@@ -23,7 +23,7 @@ func RunAll(ctx context.Context, ps []*Pipeline, o Options) error {
 			pi := p
 			if part.Index > 0 { // the first partition runs p, the others instances of their own
 				var err error
-				if pi, err = p.instance(); err != nil {
+				if pi, err = p.Instance(); err != nil {
 					return err
 				}
 			}

@@ -38,10 +38,6 @@ func (p *Pipeline) ForRebuild(start config.StartPos) *Pipeline {
 	return &q
 }
 
-// Instance returns p built anew from the configuration it was built from, with operators of
-// its own: a rebuild replays each partition of a partitioned pipeline with one, as RunAll
-// runs them (windows and timers index the state of their runner's partition).
-func (p *Pipeline) Instance() (*Pipeline, error) { return p.instance() }
 
 // Owners tells which partition of a partitioned pipeline a source message belongs to, as the
 // pipeline's partition runners decide it (see [Partition]): a rebuild's switch tells by it

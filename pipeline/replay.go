@@ -233,7 +233,7 @@ func Replay(ctx context.Context, js jetstream.JetStream, p *Pipeline, o ReplayOp
 	for _, part := range Partitions(p) {
 		pi := p
 		if part.Index > 0 {
-			if pi, err = p.instance(); err != nil {
+			if pi, err = p.Instance(); err != nil {
 				return res, err
 			}
 		}
