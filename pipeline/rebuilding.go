@@ -38,7 +38,6 @@ func (p *Pipeline) ForRebuild(start config.StartPos) *Pipeline {
 	return &q
 }
 
-
 // Owners tells which partition of a partitioned pipeline a source message belongs to, as the
 // pipeline's partition runners decide it (see [Partition]): a rebuild's switch tells by it
 // which of the messages a partition's crashed run published are that partition's. One Owners
