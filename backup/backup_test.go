@@ -225,19 +225,7 @@ func TestLiveBackupRestore(t *testing.T) {
 	b := newNode(t)
 	psB := b.build(t, "b", shopYAML(b.srv.ClientURL(), "end"))
 	publish(t, b.js, shoptest.Subject, payloads)
-	res, err := backup.Restore(context.Background(), b.js, bytes.NewReader(archive.Bytes()), backup.RestoreOptions{Pipelines: psB})
-	if err != nil {
-		t.Fatalf("restore: %v", err)
-	}
-	keys := 0
-	for _, bk := range m.Buckets {
-		if bk.Projection != "" {
-			keys += bk.Keys
-		}
-	}
-	if res.Keys != keys || keys == 0 {
-		t.Errorf("restored %d keys, the archive holds %d", res.Keys, keys)
-	}
+	res := restoreAll(t, b.js, archive.Bytes(), m, psB)
 	for _, w := range res.Warnings {
 		t.Logf("warning: %s", w)
 	}
@@ -731,4 +719,24 @@ func rewrite(t *testing.T, archive []byte, fn func(name string, b []byte) []byte
 		t.Fatal(err)
 	}
 	return out.Bytes()
+}
+
+// restoreAll restores archive, whose manifest is m, for ps, and checks that every key of the
+// archive's projections was restored.
+func restoreAll(t *testing.T, js jetstream.JetStream, archive []byte, m backup.Manifest, ps []*pipeline.Pipeline) backup.Result {
+	t.Helper()
+	res, err := backup.Restore(context.Background(), js, bytes.NewReader(archive), backup.RestoreOptions{Pipelines: ps})
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	keys := 0
+	for _, bk := range m.Buckets {
+		if bk.Projection != "" {
+			keys += bk.Keys
+		}
+	}
+	if res.Keys != keys || keys == 0 {
+		t.Errorf("restored %d keys, the archive holds %d", res.Keys, keys)
+	}
+	return res
 }

@@ -275,19 +275,7 @@ func livePartitioned(t *testing.T, parts int, bySubject bool) {
 	}
 
 	publishOn(t, b.js, subjects, payloads)
-	res, err := backup.Restore(context.Background(), b.js, bytes.NewReader(archive.Bytes()), backup.RestoreOptions{Pipelines: psB})
-	if err != nil {
-		t.Fatalf("restore: %v", err)
-	}
-	keys := 0
-	for _, bk := range m.Buckets {
-		if bk.Projection != "" {
-			keys += bk.Keys
-		}
-	}
-	if res.Keys != keys || keys == 0 {
-		t.Errorf("restored %d keys, the archive holds %d", res.Keys, keys)
-	}
+	res := restoreAll(t, b.js, archive.Bytes(), m, psB)
 	for _, w := range res.Warnings {
 		t.Errorf("warning: %s", w)
 	}
