@@ -3,7 +3,11 @@ package crashtest
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
+	"regexp"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -164,6 +168,7 @@ func TestReplicasJoinAndLeave(t *testing.T) {
 		h = spread("proc-b and proc-c joined", "proc-a", "proc-b", "proc-c")
 	})
 	caughtUp("three processes", 2*q)
+	e.sameAnswers(t, []string{"proc-a", "proc-b", "proc-c"})
 
 	// The process leaving holds partitions: the most, the first by name among equals.
 	names := func() []string {
@@ -230,4 +235,56 @@ func TestReplicasJoinAndLeave(t *testing.T) {
 	delete(procs, survivor)
 	e.waitExit(e.startLogged(e.replicaConfig(url, "end", "proc-final"), "child.log"), "the final run")
 	e.verify("two joins, a leave and a kill of processes sharing partitions", 4)
+}
+
+// sameAnswers reads a few carts keys through the HTTP read API of each of the processes names
+// (the address each logs), all of them, holders of the keys' partitions or not: each answers
+// every key, with the same state (nothing is being published meanwhile).
+func (e *crashEnv) sameAnswers(t *testing.T, names []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), childStall)
+	defer cancel()
+	kv, err := e.js.KeyValue(ctx, "carts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		if len(keys) < 8 {
+			keys = append(keys, k)
+		}
+	}
+	_ = lister.Stop()
+	if len(keys) == 0 {
+		t.Fatal("no carts key to read")
+	}
+	addr := regexp.MustCompile(`msg="http listening" addr=(\S+)`)
+	for _, k := range keys {
+		var first string
+		for _, n := range names {
+			m := addr.FindStringSubmatch(e.fullLog(n + ".log"))
+			if m == nil {
+				t.Fatalf("%s logs no HTTP address", n)
+			}
+			resp, err := http.Get("http://" + m[1] + "/v1/projections/carts/" + url.PathEscape(k))
+			if err != nil {
+				t.Fatalf("%s: %v", n, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("%s answers %d for carts/%s: %s", n, resp.StatusCode, k, body)
+			}
+			if first == "" {
+				first = string(body)
+			} else if string(body) != first {
+				t.Errorf("carts/%s: %s answers %s, %s %s", k, n, body, names[0], first)
+			}
+		}
+	}
+	t.Logf("%d carts keys read through the HTTP API of each of %v: the same answers", len(keys), names)
 }
