@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -137,6 +138,15 @@ func TestPartitionedChangedHandler(t *testing.T) {
 	natstest.Eventually(t, time.Minute, "both processes run two partitions each", func() bool {
 		h := f.holders(ctx)
 		return h["live-a"] == 2 && h["live-b"] == 2
+	})
+	// The live partitions have committed most of the first events: the rebuild's first round
+	// has work in every partition, so its description has moved by the hand-over (on a loaded
+	// machine, a partition not yet committed left it at 0).
+	natstest.Eventually(t, time.Minute, "the live partitions past 1,500", func() bool {
+		if _, err := f.js.KeyValue(ctx, "jetfold_checkpoints"); err != nil {
+			return false // not created yet
+		}
+		return slices.Min(f.checkpoints(ctx)) >= 1500
 	})
 	pubDone := make(chan struct{})
 	go func() { defer close(pubDone); f.publish(ctx, 3000, 20, "a") }()
