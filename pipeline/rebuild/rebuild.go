@@ -588,12 +588,8 @@ func seqs(cps []checkpoint.Checkpoint) []uint64 {
 // replayAll replays every part up to its position in upto, as many at once as there are
 // cores (more would only share them, and the connection, whose lease renewals must go
 // through), and returns where each rebuild checkpoint is after it. The first error stops the
-// others.
+// others. A pipeline of one partition is the case of one part.
 func (rb *rebuild) replayAll(ctx context.Context, upto []uint64) ([]uint64, error) {
-	if len(rb.parts) == 1 {
-		at, err := rb.replay(ctx, rb.parts[0], upto[0])
-		return []uint64{at}, err
-	}
 	each, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	ats := make([]uint64, len(rb.parts))
