@@ -453,7 +453,7 @@ func (rb *rebuild) prepare(ctx context.Context, start config.StartPos, from stri
 	switch {
 	case same:
 		log.Info("resuming the rebuild", "pipeline", p.Name, "version", old.Rebuild.Version, "checkpoint", old.Seq)
-		if err := rb.partsFrom(ctx, old); err != nil {
+		if err := rb.partsFrom(ctx, old, ownKeys); err != nil {
 			return checkpoint.Checkpoint{}, false, err
 		}
 		return old, true, nil
@@ -509,7 +509,7 @@ func (rb *rebuild) prepare(ctx context.Context, start config.StartPos, from stri
 	if err != nil {
 		return checkpoint.Checkpoint{}, false, err
 	}
-	if err := rb.partsFrom(ctx, cp); err != nil {
+	if err := rb.partsFrom(ctx, cp, nil); err != nil { // what other rebuilds left is deleted above
 		return checkpoint.Checkpoint{}, false, err
 	}
 	log.Info("rebuild started", "pipeline", p.Name, "version", version, "from", from, "buckets", cp.Buckets, "partitions", len(rb.parts))
@@ -534,19 +534,12 @@ func (rb *rebuild) markHead(ctx context.Context, ats []uint64) error {
 	return nil
 }
 
-// partsFrom writes the checkpoint of every partition that has none yet: at the start, with
-// the buckets of the description head.
-func (rb *rebuild) partsFrom(ctx context.Context, head checkpoint.Checkpoint) error {
+// partsFrom writes the checkpoint of every partition that has none yet (whose key is not in
+// have, the keys prepare found): at the start, with the buckets of the description head.
+func (rb *rebuild) partsFrom(ctx context.Context, head checkpoint.Checkpoint, have []string) error {
 	for _, pa := range rb.parts {
-		if pa.rkey == rb.head {
+		if pa.rkey == rb.head || slices.Contains(have, pa.rkey) {
 			continue
-		}
-		_, err := rb.cps.Load(ctx, pa.rkey)
-		if err == nil {
-			continue
-		}
-		if !errors.Is(err, checkpoint.ErrNotFound) {
-			return err
 		}
 		own := checkpoint.Checkpoint{Stream: head.Stream, Initial: true, Definitions: head.Definitions, Buckets: head.Buckets,
 			Partitions: rb.partitions(), Rebuild: head.Rebuild}
