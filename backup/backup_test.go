@@ -65,6 +65,38 @@ type value struct {
 	Seq, Clock string
 }
 
+// sameProjections checks that every projection of ps holds on b (restored, then run) the keys
+// and values it holds on a (the run that never stopped), and returns how many keys it compared.
+func sameProjections(t *testing.T, a, b *node, ps []*pipeline.Pipeline) int {
+	t.Helper()
+	compared := 0
+	for _, p := range ps {
+		for _, proj := range p.Projections {
+			want, got := a.bucket(t, proj), b.bucket(t, proj)
+			if len(want) == 0 {
+				t.Errorf("projection %s: no key on A", proj)
+			}
+			for _, k := range slices.Sorted(maps.Keys(want)) {
+				g, w := got[k], want[k]
+				if p.Config.Time == "" {
+					// Event time is the time the event was stored: B stored them later.
+					g.Clock, w.Clock = "", ""
+				}
+				if g != w {
+					t.Errorf("%s/%s after restore = %+v, the run that never stopped: %+v", proj, k, got[k], want[k])
+				}
+			}
+			for k := range got {
+				if _, ok := want[k]; !ok {
+					t.Errorf("%s/%s = %+v after restore, absent from the run that never stopped", proj, k, got[k])
+				}
+			}
+			compared += len(want)
+		}
+	}
+	return compared
+}
+
 // bucket reads every live key of bucket (none when it does not exist).
 func (n *node) bucket(t *testing.T, name string) map[string]value {
 	t.Helper()
@@ -265,31 +297,7 @@ func TestLiveBackupRestore(t *testing.T) {
 	if err := pipetest.Run(context.Background(), t, b.js, psB, pipeline.Options{OutputStreams: []string{"SHOP_DERIVED"}}); err != nil {
 		t.Fatalf("run on B: %v", err)
 	}
-	compared := 0
-	for _, p := range psA {
-		for _, proj := range p.Projections {
-			want, got := a.bucket(t, proj), b.bucket(t, proj)
-			if len(want) == 0 {
-				t.Errorf("projection %s: no key on A", proj)
-			}
-			for _, k := range slices.Sorted(maps.Keys(want)) {
-				g, w := got[k], want[k]
-				if p.Config.Time == "" {
-					// Event time is the time the event was stored: B stored them later.
-					g.Clock, w.Clock = "", ""
-				}
-				if g != w {
-					t.Errorf("%s/%s after restore = %+v, the run that never stopped: %+v", proj, k, got[k], want[k])
-				}
-			}
-			for k := range got {
-				if _, ok := want[k]; !ok {
-					t.Errorf("%s/%s = %+v after restore, absent from the run that never stopped", proj, k, got[k])
-				}
-			}
-			compared += len(want)
-		}
-	}
+	compared := sameProjections(t, a, b, psA)
 	oracle := shoptest.Oracle(payloads)
 	carts := b.bucket(t, "carts")
 	for user, w := range oracle.Carts {

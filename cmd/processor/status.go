@@ -78,10 +78,7 @@ func printStatus(g *globals, out []status.Status, asJSON bool) error {
 		if st.LastCommit != nil {
 			last = st.LastCommit.UTC().Format(time.RFC3339)
 		}
-		state := st.State
-		if state == "" {
-			state = "not started"
-		}
+		state := stateText(st.State)
 		if st.Paused && st.State != status.Paused {
 			state = "pausing (" + state + ")" // asked; the process running it has not said so yet
 		}
@@ -114,6 +111,15 @@ func printStatus(g *globals, out []status.Status, asJSON bool) error {
 	return nil
 }
 
+// stateText is how status shows a pipeline's or a partition's state: "not started" when none
+// was reported.
+func stateText(state string) string {
+	if state == "" {
+		return "not started"
+	}
+	return state
+}
+
 // printPartitions prints, for each partitioned pipeline, which replica holds which partition
 // and its lag.
 func printPartitions(g *globals, out []status.Status) error {
@@ -125,11 +131,7 @@ func printPartitions(g *globals, out []status.Status) error {
 				fmt.Fprintln(tw, "\nPIPELINE\tPARTITION\tCHECKPOINT\tLAG\tSTATE\tINSTANCE")
 				header = true
 			}
-			state := p.State
-			if state == "" {
-				state = "not started"
-			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", st.Pipeline, p.Partition, p.Checkpoint, p.Lag, state, p.Instance)
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", st.Pipeline, p.Partition, p.Checkpoint, p.Lag, stateText(p.State), p.Instance)
 		}
 	}
 	return tw.Flush()

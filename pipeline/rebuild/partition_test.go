@@ -467,7 +467,8 @@ func TestSwitchParts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	switchAll := func() ([]checkpoint.Checkpoint, error) {
+	// load returns the switch of every key, from its checkpoint as loaded now to 100 later in x_v2.
+	load := func() []checkpoint.SwitchPart {
 		parts := make([]checkpoint.SwitchPart, len(keys))
 		for i, key := range keys {
 			live, err := cps.Load(ctx, key)
@@ -476,6 +477,10 @@ func TestSwitchParts(t *testing.T) {
 			}
 			parts[i] = checkpoint.SwitchPart{Key: key, Live: live, Next: checkpoint.Checkpoint{Seq: live.Seq + 100, Buckets: map[string]string{"x": "x_v2"}}}
 		}
+		return parts
+	}
+	switchAll := func() ([]checkpoint.Checkpoint, error) {
+		parts := load()
 		if _, err := kv.Put(ctx, "x.p1", []byte(`{"seq": 11}`)); err != nil { // moves under the switch
 			t.Fatal(err)
 		}
@@ -492,15 +497,7 @@ func TestSwitchParts(t *testing.T) {
 	if ptr, err := checkpoint.Current(ctx, f.js, "x"); err != nil || ptr.Version != 1 {
 		t.Errorf("pointer after a fenced switch: %+v, %v", ptr, err)
 	}
-	parts := make([]checkpoint.SwitchPart, len(keys))
-	for i, key := range keys {
-		live, err := cps.Load(ctx, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		parts[i] = checkpoint.SwitchPart{Key: key, Live: live, Next: checkpoint.Checkpoint{Seq: live.Seq + 100, Buckets: map[string]string{"x": "x_v2"}}}
-	}
-	done, err := cps.SwitchParts(ctx, f.js, "x", parts, []string{"x.rebuild"})
+	done, err := cps.SwitchParts(ctx, f.js, "x", load(), []string{"x.rebuild"})
 	if err != nil {
 		t.Fatal(err)
 	}

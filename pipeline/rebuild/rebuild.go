@@ -453,7 +453,7 @@ func (rb *rebuild) prepare(ctx context.Context, start config.StartPos, from stri
 	switch {
 	case same:
 		log.Info("resuming the rebuild", "pipeline", p.Name, "version", old.Rebuild.Version, "checkpoint", old.Seq)
-		if err := rb.partsFrom(ctx, old); err != nil {
+		if err := rb.partsFrom(ctx, old, ownKeys); err != nil {
 			return checkpoint.Checkpoint{}, false, err
 		}
 		return old, true, nil
@@ -509,7 +509,7 @@ func (rb *rebuild) prepare(ctx context.Context, start config.StartPos, from stri
 	if err != nil {
 		return checkpoint.Checkpoint{}, false, err
 	}
-	if err := rb.partsFrom(ctx, cp); err != nil {
+	if err := rb.partsFrom(ctx, cp, nil); err != nil { // what other rebuilds left is deleted above
 		return checkpoint.Checkpoint{}, false, err
 	}
 	log.Info("rebuild started", "pipeline", p.Name, "version", version, "from", from, "buckets", cp.Buckets, "partitions", len(rb.parts))
@@ -534,19 +534,12 @@ func (rb *rebuild) markHead(ctx context.Context, ats []uint64) error {
 	return nil
 }
 
-// partsFrom writes the checkpoint of every partition that has none yet: at the start, with
-// the buckets of the description head.
-func (rb *rebuild) partsFrom(ctx context.Context, head checkpoint.Checkpoint) error {
+// partsFrom writes the checkpoint of every partition that has none yet (whose key is not in
+// have, the keys prepare found): at the start, with the buckets of the description head.
+func (rb *rebuild) partsFrom(ctx context.Context, head checkpoint.Checkpoint, have []string) error {
 	for _, pa := range rb.parts {
-		if pa.rkey == rb.head {
+		if pa.rkey == rb.head || slices.Contains(have, pa.rkey) {
 			continue
-		}
-		_, err := rb.cps.Load(ctx, pa.rkey)
-		if err == nil {
-			continue
-		}
-		if !errors.Is(err, checkpoint.ErrNotFound) {
-			return err
 		}
 		own := checkpoint.Checkpoint{Stream: head.Stream, Initial: true, Definitions: head.Definitions, Buckets: head.Buckets,
 			Partitions: rb.partitions(), Rebuild: head.Rebuild}
@@ -588,12 +581,8 @@ func seqs(cps []checkpoint.Checkpoint) []uint64 {
 // replayAll replays every part up to its position in upto, as many at once as there are
 // cores (more would only share them, and the connection, whose lease renewals must go
 // through), and returns where each rebuild checkpoint is after it. The first error stops the
-// others.
+// others. A pipeline of one partition is the case of one part.
 func (rb *rebuild) replayAll(ctx context.Context, upto []uint64) ([]uint64, error) {
-	if len(rb.parts) == 1 {
-		at, err := rb.replay(ctx, rb.parts[0], upto[0])
-		return []uint64{at}, err
-	}
 	each, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	ats := make([]uint64, len(rb.parts))
