@@ -3,7 +3,6 @@ package bench_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -11,46 +10,24 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jetfold/jetfold/bench"
+	"github.com/jetfold/jetfold/internal/natstest"
 )
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	binPath   string
-	buildErr  error
-)
+// binary is the processor the replicas mode's children run.
+var binary natstest.Binary
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		_ = os.RemoveAll(binDir)
-	}
+	binary.Remove()
 	os.Exit(code)
 }
 
 // processor builds cmd/processor once per test binary, for the replicas mode's children.
-func processor(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		if binDir, buildErr = os.MkdirTemp("", "jetfold-bench-bin"); buildErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "processor")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/jetfold/jetfold/cmd/processor").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+func processor(t *testing.T) string { return binary.Path(t) }
 
 // running returns the processes whose executable is bin (Linux).
 func running(t *testing.T, bin string) []int {

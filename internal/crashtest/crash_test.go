@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,40 +42,17 @@ const (
 	childLimit = 10 * time.Minute
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+// binary is the processor the tests run as children, with its failpoints.
+var binary = natstest.Binary{Tags: []string{"failpoints"}}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binPath != "" {
-		_ = os.RemoveAll(filepath.Dir(binPath))
-	}
+	binary.Remove()
 	os.Exit(code)
 }
 
 // processor builds cmd/processor once per test binary.
-func processor(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "jetfold-crash-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "processor")
-		out, err := exec.Command("go", "build", "-tags", "failpoints", "-o", binPath, "github.com/jetfold/jetfold/cmd/processor").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+func processor(t *testing.T) string { return binary.Path(t) }
 
 func seed(t *testing.T) uint64 {
 	s := uint64(time.Now().UnixNano())
