@@ -226,14 +226,13 @@ func (e *crashEnv) checkpointSeq() uint64 {
 		return 0
 	}
 	low := uint64(math.MaxUint64)
-	keys := append([]string{"stateful"}, e.cartsKeys...)
-	if len(e.cartsKeys) == 0 {
-		keys = append(keys, "carts")
+	orName := func(keys []string, name string) []string {
+		if len(keys) == 0 {
+			return []string{name}
+		}
+		return keys
 	}
-	if len(e.statefulKeys) > 0 {
-		keys = append(slices.Clone(e.statefulKeys), keys[1:]...)
-	}
-	for _, p := range keys {
+	for _, p := range slices.Concat(orName(e.statefulKeys, "stateful"), orName(e.cartsKeys, "carts")) {
 		cp, err := checkpoint.NewStore(kv).Load(ctx, p)
 		if err != nil {
 			return 0
