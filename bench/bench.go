@@ -427,7 +427,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Cold {
 		return runColdRounds(ctx, conn, cfg.Streams, ps, o, res)
 	}
-	if res.PublishRate, res.PayloadBytes, err = publish(ctx, conn.JS, o); err != nil {
+	if res.PublishRate, res.PayloadBytes, err = publish(ctx, conn.JS, o, ""); err != nil {
 		return res, err
 	}
 	rounds := make([]Result, 0, o.Rounds)
@@ -565,8 +565,9 @@ func purgeCheckpoint(ctx context.Context, js jetstream.JetStream) error {
 	return nil
 }
 
-// publish publishes the workload asynchronously and returns the rate and the mean payload size.
-func publish(ctx context.Context, js jetstream.JetStream, o Options) (float64, int, error) {
+// publish publishes the workload asynchronously, on bench.ev or, when keyedOn is set, on
+// <keyedOn>.<the event's key>, and returns the rate and the mean payload size.
+func publish(ctx context.Context, js jetstream.JetStream, o Options, keyedOn string) (float64, int, error) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	began := time.Now()
 	total := 0
@@ -574,7 +575,13 @@ func publish(ctx context.Context, js jetstream.JetStream, o Options) (float64, i
 	for i := range o.Events {
 		p := Payload(i, o.Keys, o.EmitEvery, o.EventRate, rng)
 		total += len(p)
-		if err := w.Publish(ctx, &nats.Msg{Subject: "bench.ev", Data: p}); err != nil {
+		subject := "bench.ev"
+		if keyedOn != "" {
+			_, rest, _ := bytes.Cut(p, []byte(`"key":"`))
+			key, _, _ := bytes.Cut(rest, []byte(`"`))
+			subject = keyedOn + "." + string(key)
+		}
+		if err := w.Publish(ctx, &nats.Msg{Subject: subject, Data: p}); err != nil {
 			return 0, 0, err
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetfold/jetfold/checkpoint"
@@ -172,8 +170,9 @@ func runReplicas(ctx context.Context, o Options, dir string) (Result, error) {
 	for _, n := range ns {
 		o.Logger.Info("publishing the workload", "stream", replicaStream(n), "events", o.Events, "keys", o.Keys)
 		var rate float64
-		if rate, res.PayloadBytes, err = publishKeyed(ctx, conn.JS, n, o); err != nil {
-			return res, err
+		// The same events as the other modes', each on <subject>.<its key>.
+		if rate, res.PayloadBytes, err = publish(ctx, conn.JS, o, replicaSubject(n)); err != nil {
+			return res, fmt.Errorf("publish: %w", err)
 		}
 		res.PublishRate = max(res.PublishRate, rate)
 		if env.targets[n], err = partitionHeads(ctx, conn.JS, n); err != nil {
@@ -276,29 +275,6 @@ func replicaYAML(url string, o Options, n int, name string) string {
     cache: {max_keys: %d}
     operators:
 %s`, name, replicaStream(n), source, parts, batchSection(o.Batch), o.CacheKeys, FoldYAML(name)+fmt.Sprintf(emitYAML, "benchout."))
-}
-
-// publishKeyed publishes the workload (the same events as [publish]) on <subject>.<key> to
-// the stream of n partitions, and returns the rate and the mean payload size.
-func publishKeyed(ctx context.Context, js jetstream.JetStream, n int, o Options) (float64, int, error) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	began := time.Now()
-	total := 0
-	w := streams.NewWindow(js, 8192)
-	prefix := replicaSubject(n) + "."
-	for i := range o.Events {
-		p := Payload(i, o.Keys, o.EmitEvery, o.EventRate, rng)
-		total += len(p)
-		_, rest, _ := bytes.Cut(p, []byte(`"key":"`))
-		key, _, _ := bytes.Cut(rest, []byte(`"`))
-		if err := w.Publish(ctx, &nats.Msg{Subject: prefix + string(key), Data: p}); err != nil {
-			return 0, 0, fmt.Errorf("publish: %w", err)
-		}
-	}
-	if err := w.Flush(ctx); err != nil {
-		return 0, 0, fmt.Errorf("publish: %w", err)
-	}
-	return float64(o.Events) / time.Since(began).Seconds(), total / o.Events, nil
 }
 
 // partitionHeads returns the last sequence of each partition of the stream of n partitions
