@@ -93,13 +93,14 @@ type ReplicaRound struct {
 
 // replicaEnv is what the cases of a replicas run share.
 type replicaEnv struct {
-	o       Options
-	dir     string
-	bin     string
-	url     string // the embedded server's client URL, for the children
-	conn    *streams.Conn
-	leases  *checkpoint.Leases // an observer's: reads the holders and members
-	targets map[int][]uint64   // per partition count, each partition's last sequence
+	o        Options
+	dir      string
+	bin      string
+	url      string // the embedded server's client URL, for the children
+	conn     *streams.Conn
+	leases   *checkpoint.Leases // an observer's: reads the holders and members
+	declared []config.Stream    // the declared streams, BENCH_OUT's included
+	targets  map[int][]uint64   // per partition count, each partition's last sequence
 }
 
 // runReplicas is [Run] in the replicas mode (Options.Replicas).
@@ -166,7 +167,7 @@ func runReplicas(ctx context.Context, o Options, dir string) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("bench: %w", err)
 	}
-	env := &replicaEnv{o: o, dir: dir, bin: bin, url: srv.ClientURL(), conn: conn, leases: leases, targets: map[int][]uint64{}}
+	env := &replicaEnv{o: o, dir: dir, bin: bin, url: srv.ClientURL(), conn: conn, leases: leases, declared: cfg.Streams, targets: map[int][]uint64{}}
 	for _, n := range ns {
 		o.Logger.Info("publishing the workload", "stream", replicaStream(n), "events", o.Events, "keys", o.Keys)
 		var rate float64
@@ -331,10 +332,11 @@ func (e *replicaEnv) runCase(ctx context.Context, c *ReplicaCase, run int) (Repl
 	if err := control.Set(ctx, js, name, control.State{Paused: true, By: "processor bench"}); err != nil {
 		return rr, err
 	}
+	// A new BENCH_OUT (as declared), for this run's count of derived events.
 	if err := js.DeleteStream(ctx, "BENCH_OUT"); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return rr, fmt.Errorf("reset derived events: %w", err)
 	}
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH_OUT", Subjects: []string{"benchout.>"}}); err != nil {
+	if err := streams.EnsureStreams(ctx, js, e.declared, nil); err != nil {
 		return rr, fmt.Errorf("reset derived events: %w", err)
 	}
 	cfgPath := filepath.Join(e.dir, name+".yaml")
