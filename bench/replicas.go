@@ -264,18 +264,8 @@ func streamsYAML(url string, ttl time.Duration, ns []int) string {
 // its emit) over the stream of n partitions, in n partitions reading their subjects only when
 // n > 1, against the server at url.
 func replicaYAML(url string, o Options, n int, name string) string {
-	source, parts := "", ""
-	if n > 1 {
-		source = ", partitioned_by_subject: true"
-		parts = fmt.Sprintf("    partitions: %d\n", n)
-	}
-	return streamsYAML(url, o.LeaseTTL, []int{n}) + fmt.Sprintf(`  - name: %s
-    source: {stream: %s, start: all, stop: end%s}
-    key: event.key
-%s    batch: {%s}
-    cache: {max_keys: %d}
-    operators:
-%s`, name, replicaStream(n), source, parts, batchSection(o.Batch), o.CacheKeys, FoldYAML(name)+fmt.Sprintf(emitYAML, "benchout."))
+	return streamsYAML(url, o.LeaseTTL, []int{n}) + Pipeline{Name: name, Stop: "end", Batch: o.Batch, CacheKeys: o.CacheKeys,
+		Operators: FoldYAML(name) + fmt.Sprintf(emitYAML, "benchout."), stream: replicaStream(n), partitions: n}.yaml()
 }
 
 // partitionHeads returns the last sequence of each partition of the stream of n partitions
