@@ -91,12 +91,8 @@ func clusterFailover(t *testing.T, partitions int, bySubject bool) {
 			t.Fatal(err)
 		}
 	}
-	carts := []string{"carts"}
+	carts := partitionKeys("carts", partitions)
 	if partitions > 1 {
-		carts = carts[:0]
-		for i := range partitions {
-			carts = append(carts, checkpoint.PartitionKey("carts", i))
-		}
 		e.cartsKeys = carts
 	}
 	leaseNames := append([]string{"stateful"}, carts...)

@@ -51,6 +51,19 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// partitionKeys returns the checkpoint keys (and lease names) of pipeline name in n
+// partitions: its partitions' for n > 1, else its own name.
+func partitionKeys(name string, n int) []string {
+	if n <= 1 {
+		return []string{name}
+	}
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = checkpoint.PartitionKey(name, i)
+	}
+	return keys
+}
+
 // processor builds cmd/processor once per test binary.
 func processor(t *testing.T) string { return binary.Path(t) }
 

@@ -58,10 +58,8 @@ func TestReplicasJoinAndLeave(t *testing.T) {
 	events, _ := sizes(testing.Short())
 	s := seed(t)
 	e := newCrashEnv(t, events, s)
-	for i := range replicaPartitions {
-		e.cartsKeys = append(e.cartsKeys, checkpoint.PartitionKey("carts", i))
-		e.statefulKeys = append(e.statefulKeys, checkpoint.PartitionKey("stateful", i))
-	}
+	e.cartsKeys = partitionKeys("carts", replicaPartitions)
+	e.statefulKeys = partitionKeys("stateful", replicaPartitions)
 	url := e.srv.ClientURL()
 	procs := map[string]*child{}
 	t.Cleanup(func() {
