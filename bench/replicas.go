@@ -124,6 +124,9 @@ func runReplicas(ctx context.Context, o Options, dir string) (Result, error) {
 	if ns[0] < 1 || rs[0] < 1 {
 		return res, fmt.Errorf("bench: partitions %v and replicas %v: want 1 or more", ns, rs)
 	}
+	if most := ns[len(ns)-1]; most > config.MaxPartitions {
+		return res, fmt.Errorf("bench: partitions %v: a pipeline has at most %d", ns, config.MaxPartitions)
+	}
 	bin := o.Binary
 	if bin == "" {
 		exe, err := os.Executable()

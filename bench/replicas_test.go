@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jetfold/jetfold/bench"
+	"github.com/jetfold/jetfold/config"
 	"github.com/jetfold/jetfold/internal/natstest"
 )
 
@@ -148,5 +149,23 @@ func TestReplicasChildFails(t *testing.T) {
 		Replicas: []int{2}, Partitions: []int{2}, Binary: bin, Dir: t.TempDir()})
 	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "a child exited while the partitions settled") {
 		t.Fatalf("Run: %v, want the child's exit reported before the deadline", err)
+	}
+}
+
+// TestReplicasTooManyPartitions asks for more partitions than a pipeline may have: Run says
+// so at once, before it publishes the workload or starts a child.
+func TestReplicasTooManyPartitions(t *testing.T) {
+	bin, err := exec.LookPath("false")
+	if err != nil {
+		t.Skip("no false command")
+	}
+	dir := t.TempDir()
+	_, err = bench.Run(context.Background(), bench.Options{Events: 1_000, Keys: 100, Rounds: 1,
+		Replicas: []int{1}, Partitions: []int{2, config.MaxPartitions + 1}, Binary: bin, Dir: dir})
+	if err == nil || !strings.Contains(err.Error(), "at most "+strconv.Itoa(config.MaxPartitions)) {
+		t.Fatalf("Run: %v, want the partitions refused", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "nats")); err == nil {
+		t.Error("the bench started its server before refusing the partitions")
 	}
 }
