@@ -574,16 +574,40 @@ func (e *crashEnv) waitCaughtUp(c *child) {
 	})
 }
 
+// stopGracefully stops the child (logging to child.log), see stopProcess.
 func (e *crashEnv) stopGracefully(c *child) {
 	e.t.Helper()
+	e.stopProcess("", c)
+}
+
+// stopProcess sends SIGTERM to process name (logging to <name>.log; "": the child, to
+// child.log) and fails the test unless it exits cleanly within childStall.
+func (e *crashEnv) stopProcess(name string, c *child) {
+	e.t.Helper()
+	what, log := "", "child.log"
+	if name != "" {
+		what, log = name+": ", name+".log"
+	}
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-c.done:
 		if err != nil {
-			e.t.Fatalf("SIGTERM: exit %v\n%s", err, e.childLog())
+			e.t.Fatalf("%sSIGTERM: exit %v\n%s", what, err, e.logOf(log))
 		}
-	case <-time.After(30 * time.Second):
-		e.t.Fatalf("SIGTERM: the processor did not exit\n%s", e.childLog())
+	case <-time.After(childStall):
+		e.t.Fatalf("%sSIGTERM: the processor did not exit\n%s", what, e.logOf(log))
+	}
+}
+
+// alive fails the test when one of procs (each named as its log, <name>.log) has exited.
+func (e *crashEnv) alive(procs map[string]*child) {
+	e.t.Helper()
+	for n, c := range procs {
+		select {
+		case err := <-c.done:
+			e.t.Fatalf("%s exited: %v\n%s", n, err, e.logOf(n+".log"))
+		default:
+		}
 	}
 }
 
