@@ -297,6 +297,12 @@ func (r *rebuildEnv) partSeqs() []uint64 {
 	return out
 }
 
+// atPartitions returns the position of each key: seqs[its partition], seqs having one
+// position per partition.
+func atPartitions(seqs []uint64) func(key string) uint64 {
+	return func(key string) uint64 { return seqs[pipeline.PartitionOf(key, len(seqs))] }
+}
+
 // configParts is config for the tally pipeline in r.parts partitions.
 func (r *rebuildEnv) configParts(name, stop string, factor int, first string) string {
 	r.t.Helper()
@@ -738,7 +744,7 @@ func crashRebuild(t *testing.T, parts int) {
 	if parts > 0 { // each partition at its checkpoint: the live run stopped, v2end has not run
 		switched := r.partSeqs()
 		t.Logf("the partitions switched at %v", switched)
-		at = func(k string) uint64 { return switched[pipeline.PartitionOf(k, parts)] }
+		at = atPartitions(switched)
 	}
 	r.runToEnd(v2end, "v2end.log")
 	r.verifyRebuildAt(at, at)
@@ -1224,9 +1230,6 @@ func TestCrashRebuildPartitionedAfterLiveCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.runToEnd(v2, "v2.log")
-	of := func(seqs []uint64) func(string) uint64 {
-		return func(k string) uint64 { return seqs[pipeline.PartitionOf(k, parts)] }
-	}
-	r.verifyRebuildAt(of(switched), of(frozen))
+	r.verifyRebuildAt(atPartitions(switched), atPartitions(frozen))
 	t.Logf("partition %d died inside its first batch after %d; the partitions switched at %v", p, at, switched)
 }
