@@ -234,6 +234,24 @@ type Pipeline struct {
 	Batch     config.Batch // zero fields are left out
 	CacheKeys int
 	Operators string // the items of its operators, indented as [FoldYAML]'s
+	// stream is source.stream ("": BENCH); partitions, above 1, are the pipeline's
+	// partitions, each reading its own subjects (the replicas mode's layout by subject).
+	stream     string
+	partitions int
+}
+
+// yaml returns p as an item of a configuration's pipelines.
+func (p Pipeline) yaml() string {
+	var timeLine, bySubject, partsLine string
+	if p.Time != "" {
+		timeLine = "    time: " + p.Time + "\n"
+	}
+	if p.partitions > 1 {
+		bySubject = ", partitioned_by_subject: true"
+		partsLine = fmt.Sprintf("    partitions: %d\n", p.partitions)
+	}
+	return fmt.Sprintf(pipelineYAML, p.Name, cmp.Or(p.stream, "BENCH"), p.Stop, bySubject,
+		partsLine+timeLine, batchSection(p.Batch), p.CacheKeys, p.Operators)
 }
 
 // ConfigYAML returns a configuration of the workload's stream, BENCH, and of its derived
@@ -242,11 +260,7 @@ func ConfigYAML(ps ...Pipeline) string {
 	var b strings.Builder
 	b.WriteString(configYAML)
 	for _, p := range ps {
-		var timeLine string
-		if p.Time != "" {
-			timeLine = "    time: " + p.Time + "\n"
-		}
-		fmt.Fprintf(&b, pipelineYAML, p.Name, p.Stop, timeLine, batchSection(p.Batch), p.CacheKeys, p.Operators)
+		b.WriteString(p.yaml())
 	}
 	return b.String()
 }
@@ -287,10 +301,11 @@ streams:
 pipelines:
 `
 
-// pipelineYAML is a pipeline of [ConfigYAML]: format it with the name, the stop, the time
-// line, the batch section, the cache bound and the operators.
+// pipelineYAML is a pipeline (see [Pipeline.yaml]): format it with the name, the stream, the
+// stop, the rest of the source, the lines after the key, the batch section, the cache bound
+// and the operators.
 const pipelineYAML = `  - name: %s
-    source: {stream: BENCH, start: all, stop: %s}
+    source: {stream: %s, start: all, stop: %s%s}
     key: event.key
 %s    batch: {%s}
     cache: {max_keys: %d}
@@ -427,7 +442,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Cold {
 		return runColdRounds(ctx, conn, cfg.Streams, ps, o, res)
 	}
-	if res.PublishRate, res.PayloadBytes, err = publish(ctx, conn.JS, o); err != nil {
+	if res.PublishRate, res.PayloadBytes, err = publish(ctx, conn.JS, o, ""); err != nil {
 		return res, err
 	}
 	rounds := make([]Result, 0, o.Rounds)
@@ -565,8 +580,9 @@ func purgeCheckpoint(ctx context.Context, js jetstream.JetStream) error {
 	return nil
 }
 
-// publish publishes the workload asynchronously and returns the rate and the mean payload size.
-func publish(ctx context.Context, js jetstream.JetStream, o Options) (float64, int, error) {
+// publish publishes the workload asynchronously, on bench.ev or, when keyedOn is set, on
+// <keyedOn>.<the event's key>, and returns the rate and the mean payload size.
+func publish(ctx context.Context, js jetstream.JetStream, o Options, keyedOn string) (float64, int, error) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	began := time.Now()
 	total := 0
@@ -574,7 +590,13 @@ func publish(ctx context.Context, js jetstream.JetStream, o Options) (float64, i
 	for i := range o.Events {
 		p := Payload(i, o.Keys, o.EmitEvery, o.EventRate, rng)
 		total += len(p)
-		if err := w.Publish(ctx, &nats.Msg{Subject: "bench.ev", Data: p}); err != nil {
+		subject := "bench.ev"
+		if keyedOn != "" {
+			_, rest, _ := bytes.Cut(p, []byte(`"key":"`))
+			key, _, _ := bytes.Cut(rest, []byte(`"`))
+			subject = keyedOn + "." + string(key)
+		}
+		if err := w.Publish(ctx, &nats.Msg{Subject: subject, Data: p}); err != nil {
 			return 0, 0, err
 		}
 	}

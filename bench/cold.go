@@ -92,7 +92,7 @@ func runColdRounds(ctx context.Context, conn *streams.Conn, cfg []config.Stream,
 	whole := o
 	whole.Events = 2 * o.Events
 	var err error
-	if res.PublishRate, res.PayloadBytes, err = publish(ctx, conn.JS, whole); err != nil {
+	if res.PublishRate, res.PayloadBytes, err = publish(ctx, conn.JS, whole, ""); err != nil {
 		return res, err
 	}
 	rounds := make([]Result, 0, o.Rounds)

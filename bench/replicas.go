@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/jetfold/jetfold/checkpoint"
@@ -95,13 +93,14 @@ type ReplicaRound struct {
 
 // replicaEnv is what the cases of a replicas run share.
 type replicaEnv struct {
-	o       Options
-	dir     string
-	bin     string
-	url     string // the embedded server's client URL, for the children
-	conn    *streams.Conn
-	leases  *checkpoint.Leases // an observer's: reads the holders and members
-	targets map[int][]uint64   // per partition count, each partition's last sequence
+	o        Options
+	dir      string
+	bin      string
+	url      string // the embedded server's client URL, for the children
+	conn     *streams.Conn
+	leases   *checkpoint.Leases // an observer's: reads the holders and members
+	declared []config.Stream    // the declared streams, BENCH_OUT's included
+	targets  map[int][]uint64   // per partition count, each partition's last sequence
 }
 
 // runReplicas is [Run] in the replicas mode (Options.Replicas).
@@ -124,6 +123,9 @@ func runReplicas(ctx context.Context, o Options, dir string) (Result, error) {
 	rs = slices.Compact(rs)
 	if ns[0] < 1 || rs[0] < 1 {
 		return res, fmt.Errorf("bench: partitions %v and replicas %v: want 1 or more", ns, rs)
+	}
+	if most := ns[len(ns)-1]; most > config.MaxPartitions {
+		return res, fmt.Errorf("bench: partitions %v: a pipeline has at most %d", ns, config.MaxPartitions)
 	}
 	bin := o.Binary
 	if bin == "" {
@@ -168,12 +170,13 @@ func runReplicas(ctx context.Context, o Options, dir string) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("bench: %w", err)
 	}
-	env := &replicaEnv{o: o, dir: dir, bin: bin, url: srv.ClientURL(), conn: conn, leases: leases, targets: map[int][]uint64{}}
+	env := &replicaEnv{o: o, dir: dir, bin: bin, url: srv.ClientURL(), conn: conn, leases: leases, declared: cfg.Streams, targets: map[int][]uint64{}}
 	for _, n := range ns {
 		o.Logger.Info("publishing the workload", "stream", replicaStream(n), "events", o.Events, "keys", o.Keys)
 		var rate float64
-		if rate, res.PayloadBytes, err = publishKeyed(ctx, conn.JS, n, o); err != nil {
-			return res, err
+		// The same events as the other modes', each on <subject>.<its key>.
+		if rate, res.PayloadBytes, err = publish(ctx, conn.JS, o, replicaSubject(n)); err != nil {
+			return res, fmt.Errorf("publish: %w", err)
 		}
 		res.PublishRate = max(res.PublishRate, rate)
 		if env.targets[n], err = partitionHeads(ctx, conn.JS, n); err != nil {
@@ -264,41 +267,8 @@ func streamsYAML(url string, ttl time.Duration, ns []int) string {
 // its emit) over the stream of n partitions, in n partitions reading their subjects only when
 // n > 1, against the server at url.
 func replicaYAML(url string, o Options, n int, name string) string {
-	source, parts := "", ""
-	if n > 1 {
-		source = ", partitioned_by_subject: true"
-		parts = fmt.Sprintf("    partitions: %d\n", n)
-	}
-	return streamsYAML(url, o.LeaseTTL, []int{n}) + fmt.Sprintf(`  - name: %s
-    source: {stream: %s, start: all, stop: end%s}
-    key: event.key
-%s    batch: {%s}
-    cache: {max_keys: %d}
-    operators:
-%s`, name, replicaStream(n), source, parts, batchSection(o.Batch), o.CacheKeys, FoldYAML(name)+fmt.Sprintf(emitYAML, "benchout."))
-}
-
-// publishKeyed publishes the workload (the same events as [publish]) on <subject>.<key> to
-// the stream of n partitions, and returns the rate and the mean payload size.
-func publishKeyed(ctx context.Context, js jetstream.JetStream, n int, o Options) (float64, int, error) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	began := time.Now()
-	total := 0
-	w := streams.NewWindow(js, 8192)
-	prefix := replicaSubject(n) + "."
-	for i := range o.Events {
-		p := Payload(i, o.Keys, o.EmitEvery, o.EventRate, rng)
-		total += len(p)
-		_, rest, _ := bytes.Cut(p, []byte(`"key":"`))
-		key, _, _ := bytes.Cut(rest, []byte(`"`))
-		if err := w.Publish(ctx, &nats.Msg{Subject: prefix + string(key), Data: p}); err != nil {
-			return 0, 0, fmt.Errorf("publish: %w", err)
-		}
-	}
-	if err := w.Flush(ctx); err != nil {
-		return 0, 0, fmt.Errorf("publish: %w", err)
-	}
-	return float64(o.Events) / time.Since(began).Seconds(), total / o.Events, nil
+	return streamsYAML(url, o.LeaseTTL, []int{n}) + Pipeline{Name: name, Stop: "end", Batch: o.Batch, CacheKeys: o.CacheKeys,
+		Operators: FoldYAML(name) + fmt.Sprintf(emitYAML, "benchout."), stream: replicaStream(n), partitions: n}.yaml()
 }
 
 // partitionHeads returns the last sequence of each partition of the stream of n partitions
@@ -355,10 +325,11 @@ func (e *replicaEnv) runCase(ctx context.Context, c *ReplicaCase, run int) (Repl
 	if err := control.Set(ctx, js, name, control.State{Paused: true, By: "processor bench"}); err != nil {
 		return rr, err
 	}
+	// A new BENCH_OUT (as declared), for this run's count of derived events.
 	if err := js.DeleteStream(ctx, "BENCH_OUT"); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return rr, fmt.Errorf("reset derived events: %w", err)
 	}
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH_OUT", Subjects: []string{"benchout.>"}}); err != nil {
+	if err := streams.EnsureStreams(ctx, js, e.declared, nil); err != nil {
 		return rr, fmt.Errorf("reset derived events: %w", err)
 	}
 	cfgPath := filepath.Join(e.dir, name+".yaml")

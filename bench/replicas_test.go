@@ -3,7 +3,6 @@ package bench_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -11,46 +10,25 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jetfold/jetfold/bench"
+	"github.com/jetfold/jetfold/config"
+	"github.com/jetfold/jetfold/internal/natstest"
 )
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	binPath   string
-	buildErr  error
-)
+// binary is the processor the replicas mode's children run.
+var binary natstest.Binary
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		_ = os.RemoveAll(binDir)
-	}
+	binary.Remove()
 	os.Exit(code)
 }
 
 // processor builds cmd/processor once per test binary, for the replicas mode's children.
-func processor(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		if binDir, buildErr = os.MkdirTemp("", "jetfold-bench-bin"); buildErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "processor")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/jetfold/jetfold/cmd/processor").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+func processor(t *testing.T) string { return binary.Path(t) }
 
 // running returns the processes whose executable is bin (Linux).
 func running(t *testing.T, bin string) []int {
@@ -171,5 +149,23 @@ func TestReplicasChildFails(t *testing.T) {
 		Replicas: []int{2}, Partitions: []int{2}, Binary: bin, Dir: t.TempDir()})
 	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "a child exited while the partitions settled") {
 		t.Fatalf("Run: %v, want the child's exit reported before the deadline", err)
+	}
+}
+
+// TestReplicasTooManyPartitions asks for more partitions than a pipeline may have: Run says
+// so at once, before it publishes the workload or starts a child.
+func TestReplicasTooManyPartitions(t *testing.T) {
+	bin, err := exec.LookPath("false")
+	if err != nil {
+		t.Skip("no false command")
+	}
+	dir := t.TempDir()
+	_, err = bench.Run(context.Background(), bench.Options{Events: 1_000, Keys: 100, Rounds: 1,
+		Replicas: []int{1}, Partitions: []int{2, config.MaxPartitions + 1}, Binary: bin, Dir: dir})
+	if err == nil || !strings.Contains(err.Error(), "at most "+strconv.Itoa(config.MaxPartitions)) {
+		t.Fatalf("Run: %v, want the partitions refused", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "nats")); err == nil {
+		t.Error("the bench started its server before refusing the partitions")
 	}
 }

@@ -91,12 +91,8 @@ func clusterFailover(t *testing.T, partitions int, bySubject bool) {
 			t.Fatal(err)
 		}
 	}
-	carts := []string{"carts"}
+	carts := partitionKeys("carts", partitions)
 	if partitions > 1 {
-		carts = carts[:0]
-		for i := range partitions {
-			carts = append(carts, checkpoint.PartitionKey("carts", i))
-		}
 		e.cartsKeys = carts
 	}
 	leaseNames := append([]string{"stateful"}, carts...)
@@ -189,13 +185,7 @@ func clusterFailover(t *testing.T, partitions int, bySubject bool) {
 		}
 		return true
 	})
-	for n, c := range procs {
-		select {
-		case err := <-c.done:
-			t.Fatalf("%s exited: %v\n%s", n, err, e.logOf(n+".log"))
-		default:
-		}
-	}
+	e.alive(procs)
 
 	// The faults: a chunk of the second half, then a SIGKILL of the holder of carts (of its
 	// partition 0) at a random moment and a stop of the node that leads the checkpoint bucket,
@@ -256,26 +246,12 @@ func clusterFailover(t *testing.T, partitions int, bySubject bool) {
 	<-pubDone
 	head := e.streamHead("SHOP")
 	natstest.Progress(t, "the standbys to reach the stream head", childStall, childLimit, e.checkpointSeq, func() bool {
-		for n, c := range procs {
-			select {
-			case err := <-c.done:
-				t.Fatalf("%s exited: %v\n%s", n, err, e.logOf(n+".log"))
-			default:
-			}
-		}
+		e.alive(procs)
 		return e.checkpointSeq() >= head
 	})
 	e.checkReplicas(3)
 	for n, c := range procs {
-		_ = c.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-c.done:
-			if err != nil {
-				t.Fatalf("%s: SIGTERM: exit %v\n%s", n, err, e.logOf(n+".log"))
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatalf("%s: SIGTERM: the processor did not exit\n%s", n, e.logOf(n+".log"))
-		}
+		e.stopProcess(n, c)
 		delete(procs, n)
 	}
 	final := e.startLogged(e.clusterConfig(url, "end", "proc-final", partitions), "child.log")

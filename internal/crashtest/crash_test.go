@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,40 +42,30 @@ const (
 	childLimit = 10 * time.Minute
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+// binary is the processor the tests run as children, with its failpoints.
+var binary = natstest.Binary{Tags: []string{"failpoints"}}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binPath != "" {
-		_ = os.RemoveAll(filepath.Dir(binPath))
-	}
+	binary.Remove()
 	os.Exit(code)
 }
 
-// processor builds cmd/processor once per test binary.
-func processor(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "jetfold-crash-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "processor")
-		out, err := exec.Command("go", "build", "-tags", "failpoints", "-o", binPath, "github.com/jetfold/jetfold/cmd/processor").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+// partitionKeys returns the checkpoint keys (and lease names) of pipeline name in n
+// partitions: its partitions' for n > 1, else its own name.
+func partitionKeys(name string, n int) []string {
+	if n <= 1 {
+		return []string{name}
 	}
-	return binPath
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = checkpoint.PartitionKey(name, i)
+	}
+	return keys
 }
+
+// processor builds cmd/processor once per test binary.
+func processor(t *testing.T) string { return binary.Path(t) }
 
 func seed(t *testing.T) uint64 {
 	s := uint64(time.Now().UnixNano())
@@ -250,14 +239,13 @@ func (e *crashEnv) checkpointSeq() uint64 {
 		return 0
 	}
 	low := uint64(math.MaxUint64)
-	keys := append([]string{"stateful"}, e.cartsKeys...)
-	if len(e.cartsKeys) == 0 {
-		keys = append(keys, "carts")
+	orName := func(keys []string, name string) []string {
+		if len(keys) == 0 {
+			return []string{name}
+		}
+		return keys
 	}
-	if len(e.statefulKeys) > 0 {
-		keys = append(slices.Clone(e.statefulKeys), keys[1:]...)
-	}
-	for _, p := range keys {
+	for _, p := range slices.Concat(orName(e.statefulKeys, "stateful"), orName(e.cartsKeys, "carts")) {
 		cp, err := checkpoint.NewStore(kv).Load(ctx, p)
 		if err != nil {
 			return 0
@@ -586,16 +574,40 @@ func (e *crashEnv) waitCaughtUp(c *child) {
 	})
 }
 
+// stopGracefully stops the child (logging to child.log), see stopProcess.
 func (e *crashEnv) stopGracefully(c *child) {
 	e.t.Helper()
+	e.stopProcess("", c)
+}
+
+// stopProcess sends SIGTERM to process name (logging to <name>.log; "": the child, to
+// child.log) and fails the test unless it exits cleanly within childStall.
+func (e *crashEnv) stopProcess(name string, c *child) {
+	e.t.Helper()
+	what, log := "", "child.log"
+	if name != "" {
+		what, log = name+": ", name+".log"
+	}
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-c.done:
 		if err != nil {
-			e.t.Fatalf("SIGTERM: exit %v\n%s", err, e.childLog())
+			e.t.Fatalf("%sSIGTERM: exit %v\n%s", what, err, e.logOf(log))
 		}
-	case <-time.After(30 * time.Second):
-		e.t.Fatalf("SIGTERM: the processor did not exit\n%s", e.childLog())
+	case <-time.After(childStall):
+		e.t.Fatalf("%sSIGTERM: the processor did not exit\n%s", what, e.logOf(log))
+	}
+}
+
+// alive fails the test when one of procs (each named as its log, <name>.log) has exited.
+func (e *crashEnv) alive(procs map[string]*child) {
+	e.t.Helper()
+	for n, c := range procs {
+		select {
+		case err := <-c.done:
+			e.t.Fatalf("%s exited: %v\n%s", n, err, e.logOf(n+".log"))
+		default:
+		}
 	}
 }
 

@@ -255,12 +255,9 @@ func (r *rebuildEnv) seqOf(key string) uint64 {
 // rebuildProgress measures the work of a rebuild, for natstest.Progress: its checkpoint's
 // sequence (partitioned: the sum of its partitions').
 func (r *rebuildEnv) rebuildProgress() uint64 {
-	if r.parts == 0 {
-		return r.seqOf(checkpoint.RebuildKey("tally"))
-	}
 	var n uint64
-	for i := range r.parts {
-		n += r.seqOf(checkpoint.RebuildKey(checkpoint.PartitionKey("tally", i)))
+	for _, key := range partitionKeys("tally", r.parts) {
+		n += r.seqOf(checkpoint.RebuildKey(key))
 	}
 	return n
 }
@@ -268,9 +265,6 @@ func (r *rebuildEnv) rebuildProgress() uint64 {
 // liveProgress measures the work of the live pipeline: its checkpoint's sequence
 // (partitioned: the sum of its partitions').
 func (r *rebuildEnv) liveProgress() uint64 {
-	if r.parts == 0 {
-		return r.seqOf("tally")
-	}
 	var n uint64
 	for _, seq := range r.partSeqs() {
 		n += seq
@@ -279,29 +273,34 @@ func (r *rebuildEnv) liveProgress() uint64 {
 }
 
 // liveAt is where the live pipeline is: its checkpoint, or the least of its partitions'.
-func (r *rebuildEnv) liveAt() uint64 {
-	if r.parts == 0 {
-		return r.seqOf("tally")
-	}
-	return slices.Min(r.partSeqs())
-}
+func (r *rebuildEnv) liveAt() uint64 { return slices.Min(r.partSeqs()) }
 
 // rebuildKeys are the keys of a rebuild's checkpoints: its own, and its partitions'.
 func (r *rebuildEnv) rebuildKeys() []string {
 	keys := []string{checkpoint.RebuildKey("tally")}
-	for i := range r.parts {
-		keys = append(keys, checkpoint.RebuildKey(checkpoint.PartitionKey("tally", i)))
+	if r.parts > 1 {
+		for _, key := range partitionKeys("tally", r.parts) {
+			keys = append(keys, checkpoint.RebuildKey(key))
+		}
 	}
 	return keys
 }
 
-// partSeqs returns the checkpoint of each partition of tally (0 where there is none).
+// partSeqs returns the checkpoint of tally, or of each of its partitions (0 where there is
+// none).
 func (r *rebuildEnv) partSeqs() []uint64 {
-	out := make([]uint64, r.parts)
-	for i := range out {
-		out[i] = r.seqOf(checkpoint.PartitionKey("tally", i))
+	keys := partitionKeys("tally", r.parts)
+	out := make([]uint64, len(keys))
+	for i, key := range keys {
+		out[i] = r.seqOf(key)
 	}
 	return out
+}
+
+// atPartitions returns the position of each key: seqs[its partition], seqs having one
+// position per partition.
+func atPartitions(seqs []uint64) func(key string) uint64 {
+	return func(key string) uint64 { return seqs[pipeline.PartitionOf(key, len(seqs))] }
 }
 
 // configParts is config for the tally pipeline in r.parts partitions.
@@ -745,7 +744,7 @@ func crashRebuild(t *testing.T, parts int) {
 	if parts > 0 { // each partition at its checkpoint: the live run stopped, v2end has not run
 		switched := r.partSeqs()
 		t.Logf("the partitions switched at %v", switched)
-		at = func(k string) uint64 { return switched[pipeline.PartitionOf(k, parts)] }
+		at = atPartitions(switched)
 	}
 	r.runToEnd(v2end, "v2end.log")
 	r.verifyRebuildAt(at, at)
@@ -969,14 +968,7 @@ func (r *rebuildEnv) verifyRebuildAt(switchedAt, frozenAt func(key string) uint6
 	bad := tallyMismatches("tally (version 1, frozen at the switch)", r.bucket("tally"), foldTallyAt(evs, frozenAt, 1))
 	bad = append(bad, tallyMismatches("tally_v2", r.bucket("tally_v2"), foldTally(evs, last, 2))...)
 	bad = append(bad, r.outMismatches(evs, switchedAt)...)
-	keys := []string{"tally"}
-	if r.parts > 0 {
-		keys = nil
-		for i := range r.parts {
-			keys = append(keys, checkpoint.PartitionKey("tally", i))
-		}
-	}
-	for _, key := range keys {
+	for _, key := range partitionKeys("tally", r.parts) {
 		if cp, err := r.load(key); err != nil || cp.Seq != last || cp.Bucket("tally") != "tally_v2" {
 			bad = append(bad, fmt.Sprintf("the checkpoint %s: %+v, %v; want %d in tally_v2", key, cp, err, last))
 		}
@@ -1238,9 +1230,6 @@ func TestCrashRebuildPartitionedAfterLiveCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.runToEnd(v2, "v2.log")
-	of := func(seqs []uint64) func(string) uint64 {
-		return func(k string) uint64 { return seqs[pipeline.PartitionOf(k, parts)] }
-	}
-	r.verifyRebuildAt(of(switched), of(frozen))
+	r.verifyRebuildAt(atPartitions(switched), atPartitions(frozen))
 	t.Logf("partition %d died inside its first batch after %d; the partitions switched at %v", p, at, switched)
 }

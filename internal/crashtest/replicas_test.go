@@ -58,10 +58,8 @@ func TestReplicasJoinAndLeave(t *testing.T) {
 	events, _ := sizes(testing.Short())
 	s := seed(t)
 	e := newCrashEnv(t, events, s)
-	for i := range replicaPartitions {
-		e.cartsKeys = append(e.cartsKeys, checkpoint.PartitionKey("carts", i))
-		e.statefulKeys = append(e.statefulKeys, checkpoint.PartitionKey("stateful", i))
-	}
+	e.cartsKeys = partitionKeys("carts", replicaPartitions)
+	e.statefulKeys = partitionKeys("stateful", replicaPartitions)
 	url := e.srv.ClientURL()
 	procs := map[string]*child{}
 	t.Cleanup(func() {
@@ -73,15 +71,7 @@ func TestReplicasJoinAndLeave(t *testing.T) {
 	start := func(name string) {
 		procs[name] = e.startLogged(e.replicaConfig(url, "follow", name), name+".log")
 	}
-	alive := func() {
-		for n, c := range procs {
-			select {
-			case err := <-c.done:
-				t.Fatalf("%s exited: %v\n%s", n, err, e.logOf(n+".log"))
-			default:
-			}
-		}
-	}
+	alive := func() { e.alive(procs) }
 	var leases *checkpoint.Leases
 	natstest.Eventually(t, childStall, "the lease bucket", func() bool {
 		alive()
@@ -186,15 +176,7 @@ func TestReplicasJoinAndLeave(t *testing.T) {
 	}
 	leaver := names()[0]
 	during(2*q, 3*q, func() {
-		_ = procs[leaver].cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-procs[leaver].done:
-			if err != nil {
-				t.Fatalf("%s: SIGTERM: exit %v\n%s", leaver, err, e.logOf(leaver+".log"))
-			}
-		case <-time.After(childStall):
-			t.Fatalf("%s: SIGTERM: the processor did not exit\n%s", leaver, e.logOf(leaver+".log"))
-		}
+		e.stopProcess(leaver, procs[leaver])
 		delete(procs, leaver)
 		rest := names()
 		h = spread(leaver+" left", rest...)
@@ -228,10 +210,7 @@ func TestReplicasJoinAndLeave(t *testing.T) {
 	}
 	t.Logf("partitions handed over to even out the processes: %d", moved)
 
-	_ = procs[survivor].cmd.Process.Signal(syscall.SIGTERM)
-	if err := <-procs[survivor].done; err != nil {
-		t.Fatalf("%s: SIGTERM: exit %v\n%s", survivor, err, e.logOf(survivor+".log"))
-	}
+	e.stopProcess(survivor, procs[survivor])
 	delete(procs, survivor)
 	e.waitExit(e.startLogged(e.replicaConfig(url, "end", "proc-final"), "child.log"), "the final run")
 	e.verify("two joins, a leave and a kill of processes sharing partitions", 4)

@@ -3,7 +3,6 @@ package shoptest
 import (
 	"fmt"
 	"math/rand/v2"
-	"reflect"
 	"slices"
 	"strconv"
 	"testing"
@@ -167,14 +166,6 @@ func TestStatefulOracleN(t *testing.T) {
 					t.Errorf("%d partitions: late %v, fired %v, pending %v, dead per partition %v; want %v, %v, %v, %v",
 						c.parts, g.late, g.fired, g.pending, g.dead, c.want.late, c.want.fired, c.want.pending, c.want.dead)
 				}
-			}
-			// StatefulOracleN is the merge of the parts in the default layout; with 1, the
-			// unpartitioned oracle.
-			if x, y := StatefulOracleN(payloads, n), MergeStateful(StatefulOracleParts(payloads, n, bySeq)); !reflect.DeepEqual(x, y) {
-				t.Errorf("StatefulOracleN %+v, the parts merged %+v", x, y)
-			}
-			if x, y := StatefulOracle(payloads), StatefulOracleN(payloads, 1); !reflect.DeepEqual(x, y) {
-				t.Errorf("StatefulOracle %+v, StatefulOracleN(1) %+v", x, y)
 			}
 		})
 	}
