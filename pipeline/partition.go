@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -106,45 +107,55 @@ func (r *Runner) partitions() int {
 // checkPartitions refuses to run a pipeline whose checkpoints were written with another number
 // of partitions: its keys would move between partitions, and a partition would apply again
 // events another had applied (or one starting anew, all of them). cp is the runner's own
-// checkpoint when found; when it is not, the pipeline's checkpoint under the other layout (its
-// own name, or partition 0's) is looked for. It returns an error wrapping [ErrStopped].
+// checkpoint when found. The rule is checkpoint.RanIn and checkpoint.Agrees, which a rebuild
+// applies too. It returns an error wrapping [ErrStopped].
 func (r *Runner) checkPartitions(ctx context.Context, cp checkpoint.Checkpoint, found bool) error {
-	want := r.partitions()
-	if !found {
-		other := checkpoint.PartitionKey(r.p.Name, 0)
-		if r.o.Partition.partitioned() {
-			other = r.p.Name
-		}
-		var err error
-		cp, err = r.cps.Load(ctx, other)
-		if errors.Is(err, checkpoint.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if other != r.p.Name && cp.Partitions == 0 {
-			cp.Partitions = -1 // a partition's, from before checkpoints recorded the count
-		}
-	} else if cp.Partitions == 0 && r.o.Partition.partitioned() {
-		return nil // from before checkpoints recorded the count: its own key says the layout
+	// The pipeline's own checkpoint, and a partition's: 0's, or the runner's own (partition 0
+	// may not have started yet in any process).
+	var own, part *checkpoint.Checkpoint
+	keys := []string{r.p.Name, checkpoint.PartitionKey(r.p.Name, 0)}
+	if k := r.ownKey(); !slices.Contains(keys, k) {
+		keys = append(keys, k)
 	}
-	if cp.Partitions == want {
+	for _, key := range keys {
+		c := cp
+		if !found || key != r.ownKey() {
+			var err error
+			if c, err = r.cps.Load(ctx, key); errors.Is(err, checkpoint.ErrNotFound) {
+				continue
+			} else if err != nil {
+				return err
+			}
+		}
+		switch {
+		case key == r.p.Name:
+			own = &c
+		case part == nil:
+			part = &c
+		}
+	}
+	ran := checkpoint.RanIn(own, part)
+	if checkpoint.Agrees(ran, r.o.Partition.Count) {
 		return nil
 	}
-	had := "one partition"
-	switch {
-	case cp.Partitions < 0:
-		had = "several partitions"
-	case cp.Partitions > 1:
-		had = strconv.Itoa(cp.Partitions) + " partitions"
-	}
 	now := "one"
-	if want > 1 {
-		now = strconv.Itoa(want)
+	if r.o.Partition.partitioned() {
+		now = strconv.Itoa(r.o.Partition.Count)
 	}
 	return fmt.Errorf("%w: %s ran in %s (its checkpoints say so), and the file now has partitions: %s: the keys would move between partitions and events be applied twice. Run it with its former partitions; to change them, give the pipeline and its projections new names (they are folded anew from the stream)",
-		ErrStopped, r.p.Name, had, now)
+		ErrStopped, r.p.Name, PartitionsText(ran), now)
+}
+
+// PartitionsText says ran, a number of partitions as checkpoint.RanIn gives it, in words:
+// "one partition", "4 partitions", "several partitions" (a count not recorded).
+func PartitionsText(ran int) string {
+	switch {
+	case ran == checkpoint.PartitionsUnknown:
+		return "several partitions"
+	case ran > 1:
+		return strconv.Itoa(ran) + " partitions"
+	}
+	return "one partition"
 }
 
 // consumerName names the runner's source consumers: the pipeline's name, with "_p<i>" for a

@@ -375,30 +375,23 @@ func (rb *rebuild) partitions() int {
 	return 0
 }
 
-// checkLayout refuses ([ErrPartitioned]) a pipeline whose live checkpoints were written with
-// another number of partitions than the file gives: the checkpoint of the other layout (the
-// pipeline's own name for a partitioned pipeline, partition 0's for one) exists, or its own
-// first one records another count.
+// checkLayout refuses ([ErrPartitioned]) a pipeline whose live checkpoints say it ran in
+// another number of partitions than the file gives (checkpoint.RanIn, checkpoint.Agrees).
 func (rb *rebuild) checkLayout(ctx context.Context) error {
-	other := checkpoint.PartitionKey(rb.name, 0)
-	if len(rb.parts) > 1 {
-		other = rb.name
+	var found [2]*checkpoint.Checkpoint // the pipeline's own, partition 0's
+	for i, key := range []string{rb.name, checkpoint.PartitionKey(rb.name, 0)} {
+		cp, err := rb.cps.Load(ctx, key)
+		if errors.Is(err, checkpoint.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		found[i] = &cp
 	}
-	if _, err := rb.cps.Load(ctx, other); err == nil {
-		return fmt.Errorf("rebuild %s: %w (its checkpoint %s exists; the file has partitions: %d)", rb.name, ErrPartitioned, other, max(1, len(rb.parts)))
-	} else if !errors.Is(err, checkpoint.ErrNotFound) {
-		return err
-	}
-	cp, err := rb.cps.Load(ctx, rb.parts[0].key)
-	if errors.Is(err, checkpoint.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if cp.Partitions != 0 && cp.Partitions != rb.partitions() {
-		return fmt.Errorf("rebuild %s: %w (its checkpoint %s records %d partitions; the file has partitions: %d)",
-			rb.name, ErrPartitioned, rb.parts[0].key, max(1, cp.Partitions), max(1, len(rb.parts)))
+	if ran := checkpoint.RanIn(found[0], found[1]); !checkpoint.Agrees(ran, len(rb.parts)) {
+		return fmt.Errorf("rebuild %s: %w (its checkpoints say it ran in %s; the file has partitions: %d)",
+			rb.name, ErrPartitioned, pipeline.PartitionsText(ran), max(1, len(rb.parts)))
 	}
 	return nil
 }
