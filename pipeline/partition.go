@@ -86,6 +86,30 @@ func Partitions(p *Pipeline) []Partition {
 	return out
 }
 
+// partRun is what one runner runs of a pipeline: a partition, and the pipeline it runs.
+type partRun struct {
+	p    *Pipeline
+	part Partition
+}
+
+// partRuns returns the runs of p, one per partition ([Partitions]): the first partition runs
+// p, the others instances of their own ([Pipeline.Instance]), since operators keep indexes
+// and buffers for the one runner that runs them.
+func partRuns(p *Pipeline) ([]partRun, error) {
+	parts := Partitions(p)
+	runs := make([]partRun, len(parts))
+	for i, part := range parts {
+		runs[i] = partRun{p, part}
+		if i > 0 {
+			var err error
+			if runs[i].p, err = p.Instance(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return runs, nil
+}
+
 // ownKey is the key of the runner's own checkpoint and the name of its lease: the pipeline's
 // name, or its partition's (checkpoint.PartitionKey).
 func (r *Runner) ownKey() string {
