@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/internal/natstest"
@@ -38,32 +36,8 @@ func TestPartitionedBySubject(t *testing.T) {
 	e := newEnv(t)
 	payloads := shoptest.Workload(4, 6000, 300)
 	ps := e.pipelines("p.yaml", bySubjectYAML(t, e.srv.ClientURL()))
-	e.publishUnder("shop", payloads[:3000])
+	leases, cps := e.runInTwo(ps, payloads, 3000, func(p [][]byte) { e.publishUnder("shop", p) })
 	ctx := context.Background()
-	leases, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: 2 * time.Second, Holder: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.run(ps, pipeline.Options{Leases: leases}); err != nil {
-		t.Fatal(err)
-	}
-	e.publishUnder("shop", payloads[3000:])
-	var events atomic.Int64
-	if err := e.run(ps, pipeline.Options{Leases: leases, OnCommit: func(c pipeline.CommitInfo) {
-		events.Add(int64(c.Events))
-	}}); err != nil {
-		t.Fatal(err)
-	}
-	if got := events.Load(); got != int64(len(payloads)-3000) {
-		t.Errorf("the second run processed %d events over its partitions, want %d (each once)", got, len(payloads)-3000)
-	}
-	e.check(payloads)
-
-	kv, err := e.js.KeyValue(ctx, streams.CheckpointBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cps := checkpoint.NewStore(kv)
 	behind, total := 0, 0
 	for i := range n {
 		own := natstest.ReadAll(t, e.js, "SHOP", fmt.Sprintf("%d.>", i))
