@@ -41,19 +41,19 @@ func (p Partition) ownsKey(key string) bool {
 	return !p.partitioned() || PartitionOf(key, p.Count) == p.Index
 }
 
-// ownsSeq tells whether the event of sequence seq whose key cannot be computed belongs to p.
-func (p Partition) ownsSeq(seq uint64) bool {
-	return !p.partitioned() || seq%uint64(p.Count) == uint64(p.Index)
+// owns tells whether the event of sequence seq belongs to p (see [eventPartition]).
+func (p Partition) owns(key string, keyErr error, seq uint64) bool {
+	return !p.partitioned() || eventPartition(key, keyErr, seq, p.Count) == p.Index
 }
 
-// owns tells whether the event of sequence seq belongs to p: by its key, or, when the key could
-// not be computed (keyErr set: the payload or the key expression failed), by its sequence, so
-// that exactly one partition dead-letters it.
-func (p Partition) owns(key string, keyErr error, seq uint64) bool {
+// eventPartition returns the partition among n of the event of sequence seq: that of its key,
+// or, when the key could not be computed (keyErr set: the payload or the key expression
+// failed), that of its sequence, so that exactly one partition dead-letters it.
+func eventPartition(key string, keyErr error, seq uint64, n int) int {
 	if keyErr != nil {
-		return p.ownsSeq(seq)
+		return int(seq % uint64(n))
 	}
-	return p.ownsKey(key)
+	return PartitionOf(key, n)
 }
 
 // errForeign is returned by Runner.processOne for an event of another partition, which the
