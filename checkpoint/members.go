@@ -22,7 +22,8 @@ const membersPrefix = "members."
 // renewed every TTL/4 (a renewal that fails is logged and tried again). A process that dies
 // drops out of [Leases.Members] within the TTL; stop deletes the entry at once.
 func (l *Leases) Announce(group string) (stop func()) {
-	subject := "$KV." + LeaseBucket + "." + membersPrefix + group + "." + streams.EncodeKey(l.holder)
+	key := membersPrefix + group + "." + streams.EncodeKey(l.holder)
+	subject := streams.KVSubject(LeaseBucket, key)
 	write := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), l.ttl/4)
 		defer cancel()
@@ -52,8 +53,7 @@ func (l *Leases) Announce(group string) (stop func()) {
 		<-finished
 		ctx, cancel := context.WithTimeout(context.Background(), max(2*time.Second, l.ttl))
 		defer cancel()
-		m := &nats.Msg{Subject: subject, Header: nats.Header{"KV-Operation": []string{"DEL"}}}
-		_, _ = l.js.PublishMsg(ctx, m)
+		_ = l.kv.Delete(ctx, key)
 	}
 }
 

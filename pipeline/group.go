@@ -13,22 +13,13 @@ import (
 func RunAll(ctx context.Context, ps []*Pipeline, o Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	type job struct {
-		p    *Pipeline
-		part Partition
-	}
-	var jobs []job
+	var jobs []partRun
 	for _, p := range ps {
-		for _, part := range Partitions(p) {
-			pi := p
-			if part.Index > 0 { // the first partition runs p, the others instances of their own
-				var err error
-				if pi, err = p.Instance(); err != nil {
-					return err
-				}
-			}
-			jobs = append(jobs, job{pi, part})
+		runs, err := partRuns(p)
+		if err != nil {
+			return err
 		}
+		jobs = append(jobs, runs...)
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(jobs))

@@ -42,19 +42,19 @@ func (p Partition) ownsKey(key string) bool {
 	return !p.partitioned() || PartitionOf(key, p.Count) == p.Index
 }
 
-// ownsSeq tells whether the event of sequence seq whose key cannot be computed belongs to p.
-func (p Partition) ownsSeq(seq uint64) bool {
-	return !p.partitioned() || seq%uint64(p.Count) == uint64(p.Index)
+// owns tells whether the event of sequence seq belongs to p (see [eventPartition]).
+func (p Partition) owns(key string, keyErr error, seq uint64) bool {
+	return !p.partitioned() || eventPartition(key, keyErr, seq, p.Count) == p.Index
 }
 
-// owns tells whether the event of sequence seq belongs to p: by its key, or, when the key could
-// not be computed (keyErr set: the payload or the key expression failed), by its sequence, so
-// that exactly one partition dead-letters it.
-func (p Partition) owns(key string, keyErr error, seq uint64) bool {
+// eventPartition returns the partition among n of the event of sequence seq: that of its key,
+// or, when the key could not be computed (keyErr set: the payload or the key expression
+// failed), that of its sequence, so that exactly one partition dead-letters it.
+func eventPartition(key string, keyErr error, seq uint64, n int) int {
 	if keyErr != nil {
-		return p.ownsSeq(seq)
+		return int(seq % uint64(n))
 	}
-	return p.ownsKey(key)
+	return PartitionOf(key, n)
 }
 
 // errForeign is returned by Runner.processOne for an event of another partition, which the
@@ -85,6 +85,30 @@ func Partitions(p *Pipeline) []Partition {
 		out[i] = Partition{Index: i, Count: n}
 	}
 	return out
+}
+
+// partRun is what one runner runs of a pipeline: a partition, and the pipeline it runs.
+type partRun struct {
+	p    *Pipeline
+	part Partition
+}
+
+// partRuns returns the runs of p, one per partition ([Partitions]): the first partition runs
+// p, the others instances of their own ([Pipeline.Instance]), since operators keep indexes
+// and buffers for the one runner that runs them.
+func partRuns(p *Pipeline) ([]partRun, error) {
+	parts := Partitions(p)
+	runs := make([]partRun, len(parts))
+	for i, part := range parts {
+		runs[i] = partRun{p, part}
+		if i > 0 {
+			var err error
+			if runs[i].p, err = p.Instance(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return runs, nil
 }
 
 // ownKey is the key of the runner's own checkpoint and the name of its lease: the pipeline's

@@ -139,7 +139,7 @@ func TestPartitionedStatefulOracle(t *testing.T) {
 		publish := func(e *env) []shoptest.StatefulWant {
 			keyless := func(seq uint64) int { return int(seq % n) }
 			if tt.bySubject {
-				publishByUser(t, e, payloads)
+				e.publishUnder("shop", payloads)
 				p := storedPartition(t, e, "none") // publishByUser's token for no user
 				keyless = func(uint64) int { return p }
 			} else {

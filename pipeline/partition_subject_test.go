@@ -2,15 +2,10 @@ package pipeline_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/jetfold/jetfold/checkpoint"
 	"github.com/jetfold/jetfold/internal/natstest"
@@ -30,28 +25,6 @@ func bySubjectYAML(t *testing.T, url string) string {
 	return shoptest.WithPartitions(t, y, 4)
 }
 
-// publishByUser publishes each payload on shop.<its user_id>, or shop.none without one.
-func publishByUser(t *testing.T, e *env, payloads [][]byte) {
-	t.Helper()
-	ctx := context.Background()
-	w := streams.NewWindow(e.js, natstest.PublishWindow)
-	for i, p := range payloads {
-		var ev struct {
-			UserID string `json:"user_id"`
-		}
-		token := "none"
-		if json.Unmarshal(p, &ev) == nil && ev.UserID != "" {
-			token = ev.UserID
-		}
-		if err := w.Publish(ctx, &nats.Msg{Subject: "shop." + token, Data: p}); err != nil {
-			t.Fatalf("publish %d: %v", i, err)
-		}
-	}
-	if err := w.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestPartitionedBySubject runs the shop pipeline with 4 partitions, each reading only its own
 // subjects of a stream partitioned by a subject transform: the result equals the oracle of
 // the unpartitioned pipeline over two runs (the second resumes each partition from its
@@ -63,32 +36,8 @@ func TestPartitionedBySubject(t *testing.T) {
 	e := newEnv(t)
 	payloads := shoptest.Workload(4, 6000, 300)
 	ps := e.pipelines("p.yaml", bySubjectYAML(t, e.srv.ClientURL()))
-	publishByUser(t, e, payloads[:3000])
+	leases, cps := e.runInTwo(ps, payloads, 3000, func(p [][]byte) { e.publishUnder("shop", p) })
 	ctx := context.Background()
-	leases, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: 2 * time.Second, Holder: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.run(ps, pipeline.Options{Leases: leases}); err != nil {
-		t.Fatal(err)
-	}
-	publishByUser(t, e, payloads[3000:])
-	var events atomic.Int64
-	if err := e.run(ps, pipeline.Options{Leases: leases, OnCommit: func(c pipeline.CommitInfo) {
-		events.Add(int64(c.Events))
-	}}); err != nil {
-		t.Fatal(err)
-	}
-	if got := events.Load(); got != int64(len(payloads)-3000) {
-		t.Errorf("the second run processed %d events over its partitions, want %d (each once)", got, len(payloads)-3000)
-	}
-	e.check(payloads)
-
-	kv, err := e.js.KeyValue(ctx, streams.CheckpointBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cps := checkpoint.NewStore(kv)
 	behind, total := 0, 0
 	for i := range n {
 		own := natstest.ReadAll(t, e.js, "SHOP", fmt.Sprintf("%d.>", i))
@@ -138,7 +87,7 @@ func TestPartitionedBySubject(t *testing.T) {
 		}
 	}
 	before := len(natstest.ReadAll(t, e.js, streams.DLQStream, streams.DLQSubject("carts")))
-	publishByUser(t, e, [][]byte{[]byte(`{"type":"add","user_id":"` + user + `"}`)})
+	e.publishUnder("shop", [][]byte{[]byte(`{"type":"add","user_id":"` + user + `"}`)})
 	if _, err := e.js.Publish(ctx, "shop."+other, []byte(`{"type":"add","user_id":"`+user+`"}`)); err != nil {
 		t.Fatal(err)
 	}

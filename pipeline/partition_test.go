@@ -34,33 +34,8 @@ func TestPartitionedEqualsUnpartitioned(t *testing.T) {
 	if got := len(pipeline.Partitions(ps[0])); got != n {
 		t.Fatalf("%d partitions, want %d", got, n)
 	}
-	e.publish(payloads[:3000])
+	_, cps := e.runInTwo(ps, payloads, 3000, e.publish)
 	ctx := context.Background()
-	leases, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: 2 * time.Second, Holder: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Two runs: the second resumes each partition from its checkpoint.
-	if err := e.run(ps, pipeline.Options{Leases: leases}); err != nil {
-		t.Fatal(err)
-	}
-	e.publish(payloads[3000:])
-	var events atomic.Int64 // OnCommit is called by the partitions at once
-	if err := e.run(ps, pipeline.Options{Leases: leases, OnCommit: func(c pipeline.CommitInfo) {
-		events.Add(int64(c.Events))
-	}}); err != nil {
-		t.Fatal(err)
-	}
-	if got := events.Load(); got != int64(len(payloads)-3000) {
-		t.Errorf("the second run processed %d events over its partitions, want %d (each once)", got, len(payloads)-3000)
-	}
-	e.check(payloads)
-
-	kv, err := e.js.KeyValue(ctx, streams.CheckpointBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cps := checkpoint.NewStore(kv)
 	for i := range n {
 		cp, err := cps.Load(ctx, checkpoint.PartitionKey("carts", i))
 		if err != nil {
@@ -87,6 +62,41 @@ func TestPartitionedEqualsUnpartitioned(t *testing.T) {
 			t.Errorf("partition %d status %+v, want checkpoint %d, lag 0, stopped, by jetfold", i, p, len(payloads))
 		}
 	}
+}
+
+// runInTwo runs the partitioned ps under leases in two runs: publish puts payloads[:first] on
+// the stream before the first, the rest before the second, which resumes each partition from
+// its checkpoint and must process each of the rest once over its partitions; then the
+// projections, derived events and dead letters must equal the unpartitioned oracle's. It
+// returns the leases and the checkpoint store.
+func (e *env) runInTwo(ps []*pipeline.Pipeline, payloads [][]byte, first int, publish func([][]byte)) (*checkpoint.Leases, *checkpoint.Store) {
+	t := e.t
+	t.Helper()
+	publish(payloads[:first])
+	ctx := context.Background()
+	leases, err := checkpoint.OpenLeases(ctx, e.js, checkpoint.LeaseOptions{TTL: 2 * time.Second, Holder: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.run(ps, pipeline.Options{Leases: leases}); err != nil {
+		t.Fatal(err)
+	}
+	publish(payloads[first:])
+	var events atomic.Int64 // OnCommit is called by the partitions at once
+	if err := e.run(ps, pipeline.Options{Leases: leases, OnCommit: func(c pipeline.CommitInfo) {
+		events.Add(int64(c.Events))
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := events.Load(); got != int64(len(payloads)-first) {
+		t.Errorf("the second run processed %d events over its partitions, want %d (each once)", got, len(payloads)-first)
+	}
+	e.check(payloads)
+	kv, err := e.js.KeyValue(ctx, streams.CheckpointBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leases, checkpoint.NewStore(kv)
 }
 
 // TestPartitionOfAgreesWithServer checks that PartitionOf puts a key in the partition that

@@ -70,19 +70,15 @@ func (o *Owners) Of(m *jetstream.RawStreamMsg) int {
 		}
 		return i
 	}
-	bySeq := int(m.Sequence % uint64(n))
 	ev := &o.ev
 	ev.Reset()
 	ev.Seq, ev.Subject, ev.Time, ev.Data, ev.Header = m.Sequence, m.Subject, m.Time, m.Data, map[string][]string(m.Header)
 	if err := o.dec.Decode(ev, ev.Data, ev.Header); err != nil {
-		return bySeq
+		return eventPartition("", err, m.Sequence, n)
 	}
 	if t, err := o.x.EvalString(o.p.typeExpr, ev); err == nil {
 		ev.Type = t
 	}
 	key, err := o.x.EvalString(o.p.keyExpr, ev)
-	if err != nil {
-		return bySeq
-	}
-	return PartitionOf(key, n)
+	return eventPartition(key, err, m.Sequence, n)
 }

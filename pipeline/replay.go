@@ -230,14 +230,12 @@ func Replay(ctx context.Context, js jetstream.JetStream, p *Pipeline, o ReplayOp
 			r.store.Close()
 		}
 	}()
-	for _, part := range Partitions(p) {
-		pi := p
-		if part.Index > 0 {
-			if pi, err = p.Instance(); err != nil {
-				return res, err
-			}
-		}
-		r, err := newReplayer(ctx, js, pi, part)
+	runs, err := partRuns(p)
+	if err != nil {
+		return res, err
+	}
+	for _, u := range runs {
+		r, err := newReplayer(ctx, js, u.p, u.part)
 		if err != nil {
 			return res, err
 		}
@@ -289,42 +287,38 @@ func Replay(ctx context.Context, js jetstream.JetStream, p *Pipeline, o ReplayOp
 		if seq > res.UpTo {
 			break
 		}
-		read := within == nil || matchesAny(within, m.Msg.Subject())
-		if read {
+		if within == nil || matchesAny(within, m.Msg.Subject()) {
 			res.Read++
-		}
-		for i, r := range rs {
-			if !read {
-				break
-			}
-			b := bs[i]
-			counts := b.counts
-			if err := r.processMsg(b, m); err != nil {
-				return res, fmt.Errorf("seq %d: %w", seq, err)
-			}
-			if b.Stop != nil {
-				return res, fmt.Errorf("the pipeline stops at this event, and never applies the events after it: %w", b.Stop)
-			}
-			clear(b.outputs) // derived events and dead letters are not published
-			b.outputs = b.outputs[:0]
-			if e, ok := r.store.Peek(o.Projection, o.Key); ok && e.Seq == seq {
-				res.Seq, res.Time = e.Seq, e.Time
-				var now []byte
-				if e.State != nil {
-					if buf, err = e.State.AppendJSON(buf[:0]); err != nil {
-						return res, fmt.Errorf("seq %d: encode %s/%s: %w", seq, o.Projection, o.Key, err)
-					}
-					now = buf
+			for i, r := range rs {
+				b := bs[i]
+				counts := b.counts
+				if err := r.processMsg(b, m); err != nil {
+					return res, fmt.Errorf("seq %d: %w", seq, err)
 				}
-				if (now == nil) != (last == nil) || !bytes.Equal(now, last) {
-					last = bytes.Clone(now)
-					res.Changes++
-					if o.OnChange != nil {
-						failed := b.counts[resultDeadLetter] != counts[resultDeadLetter] || b.counts[resultSkipped] != counts[resultSkipped]
-						c := Change{Seq: seq, Subject: m.Msg.Subject(), Time: r.ev.Time.UTC(), Type: strings.Clone(r.ev.Type),
-							State: last, ByWatermark: failed || !wrote(&r.ev, o.Projection, o.Key)}
-						if !o.OnChange(c) {
-							res.Stopped = true
+				if b.Stop != nil {
+					return res, fmt.Errorf("the pipeline stops at this event, and never applies the events after it: %w", b.Stop)
+				}
+				clear(b.outputs) // derived events and dead letters are not published
+				b.outputs = b.outputs[:0]
+				if e, ok := r.store.Peek(o.Projection, o.Key); ok && e.Seq == seq {
+					res.Seq, res.Time = e.Seq, e.Time
+					var now []byte
+					if e.State != nil {
+						if buf, err = e.State.AppendJSON(buf[:0]); err != nil {
+							return res, fmt.Errorf("seq %d: encode %s/%s: %w", seq, o.Projection, o.Key, err)
+						}
+						now = buf
+					}
+					if (now == nil) != (last == nil) || !bytes.Equal(now, last) {
+						last = bytes.Clone(now)
+						res.Changes++
+						if o.OnChange != nil {
+							failed := b.counts[resultDeadLetter] != counts[resultDeadLetter] || b.counts[resultSkipped] != counts[resultSkipped]
+							c := Change{Seq: seq, Subject: m.Msg.Subject(), Time: r.ev.Time.UTC(), Type: strings.Clone(r.ev.Type),
+								State: last, ByWatermark: failed || !wrote(&r.ev, o.Projection, o.Key)}
+							if !o.OnChange(c) {
+								res.Stopped = true
+							}
 						}
 					}
 				}

@@ -37,10 +37,16 @@ func userOf(p []byte) string {
 // stream sequence i+1.
 func (e *env) publishByUser(payloads [][]byte) {
 	e.t.Helper()
+	e.publishUnder(shoptest.Subject, payloads)
+}
+
+// publishUnder publishes payloads in order, each on <prefix>.<its user> (see userOf).
+func (e *env) publishUnder(prefix string, payloads [][]byte) {
+	e.t.Helper()
 	ctx := context.Background()
 	w := streams.NewWindow(e.js, natstest.PublishWindow)
 	for i, p := range payloads {
-		if err := w.Publish(ctx, &nats.Msg{Subject: shoptest.Subject + "." + userOf(p), Data: p}); err != nil {
+		if err := w.Publish(ctx, &nats.Msg{Subject: prefix + "." + userOf(p), Data: p}); err != nil {
 			e.t.Fatalf("publish %d: %v", i, err)
 		}
 	}

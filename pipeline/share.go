@@ -96,8 +96,8 @@ func (s *Share) update(ctx context.Context, pipeline string, g *shareGroup) {
 	if len(g.held) <= g.fair {
 		return
 	}
-	shed, ok := g.last, false
-	if _, ok = g.held[shed]; !ok {
+	shed := g.last
+	if _, ok := g.held[shed]; !ok {
 		for p := range g.held {
 			shed = p
 			break

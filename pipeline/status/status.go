@@ -111,8 +111,10 @@ func Read(ctx context.Context, js jetstream.JetStream, p Of) (Status, error) {
 		return st, fmt.Errorf("stream %s: %w", st.Stream, err)
 	}
 	st.Head = stream.CachedInfo().State.LastSeq
-	if kv, err := js.KeyValue(ctx, streams.CheckpointBucket); err == nil {
-		cps := checkpoint.NewStore(kv)
+	kv, kvErr := js.KeyValue(ctx, streams.CheckpointBucket)
+	var cps *checkpoint.Store // nil: no checkpoint bucket
+	if kvErr == nil {
+		cps = checkpoint.NewStore(kv)
 		if p.Partitions > 1 {
 			// The partitions' checkpoints, read below, are the pipeline's.
 		} else if cp, err := cps.Load(ctx, p.Pipeline); err == nil {
@@ -129,7 +131,10 @@ func Read(ctx context.Context, js jetstream.JetStream, p Of) (Status, error) {
 		}
 	}
 	if p.Partitions > 1 {
-		if err := readPartitions(ctx, js, stream, p, &st); err != nil {
+		if kvErr != nil && !errors.Is(kvErr, jetstream.ErrBucketNotFound) {
+			return st, fmt.Errorf("checkpoints: %w", kvErr)
+		}
+		if err := readPartitions(ctx, js, stream, cps, p, &st); err != nil {
 			return st, err
 		}
 	}
@@ -190,19 +195,16 @@ func Read(ctx context.Context, js jetstream.JetStream, p Of) (Status, error) {
 	return st, nil
 }
 
-// readPartitions reads the checkpoint and health of each partition of p into st.Partitions,
-// and sums them up in st (see Status.Partitions).
-func readPartitions(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, p Of, st *Status) error {
-	kv, err := js.KeyValue(ctx, streams.CheckpointBucket)
-	if err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return fmt.Errorf("checkpoints: %w", err)
-	}
+// readPartitions reads the checkpoint (from cps, nil when there is no checkpoint bucket) and
+// health of each partition of p into st.Partitions, and sums them up in st (see
+// Status.Partitions).
+func readPartitions(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, cps *checkpoint.Store, p Of, st *Status) error {
 	st.Checkpoint, st.LastCommit = 0, nil
 	for i := range p.Partitions {
 		key := checkpoint.PartitionKey(p.Pipeline, i)
 		ps := Partition{Partition: i}
-		if kv != nil {
-			cp, err := checkpoint.NewStore(kv).Load(ctx, key)
+		if cps != nil {
+			cp, err := cps.Load(ctx, key)
 			switch {
 			case err == nil:
 				ps.Checkpoint = cp.Seq
